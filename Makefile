@@ -1,0 +1,196 @@
+# krill - the one build entry point.
+#
+#   make            build/libkrill.a, build/libkrill.so, build/krbench
+#   make demo       build and run the demonstration
+#   make test       the whole suite: native, ASan+UBSan, TSan, aarch64 under qemu
+#   make test-native | test-asan | test-tsan | test-aarch64   one suite alone
+#   make bench      the benchmarks
+#   make install PREFIX=/usr/local
+#
+# Every target that needs Debian packages runs scripts/deps.sh first, so a
+# fresh machine needs nothing but this Makefile.
+#
+# Each build flavour lives in its own directory under build/ and is described
+# by a few variables (compiler, flags, extra libraries); one template below
+# turns a flavour into its rules, so the flavours cannot drift apart.
+
+PREFIX    ?= /usr/local
+LIBDIR    ?= $(PREFIX)/lib
+INCDIR    ?= $(PREFIX)/include
+VERSION   := 0.1.0
+SOVERSION := 0
+
+CC        ?= gcc
+CROSS_CC  ?= aarch64-linux-gnu-gcc
+QEMU      ?= qemu-aarch64
+B         := build
+SYSROOT64 := $(CURDIR)/$(B)/sysroot-aarch64
+ARM64_LIB := $(SYSROOT64)/usr/lib/aarch64-linux-gnu
+
+# Sources: every .c in sched/ and vm/, plus the assembly for the target arch.
+LIB_C     := $(wildcard sched/*.c vm/*.c)
+TEST_C    := $(wildcard tests/*.c)
+BENCH_C   := $(wildcard bench/*.c)
+HDRS      := $(wildcard include/*.h include/krill/*.h sched/*.h vm/*.h tests/*.h bench/*.h)
+
+WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+BASE      := -std=c11 -D_GNU_SOURCE -g -fno-omit-frame-pointer -fstack-clash-protection \
+             -fvisibility=hidden -Iinclude -Isched -Ivm $(WARN)
+LIBS      := -lpthread -lm
+
+# name, compiler, arch, cflags, ldflags, extra libs-dirs
+native_CC      := $(CC)
+native_ARCH    := x86_64
+native_CFLAGS  := $(BASE) -O2 -fPIC
+native_LDFLAGS :=
+native_RUN     :=
+
+asan_CC        := $(CC)
+asan_ARCH      := x86_64
+asan_CFLAGS    := $(BASE) -O1 -fsanitize=address,undefined -fno-sanitize-recover=all
+asan_LDFLAGS   := -fsanitize=address,undefined
+asan_RUN       := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
+
+tsan_CC        := $(CC)
+tsan_ARCH      := x86_64
+tsan_CFLAGS    := $(BASE) -O1 -fsanitize=thread
+tsan_LDFLAGS   := -fsanitize=thread -ldl
+tsan_RUN       := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+
+aarch64_CC     := $(CROSS_CC)
+aarch64_ARCH   := aarch64
+aarch64_CFLAGS := $(BASE) -O2 --param stack-clash-protection-guard-size=12 \
+                  -DKR_TEST_SCALE=10 -I$(B)/aarch64/include
+aarch64_LDFLAGS := -L$(ARM64_LIB) -Wl,-rpath-link,$(ARM64_LIB) -L/usr/lib/aarch64-linux-gnu
+# qemu-user with -L / uses the multiarch arm64 libc; -L /usr/aarch64-linux-gnu
+# hangs threaded programs once libc6:arm64 is installed.
+aarch64_RUN    := LD_LIBRARY_PATH=$(ARM64_LIB) $(QEMU) -L /
+
+FLAVOURS  := native asan tsan aarch64
+
+.PHONY: all lib demo test test-native test-asan test-tsan test-aarch64 bench install \
+        uninstall clean deps-native deps-aarch64 deps-bench
+
+all: lib $(B)/krbench
+
+# --- dependencies -----------------------------------------------------------
+
+$(B)/.deps-native: scripts/deps.sh
+	@mkdir -p $(B)
+	scripts/deps.sh native
+	@touch $@
+$(B)/.deps-aarch64: scripts/deps.sh
+	@mkdir -p $(B)
+	scripts/deps.sh aarch64
+	@touch $@
+$(B)/.deps-bench: scripts/deps.sh
+	@mkdir -p $(B)
+	scripts/deps.sh bench
+	@touch $@
+deps-native: $(B)/.deps-native
+deps-aarch64: $(B)/.deps-aarch64
+deps-bench: $(B)/.deps-bench
+
+# The cross compiler does not search /usr/include; give it the
+# architecture-independent headers it needs, and nothing else from there.
+$(B)/aarch64/include/.stamp: $(B)/.deps-aarch64
+	@mkdir -p $(@D)
+	ln -sfn /usr/include/criterion $(@D)/criterion
+	ln -sfn /usr/include/atomic_ops $(@D)/atomic_ops
+	ln -sf /usr/include/atomic_ops.h $(@D)/atomic_ops.h
+	ln -sf /usr/include/mimalloc.h $(@D)/mimalloc.h
+	@touch $@
+
+# --- one flavour: objects, static library, test runner ----------------------
+# $(1) = flavour, $(2) = output directory
+
+define FLAVOUR
+$(2)/obj/%.o: %.c $(HDRS) $(3)
+	@mkdir -p $$(@D)
+	$$($(1)_CC) $$($(1)_CFLAGS) -c $$< -o $$@
+$(2)/obj/%.o: %.S $(3)
+	@mkdir -p $$(@D)
+	$$($(1)_CC) $$($(1)_CFLAGS) -c $$< -o $$@
+
+$(1)_LIB_OBJ  := $$(LIB_C:%.c=$(2)/obj/%.o) $(2)/obj/sched/ctx_$$($(1)_ARCH).o
+$(1)_TEST_OBJ := $$(TEST_C:%.c=$(2)/obj/%.o) \
+                 $$(patsubst %.S,$(2)/obj/%.o,$$(wildcard tests/*_$$($(1)_ARCH).S))
+
+$(2)/libkrill.a: $$($(1)_LIB_OBJ)
+	@rm -f $$@
+	$$(if $$(filter aarch64,$(1)),aarch64-linux-gnu-ar,ar) rcs $$@ $$^
+
+$(2)/krill_tests: $$($(1)_TEST_OBJ) $(2)/libkrill.a
+	$$($(1)_CC) $$($(1)_LDFLAGS) -o $$@ $$($(1)_TEST_OBJ) $(2)/libkrill.a -lcriterion $(LIBS)
+
+test-$(1): $(2)/krill_tests
+	@echo "== krill tests: $(1) =="
+	cd $(2) && $$($(1)_RUN) ./krill_tests $$(TEST_ARGS)
+endef
+
+$(eval $(call FLAVOUR,native,$(B),$(B)/.deps-native))
+$(eval $(call FLAVOUR,asan,$(B)/asan,$(B)/.deps-native))
+$(eval $(call FLAVOUR,tsan,$(B)/tsan,$(B)/.deps-native))
+$(eval $(call FLAVOUR,aarch64,$(B)/aarch64,$(B)/aarch64/include/.stamp))
+
+# The shim that lets Criterion start under TSan runs while TSan initialises,
+# so it must not itself be instrumented (see the file).
+$(B)/tsan/obj/tests/tsan_criterion_shim.o: tsan_CFLAGS := $(BASE) -O1 -DKRX_TSAN_SHIM
+
+# --- the library and tools --------------------------------------------------
+
+lib: $(B)/libkrill.a $(B)/libkrill.so
+
+$(B)/libkrill.so: $(native_LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libkrill.so.$(SOVERSION) -o $@ $^ $(LIBS)
+
+BENCH_OBJ := $(BENCH_C:%.c=$(B)/obj/%.o)
+$(B)/krbench: $(BENCH_OBJ) $(B)/libkrill.a
+	$(CC) -o $@ $(BENCH_OBJ) $(B)/libkrill.a $(LIBS)
+
+EXAMPLES := $(patsubst examples/%.c,$(B)/%,$(wildcard examples/*.c))
+$(EXAMPLES): $(B)/%: $(B)/obj/examples/%.o $(B)/libkrill.a
+	$(CC) -o $@ $< $(B)/libkrill.a $(LIBS)
+
+demo: $(B)/krbench $(EXAMPLES)
+	@echo "== the context switch, krill against glibc swapcontext =="
+	$(B)/krbench ctx
+	@echo
+	@echo "== coroutines: a generator and a round robin =="
+	$(B)/coroutines
+
+# make test runs every suite, in order, even when one fails, and fails if any did.
+test:
+	@fail=0; \
+	for t in test-native test-asan test-tsan test-aarch64; do \
+		$(MAKE) --no-print-directory $$t || { echo "!! $$t FAILED"; fail=1; }; \
+	done; \
+	exit $$fail
+
+bench: $(B)/krbench
+	$(B)/krbench ctx
+
+# --- install ----------------------------------------------------------------
+
+$(B)/krill.pc: Makefile
+	@mkdir -p $(B)
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
+	  'Name: krill' 'Description: Erlang-style process VM for C' 'Version: $(VERSION)' \
+	  'Libs: -L$${libdir} -lkrill' 'Libs.private: -lpthread' 'Cflags: -I$${includedir}' > $@
+
+install: lib $(B)/krill.pc
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)
+	install -m 644 $(B)/libkrill.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(B)/libkrill.so $(DESTDIR)$(LIBDIR)/libkrill.so.$(VERSION)
+	ln -sf libkrill.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libkrill.so.$(SOVERSION)
+	ln -sf libkrill.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libkrill.so
+	install -m 644 include/krill.h $(DESTDIR)$(INCDIR)/
+	install -m 644 $(B)/krill.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libkrill.* $(DESTDIR)$(INCDIR)/krill.h \
+	      $(DESTDIR)$(LIBDIR)/pkgconfig/krill.pc
+
+clean:
+	rm -rf $(B)/obj $(B)/asan $(B)/tsan $(B)/aarch64/obj $(B)/aarch64/krill_tests \
+	       $(B)/*.a $(B)/*.so $(B)/krbench $(B)/krill_tests $(B)/krill.pc $(EXAMPLES)

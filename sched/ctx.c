@@ -1,0 +1,120 @@
+/*
+ * ctx.c - building coroutine contexts, and telling the sanitizers and
+ * Valgrind about them. The switch itself is in ctx_<arch>.S.
+ *
+ * krx_ctx_make plants a frame on the new stack that looks exactly like one
+ * krx_ctx_swap pushed, with krx_ctx_trampoline as the resume address and the
+ * context pointer in a callee-saved register (r12 / x19), so the first switch
+ * to a coroutine needs no special case in the assembly.
+ */
+#include "ctx.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#if KRX_VALGRIND
+#include <valgrind/valgrind.h>
+#endif
+
+#if defined(__x86_64__)
+enum { FRAME_WORDS = 8, CTX_REG_SLOT = 4 /* r12 */, RESUME_SLOT = 7 };
+/* Default FP control state of a fresh thread: all exceptions masked,
+ * round to nearest (MXCSR 0x1f80), x87 extended precision (0x037f). */
+#define FP_CONTROL_WORD ((uint64_t)0x1f80 | ((uint64_t)0x037f << 32))
+#elif defined(__aarch64__)
+/* FPCR (word 20) stays 0: round to nearest, no flush-to-zero. */
+enum { FRAME_WORDS = 22, CTX_REG_SLOT = 0 /* x19 */, RESUME_SLOT = 11 /* x30 */ };
+#else
+#error "krill supports x86-64 and aarch64"
+#endif
+
+void krx_ctx_init_thread(krx_ctx *ctx)
+{
+	memset(ctx, 0, sizeof *ctx);
+#if KRX_ASAN
+	/* ASan needs the bounds of the stack it resumes, the thread's included. */
+	pthread_attr_t attr;
+	if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+		void *lo;
+		size_t size;
+		pthread_attr_getstack(&attr, &lo, &size);
+		ctx->stack_lo = lo;
+		ctx->stack_size = size;
+		pthread_attr_destroy(&attr);
+	}
+#endif
+#if KRX_TSAN
+	ctx->tsan_fiber = __tsan_get_current_fiber();
+#endif
+}
+
+void krx_ctx_make(krx_ctx *ctx, void *lo, size_t size, krx_ctx_fn *fn, void *arg,
+                  krx_ctx *exit_to)
+{
+	memset(ctx, 0, sizeof *ctx);
+	ctx->fn = fn;
+	ctx->arg = arg;
+	ctx->exit_to = exit_to;
+
+	/* The frame ends 16 bytes under the 16-aligned top, so the trampoline
+	 * starts with sp 16-byte aligned, as after a call's return. */
+	uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;
+	uint64_t *frame = (uint64_t *)(top - 16) - FRAME_WORDS;
+	memset(frame, 0, FRAME_WORDS * sizeof *frame);
+	frame[CTX_REG_SLOT] = (uintptr_t)ctx;
+	frame[RESUME_SLOT] = (uintptr_t)krx_ctx_trampoline;
+#if defined(__x86_64__)
+	frame[0] = FP_CONTROL_WORD;
+#endif
+	ctx->sp = frame;
+
+#if KRX_ASAN
+	ctx->stack_lo = lo;
+	ctx->stack_size = size;
+#endif
+#if KRX_TSAN
+	ctx->tsan_fiber = __tsan_create_fiber(0);
+	ctx->tsan_owned = 1;
+#endif
+#if KRX_VALGRIND
+	ctx->vg_stack_id = VALGRIND_STACK_REGISTER(lo, (char *)lo + size);
+#endif
+}
+
+void krx_ctx_destroy(krx_ctx *ctx)
+{
+#if KRX_TSAN
+	if (ctx->tsan_owned && ctx->tsan_fiber)
+		__tsan_destroy_fiber(ctx->tsan_fiber);
+	ctx->tsan_fiber = NULL;
+#endif
+#if KRX_VALGRIND
+	if (ctx->vg_stack_id)
+		VALGRIND_STACK_DEREGISTER(ctx->vg_stack_id);
+	ctx->vg_stack_id = 0;
+#endif
+	(void)ctx;
+}
+
+_Noreturn void krx_ctx_exit(krx_ctx *from, krx_ctx *to)
+{
+#if KRX_ASAN
+	/* A NULL save slot tells ASan this fiber is gone: it frees the fake stack. */
+	__sanitizer_start_switch_fiber(NULL, to->stack_lo, to->stack_size);
+#endif
+#if KRX_TSAN
+	__tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
+	krx_ctx_swap(&from->sp, to->sp);
+	__builtin_unreachable();
+}
+
+_Noreturn void krx_ctx_entry(krx_ctx *self)
+{
+#if KRX_ASAN
+	__sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+	self->fn(self->arg);
+	krx_ctx_exit(self, self->exit_to);
+}

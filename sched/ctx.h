@@ -1,0 +1,114 @@
+/*
+ * ctx.h - the coroutine interface the rest of krill uses.
+ *
+ * A context is a suspended flow of control: the stack pointer it stopped at,
+ * with its callee-saved registers (and FP control state) pushed on that very
+ * stack. krx_ctx_switch() saves the running flow into one context and resumes
+ * another; the switch itself is hand-written assembly (ctx_x86_64.S,
+ * ctx_aarch64.S) that resumes with an indirect jump, not a `ret`, so the
+ * return-stack predictor is not fooled on every switch.
+ *
+ * Two kinds of context exist:
+ *  - a thread context (krx_ctx_init_thread): the OS thread's own stack, e.g.
+ *    a scheduler's loop; it is only ever switched away from and back to;
+ *  - a coroutine (krx_ctx_make): a stack of our own whose first resumption
+ *    enters krx_ctx_trampoline, which calls fn(arg). When fn returns, the
+ *    coroutine switches to ctx->exit_to and must never be resumed again.
+ *
+ * Sanitizers and Valgrind must know about every switch, or they report
+ * nonsense: ASan builds call __sanitizer_{start,finish}_switch_fiber around
+ * the switch, TSan builds switch TSan fibers, and KRX_VALGRIND builds register
+ * each coroutine stack. In a plain build all of that compiles away and
+ * krx_ctx_switch() is a single call into the assembly.
+ */
+#ifndef KRX_CTX_H
+#define KRX_CTX_H
+
+#include <stddef.h>
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KRX_ASAN 1
+#endif
+#if __has_feature(thread_sanitizer)
+#define KRX_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(KRX_ASAN)
+#define KRX_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__) && !defined(KRX_TSAN)
+#define KRX_TSAN 1
+#endif
+
+#if KRX_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+#if KRX_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
+typedef struct krx_ctx krx_ctx;
+typedef void krx_ctx_fn(void *arg);
+
+struct krx_ctx {
+	void *sp;              /* saved stack pointer; registers lie above it */
+	krx_ctx_fn *fn;        /* coroutine entry, then its argument */
+	void *arg;
+	krx_ctx *exit_to;      /* where a coroutine goes when fn returns */
+#if KRX_ASAN
+	const void *stack_lo;  /* this context's stack, for ASan's fiber API */
+	size_t stack_size;
+	void *fake_stack;      /* ASan's fake stack while switched away */
+#endif
+#if KRX_TSAN
+	void *tsan_fiber;
+	int tsan_owned;        /* created by us, so destroyed by us */
+#endif
+#if KRX_VALGRIND
+	unsigned vg_stack_id;
+#endif
+};
+
+/* The assembly primitives (ctx_<arch>.S). Use the wrappers below. */
+void krx_ctx_swap(void **save_sp, void *resume_sp);
+void krx_ctx_trampoline(void);
+
+/* Adopt the calling thread's own stack as a context one can switch back to. */
+void krx_ctx_init_thread(krx_ctx *ctx);
+
+/*
+ * Prepare a coroutine on the stack [lo, lo + size). The first switch to it
+ * calls fn(arg); when fn returns the coroutine switches to exit_to (read at
+ * that moment, so it may be changed while the coroutine runs).
+ */
+void krx_ctx_make(krx_ctx *ctx, void *lo, size_t size, krx_ctx_fn *fn, void *arg,
+                  krx_ctx *exit_to);
+
+/* Release what the tools attached to ctx. Never on the running context. */
+void krx_ctx_destroy(krx_ctx *ctx);
+
+/* Entry reached from the trampoline; defined in ctx.c. */
+_Noreturn void krx_ctx_entry(krx_ctx *self);
+
+/* Switch for the last time from a finishing coroutine (ASan frees its fake
+ * stack). Used by krx_ctx_entry and by code that ends a coroutine early. */
+_Noreturn void krx_ctx_exit(krx_ctx *from, krx_ctx *to);
+
+/* Save the running flow into `from` and resume `to`. Returns when something
+ * switches back to `from`. */
+static inline void krx_ctx_switch(krx_ctx *from, krx_ctx *to)
+{
+#if KRX_ASAN
+	__sanitizer_start_switch_fiber(&from->fake_stack, to->stack_lo, to->stack_size);
+#endif
+#if KRX_TSAN
+	__tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
+	krx_ctx_swap(&from->sp, to->sp);
+#if KRX_ASAN
+	__sanitizer_finish_switch_fiber(from->fake_stack, NULL, NULL);
+#endif
+}
+
+#endif
