@@ -25,7 +25,7 @@ CROSS_CC  ?= aarch64-linux-gnu-gcc
 QEMU      ?= qemu-aarch64
 B         := build
 SYSROOT64 := $(CURDIR)/$(B)/sysroot-aarch64
-ARM64_LIB := $(SYSROOT64)/usr/lib/aarch64-linux-gnu
+ARM64_LIB := $(SYSROOT64)/usr/lib/aarch64-linux-gnu:$(SYSROOT64)/lib/aarch64-linux-gnu
 
 # Sources: every .c in sched/ and vm/, plus the assembly for the target arch.
 LIB_C     := $(wildcard sched/*.c vm/*.c)
@@ -61,10 +61,12 @@ aarch64_CC     := $(CROSS_CC)
 aarch64_ARCH   := aarch64
 aarch64_CFLAGS := $(BASE) -O2 --param stack-clash-protection-guard-size=12 \
                   -DKR_TEST_SCALE=10 -I$(B)/aarch64/include
-aarch64_LDFLAGS := -L$(ARM64_LIB) -Wl,-rpath-link,$(ARM64_LIB) -L/usr/lib/aarch64-linux-gnu
+aarch64_LDFLAGS := -L$(SYSROOT64)/usr/lib/aarch64-linux-gnu -Wl,-rpath-link,$(ARM64_LIB) \
+                   -L/usr/lib/aarch64-linux-gnu
 # qemu-user with -L / uses the multiarch arm64 libc; -L /usr/aarch64-linux-gnu
-# hangs threaded programs once libc6:arm64 is installed.
-aarch64_RUN    := LD_LIBRARY_PATH=$(ARM64_LIB) $(QEMU) -L /
+# hangs threaded programs once libc6:arm64 is installed. QEMU_LD_PREFIX says the
+# same to the qemu that binfmt_misc starts when Criterion re-executes the binary.
+aarch64_RUN    := QEMU_LD_PREFIX=/ LD_LIBRARY_PATH=$(ARM64_LIB) $(QEMU) -L /
 
 FLAVOURS  := native asan tsan aarch64
 

@@ -7,6 +7,11 @@
 #   scripts/deps.sh bench     the BEAM (erlang-nox) and gnuplot for side-by-side benchmarks
 #
 # As root it runs apt-get itself; otherwise it prints the exact apt-get line and fails.
+#
+# Criterion runs each test in a child that re-executes the test binary, so under
+# qemu-user the kernel itself must know how to run an aarch64 executable: the
+# aarch64 step registers qemu with binfmt_misc (what systemd-binfmt would do at
+# boot with qemu-user-binfmt's own rule).
 # The arm64 Criterion cannot be installed through multiarch (its nanomsg -dev package
 # would remove the amd64 one), so its .debs and their runtime dependencies are unpacked
 # with dpkg -x into build/sysroot-aarch64 instead.
@@ -16,7 +21,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 sysroot=${KR_SYSROOT:-$here/build/sysroot-aarch64}
 
 native_pkgs=(libmimalloc-dev libatomic-ops-dev libcriterion-dev pkgconf make gcc valgrind)
-aarch64_pkgs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libmimalloc-dev:arm64)
+aarch64_pkgs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user qemu-user-binfmt libmimalloc-dev:arm64)
 bench_pkgs=(erlang-nox gnuplot-nox)
 # libcriterion3 for arm64 and its runtime closure (apt-cache depends --recurse), less libc.
 sysroot_pkgs=(libcriterion3 libffi8 libgit2-1.5 libnanomsg5 libhttp-parser2.9 libmbedcrypto7
@@ -59,10 +64,25 @@ ensure_arm64_arch() {
 	apt-get update -q >&2
 }
 
+ensure_binfmt() {
+	local entry=/proc/sys/fs/binfmt_misc/qemu-aarch64
+	[ -e "$entry" ] && head -n1 "$entry" | grep -qx enabled && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "krill's aarch64 tests need qemu registered with binfmt_misc; run as root:" >&2
+		echo "  cat /usr/lib/binfmt.d/qemu-aarch64.conf > /proc/sys/fs/binfmt_misc/register" >&2
+		exit 1
+	fi
+	[ -e /proc/sys/fs/binfmt_misc/register ] ||
+		mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+	[ -e "$entry" ] && echo -1 > "$entry" # a stale or disabled rule
+	cat /usr/lib/binfmt.d/qemu-aarch64.conf > /proc/sys/fs/binfmt_misc/register
+}
+
 make_sysroot() {
 	[ -e "$sysroot/.complete" ] && return 0
 	local dl
 	dl=$(mktemp -d)
+	chmod 755 "$dl" # apt's sandbox user must be able to write there
 	trap 'rm -rf "$dl"' RETURN
 	local p
 	(cd "$dl" && for p in "${sysroot_pkgs[@]}"; do
@@ -80,7 +100,7 @@ make_sysroot() {
 case "${1:-native}" in
 native)  apt_install "${native_pkgs[@]}" ;;
 aarch64) apt_install "${native_pkgs[@]}"; ensure_arm64_arch
-         apt_install "${aarch64_pkgs[@]}"; make_sysroot ;;
+         apt_install "${aarch64_pkgs[@]}"; ensure_binfmt; make_sysroot ;;
 bench)   apt_install "${native_pkgs[@]}" "${bench_pkgs[@]}" ;;
 *)       echo "usage: $0 native|aarch64|bench" >&2; exit 2 ;;
 esac

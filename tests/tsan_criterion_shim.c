@@ -45,8 +45,9 @@ typedef void *mmap_fn(void *, size_t, int, int, int, off_t);
 typedef int mincore_fn(void *, size_t, unsigned char *);
 
 /* BoxFort calls mmap64 (an alias of mmap on 64-bit glibc). */
-void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off);
-int mincore(void *addr, size_t len, unsigned char *vec);
+#define INTERPOSE __attribute__((visibility("default")))
+INTERPOSE void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+INTERPOSE int mincore(void *addr, size_t len, unsigned char *vec);
 
 static mmap_fn *next_mmap(void)
 {
