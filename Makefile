@@ -4,6 +4,7 @@
 #   make demo       build and run the demonstration
 #   make test       the whole suite: native, ASan+UBSan, TSan, aarch64 under qemu
 #   make test-native | test-asan | test-tsan | test-aarch64   one suite alone
+#   make test-valgrind   the suite under memcheck (not part of make test: slow)
 #   make bench      the benchmarks
 #   make install PREFIX=/usr/local
 #
@@ -57,6 +58,14 @@ tsan_CFLAGS    := $(BASE) -O1 -fsanitize=thread
 tsan_LDFLAGS   := -fsanitize=thread -ldl
 tsan_RUN       := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 
+# Valgrind: not part of `make test` (slow), but kept working: stacks are
+# registered with VALGRIND_STACK_REGISTER so memcheck follows the switches.
+valgrind_CC    := $(CC)
+valgrind_ARCH  := x86_64
+valgrind_CFLAGS := $(BASE) -O1 -DKRX_VALGRIND=1
+valgrind_LDFLAGS :=
+valgrind_RUN   := valgrind -q --trace-children=yes --error-exitcode=99
+
 aarch64_CC     := $(CROSS_CC)
 aarch64_ARCH   := aarch64
 aarch64_CFLAGS := $(BASE) -O2 --param stack-clash-protection-guard-size=12 \
@@ -70,7 +79,7 @@ aarch64_RUN    := QEMU_LD_PREFIX=/ LD_LIBRARY_PATH=$(ARM64_LIB) $(QEMU) -L /
 
 FLAVOURS  := native asan tsan aarch64
 
-.PHONY: all lib demo test test-native test-asan test-tsan test-aarch64 bench install \
+.PHONY: all lib demo test test-native test-asan test-tsan test-aarch64 test-valgrind bench install \
         uninstall clean deps-native deps-aarch64 deps-bench
 
 all: lib $(B)/krbench
@@ -134,6 +143,7 @@ $(eval $(call FLAVOUR,native,$(B),$(B)/.deps-native))
 $(eval $(call FLAVOUR,asan,$(B)/asan,$(B)/.deps-native))
 $(eval $(call FLAVOUR,tsan,$(B)/tsan,$(B)/.deps-native))
 $(eval $(call FLAVOUR,aarch64,$(B)/aarch64,$(B)/aarch64/include/.stamp))
+$(eval $(call FLAVOUR,valgrind,$(B)/valgrind,$(B)/.deps-native))
 
 # The shim that lets Criterion start under TSan runs while TSan initialises,
 # so it must not itself be instrumented (see the file).
@@ -194,5 +204,5 @@ uninstall:
 	      $(DESTDIR)$(LIBDIR)/pkgconfig/krill.pc
 
 clean:
-	rm -rf $(B)/obj $(B)/asan $(B)/tsan $(B)/aarch64/obj $(B)/aarch64/krill_tests \
+	rm -rf $(B)/obj $(B)/asan $(B)/tsan $(B)/valgrind $(B)/aarch64/obj $(B)/aarch64/krill_tests \
 	       $(B)/*.a $(B)/*.so $(B)/krbench $(B)/krill_tests $(B)/krill.pc $(EXAMPLES)

@@ -26,20 +26,7 @@
 
 #include <stddef.h>
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define KRX_ASAN 1
-#endif
-#if __has_feature(thread_sanitizer)
-#define KRX_TSAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) && !defined(KRX_ASAN)
-#define KRX_ASAN 1
-#endif
-#if defined(__SANITIZE_THREAD__) && !defined(KRX_TSAN)
-#define KRX_TSAN 1
-#endif
+#include "san.h"
 
 #if KRX_ASAN
 #include <sanitizer/common_interface_defs.h>

@@ -38,7 +38,7 @@ typedef struct krx_stack {
 typedef struct krx_stack_opts {
 	size_t stack_size;        /* usable bytes; 0 = 64 KiB; rounded up to pages */
 	size_t keep_bytes;        /* a recycled deep stack keeps this much of its top; 0 = 16 KiB */
-	long mprotect_budget;     /* most mprotect guards; < 0 = vm.max_map_count / 4 */
+	long mprotect_budget;     /* most mprotect guards; 0 = vm.max_map_count / 4; < 0 = none */
 	bool no_guard_install;    /* never use MADV_GUARD_INSTALL (to test the fallbacks) */
 	uint32_t slots_per_region; /* stacks per reservation; 0 = 4096 */
 } krx_stack_opts;

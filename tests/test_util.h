@@ -13,7 +13,7 @@
 
 /* TSan gives every fiber (coroutine) a thread slot and allows 8,128 of them
  * at once: tests that keep more coroutines alive cap them under TSan. */
-#include "ctx.h"
+#include "san.h"
 #if KRX_TSAN
 #define KR_TEST_MAX_LIVE_CTX 4000
 #else

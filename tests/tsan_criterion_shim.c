@@ -21,7 +21,7 @@
  * Every other call passes straight through to TSan's interceptors, which
  * still see all of krill's own mappings.
  */
-#include "ctx.h" /* KRX_TSAN */
+#include "san.h"
 
 #if KRX_TSAN || defined(KRX_TSAN_SHIM)
 #include <dlfcn.h>
@@ -40,6 +40,7 @@
  * runtime) inside the window: where PIE programs load. */
 #define TSAN_APP_LO 0x550000000000ull
 #define TSAN_APP_HI 0x568000000000ull
+#define TSAN_HEAP_LO 0x7b0000000000ull
 
 typedef void *mmap_fn(void *, size_t, int, int, int, off_t);
 typedef int mincore_fn(void *, size_t, unsigned char *);
@@ -62,12 +63,14 @@ static int in_window(const void *addr)
 	return (uintptr_t)addr > WINDOW_LO && (uintptr_t)addr < WINDOW_HI;
 }
 
-/* Pages TSan never lets the program map: the window outside its one
- * application range there. */
+/* Pages TSan never lets the program map: its shadow and meta ranges in the
+ * window, below the mid application range and between it and TSan's heap.
+ * From the heap up (0x7b00'0000'0000: TSan's allocator, then the high
+ * application range where mmap(NULL) lands) mincore's answer stands. */
 static int tsan_refuses(const void *addr)
 {
-	return in_window(addr) &&
-	       ((uintptr_t)addr < TSAN_APP_LO || (uintptr_t)addr >= TSAN_APP_HI);
+	uintptr_t a = (uintptr_t)addr;
+	return in_window(addr) && (a < TSAN_APP_LO || (a >= TSAN_APP_HI && a < TSAN_HEAP_LO));
 }
 
 int mincore(void *addr, size_t len, unsigned char *vec)
