@@ -9,6 +9,7 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -43,6 +44,7 @@ Test(sanitizers, asan_catches_stack_overflow_on_a_coroutine, .exit_code = 1)
 	static krx_ctx co;
 	krx_ctx_init_thread(&main_ctx);
 	krx_ctx_make(&co, map_stack(size), size, overflow_co, &co, &main_ctx);
+	fprintf(stderr, "sanitizers: the ASan report that follows is expected\n");
 	krx_ctx_switch(&main_ctx, &co);
 	cr_assert_fail("ASan did not see the overflow");
 }
@@ -79,6 +81,7 @@ Test(sanitizers, tsan_catches_a_race_between_coroutines, .exit_code = 66)
 	static struct racer r[2];
 	pthread_t t[2];
 	pthread_barrier_init(&start, NULL, 2);
+	fprintf(stderr, "sanitizers: the TSan report that follows is expected\n");
 	for (int i = 0; i < 2; i++)
 		pthread_create(&t[i], NULL, racer_thread, &r[i]);
 	for (int i = 0; i < 2; i++)
