@@ -36,8 +36,8 @@ HDRS      := $(wildcard include/*.h include/krill/*.h sched/*.h vm/*.h tests/*.h
 
 WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 BASE      := -std=c11 -D_GNU_SOURCE -g -fno-omit-frame-pointer -fstack-clash-protection \
-             -fvisibility=hidden -Iinclude -Isched -Ivm $(WARN)
-LIBS      := -lpthread -lm
+             -fvisibility=hidden -Iinclude -iquote sched -iquote vm $(WARN)
+LIBS      := -lmimalloc -lpthread -lm
 
 # name, compiler, arch, cflags, ldflags, extra libs-dirs
 native_CC      := $(CC)
@@ -188,7 +188,7 @@ $(B)/krill.pc: Makefile
 	@mkdir -p $(B)
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
 	  'Name: krill' 'Description: Erlang-style process VM for C' 'Version: $(VERSION)' \
-	  'Libs: -L$${libdir} -lkrill' 'Libs.private: -lpthread' 'Cflags: -I$${includedir}' > $@
+	  'Libs: -L$${libdir} -lkrill' 'Libs.private: -lmimalloc -lpthread -lm' 'Cflags: -I$${includedir}' > $@
 
 install: lib $(B)/krill.pc
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)

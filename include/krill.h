@@ -10,6 +10,9 @@
 #ifndef KRILL_H
 #define KRILL_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -44,6 +47,218 @@ KR_API const char *kr_strerror(int err);
 
 /* The library's version as "MAJOR.MINOR.PATCH". Safe from any thread. */
 KR_API const char *kr_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* The VM                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A process id: positive for a process, never reused while the process that
+ * had it could be referred to (a table index plus a generation). Functions
+ * that return a pid return a negative KR_E... code on failure.
+ */
+typedef int64_t kr_pid;
+
+/* Timeouts are in milliseconds: 0 polls, KR_INFINITY waits forever. */
+#define KR_INFINITY (-1L)
+
+/* Where krill writes reports (watchdog, later crash reports). */
+typedef void kr_log_fn(const char *line, void *ctx);
+
+/* VM settings. A zeroed struct (or NULL) means every default. */
+typedef struct kr_config {
+	unsigned schedulers;   /* scheduler threads; 0 = online CPUs */
+	size_t max_procs;      /* live processes at most; 0 = 1,048,576 (like erl +P) */
+	size_t stack_size;     /* default stack per process; 0 = 64 KiB */
+	int pin;               /* nonzero: pin scheduler i to CPU i */
+	unsigned watchdog_ms;  /* report a process that runs this long without
+	                        * yielding; 0 = 10 ms */
+	size_t max_message;    /* largest payload kr_send copies; 0 = 64 MiB */
+	kr_log_fn *log;        /* reports; NULL = one line each on stderr */
+	void *log_ctx;
+} kr_config;
+
+/* Start the VM: its scheduler threads, stack pool and process table.
+ * KR_EEXIST if a VM is running, KR_EINVAL for bad settings, KR_ENOMEM.
+ * Call from a host thread. */
+KR_API int kr_vm_start(const kr_config *cfg);
+
+/* Stop the VM: every process is stopped where it is (at its next call into
+ * krill), the threads are joined and all memory krill holds is freed; the VM
+ * may then be started again. A process that never calls into krill cannot be
+ * stopped. KR_ESTOPPED if no VM runs; KR_EINVAL if called from a process
+ * (it would wait for itself). */
+KR_API int kr_vm_stop(void);
+
+typedef void kr_fn(void *arg);
+
+/* Start a VM, run fn(arg) as its first process, and stop the VM when that
+ * process exits. Returns the root's exit status (0 when it returned
+ * normally) or a negative KR_E... code if the VM could not start. */
+KR_API int kr_main(const kr_config *cfg, kr_fn *fn, void *arg);
+
+/* Counters of the whole VM, for tests and monitoring. */
+typedef struct kr_vm_stats {
+	size_t schedulers;
+	size_t procs_alive;     /* processes that have not finished exiting */
+	uint64_t procs_spawned; /* since start */
+	uint64_t dead_letters;  /* messages sent to processes that were gone */
+	size_t stacks_in_use;   /* stacks held by processes */
+	const char *stack_protection; /* "guard_install", "mprotect" or "canary" */
+} kr_vm_stats;
+
+/* Fill *out. KR_ESTOPPED if no VM runs. Safe from any thread. */
+KR_API int kr_vm_stats_get(kr_vm_stats *out);
+
+/* ------------------------------------------------------------------------ */
+/* Processes                                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef struct kr_spawn_opts {
+	size_t stack_size;       /* 0 = the VM's default */
+	size_t max_heap;         /* bytes of kr_alloc heap; 0 = unlimited */
+	const char *name;        /* a label for reports (copied); may be NULL */
+	unsigned bind_scheduler; /* 0 = may run anywhere; k = only on scheduler k-1 */
+} kr_spawn_opts;
+
+/* Create a process running fn(arg); it runs when a scheduler picks it up.
+ * Returns its pid, or KR_ESTOPPED, KR_ELIMIT (max_procs reached), KR_ENOMEM.
+ * Safe from processes and host threads. */
+KR_API kr_pid kr_spawn(kr_fn *fn, void *arg);
+/* kr_spawn with options (NULL = defaults); KR_EINVAL for a bad option. */
+KR_API kr_pid kr_spawn_opt(kr_fn *fn, void *arg, const kr_spawn_opts *opts);
+
+/* The calling process's pid, or KR_ENOTPROC from a host thread. */
+KR_API kr_pid kr_self(void);
+
+/* Let other processes run; returns 0 when this one is scheduled again.
+ * KR_ENOTPROC from a host thread. */
+KR_API int kr_yield(void);
+
+/* Sleep at least ms milliseconds (messages do not wake it). 0, or
+ * KR_ENOTPROC from a host thread. */
+KR_API int kr_sleep(long ms);
+
+/* 1 if pid names a live process, 0 if not. Safe from any thread. */
+KR_API int kr_is_alive(kr_pid pid);
+
+enum kr_status {
+	KR_RUNNING = 1, /* on a scheduler now */
+	KR_RUNNABLE,    /* waiting for a scheduler */
+	KR_WAITING,     /* in a receive, a sleep or kr_blocking */
+	KR_EXITING
+};
+
+typedef struct kr_proc_info {
+	int status;                   /* enum kr_status */
+	size_t mailbox_len;           /* messages not yet received */
+	size_t heap_bytes;            /* bytes held on its heap (received messages included) */
+	uint64_t reductions;          /* work done so far */
+	int scheduler;                /* the scheduler it runs or last ran on (0-based), -1 if none yet */
+	const char *stack_protection; /* "guard_install", "mprotect" or "canary"; "none" before it first runs */
+	char name[32];                /* from kr_spawn_opts (truncated), or "" */
+} kr_proc_info;
+
+/* Fill *out for a live process. KR_ENOPROC if it is gone. Safe from any
+ * thread; the figures may be stale by the time they are read. */
+KR_API int kr_info(kr_pid pid, kr_proc_info *out);
+
+/* Reductions: every krill call costs some, and when a process has spent its
+ * budget it yields at that call. A loop that makes no krill calls should
+ * call KR_CHECK() now and then: it costs a decrement and a branch, and
+ * yields when the budget is spent. Harmless on a host thread. */
+KR_API extern long kr__tls_offset;
+KR_API int kr__budget_spent(void);
+
+static inline long *kr__reductions_left(void)
+{
+	char *tp;
+#if defined(__x86_64__)
+	__asm__ volatile("mov %%fs:0, %0" : "=r"(tp));
+#elif defined(__aarch64__)
+	__asm__ volatile("mrs %0, tpidr_el0" : "=r"(tp));
+#else
+#error "krill supports x86-64 and aarch64"
+#endif
+	/* Read afresh every time: after a yield this process may run on another
+	 * thread, and a cached thread-local address would be the old thread's. */
+	return (long *)(tp + kr__tls_offset);
+}
+
+#define KR_CHECK()                                                   \
+	do {                                                         \
+		if (__builtin_expect(--*kr__reductions_left() <= 0, 0)) \
+			kr__budget_spent();                          \
+	} while (0)
+
+/* ------------------------------------------------------------------------ */
+/* Messages                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct kr_bin kr_bin;
+
+/* A received message. It lives on the receiving process's heap: free it
+ * with kr_msg_free, or let it go when the process exits. */
+typedef struct kr_msg {
+	kr_pid sender;     /* 0 when a host thread sent it */
+	uint64_t tag;      /* the sender's choice: what kind of message */
+	size_t len;        /* payload bytes */
+	const void *data;  /* the payload (a copy, or the binary's bytes) */
+	kr_bin *bin;       /* set for kr_send_bin: the binary, referenced by the message */
+} kr_msg;
+
+/* Copy len bytes at data into a message for pid. Sending to a process that
+ * is gone is not an error (it is counted as a dead letter), as in Erlang.
+ * KR_EINVAL for a bad pid, KR_ELIMIT above max_message, KR_ENOMEM,
+ * KR_ESTOPPED. Safe from processes and host threads (sender 0). Messages
+ * from one sender to one receiver arrive in the order sent. */
+KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len);
+
+/* Take the oldest message. 0 and *out set, KR_ETIMEDOUT, or KR_ENOTPROC. */
+KR_API int kr_recv(kr_msg **out, long timeout_ms);
+/* Take the oldest message with this tag; others stay, in order. */
+KR_API int kr_recv_tag(kr_msg **out, uint64_t tag, long timeout_ms);
+/* Take the oldest message for which pred(msg, ctx) returns nonzero; others
+ * stay, in order. pred must not call krill. */
+typedef int kr_match_fn(const kr_msg *msg, void *ctx);
+KR_API int kr_recv_match(kr_msg **out, kr_match_fn *pred, void *ctx, long timeout_ms);
+
+/* Free a received message (from the process that received it). */
+KR_API void kr_msg_free(kr_msg *msg);
+
+/* Binaries: immutable byte strings shared by reference count, so large
+ * payloads travel without copying. Safe from any thread. */
+KR_API kr_bin *kr_bin_new(const void *data, size_t len); /* refcount 1; NULL if out of memory */
+KR_API kr_bin *kr_bin_ref(kr_bin *bin);                  /* +1; returns bin */
+KR_API void kr_bin_unref(kr_bin *bin);                   /* -1; frees at 0 */
+KR_API const void *kr_bin_data(const kr_bin *bin);
+KR_API size_t kr_bin_size(const kr_bin *bin);
+
+/* Send bin by reference: the message holds its own reference, the caller
+ * keeps theirs. Errors as kr_send. */
+KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin);
+
+/* ------------------------------------------------------------------------ */
+/* The process heap                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* Allocate on the calling process's heap: everything still allocated is
+ * freed when the process exits. NULL when out of memory, over the process's
+ * max_heap, or called from a host thread. */
+KR_API void *kr_alloc(size_t size);
+KR_API void *kr_calloc(size_t n, size_t size);
+KR_API void *kr_realloc(void *ptr, size_t size);
+KR_API void kr_free(void *ptr);
+
+/* ------------------------------------------------------------------------ */
+/* Blocking calls                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Run fn(arg), which may block (a read(), a sleep, a library call), on a
+ * helper thread while the calling process waits, so the scheduler goes on
+ * running others. Returns fn's result. From a host thread fn simply runs. */
+typedef long kr_blocking_fn(void *arg);
+KR_API long kr_blocking(kr_blocking_fn *fn, void *arg);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,74 @@
+/*
+ * runq.h - a scheduler's run queue, and the VM-wide inject queue.
+ *
+ * The run queue is a bounded ring with a LIFO slot in front of it:
+ *  - only the owning scheduler pushes (at tail) and takes (at head, and from
+ *    the LIFO slot);
+ *  - thieves take half of the ring with one CAS on head;
+ *  - the LIFO slot holds the task most recently woken by the running one, so
+ *    a message ping-pong stays on one core and in cache. The owner takes it
+ *    before the ring, but at most KRX_LIFO_STREAK times in a row, so the
+ *    ring is never starved.
+ *
+ * The inject queue takes tasks from threads that own no ring (host threads,
+ * kr_blocking helpers) and the overflow of full rings. It is a mutex-guarded
+ * list: it is touched off the hot path, and a count read without the lock
+ * tells schedulers whether to look.
+ */
+#ifndef KRX_RUNQ_H
+#define KRX_RUNQ_H
+
+#include <atomic_ops.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "task.h"
+
+#define KRX_RUNQ_SIZE 256     /* a power of two */
+#define KRX_LIFO_STREAK 16
+
+typedef struct krx_runq {
+	AO_t head;  /* next to take; CAS by owner and thieves */
+	AO_t tail;  /* next free; written by the owner only */
+	AO_t lifo;  /* krx_task *, or 0; the owner xchg-s it, thieves may CAS it */
+	unsigned streak;
+	AO_t ring[KRX_RUNQ_SIZE];
+} krx_runq;
+
+typedef struct krx_injectq {
+	pthread_mutex_t lock;
+	krx_task *head, *tail;
+	AO_t n;
+} krx_injectq;
+
+void krx_runq_init(krx_runq *q);
+
+/* Owner: put t at the tail, or (lifo) in the LIFO slot, pushing the task
+ * that was there to the tail. A full ring spills half of itself and the
+ * task into inject. */
+void krx_runq_put(krx_runq *q, krx_task *t, bool lifo, krx_injectq *inject);
+/* Owner: put t in the LIFO slot; returns what was there (or NULL). */
+krx_task *krx_runq_swap_lifo(krx_runq *q, krx_task *t);
+/* Owner: the next task, or NULL. */
+krx_task *krx_runq_get(krx_runq *q);
+/* Tasks in the ring (not counting the LIFO slot); racy, for heuristics. */
+unsigned krx_runq_len(const krx_runq *q);
+/* Thief: move about half of victim's ring into q (whose ring must be empty)
+ * and return one more task to run now, or NULL. With take_lifo, take the
+ * victim's LIFO slot when its ring is empty, unless the task there is bound
+ * to the victim. */
+krx_task *krx_runq_steal(krx_runq *q, krx_runq *victim, bool take_lifo);
+
+void krx_injectq_init(krx_injectq *q);
+void krx_injectq_push(krx_injectq *q, krx_task *t);
+void krx_injectq_push_list(krx_injectq *q, krx_task *first, krx_task *last, unsigned n);
+/* Take one task, moving up to max more into the owner's run queue. */
+krx_task *krx_injectq_pop(krx_injectq *q, krx_runq *into, unsigned max);
+static inline bool krx_injectq_empty(krx_injectq *q)
+{
+	/* Relaxed: a hint; a task pushed just after the look is found by the
+	 * push's own wake-up, or at the next look. */
+	return AO_load(&q->n) == 0;
+}
+
+#endif

@@ -1,0 +1,690 @@
+/*
+ * sched.c - scheduler threads: the run loop, stealing, parking and waking,
+ * reductions, the watchdog, and shutdown.
+ *
+ * Each scheduler thread loops: take a runnable task, switch to it, and when
+ * it switches back (it yielded, parked or finished) decide what becomes of
+ * it. Where work comes from, in order: the inject queue every 61st tick (so
+ * it is never starved), the scheduler's inbox of bound tasks, due timers,
+ * its own run queue, the inject queue, then stealing.
+ *
+ * When to block a thread, and when to wake one (after Go's runtime):
+ *  - An idle scheduler first *spins*, stealing from the others, for up to
+ *    SPIN_NS: waking a parked thread costs 10-100 us on these machines, so
+ *    a short gap between messages must not put a scheduler to sleep. At most
+ *    about half the busy schedulers spin at once.
+ *  - A scheduler that finds nothing parks on its own futex word after
+ *    putting itself on the idle list and looking once more for work. A
+ *    waker takes a scheduler off that list before waking it, so each wake
+ *    is aimed and used once.
+ *  - Making a task runnable wakes one parked scheduler only when no
+ *    scheduler is spinning and there is a backlog another could take: a
+ *    task in the LIFO slot alone is the running task's partner and wakes no
+ *    one. That keeps futex calls off the per-message path.
+ *  - A task in a run queue is always run eventually by that queue's owner,
+ *    so a missed wake-up there costs parallelism, never progress. Work that
+ *    only a sleeper could run (the inject queue, a parked scheduler's inbox)
+ *    is published with a full fence before the waker looks at the idle list,
+ *    and the parker looks at the queues after a full fence of its own.
+ */
+#include "sched.h"
+
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "futex.h"
+#include "mi.h"
+
+#define SPIN_NS 50000u      /* how long an idle scheduler looks for work */
+#define INJECT_EVERY 61     /* ticks between forced looks at the inject queue */
+#define TIMERS_EVERY 16     /* ticks between timer checks while busy */
+
+static struct {
+	AO_t running;
+	AO_t stopping;
+	unsigned n;
+	krx_sched *scheds;
+	krx_sched_config cfg;
+	krx_stack_pool pool;
+	krx_injectq inject;
+	/* Idle schedulers, a stack of indices under idle_lock. */
+	pthread_mutex_t idle_lock;
+	unsigned *idle_list;
+	unsigned nidle_list;
+	AO_t npidle;
+	AO_t nspinning;
+	AO_t stacks_in_use;
+	/* Watchdog. */
+	pthread_t watchdog;
+	pthread_mutex_t wd_lock;
+	pthread_cond_t wd_cond;
+} S;
+
+static void run_task(krx_sched *s, krx_task *t);
+
+bool krx_sched_running(void)
+{
+	/* Acquire: pairs with the release in start, so the VM is whole. */
+	return AO_load_acquire(&S.running) != 0;
+}
+
+unsigned krx_sched_count(void)
+{
+	return S.n;
+}
+
+krx_stack_pool *krx_sched_pool(void)
+{
+	return &S.pool;
+}
+
+size_t krx_sched_stacks_in_use(void)
+{
+	return AO_load(&S.stacks_in_use);
+}
+
+void krx_sched_log(const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	if (S.cfg.log)
+		S.cfg.log(line, S.cfg.log_ctx);
+	else
+		fprintf(stderr, "%s\n", line);
+}
+
+/* ---- waking and parking schedulers ---- */
+
+static void wake_sched(krx_sched *s)
+{
+	/* Release: the woken scheduler sees `spinning` and the work. */
+	AO_int_store_release(&s->wake_word, 1);
+	krx_futex_wake(&s->wake_word, 1);
+}
+
+/* Take s off the idle list if it is there; true if we did. */
+static bool unidle(krx_sched *s)
+{
+	bool found = false;
+	pthread_mutex_lock(&S.idle_lock);
+	for (unsigned i = 0; i < S.nidle_list; i++) {
+		if (S.idle_list[i] == s->id) {
+			S.idle_list[i] = S.idle_list[--S.nidle_list];
+			found = true;
+			break;
+		}
+	}
+	if (found) {
+		AO_store(&s->idle, 0);
+		AO_fetch_and_sub1(&S.npidle);
+	}
+	pthread_mutex_unlock(&S.idle_lock);
+	return found;
+}
+
+/* Wake one parked scheduler, as a spinner, if none is spinning. */
+static void wake_one(void)
+{
+	/* Relaxed: hints; see the comment at the top for why a stale look
+	 * costs at worst parallelism. */
+	if (AO_load(&S.npidle) == 0 || AO_load(&S.nspinning) != 0)
+		return;
+	krx_sched *s = NULL;
+	pthread_mutex_lock(&S.idle_lock);
+	if (S.nidle_list && AO_load(&S.nspinning) == 0) {
+		s = &S.scheds[S.idle_list[--S.nidle_list]];
+		AO_store(&s->idle, 0);
+		AO_fetch_and_sub1(&S.npidle);
+		/* Counted as spinning before it runs, so that concurrent
+		 * wakers do not wake a second one for the same work. */
+		AO_fetch_and_add1(&S.nspinning);
+		s->spinning = true;
+	}
+	pthread_mutex_unlock(&S.idle_lock);
+	if (s)
+		wake_sched(s);
+}
+
+static bool work_visible(krx_sched *s)
+{
+	if (!krx_injectq_empty(&S.inject) || !krx_injectq_empty(&s->inbox))
+		return true;
+	for (unsigned i = 0; i < S.n; i++)
+		if (krx_runq_len(&S.scheds[i].rq) > 0)
+			return true;
+	return false;
+}
+
+static void park(krx_sched *s)
+{
+	uint64_t next = krx_timers_next(&s->timers);
+	pthread_mutex_lock(&S.idle_lock);
+	S.idle_list[S.nidle_list++] = s->id;
+	AO_store(&s->idle, 1);
+	AO_fetch_and_add1(&S.npidle);
+	pthread_mutex_unlock(&S.idle_lock);
+	/* Full: our place on the idle list is visible before we look at the
+	 * queues, and a waker publishes its work before it looks at the list. */
+	AO_nop_full();
+	if (work_visible(s) || AO_load(&S.stopping)) {
+		if (!unidle(s))
+			goto woken; /* a waker chose us meanwhile */
+		return;
+	}
+	for (;;) {
+		/* Acquire: pairs with wake_sched's release. */
+		if (AO_int_load_acquire(&s->wake_word))
+			goto woken;
+		if (AO_load(&S.stopping)) {
+			if (!unidle(s))
+				goto woken;
+			return;
+		}
+		int64_t timeout = -1;
+		if (next != UINT64_MAX) {
+			uint64_t now = krx_now_ns();
+			if (now >= next) {
+				if (!unidle(s))
+					goto woken;
+				return;
+			}
+			timeout = (int64_t)(next - now);
+		}
+		krx_futex_wait(&s->wake_word, 0, timeout);
+	}
+woken:
+	AO_int_store(&s->wake_word, 0);
+}
+
+/* ---- finding work ---- */
+
+static uint32_t next_rand(krx_sched *s)
+{
+	uint32_t x = s->rand; /* xorshift32 */
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	return s->rand = x;
+}
+
+/* Steal from the others, starting at a random victim. A victim's LIFO slot
+ * is taken only if the victim has been running the same task since our last
+ * look: otherwise it is about to run that task itself, in cache. */
+static krx_task *steal(krx_sched *s)
+{
+	unsigned start = next_rand(s) % S.n;
+	for (unsigned k = 0; k < S.n; k++) {
+		krx_sched *v = &S.scheds[(start + k) % S.n];
+		if (v == s)
+			continue;
+		/* Relaxed: a heuristic look at the victim's progress. */
+		AO_t seq = AO_load(&v->run_seq);
+		bool stuck = AO_load(&s->seen_seq[v->id]) == seq;
+		AO_store(&s->seen_seq[v->id], seq);
+		krx_task *t = krx_runq_steal(&s->rq, &v->rq, stuck);
+		if (t)
+			return t;
+	}
+	return NULL;
+}
+
+static krx_task *inbox_or_inject(krx_sched *s)
+{
+	krx_task *t = krx_injectq_pop(&s->inbox, NULL, 0);
+	if (!t)
+		t = krx_injectq_pop(&S.inject, &s->rq, KRX_RUNQ_SIZE / 4);
+	return t;
+}
+
+static void fire_timers(krx_sched *s)
+{
+	if (s->timers.n)
+		krx_timers_fire(&s->timers, krx_now_ns(), krx_task_ready);
+}
+
+static void stop_spinning(krx_sched *s, bool found)
+{
+	if (!s->spinning)
+		return;
+	s->spinning = false;
+	/* The last spinner to find work hands the watch to another, in case
+	 * there is more (Go's rule). */
+	if (AO_fetch_and_sub1(&S.nspinning) == 1 && found)
+		wake_one();
+}
+
+static krx_task *find_work(krx_sched *s)
+{
+	krx_task *t;
+	s->tick++;
+	if (s->tick % INJECT_EVERY == 0 && (t = krx_injectq_pop(&S.inject, &s->rq, 16)))
+		return t;
+	if ((t = krx_injectq_pop(&s->inbox, NULL, 0)))
+		return t;
+	if (s->tick % TIMERS_EVERY == 0)
+		fire_timers(s);
+	if ((t = krx_runq_get(&s->rq)))
+		return t;
+	fire_timers(s);
+	if ((t = krx_runq_get(&s->rq)) || (t = inbox_or_inject(s)))
+		return t;
+
+	/* Nothing here: spin, stealing, if not too many already do. */
+	unsigned busy = S.n - (unsigned)AO_load(&S.npidle);
+	if (!s->spinning && 2 * AO_load(&S.nspinning) < busy) {
+		s->spinning = true;
+		AO_fetch_and_add1(&S.nspinning);
+	}
+	if (s->spinning) {
+		uint64_t until = krx_now_ns() + SPIN_NS;
+		for (unsigned round = 0; !AO_load(&S.stopping); round++) {
+			if ((t = steal(s)) || (t = inbox_or_inject(s))) {
+				stop_spinning(s, true);
+				return t;
+			}
+			fire_timers(s);
+			if ((t = krx_runq_get(&s->rq))) {
+				stop_spinning(s, true);
+				return t;
+			}
+			if ((round & 7) == 7 && krx_now_ns() > until)
+				break;
+			for (int i = 0; i < 64; i++)
+				krx_cpu_relax();
+		}
+		stop_spinning(s, false);
+	}
+	if (AO_load(&S.stopping))
+		return NULL;
+	park(s);
+	fire_timers(s);
+	return NULL;
+}
+
+static void *sched_main(void *arg)
+{
+	krx_sched *s = arg;
+	struct krx_tls *tls = krx_tls();
+	tls->sched = s;
+	tls->reds = KRX_REDUCTIONS;
+	krx_ctx_init_thread(&s->ctx);
+	if (S.cfg.pin) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(s->id % CPU_SETSIZE, &set);
+		pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+	}
+	/* Relaxed: stopping only needs to be seen eventually; the join that
+	 * follows orders everything else. */
+	while (!AO_load(&S.stopping)) {
+		krx_task *t = find_work(s);
+		if (t)
+			run_task(s, t);
+	}
+	krx_stack_cache_flush(&S.pool, &s->stacks);
+	tls->sched = NULL;
+	return NULL;
+}
+
+/* ---- running a task ---- */
+
+static void task_entry(void *arg)
+{
+	krx_task *t = arg;
+	t->fn(t->arg);
+	krx_sched_self()->reason = KRX_SW_EXIT;
+	/* Returning switches to ctx.exit_to: the scheduler running us now. */
+}
+
+static bool give_stack(krx_sched *s, krx_task *t)
+{
+	t->stack = krx_stack_get(&S.pool, &s->stacks);
+	if (!t->stack)
+		return false;
+	/* Relaxed: figures for kr_info and kr_vm_stats. */
+	AO_store(&t->guard, (AO_t)t->stack->guard + 1);
+	AO_fetch_and_add1(&S.stacks_in_use);
+	krx_ctx_make(&t->ctx, t->stack->lo, (size_t)(t->stack->hi - t->stack->lo), task_entry, t,
+	             &s->ctx);
+	return true;
+}
+
+static void release_stack(krx_sched *s, krx_task *t)
+{
+	krx_ctx_destroy(&t->ctx);
+	krx_stack_put(&S.pool, &s->stacks, t->stack);
+	t->stack = NULL;
+	AO_fetch_and_sub1(&S.stacks_in_use);
+}
+
+/* Queue t on s (s's own thread), or on its bound scheduler's inbox. */
+static void requeue_local(krx_sched *s, krx_task *t, bool lifo)
+{
+	if (t->bound && t->bound != s) {
+		krx_task_ready(t);
+		return;
+	}
+	if (lifo) {
+		/* The LIFO slot takes bound tasks too: thieves leave those. */
+		t = krx_runq_swap_lifo(&s->rq, t);
+		if (!t)
+			return;
+	}
+	if (t->bound)
+		krx_injectq_push(&s->inbox, t); /* never the ring: thieves take from it */
+	else
+		krx_runq_put(&s->rq, t, false, &S.inject);
+}
+
+static void run_task(krx_sched *s, krx_task *t)
+{
+	if (!t->stack && !give_stack(s, t)) {
+		krx_sched_log("krill: out of stack address space; a process could not start");
+		AO_store(&t->state, KRX_DONE);
+		S.cfg.hooks.task_exit(t);
+		return;
+	}
+	AO_t st = AO_load(&t->state);
+	/* Relaxed: the task is ours now (taken from a queue with acquire);
+	 * wakers only CAS waiting words, which this is not. */
+	AO_store(&t->state, (st & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNING);
+	AO_store(&t->last_sched, s->id + 1);
+	t->ctx.exit_to = &s->ctx;
+	AO_store(&s->current, (AO_t)t);
+	AO_store(&s->run_seq, AO_load(&s->run_seq) + 1);
+	struct krx_tls *tls = krx_tls();
+	tls->reds = KRX_REDUCTIONS;
+	s->reason = KRX_SW_YIELD;
+
+	krx_ctx_switch(&s->ctx, &t->ctx);
+
+	/* This thread is still s: the scheduler loop never migrates. */
+	AO_store(&t->reductions, AO_load(&t->reductions) + (AO_t)(KRX_REDUCTIONS - tls->reds));
+	AO_store(&s->current, 0);
+	if (t->stack && !krx_stack_intact(t->stack)) {
+		char name[64];
+		S.cfg.hooks.task_name(t, name, sizeof name);
+		krx_sched_log("krill: process %s overflowed its stack (canary); memory is corrupt", name);
+		abort();
+	}
+	switch (s->reason) {
+	case KRX_SW_YIELD:
+		requeue_local(s, t, false);
+		break;
+	case KRX_SW_EXIT:
+		release_stack(s, t);
+		AO_store(&t->state, KRX_DONE);
+		S.cfg.hooks.task_exit(t);
+		break;
+	case KRX_SW_PARK: {
+		AO_t word = s->park_word;
+		if (s->park_deadline)
+			(void)krx_timers_add(&s->timers, s->park_deadline, t, word);
+		/* Release: a waker that wins the CAS on this word sees the
+		 * task's saved context. */
+		AO_store_release(&t->state, word);
+		if (s->park_commit && !s->park_commit(t, s->park_arg)) {
+			/* Not parking after all; take the wake-up ourselves,
+			 * unless a waker beat us to it (then it queued t). */
+			AO_t back = (word & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE;
+			if (AO_compare_and_swap_full(&t->state, word, back))
+				requeue_local(s, t, true);
+		}
+		break;
+	}
+	}
+}
+
+/* ---- the task-side API ---- */
+
+void krx_task_init(krx_task *t, krx_ctx_fn *fn, void *arg, unsigned bound)
+{
+	/* Keep seq across reuse of the structure (stale timers test it). */
+	AO_t seq = AO_load(&t->state) & ~(AO_t)(KRX_ST_SEQ_ONE - 1);
+	t->fn = fn;
+	t->arg = arg;
+	t->stack = NULL;
+	t->next = NULL;
+	t->bound = bound && bound <= S.n ? &S.scheds[bound - 1] : NULL;
+	AO_store(&t->last_sched, 0);
+	AO_store(&t->reductions, 0);
+	AO_store(&t->guard, 0);
+	AO_store(&t->state, seq + KRX_ST_SEQ_ONE + KRX_RUNNABLE);
+}
+
+void krx_task_ready(krx_task *t)
+{
+	krx_sched *s = krx_sched_self();
+	if (t->bound && t->bound != s) {
+		krx_sched *b = t->bound;
+		krx_injectq_push(&b->inbox, t);
+		/* Full: the inbox push is visible before we look at b's idle
+		 * flag (b looks at its inbox after publishing idle). */
+		AO_nop_full();
+		if (AO_load(&b->idle) && unidle(b))
+			wake_sched(b);
+		return;
+	}
+	if (s) {
+		/* From a running task: its partner, so the LIFO slot. From the
+		 * scheduler loop (timers): the tail, in turn. */
+		requeue_local(s, t, s->current != 0);
+		/* Wake a helper only for a backlog beyond the partner in LIFO. */
+		if (krx_runq_len(&s->rq) > 0)
+			wake_one();
+		return;
+	}
+	krx_injectq_push(&S.inject, t);
+	AO_nop_full(); /* see the comment at the top */
+	wake_one();
+	/* No scheduler may be idle yet spinning elsewhere; make sure one that
+	 * is parked hears of host work even if a spinner is about to give up. */
+	if (AO_load(&S.npidle) == S.n)
+		wake_one();
+}
+
+void krx_task_spawn(krx_task *t)
+{
+	krx_sched *s = krx_sched_self();
+	if (s && !t->bound) {
+		krx_runq_put(&s->rq, t, false, &S.inject);
+		if (krx_runq_len(&s->rq) > 1)
+			wake_one();
+		return;
+	}
+	krx_task_ready(t);
+}
+
+bool krx_task_wake(krx_task *t, unsigned status)
+{
+	for (;;) {
+		/* Acquire: the waiting word was published with release. */
+		AO_t st = AO_load_acquire(&t->state);
+		if (krx_st_status(st) != status)
+			return false;
+		AO_t won = (st & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE;
+		/* Full: exactly one of the racing wakers wins this word. */
+		if (AO_compare_and_swap_full(&t->state, st, won)) {
+			krx_task_ready(t);
+			return true;
+		}
+	}
+}
+
+void krx_task_yield(void)
+{
+	krx_sched *s = krx_sched_self();
+	krx_task *t = s ? (krx_task *)s->current : NULL;
+	if (!t)
+		return;
+	s->reason = KRX_SW_YIELD;
+	krx_ctx_switch(&t->ctx, &s->ctx);
+}
+
+AO_t krx_task_park(unsigned status, uint64_t deadline, bool (*commit)(krx_task *, void *),
+                   void *arg)
+{
+	krx_sched *s = krx_sched_self();
+	krx_task *t = (krx_task *)s->current;
+	AO_t st = AO_load(&t->state);
+	s->reason = KRX_SW_PARK;
+	s->park_word = (st & ~(AO_t)(KRX_ST_SEQ_ONE - 1)) + KRX_ST_SEQ_ONE + status;
+	s->park_deadline = deadline;
+	s->park_commit = commit;
+	s->park_arg = arg;
+	krx_ctx_switch(&t->ctx, &s->ctx);
+	/* Resumed, perhaps on another thread: re-read nothing cached. */
+	AO_t woke = AO_load(&t->state);
+	if (woke & KRX_ST_TIMEDOUT)
+		AO_store(&t->state, woke & ~(AO_t)KRX_ST_TIMEDOUT);
+	return woke;
+}
+
+KR_API int kr__budget_spent(void)
+{
+	struct krx_tls *tls = krx_tls();
+	if (!tls->sched || !tls->sched->current) {
+		tls->reds = KRX_REDUCTIONS; /* a host thread: nothing to yield */
+		return KR_ENOTPROC;
+	}
+	krx_task_yield();
+	return 0;
+}
+
+/* ---- the watchdog ---- */
+
+static void *watchdog_main(void *arg)
+{
+	(void)arg;
+	uint64_t *seen = calloc(S.n, sizeof *seen);
+	uint64_t *reported = calloc(S.n, sizeof *reported);
+	unsigned threshold = S.cfg.watchdog_ms, interval = threshold;
+	pthread_mutex_lock(&S.wd_lock);
+	while (!AO_load(&S.stopping)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)interval * 1000000u;
+		ts.tv_sec += (time_t)(ns / 1000000000u);
+		ts.tv_nsec = (long)(ns % 1000000000u);
+		pthread_cond_timedwait(&S.wd_cond, &S.wd_lock, &ts);
+		bool any = false;
+		for (unsigned i = 0; i < S.n && seen && reported; i++) {
+			krx_sched *s = &S.scheds[i];
+			/* Relaxed: a sample; a run that ends as we look is fine. */
+			uint64_t seq = AO_load(&s->run_seq);
+			bool busy = AO_load(&s->idle) == 0;
+			any |= busy;
+			if (seq == seen[i] && busy && seq != reported[i] && interval == threshold) {
+				char name[64] = "?";
+				krx_task *t = (krx_task *)AO_load(&s->current);
+				if (t)
+					S.cfg.hooks.task_name(t, name, sizeof name);
+				if (t) {
+					krx_sched_log("krill: process %s has run more than %u ms on scheduler %u "
+					              "without yielding",
+					              name, threshold, i);
+					reported[i] = seq;
+				}
+			}
+			seen[i] = seq;
+		}
+		/* An idle VM should cost nothing: look less often when idle. */
+		interval = any ? threshold : (interval * 2 > 1000 ? 1000 : interval * 2);
+	}
+	pthread_mutex_unlock(&S.wd_lock);
+	free(seen);
+	free(reported);
+	return NULL;
+}
+
+/* ---- start and stop ---- */
+
+int krx_sched_start(const krx_sched_config *cfg)
+{
+	memset(&S, 0, sizeof S);
+	S.cfg = *cfg;
+	S.n = cfg->schedulers;
+	krx_stack_opts so = { .stack_size = cfg->stack_size };
+	int err = krx_stack_pool_init(&S.pool, &so);
+	if (err)
+		return KR_ENOMEM;
+	S.scheds = krx_calloc_raw(S.n, sizeof *S.scheds);
+	S.idle_list = krx_calloc_raw(S.n, sizeof *S.idle_list);
+	if (!S.scheds || !S.idle_list) {
+		krx_free_raw(S.scheds);
+		krx_free_raw(S.idle_list);
+		krx_stack_pool_destroy(&S.pool);
+		return KR_ENOMEM;
+	}
+	krx_injectq_init(&S.inject);
+	pthread_mutex_init(&S.idle_lock, NULL);
+	pthread_mutex_init(&S.wd_lock, NULL);
+	pthread_cond_init(&S.wd_cond, NULL);
+	for (unsigned i = 0; i < S.n; i++) {
+		krx_sched *s = &S.scheds[i];
+		s->id = i;
+		s->rand = 0x9e3779b9u * (i + 1);
+		krx_runq_init(&s->rq);
+		krx_timers_init(&s->timers);
+		krx_injectq_init(&s->inbox);
+		s->seen_seq = krx_calloc_raw(S.n, sizeof *s->seen_seq);
+	}
+	/* Release: threads and callers that see running see all of the above. */
+	AO_store_release(&S.running, 1);
+	for (unsigned i = 0; i < S.n; i++)
+		pthread_create(&S.scheds[i].thread, NULL, sched_main, &S.scheds[i]);
+	pthread_create(&S.watchdog, NULL, watchdog_main, NULL);
+	return 0;
+}
+
+void krx_sched_stop(void)
+{
+	AO_store_release(&S.stopping, 1);
+	for (unsigned i = 0; i < S.n; i++)
+		wake_sched(&S.scheds[i]);
+	for (unsigned i = 0; i < S.n; i++)
+		pthread_join(S.scheds[i].thread, NULL);
+	pthread_mutex_lock(&S.wd_lock);
+	pthread_cond_signal(&S.wd_cond);
+	pthread_mutex_unlock(&S.wd_lock);
+	pthread_join(S.watchdog, NULL);
+	krx_blocking_stop();
+	AO_store(&S.running, 0);
+}
+
+void krx_sched_free(void)
+{
+	for (unsigned i = 0; i < S.n; i++) {
+		krx_sched *s = &S.scheds[i];
+		krx_stack_cache_flush(&S.pool, &s->stacks);
+		krx_timers_free(&s->timers);
+		krx_free_raw(s->seen_seq);
+		pthread_mutex_destroy(&s->inbox.lock);
+	}
+	krx_stack_pool_destroy(&S.pool);
+	krx_free_raw(S.scheds);
+	krx_free_raw(S.idle_list);
+	pthread_mutex_destroy(&S.inject.lock);
+	pthread_mutex_destroy(&S.idle_lock);
+	pthread_mutex_destroy(&S.wd_lock);
+	pthread_cond_destroy(&S.wd_cond);
+	S.scheds = NULL;
+	S.n = 0;
+}
+
+void krx_task_discard(krx_task *t)
+{
+	if (t->stack) {
+		krx_ctx_destroy(&t->ctx);
+		krx_stack_put(&S.pool, NULL, t->stack);
+		t->stack = NULL;
+		AO_fetch_and_sub1(&S.stacks_in_use);
+	}
+	AO_store(&t->state, (AO_load(&t->state) & ~(AO_t)KRX_ST_STATUS) | KRX_DONE);
+}

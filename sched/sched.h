@@ -1,0 +1,126 @@
+/*
+ * sched.h - scheduler threads: what vm/ may ask of the machinery that runs
+ * processes. sched/ knows tasks (task.h), never processes; vm/ tells it what
+ * a task's end means through krx_sched_hooks.
+ */
+#ifndef KRX_SCHED_H
+#define KRX_SCHED_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "krill.h"
+#include "runq.h"
+#include "stack.h"
+#include "task.h"
+#include "timer.h"
+#include "tls.h"
+
+#define KRX_REDUCTIONS 4000 /* a task's budget per run (the BEAM's is 4,000) */
+
+typedef struct krx_sched_hooks {
+	/* A task's function returned; its stack is already released. Runs on
+	 * the scheduler's own stack. */
+	void (*task_exit)(krx_task *t);
+	/* Describe a task for a report ("<0.12.0> worker"). */
+	void (*task_name)(krx_task *t, char *buf, size_t len);
+} krx_sched_hooks;
+
+typedef struct krx_sched_config {
+	unsigned schedulers;
+	int pin;
+	size_t stack_size;
+	unsigned watchdog_ms;
+	kr_log_fn *log;
+	void *log_ctx;
+	krx_sched_hooks hooks;
+} krx_sched_config;
+
+enum krx_switch_reason { KRX_SW_YIELD, KRX_SW_PARK, KRX_SW_EXIT };
+
+typedef struct krx_sched {
+	unsigned id;
+	pthread_t thread;
+	krx_ctx ctx;              /* the scheduler loop's own context */
+	krx_runq rq;
+	AO_t current;             /* krx_task *; written by this thread, read by the watchdog */
+	AO_t run_seq;             /* bumped at every switch-in (watchdog, thieves) */
+	krx_timers timers;
+	krx_stack_cache stacks;
+	/* Why the current task switched back, and how to park it. */
+	int reason;
+	AO_t park_word;
+	uint64_t park_deadline;
+	bool (*park_commit)(krx_task *t, void *arg);
+	void *park_arg;
+	/* Bound tasks made runnable from elsewhere. */
+	krx_injectq inbox;
+	/* Parking. */
+	unsigned wake_word;       /* futex word: 1 = woken */
+	AO_t idle;                /* on the idle list */
+	bool spinning;
+	uint32_t rand;
+	unsigned tick;
+	AO_t *seen_seq;           /* per victim: its run_seq at our last look */
+} krx_sched;
+
+int krx_sched_start(const krx_sched_config *cfg);
+/* Stop and join every scheduler; tasks not finished are left where they
+ * are for the caller to free. */
+void krx_sched_stop(void);
+/* After stop, once every unfinished task was discarded: free the rest. */
+void krx_sched_free(void);
+/* Release the stack and fiber of a task that will never run again (stop). */
+void krx_task_discard(krx_task *t);
+bool krx_sched_running(void);
+unsigned krx_sched_count(void);
+krx_stack_pool *krx_sched_pool(void);
+size_t krx_sched_stacks_in_use(void);
+
+/* The scheduler this thread is, or NULL (read afresh: see tls.h). */
+static inline krx_sched *krx_sched_self(void)
+{
+	return krx_tls()->sched;
+}
+
+/* The task running on this thread, or NULL on a host thread. */
+static inline krx_task *krx_task_self(void)
+{
+	krx_sched *s = krx_sched_self();
+	/* Plain read: only this thread writes it (atomically, for the watchdog). */
+	return s ? (krx_task *)s->current : NULL;
+}
+
+/* Prepare a task that will run fn(arg); bound: 0 or scheduler index + 1. */
+void krx_task_init(krx_task *t, krx_ctx_fn *fn, void *arg, unsigned bound);
+/* Make a new task runnable (from a task or a host thread). */
+void krx_task_spawn(krx_task *t);
+/* Queue a task whose wake-up CAS the caller has just won. */
+void krx_task_ready(krx_task *t);
+/* Wake t if it is parked with this status: the CAS any waker must win. */
+bool krx_task_wake(krx_task *t, unsigned status);
+
+/* From a running task: */
+void krx_task_yield(void);
+/* Park with status until woken (or deadline, CLOCK_MONOTONIC ns; 0 = none).
+ * commit runs on the scheduler's stack after the task has switched out and
+ * its waiting state is published; returning false means "do not park after
+ * all" and the task is resumed at once. Returns the state word the task was
+ * woken with (KRX_ST_TIMEDOUT tells a timeout). */
+AO_t krx_task_park(unsigned status, uint64_t deadline,
+                   bool (*commit)(krx_task *t, void *arg), void *arg);
+/* Spend reductions; yield when the budget is gone. */
+static inline void krx_task_charge(long reds)
+{
+	struct krx_tls *tls = krx_tls();
+	if ((tls->reds -= reds) <= 0 && tls->sched)
+		krx_task_yield();
+}
+
+/* Run fn(arg) on a helper thread while the calling task waits. */
+long krx_blocking(long (*fn)(void *), void *arg);
+void krx_blocking_stop(void);
+
+void krx_sched_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,58 @@
+/*
+ * task.h - what the scheduler knows of a process: a coroutine, a stack, and
+ * one atomic state word through which every wake-up passes.
+ *
+ * The state word is (seq << 4) | flags | status. A task that parks bumps seq,
+ * so a wake-up aimed at an earlier park (a stale timer) cannot match. Every
+ * transition out of a waiting status is a CAS on the exact waiting word, so
+ * when a message, a timeout and a helper thread race to wake one park,
+ * exactly one wins: a wake-up is never lost and never doubled.
+ *
+ *   RUNNING --park--> WAIT_* --CAS by one waker--> RUNNABLE --scheduler--> RUNNING
+ *
+ * Only the task itself (or its scheduler, on its behalf) moves it out of
+ * RUNNING; wakers only ever CAS WAIT_* -> RUNNABLE.
+ */
+#ifndef KRX_TASK_H
+#define KRX_TASK_H
+
+#include <atomic_ops.h>
+#include <stdint.h>
+
+#include "ctx.h"
+#include "stack.h"
+
+enum krx_status {
+	KRX_RUNNING = 0,
+	KRX_RUNNABLE = 1,
+	KRX_WAIT_RECV = 2,  /* in a receive: a message or a timeout wakes it */
+	KRX_WAIT_OTHER = 3, /* in a sleep or kr_blocking: only its own waker */
+	KRX_DONE = 4
+};
+
+#define KRX_ST_STATUS 0x7u
+#define KRX_ST_TIMEDOUT 0x8u /* set by the timer that won the wake-up */
+#define KRX_ST_SEQ_ONE 0x10u
+
+static inline unsigned krx_st_status(AO_t st)
+{
+	return (unsigned)(st & KRX_ST_STATUS);
+}
+
+struct krx_sched;
+
+typedef struct krx_task {
+	krx_ctx ctx;
+	AO_t state;
+	struct krx_task *next;   /* link in the global queue or an inbox */
+	krx_stack *stack;        /* NULL until it first runs */
+	struct krx_stack_pool *pool;
+	struct krx_sched *bound; /* runs only there, or NULL */
+	AO_t last_sched;         /* index + 1 of where it runs or last ran; 0 = never */
+	AO_t reductions;         /* spent in total (written by its scheduler) */
+	AO_t guard;              /* its stack's krx_guard_kind + 1; 0 before it runs */
+	krx_ctx_fn *fn;
+	void *arg;
+} krx_task;
+
+#endif

@@ -1,0 +1,23 @@
+/*
+ * tls.c - the thread-local block and its offset from the thread pointer
+ * (see tls.h for why krill reaches it this way).
+ */
+#include "tls.h"
+
+#include <stdint.h>
+
+static __thread struct krx_tls krx_tls_block __attribute__((tls_model("initial-exec")));
+
+/* Set before main() by the constructor below; never changes. */
+KR_API long kr__tls_offset;
+
+__attribute__((constructor)) static void krx_tls_init(void)
+{
+	char *tp;
+#if defined(__x86_64__)
+	__asm__ volatile("mov %%fs:0, %0" : "=r"(tp));
+#elif defined(__aarch64__)
+	__asm__ volatile("mrs %0, tpidr_el0" : "=r"(tp));
+#endif
+	kr__tls_offset = (long)((char *)&krx_tls_block - tp);
+}

@@ -1,0 +1,41 @@
+/*
+ * heap.h - per-process heaps.
+ *
+ * A process heap is a list of blocks taken from mimalloc, each with a small
+ * header linking it to its process, so that everything left is freed when
+ * the process exits, normally or not. A block may be freed by a thread other
+ * than the one that allocated it (processes migrate; mimalloc allows this),
+ * which is why a krill heap is not a mi_heap_t (bound to its thread).
+ *
+ * Received messages are heap blocks too: the sender allocates the block, and
+ * the receiver links it into its heap when it takes the message.
+ */
+#ifndef KRX_HEAP_H
+#define KRX_HEAP_H
+
+#include <atomic_ops.h>
+#include <stddef.h>
+
+typedef struct krx_hblk {
+	struct krx_hblk *prev, *next;
+	size_t size;   /* bytes accounted to the heap */
+	size_t magic;  /* KRX_HBLK_MAGIC while on a heap */
+} krx_hblk;        /* 32 bytes: what follows stays 16-byte aligned */
+
+typedef struct krx_heap {
+	krx_hblk list;   /* circular, with this as sentinel */
+	AO_t bytes;      /* written by the owner, read by kr_info */
+	size_t max;      /* 0 = unlimited */
+} krx_heap;
+
+void krx_heap_init(krx_heap *h, size_t max);
+/* Free every block still on the heap. */
+void krx_heap_destroy(krx_heap *h);
+void *krx_heap_alloc(krx_heap *h, size_t size);
+void *krx_heap_realloc(krx_heap *h, void *ptr, size_t size);
+void krx_heap_free(krx_heap *h, void *ptr);
+/* Link a block allocated elsewhere (a message) into h, or unlink and free it. */
+void krx_heap_adopt(krx_heap *h, krx_hblk *b);
+void krx_heap_release(krx_heap *h, krx_hblk *b);
+
+#endif

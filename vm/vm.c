@@ -1,0 +1,278 @@
+/*
+ * vm.c - the VM's public face: start, stop, kr_main, and the calls a
+ * process makes (send, yield, sleep, heap, blocking).
+ *
+ * kr_vm_start and kr_vm_stop are serialised by a mutex; every other entry
+ * checks krx_sched_running() and returns KR_ESTOPPED when no VM runs. Calls
+ * that need a process return KR_ENOTPROC (or NULL) from a host thread.
+ */
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "futex.h"
+#include "mi.h"
+#include "proc.h"
+
+#define DEFAULT_MAX_PROCS ((size_t)1 << 20)
+#define DEFAULT_MAX_MESSAGE ((size_t)64 << 20)
+#define DEFAULT_WATCHDOG_MS 10
+
+static pthread_mutex_t vm_lock = PTHREAD_MUTEX_INITIALIZER;
+static AO_t dead_letters;
+static size_t max_message;
+
+KR_API int kr_vm_start(const kr_config *user)
+{
+	kr_config cfg = user ? *user : (kr_config){ 0 };
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	if (!cfg.schedulers)
+		cfg.schedulers = ncpu > 0 ? (unsigned)ncpu : 1;
+	if (!cfg.max_procs)
+		cfg.max_procs = DEFAULT_MAX_PROCS;
+	if (!cfg.max_message)
+		cfg.max_message = DEFAULT_MAX_MESSAGE;
+	if (!cfg.watchdog_ms)
+		cfg.watchdog_ms = DEFAULT_WATCHDOG_MS;
+	if (cfg.schedulers > 1024 || cfg.max_procs > ((size_t)1 << KRX_PID_INDEX_BITS) ||
+	    cfg.stack_size > ((size_t)1 << 30))
+		return KR_EINVAL;
+
+	pthread_mutex_lock(&vm_lock);
+	int err = KR_EEXIST;
+	if (krx_sched_running())
+		goto out;
+	if ((err = krx_procs_init(cfg.max_procs)))
+		goto out;
+	max_message = cfg.max_message;
+	AO_store(&dead_letters, 0);
+	krx_sched_config sc = {
+		.schedulers = cfg.schedulers,
+		.pin = cfg.pin,
+		.stack_size = cfg.stack_size,
+		.watchdog_ms = cfg.watchdog_ms,
+		.log = cfg.log,
+		.log_ctx = cfg.log_ctx,
+		.hooks = { .task_exit = krx_proc_exited, .task_name = krx_proc_name },
+	};
+	if ((err = krx_sched_start(&sc)))
+		krx_procs_free();
+out:
+	pthread_mutex_unlock(&vm_lock);
+	return err;
+}
+
+KR_API int kr_vm_stop(void)
+{
+	if (krx_sched_self())
+		return KR_EINVAL; /* a scheduler thread cannot join itself */
+	pthread_mutex_lock(&vm_lock);
+	int err = KR_ESTOPPED;
+	if (krx_sched_running()) {
+		krx_sched_stop();
+		krx_procs_free();
+		krx_sched_free();
+		err = 0;
+	}
+	pthread_mutex_unlock(&vm_lock);
+	return err;
+}
+
+KR_API int kr_vm_stats_get(kr_vm_stats *out)
+{
+	if (!out)
+		return KR_EINVAL;
+	if (!krx_sched_running())
+		return KR_ESTOPPED;
+	krx_stack_stats ss;
+	krx_stack_pool_stats(krx_sched_pool(), &ss);
+	*out = (kr_vm_stats){
+		.schedulers = krx_sched_count(),
+		.procs_alive = krx_procs_alive(),
+		.procs_spawned = krx_procs_spawned(),
+		.dead_letters = AO_load(&dead_letters),
+		.stacks_in_use = krx_sched_stacks_in_use(),
+		.stack_protection = krx_guard_kind_name(ss.best),
+	};
+	return 0;
+}
+
+/* ---- kr_main ---- */
+
+typedef struct root {
+	kr_fn *fn;
+	void *arg;
+	pthread_mutex_t lock;
+	pthread_cond_t done_cond;
+	int done;
+} root;
+
+static void root_main(void *arg)
+{
+	root *r = arg;
+	r->fn(r->arg);
+	pthread_mutex_lock(&r->lock);
+	r->done = 1;
+	pthread_cond_signal(&r->done_cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+KR_API int kr_main(const kr_config *cfg, kr_fn *fn, void *arg)
+{
+	if (!fn)
+		return KR_EINVAL;
+	int err = kr_vm_start(cfg);
+	if (err)
+		return err;
+	root r = { .fn = fn, .arg = arg };
+	pthread_mutex_init(&r.lock, NULL);
+	pthread_cond_init(&r.done_cond, NULL);
+	kr_pid pid = kr_spawn(root_main, &r);
+	if (pid < 0) {
+		kr_vm_stop();
+		return (int)pid;
+	}
+	pthread_mutex_lock(&r.lock);
+	while (!r.done)
+		pthread_cond_wait(&r.done_cond, &r.lock);
+	pthread_mutex_unlock(&r.lock);
+	kr_vm_stop();
+	pthread_mutex_destroy(&r.lock);
+	pthread_cond_destroy(&r.done_cond);
+	return 0;
+}
+
+/* ---- the running process ---- */
+
+KR_API kr_pid kr_self(void)
+{
+	krx_proc *p = krx_proc_self();
+	/* Relaxed: our own pid, written before we first ran. */
+	return p ? (kr_pid)AO_load(&p->live_pid) : KR_ENOTPROC;
+}
+
+KR_API int kr_yield(void)
+{
+	if (!krx_task_self())
+		return KR_ENOTPROC;
+	krx_task_yield();
+	return 0;
+}
+
+KR_API int kr_sleep(long ms)
+{
+	if (!krx_task_self())
+		return KR_ENOTPROC;
+	if (ms < 0)
+		return KR_EINVAL;
+	uint64_t deadline = krx_now_ns() + (uint64_t)ms * 1000000u;
+	/* A timer is the only waker of WAIT_OTHER without a commit. */
+	if (ms == 0)
+		krx_task_yield();
+	else
+		krx_task_park(KRX_WAIT_OTHER, deadline, NULL, NULL);
+	return 0;
+}
+
+KR_API long kr_blocking(kr_blocking_fn *fn, void *arg)
+{
+	if (!fn)
+		return KR_EINVAL;
+	return krx_blocking(fn, arg);
+}
+
+/* ---- sending ---- */
+
+/* Deliver m to pid; frees m if pid is gone. */
+static int deliver(kr_pid to, krx_msg *m)
+{
+	krx_proc *self = krx_proc_self();
+	m->pub.sender = self ? (kr_pid)AO_load(&self->live_pid) : 0;
+	krx_proc *p = krx_proc_slot(to);
+	enum krx_push r = p ? krx_mailbox_push(&p->mbox, (uint32_t)KRX_PID_SERIAL(to), m)
+	                    : KRX_PUSH_DEAD;
+	if (r == KRX_PUSH_DEAD) {
+		/* Relaxed: a statistic. As in Erlang, not an error. */
+		AO_fetch_and_add1(&dead_letters);
+		krx_msg_destroy(m);
+	} else if (r == KRX_PUSH_WAKE) {
+		krx_task_wake(&p->task, KRX_WAIT_RECV);
+	}
+	krx_task_charge(1);
+	return 0;
+}
+
+static int check_target(kr_pid to)
+{
+	if (!krx_sched_running())
+		return KR_ESTOPPED;
+	if (to <= 0 || KRX_PID_SERIAL(to) == 0 || KRX_PID_NODE(to) != 0)
+		return KR_EINVAL;
+	return 0;
+}
+
+KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len)
+{
+	int err = check_target(to);
+	if (err)
+		return err;
+	if (len > max_message)
+		return KR_ELIMIT;
+	if (len && !data)
+		return KR_EINVAL;
+	krx_msg *m = krx_msg_new(len);
+	if (!m)
+		return KR_ENOMEM;
+	m->pub.tag = tag;
+	if (len)
+		memcpy(m + 1, data, len);
+	return deliver(to, m);
+}
+
+KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
+{
+	int err = check_target(to);
+	if (err)
+		return err;
+	if (!bin)
+		return KR_EINVAL;
+	krx_msg *m = krx_msg_new(0);
+	if (!m)
+		return KR_ENOMEM;
+	m->pub.tag = tag;
+	m->pub.bin = kr_bin_ref(bin);
+	m->pub.data = kr_bin_data(bin);
+	m->pub.len = kr_bin_size(bin);
+	return deliver(to, m);
+}
+
+/* ---- the process heap ---- */
+
+KR_API void *kr_alloc(size_t size)
+{
+	krx_proc *p = krx_proc_self();
+	return p ? krx_heap_alloc(&p->heap, size) : NULL;
+}
+
+KR_API void *kr_calloc(size_t n, size_t size)
+{
+	if (size && n > SIZE_MAX / size)
+		return NULL;
+	void *ptr = kr_alloc(n * size);
+	if (ptr)
+		memset(ptr, 0, n * size);
+	return ptr;
+}
+
+KR_API void *kr_realloc(void *ptr, size_t size)
+{
+	krx_proc *p = krx_proc_self();
+	return p ? krx_heap_realloc(&p->heap, ptr, size) : NULL;
+}
+
+KR_API void kr_free(void *ptr)
+{
+	krx_proc *p = krx_proc_self();
+	if (p)
+		krx_heap_free(&p->heap, ptr);
+}
