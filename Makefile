@@ -54,7 +54,7 @@ asan_RUN       := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=pri
 
 tsan_CC        := $(CC)
 tsan_ARCH      := x86_64
-tsan_CFLAGS    := $(BASE) -O1 -fsanitize=thread
+tsan_CFLAGS    := $(BASE) -O1 -fsanitize=thread -Wno-tsan
 tsan_LDFLAGS   := -fsanitize=thread -ldl
 tsan_RUN       := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 

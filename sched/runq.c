@@ -47,12 +47,9 @@ static bool put_slow(krx_runq *q, krx_task *t, AO_t h, krx_injectq *inject)
 
 krx_task *krx_runq_swap_lifo(krx_runq *q, krx_task *t)
 {
-	/* Full: a thief may CAS the slot to 0 concurrently; whoever wins owns
-	 * the old occupant, and the new one is published to thieves. */
-	AO_t old = AO_load(&q->lifo);
-	while (!AO_compare_and_swap_full(&q->lifo, old, (AO_t)t))
-		old = AO_load(&q->lifo);
-	return (krx_task *)old;
+	krx_task *old = q->lifo;
+	q->lifo = t;
+	return old;
 }
 
 void krx_runq_put(krx_runq *q, krx_task *t, bool lifo, krx_injectq *inject)
@@ -77,16 +74,11 @@ void krx_runq_put(krx_runq *q, krx_task *t, bool lifo, krx_injectq *inject)
 
 krx_task *krx_runq_get(krx_runq *q)
 {
-	if (q->streak < KRX_LIFO_STREAK) {
-		/* Acquire (via full CAS): the task's state, written by whoever
-		 * put it there, is visible. */
-		AO_t t = AO_load(&q->lifo);
-		while (t && !AO_compare_and_swap_full(&q->lifo, t, 0))
-			t = AO_load(&q->lifo);
-		if (t) {
-			q->streak++;
-			return (krx_task *)t;
-		}
+	krx_task *t = q->lifo;
+	if (t && q->streak < KRX_LIFO_STREAK) {
+		q->lifo = NULL;
+		q->streak++;
+		return t;
 	}
 	q->streak = 0;
 	for (;;) {
@@ -94,19 +86,18 @@ krx_task *krx_runq_get(krx_runq *q)
 		AO_t tail = AO_load(&q->tail); /* relaxed: only we write it */
 		if (h == tail)
 			break;
-		krx_task *t = (krx_task *)AO_load(&q->ring[h & MASK]);
+		t = (krx_task *)AO_load(&q->ring[h & MASK]);
 		/* Acquire-release: claim the slot against thieves. */
 		if (AO_compare_and_swap_full(&q->head, h, h + 1))
 			return t;
 	}
 	/* The ring is empty: the LIFO slot, even past the streak. */
-	AO_t t = AO_load(&q->lifo);
-	while (t && !AO_compare_and_swap_full(&q->lifo, t, 0))
-		t = AO_load(&q->lifo);
-	return (krx_task *)t;
+	t = q->lifo;
+	q->lifo = NULL;
+	return t;
 }
 
-krx_task *krx_runq_steal(krx_runq *q, krx_runq *victim, bool take_lifo)
+krx_task *krx_runq_steal(krx_runq *q, krx_runq *victim)
 {
 	krx_task *grab[KRX_RUNQ_SIZE / 2];
 	unsigned n;
@@ -117,17 +108,8 @@ krx_task *krx_runq_steal(krx_runq *q, krx_runq *victim, bool take_lifo)
 		AO_t t = AO_load_acquire(&victim->tail);
 		n = t >= h ? (unsigned)(t - h) : 0;
 		n -= n / 2;
-		if (n == 0) {
-			if (!take_lifo)
-				return NULL;
-			/* Acquire: the task's immutable `bound` was written before
-			 * it was first queued. */
-			AO_t l = AO_load_acquire(&victim->lifo);
-			if (l && !((krx_task *)l)->bound &&
-			    AO_compare_and_swap_full(&victim->lifo, l, 0))
-				return (krx_task *)l;
+		if (n == 0)
 			return NULL;
-		}
 		if (n > KRX_RUNQ_SIZE / 2)
 			continue; /* inconsistent read: the victim moved on */
 		for (unsigned i = 0; i < n; i++)

@@ -8,7 +8,13 @@
  *  - the LIFO slot holds the task most recently woken by the running one, so
  *    a message ping-pong stays on one core and in cache. The owner takes it
  *    before the ring, but at most KRX_LIFO_STREAK times in a row, so the
- *    ring is never starved.
+ *    ring is never starved. Only the owner touches the slot, with plain
+ *    loads and stores: thieves never take it. That saves two atomic
+ *    read-modify-writes per message (a third of a ping-pong's), at a price:
+ *    the task in the slot waits for the running task to yield, even while
+ *    other schedulers idle. A running task always yields within its
+ *    reduction budget if it calls krill or KR_CHECK(); one that does
+ *    neither is reported by the watchdog.
  *
  * The inject queue takes tasks from threads that own no ring (host threads,
  * kr_blocking helpers) and the overflow of full rings. It is a mutex-guarded
@@ -30,7 +36,7 @@
 typedef struct krx_runq {
 	AO_t head;  /* next to take; CAS by owner and thieves */
 	AO_t tail;  /* next free; written by the owner only */
-	AO_t lifo;  /* krx_task *, or 0; the owner xchg-s it, thieves may CAS it */
+	krx_task *lifo; /* the owner's alone */
 	unsigned streak;
 	AO_t ring[KRX_RUNQ_SIZE];
 } krx_runq;
@@ -54,10 +60,8 @@ krx_task *krx_runq_get(krx_runq *q);
 /* Tasks in the ring (not counting the LIFO slot); racy, for heuristics. */
 unsigned krx_runq_len(const krx_runq *q);
 /* Thief: move about half of victim's ring into q (whose ring must be empty)
- * and return one more task to run now, or NULL. With take_lifo, take the
- * victim's LIFO slot when its ring is empty, unless the task there is bound
- * to the victim. */
-krx_task *krx_runq_steal(krx_runq *q, krx_runq *victim, bool take_lifo);
+ * and return one more task to run now, or NULL. */
+krx_task *krx_runq_steal(krx_runq *q, krx_runq *victim);
 
 void krx_injectq_init(krx_injectq *q);
 void krx_injectq_push(krx_injectq *q, krx_task *t);

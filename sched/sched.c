@@ -213,21 +213,14 @@ static uint32_t next_rand(krx_sched *s)
 	return s->rand = x;
 }
 
-/* Steal from the others, starting at a random victim. A victim's LIFO slot
- * is taken only if the victim has been running the same task since our last
- * look: otherwise it is about to run that task itself, in cache. */
+/* Steal half of a victim's ring, trying every other scheduler from a random
+ * starting point. */
 static krx_task *steal(krx_sched *s)
 {
 	unsigned start = next_rand(s) % S.n;
 	for (unsigned k = 0; k < S.n; k++) {
 		krx_sched *v = &S.scheds[(start + k) % S.n];
-		if (v == s)
-			continue;
-		/* Relaxed: a heuristic look at the victim's progress. */
-		AO_t seq = AO_load(&v->run_seq);
-		bool stuck = AO_load(&s->seen_seq[v->id]) == seq;
-		AO_store(&s->seen_seq[v->id], seq);
-		krx_task *t = krx_runq_steal(&s->rq, &v->rq, stuck);
+		krx_task *t = v == s ? NULL : krx_runq_steal(&s->rq, &v->rq);
 		if (t)
 			return t;
 	}
@@ -371,7 +364,7 @@ static void requeue_local(krx_sched *s, krx_task *t, bool lifo)
 		return;
 	}
 	if (lifo) {
-		/* The LIFO slot takes bound tasks too: thieves leave those. */
+		/* The LIFO slot takes bound tasks too: thieves never see it. */
 		t = krx_runq_swap_lifo(&s->rq, t);
 		if (!t)
 			return;
@@ -527,25 +520,6 @@ void krx_task_yield(void)
 	krx_ctx_switch(&t->ctx, &s->ctx);
 }
 
-AO_t krx_task_park(unsigned status, uint64_t deadline, bool (*commit)(krx_task *, void *),
-                   void *arg)
-{
-	krx_sched *s = krx_sched_self();
-	krx_task *t = (krx_task *)s->current;
-	AO_t st = AO_load(&t->state);
-	s->reason = KRX_SW_PARK;
-	s->park_word = (st & ~(AO_t)(KRX_ST_SEQ_ONE - 1)) + KRX_ST_SEQ_ONE + status;
-	s->park_deadline = deadline;
-	s->park_commit = commit;
-	s->park_arg = arg;
-	krx_ctx_switch(&t->ctx, &s->ctx);
-	/* Resumed, perhaps on another thread: re-read nothing cached. */
-	AO_t woke = AO_load(&t->state);
-	if (woke & KRX_ST_TIMEDOUT)
-		AO_store(&t->state, woke & ~(AO_t)KRX_ST_TIMEDOUT);
-	return woke;
-}
-
 KR_API int kr__budget_spent(void)
 {
 	struct krx_tls *tls = krx_tls();
@@ -633,7 +607,6 @@ int krx_sched_start(const krx_sched_config *cfg)
 		krx_runq_init(&s->rq);
 		krx_timers_init(&s->timers);
 		krx_injectq_init(&s->inbox);
-		s->seen_seq = krx_calloc_raw(S.n, sizeof *s->seen_seq);
 	}
 	/* Release: threads and callers that see running see all of the above. */
 	AO_store_release(&S.running, 1);
@@ -664,7 +637,6 @@ void krx_sched_free(void)
 		krx_sched *s = &S.scheds[i];
 		krx_stack_cache_flush(&S.pool, &s->stacks);
 		krx_timers_free(&s->timers);
-		krx_free_raw(s->seen_seq);
 		pthread_mutex_destroy(&s->inbox.lock);
 	}
 	krx_stack_pool_destroy(&S.pool);

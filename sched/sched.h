@@ -44,7 +44,7 @@ typedef struct krx_sched {
 	krx_ctx ctx;              /* the scheduler loop's own context */
 	krx_runq rq;
 	AO_t current;             /* krx_task *; written by this thread, read by the watchdog */
-	AO_t run_seq;             /* bumped at every switch-in (watchdog, thieves) */
+	AO_t run_seq;             /* bumped at every switch-in (the watchdog) */
 	krx_timers timers;
 	krx_stack_cache stacks;
 	/* Why the current task switched back, and how to park it. */
@@ -61,7 +61,6 @@ typedef struct krx_sched {
 	bool spinning;
 	uint32_t rand;
 	unsigned tick;
-	AO_t *seen_seq;           /* per victim: its run_seq at our last look */
 } krx_sched;
 
 int krx_sched_start(const krx_sched_config *cfg);
@@ -107,8 +106,25 @@ void krx_task_yield(void);
  * its waiting state is published; returning false means "do not park after
  * all" and the task is resumed at once. Returns the state word the task was
  * woken with (KRX_ST_TIMEDOUT tells a timeout). */
-AO_t krx_task_park(unsigned status, uint64_t deadline,
-                   bool (*commit)(krx_task *t, void *arg), void *arg);
+static inline __attribute__((always_inline)) AO_t
+krx_task_park(unsigned status, uint64_t deadline, bool (*commit)(krx_task *t, void *arg), void *arg)
+{
+	/* Inline: see receive() in vm/mailbox.c. */
+	krx_sched *s = krx_sched_self();
+	krx_task *t = (krx_task *)s->current;
+	AO_t st = AO_load(&t->state);
+	s->reason = KRX_SW_PARK;
+	s->park_word = (st & ~(AO_t)(KRX_ST_SEQ_ONE - 1)) + KRX_ST_SEQ_ONE + status;
+	s->park_deadline = deadline;
+	s->park_commit = commit;
+	s->park_arg = arg;
+	krx_ctx_switch(&t->ctx, &s->ctx);
+	/* Resumed, perhaps on another thread: s is stale, t is not. */
+	AO_t woke = AO_load(&t->state);
+	if (woke & KRX_ST_TIMEDOUT)
+		AO_store(&t->state, woke & ~(AO_t)KRX_ST_TIMEDOUT);
+	return woke;
+}
 /* Spend reductions; yield when the budget is gone. */
 static inline void krx_task_charge(long reds)
 {

@@ -146,7 +146,11 @@ static bool announce_waiting(krx_task *t, void *arg)
 	return AO_compare_and_swap_full(&p->mbox.in, empty, WORD(p->serial, MB_WAITING));
 }
 
-static int receive(kr_msg **out, const matcher *mt, long timeout_ms)
+/* Inlined into each kr_recv*: a process resumed after parking returns
+ * through these frames, and every extra return there is a return the
+ * predictor has not seen (the switch changed stacks under it). */
+static inline __attribute__((always_inline)) int receive(kr_msg **out, const matcher *mt,
+                                                         long timeout_ms)
 {
 	krx_proc *p = krx_proc_self();
 	if (out)
@@ -186,10 +190,14 @@ static int receive(kr_msg **out, const matcher *mt, long timeout_ms)
 		AO_t woke = krx_task_park(KRX_WAIT_RECV, deadline, announce_waiting, NULL);
 		p = krx_proc_self();
 		mb = &p->mbox;
-		/* Clear our WAITING mark if no sender replaced it (a timeout). */
-		AO_compare_and_swap_full(&mb->in, WORD(p->serial, MB_WAITING), WORD(p->serial, 0));
-		if (woke & KRX_ST_TIMEDOUT)
+		if (woke & KRX_ST_TIMEDOUT) {
+			/* Take our WAITING mark back, unless a sender has replaced
+			 * it with a message (which the next receive will find).
+			 * Woken by a sender, there is no mark left to clear. */
+			AO_compare_and_swap_full(&mb->in, WORD(p->serial, MB_WAITING),
+			                         WORD(p->serial, 0));
 			return KR_ETIMEDOUT;
+		}
 		m = drain(mb);
 	}
 }
