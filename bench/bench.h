@@ -27,7 +27,32 @@ double bench_median(double *v, int n);
  * an error (returns -1 after printing usage hints). */
 int bench_opts(int argc, char **argv, const char *const *names, long *vals, int n);
 
+/* Options of a benchmark that runs on the VM: "--name VALUE" (a positive
+ * number) or, with flag set, a bare "--name" that stores 1. */
+typedef struct bench_opt {
+	const char *name;
+	long *val;
+	int flag;
+} bench_opt;
+
+/* Parse argv (argv[0] is the subcommand) against opts, plus the options every
+ * VM benchmark takes:
+ *     --schedulers N   scheduler threads, 0 = online CPUs (the default)
+ *     --timeout SECS   give up with exit status 3 after SECS (default 600),
+ *                      so that a hang fails a scripted run instead of stalling it
+ * Stores the schedulers setting in *schedulers and arms the timeout. Returns 0,
+ * or -1 after printing what was wrong. */
+int bench_vm_opts(int argc, char **argv, const bench_opt *opts, int n, unsigned *schedulers);
+
+/* How many schedulers a VM started with kr_config.schedulers = s runs. */
+unsigned bench_schedulers(unsigned s);
+
 typedef int bench_fn(int argc, char **argv);
 int bench_ctx(int argc, char **argv);
+int bench_pingpong(int argc, char **argv);
+int bench_ring(int argc, char **argv);
+int bench_skynet(int argc, char **argv);
+int bench_spawn(int argc, char **argv);
+int bench_fanin(int argc, char **argv);
 
 #endif

@@ -2,12 +2,22 @@
  * krbench - krill's benchmarks, one subcommand each:
  *
  *     krbench ctx [--switches N] [--runs R]
+ *     krbench pingpong [--rounds N] [--cross]
+ *     krbench ring [--procs N] [--rounds R]
+ *     krbench skynet
+ *     krbench spawn [--procs N] [--short]
+ *     krbench fanin [--senders K] [--msgs M]
+ *
+ * The VM benchmarks also take --schedulers N (0 = online CPUs) and
+ * --timeout SECS (see bench_vm_opts).
  *
  * Each prints RESULT lines (see bench.h) that scripts collect.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bench.h"
 
@@ -17,7 +27,14 @@ static const struct {
 	const char *usage;
 } benches[] = {
 	{ "ctx", bench_ctx, "[--switches N] [--runs R]  context switch: krill against swapcontext" },
+	{ "pingpong", bench_pingpong, "[--rounds N] [--cross]  message round trip between two processes" },
+	{ "ring", bench_ring, "[--procs N] [--rounds R]  a token passed round a ring of processes" },
+	{ "skynet", bench_skynet, "  a 10-ary tree of 1,111,111 processes summing their indices" },
+	{ "spawn", bench_spawn, "[--procs N] [--short]  spawn rate and memory per waiting process" },
+	{ "fanin", bench_fanin, "[--senders K] [--msgs M]  K senders flooding one receiver" },
 };
+
+#define VM_OPTS "(VM benchmarks also take --schedulers N, 0 = online CPUs, and --timeout SECS)"
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -51,11 +68,78 @@ int bench_opts(int argc, char **argv, const char *const *names, long *vals, int 
 	return 0;
 }
 
+static char timeout_msg[128];
+
+static void on_timeout(int sig)
+{
+	(void)sig;
+	/* Only async-signal-safe calls here: write and _exit. */
+	if (write(2, timeout_msg, strlen(timeout_msg)) < 0)
+		_exit(3);
+	_exit(3);
+}
+
+static int parse_long(const char *bench, const char *name, const char *s, long min, long *out)
+{
+	char *end;
+	*out = strtol(s, &end, 10);
+	if (*s && !*end && *out >= min)
+		return 0;
+	fprintf(stderr, "krbench %s: %s wants a number >= %ld, not '%s'\n", bench, name, min, s);
+	return -1;
+}
+
+int bench_vm_opts(int argc, char **argv, const bench_opt *opts, int n, unsigned *schedulers)
+{
+	long sched = 0, timeout = 600;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		int j = 0;
+		while (j < n && strcmp(a, opts[j].name) != 0)
+			j++;
+		if (j < n && opts[j].flag) {
+			*opts[j].val = 1;
+			continue;
+		}
+		if (i + 1 >= argc || (j == n && strcmp(a, "--schedulers") && strcmp(a, "--timeout"))) {
+			fprintf(stderr, "krbench %s: unknown option or missing value: %s\n", argv[0], a);
+			return -1;
+		}
+		const char *v = argv[++i];
+		int r = j < n                        ? parse_long(argv[0], a, v, 1, opts[j].val)
+			: !strcmp(a, "--schedulers") ? parse_long(argv[0], a, v, 0, &sched)
+						     : parse_long(argv[0], a, v, 1, &timeout);
+		if (r < 0)
+			return -1;
+	}
+	if (sched > 4096) {
+		fprintf(stderr, "krbench %s: --schedulers %ld is too many\n", argv[0], sched);
+		return -1;
+	}
+	*schedulers = (unsigned)sched;
+	snprintf(timeout_msg, sizeof timeout_msg, "\nkrbench %s: still running after %ld s (--timeout): a hang?\n",
+		 argv[0], timeout);
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_timeout;
+	sa.sa_flags = SA_ONSTACK; /* a scheduler thread may take it on a process stack */
+	sigaction(SIGALRM, &sa, NULL);
+	alarm((unsigned)timeout);
+	return 0;
+}
+
+unsigned bench_schedulers(unsigned s)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return s ? s : n > 0 ? (unsigned)n : 1;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: krbench BENCHMARK [options]\n");
 	for (size_t i = 0; i < sizeof benches / sizeof benches[0]; i++)
 		fprintf(f, "  %-10s %s\n", benches[i].name, benches[i].usage);
+	fprintf(f, "%s\n", VM_OPTS);
 }
 
 int main(int argc, char **argv)

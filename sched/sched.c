@@ -101,10 +101,13 @@ void krx_sched_log(const char *fmt, ...)
 
 /* ---- waking and parking schedulers ---- */
 
-static void wake_sched(krx_sched *s)
+/* Wake words: why a parked scheduler was woken. */
+enum { WOKEN_NO = 0, WOKEN_PLAIN = 1, WOKEN_SPINNING = 2 };
+
+static void wake_sched(krx_sched *s, unsigned why)
 {
-	/* Release: the woken scheduler sees `spinning` and the work. */
-	AO_int_store_release(&s->wake_word, 1);
+	/* Release: the woken scheduler sees the work published before. */
+	AO_int_store_release(&s->wake_word, why);
 	krx_futex_wake(&s->wake_word, 1);
 }
 
@@ -142,13 +145,13 @@ static void wake_one(void)
 		AO_store(&s->idle, 0);
 		AO_fetch_and_sub1(&S.npidle);
 		/* Counted as spinning before it runs, so that concurrent
-		 * wakers do not wake a second one for the same work. */
+		 * wakers do not wake a second one for the same work; it learns
+		 * so from its wake word. */
 		AO_fetch_and_add1(&S.nspinning);
-		s->spinning = true;
 	}
 	pthread_mutex_unlock(&S.idle_lock);
 	if (s)
-		wake_sched(s);
+		wake_sched(s, WOKEN_SPINNING);
 }
 
 static bool work_visible(krx_sched *s)
@@ -199,7 +202,15 @@ static void park(krx_sched *s)
 		krx_futex_wait(&s->wake_word, 0, timeout);
 	}
 woken:
-	AO_int_store(&s->wake_word, 0);
+	/* Acquire: pairs with wake_sched's release. A waker that chose us as
+	 * a spinner counted us in nspinning already. The waker may store its
+	 * word after we stopped waiting; we then see it at our next park and
+	 * return at once, which is harmless. */
+	while (!AO_int_load_acquire(&s->wake_word))
+		krx_cpu_relax();
+	if (AO_int_load_acquire(&s->wake_word) == WOKEN_SPINNING)
+		s->spinning = true;
+	AO_int_store(&s->wake_word, WOKEN_NO);
 }
 
 /* ---- finding work ---- */
@@ -461,7 +472,7 @@ void krx_task_ready(krx_task *t)
 		 * flag (b looks at its inbox after publishing idle). */
 		AO_nop_full();
 		if (AO_load(&b->idle) && unidle(b))
-			wake_sched(b);
+			wake_sched(b, WOKEN_PLAIN);
 		return;
 	}
 	if (s) {
@@ -620,7 +631,7 @@ void krx_sched_stop(void)
 {
 	AO_store_release(&S.stopping, 1);
 	for (unsigned i = 0; i < S.n; i++)
-		wake_sched(&S.scheds[i]);
+		wake_sched(&S.scheds[i], WOKEN_PLAIN);
 	for (unsigned i = 0; i < S.n; i++)
 		pthread_join(S.scheds[i].thread, NULL);
 	pthread_mutex_lock(&S.wd_lock);
