@@ -170,6 +170,9 @@ demo: $(B)/krbench $(EXAMPLES)
 	@echo
 	@echo "== coroutines: a generator and a round robin =="
 	$(B)/coroutines
+	@echo
+	@echo "== processes: a ring of 10,000 passing a token 100 times =="
+	$(B)/ring 10000 100
 
 # make test runs every suite, in order, even when one fails, and fails if any did.
 test:
