@@ -69,7 +69,7 @@ typedef void kr_log_fn(const char *line, void *ctx);
 typedef struct kr_config {
 	unsigned schedulers;   /* scheduler threads; 0 = online CPUs */
 	size_t max_procs;      /* live processes at most; 0 = 1,048,576 (like erl +P) */
-	size_t stack_size;     /* default stack per process; 0 = 64 KiB */
+	size_t stack_size;     /* default stack per process; 0 = 64 KiB; 16 KiB to 1 GiB */
 	int pin;               /* nonzero: pin scheduler i to CPU i */
 	unsigned watchdog_ms;  /* report a process that runs this long without
 	                        * yielding; 0 = 10 ms */
@@ -115,7 +115,8 @@ KR_API int kr_vm_stats_get(kr_vm_stats *out);
 /* ------------------------------------------------------------------------ */
 
 typedef struct kr_spawn_opts {
-	size_t stack_size;       /* 0 = the VM's default */
+	size_t stack_size;       /* 0 = the VM's default; 16 KiB to 1 GiB (at most 8
+	                          * sizes besides the default in one VM) */
 	size_t max_heap;         /* bytes of kr_alloc heap; 0 = unlimited */
 	const char *name;        /* a label for reports (copied); may be NULL */
 	unsigned bind_scheduler; /* 0 = may run anywhere; k = only on scheduler k-1 */

@@ -48,7 +48,11 @@ static struct {
 	unsigned n;
 	krx_sched *scheds;
 	krx_sched_config cfg;
-	krx_stack_pool pool;
+	krx_stack_pool pool;            /* the default stack size */
+	/* Pools for other sizes (kr_spawn_opts.stack_size), made on demand;
+	 * published with a release store, never freed before stop. */
+	pthread_mutex_t pools_lock;
+	AO_t other_pools[KRX_STACK_SIZES];
 	krx_injectq inject;
 	/* Idle schedulers, a stack of indices under idle_lock. */
 	pthread_mutex_t idle_lock;
@@ -79,6 +83,42 @@ unsigned krx_sched_count(void)
 krx_stack_pool *krx_sched_pool(void)
 {
 	return &S.pool;
+}
+
+krx_stack_pool *krx_sched_pool_for(size_t size)
+{
+	size_t page = S.pool.page;
+	size = (size + page - 1) / page * page;
+	if (size == S.pool.stack_size)
+		return &S.pool;
+	for (int i = 0; i < KRX_STACK_SIZES; i++) {
+		/* Acquire: pairs with the release below; the pool is whole. */
+		krx_stack_pool *p = (krx_stack_pool *)AO_load_acquire(&S.other_pools[i]);
+		if (p && p->stack_size == size)
+			return p;
+	}
+	krx_stack_pool *found = NULL;
+	pthread_mutex_lock(&S.pools_lock);
+	for (int i = 0; i < KRX_STACK_SIZES && !found; i++) {
+		krx_stack_pool *p = (krx_stack_pool *)AO_load(&S.other_pools[i]);
+		if (p && p->stack_size == size) {
+			found = p;
+		} else if (!p) {
+			/* Fewer slots per region: these pools are for a few
+			 * processes with unusual needs. */
+			krx_stack_opts so = { .stack_size = size, .slots_per_region = 256 };
+			p = krx_alloc_raw(sizeof *p);
+			if (p && krx_stack_pool_init(p, &so) == 0) {
+				AO_store_release(&S.other_pools[i], (AO_t)p);
+				found = p;
+			} else {
+				krx_free_raw(p);
+				break;
+			}
+		}
+	}
+	pthread_mutex_unlock(&S.pools_lock);
+	return found;
 }
 
 size_t krx_sched_stacks_in_use(void)
@@ -346,9 +386,15 @@ static void task_entry(void *arg)
 	/* Returning switches to ctx.exit_to: the scheduler running us now. */
 }
 
+/* The scheduler's stack cache serves the default pool only. */
+static krx_stack_cache *cache_for(krx_sched *s, krx_task *t)
+{
+	return t->pool == &S.pool ? &s->stacks : NULL;
+}
+
 static bool give_stack(krx_sched *s, krx_task *t)
 {
-	t->stack = krx_stack_get(&S.pool, &s->stacks);
+	t->stack = krx_stack_get(t->pool, cache_for(s, t));
 	if (!t->stack)
 		return false;
 	/* Relaxed: figures for kr_info and kr_vm_stats. */
@@ -362,7 +408,7 @@ static bool give_stack(krx_sched *s, krx_task *t)
 static void release_stack(krx_sched *s, krx_task *t)
 {
 	krx_ctx_destroy(&t->ctx);
-	krx_stack_put(&S.pool, &s->stacks, t->stack);
+	krx_stack_put(t->pool, cache_for(s, t), t->stack);
 	t->stack = NULL;
 	AO_fetch_and_sub1(&S.stacks_in_use);
 }
@@ -452,13 +498,15 @@ static void run_task(krx_sched *s, krx_task *t)
 
 /* ---- the task-side API ---- */
 
-void krx_task_init(krx_task *t, krx_ctx_fn *fn, void *arg, unsigned bound)
+void krx_task_init(krx_task *t, krx_ctx_fn *fn, void *arg, unsigned bound,
+                   krx_stack_pool *pool)
 {
 	/* Keep seq across reuse of the structure (stale timers test it). */
 	AO_t seq = AO_load(&t->state) & ~(AO_t)(KRX_ST_SEQ_ONE - 1);
 	t->fn = fn;
 	t->arg = arg;
 	t->stack = NULL;
+	t->pool = pool ? pool : &S.pool;
 	t->next = NULL;
 	t->bound = bound && bound <= S.n ? &S.scheds[bound - 1] : NULL;
 	AO_store(&t->last_sched, 0);
@@ -614,6 +662,7 @@ int krx_sched_start(const krx_sched_config *cfg)
 	}
 	krx_injectq_init(&S.inject);
 	pthread_mutex_init(&S.idle_lock, NULL);
+	pthread_mutex_init(&S.pools_lock, NULL);
 	pthread_mutex_init(&S.wd_lock, NULL);
 	pthread_cond_init(&S.wd_cond, NULL);
 	for (unsigned i = 0; i < S.n; i++) {
@@ -656,6 +705,14 @@ void krx_sched_free(void)
 		pthread_mutex_destroy(&s->inbox.lock);
 	}
 	krx_stack_pool_destroy(&S.pool);
+	for (int i = 0; i < KRX_STACK_SIZES; i++) {
+		krx_stack_pool *p = (krx_stack_pool *)AO_load(&S.other_pools[i]);
+		if (p) {
+			krx_stack_pool_destroy(p);
+			krx_free_raw(p);
+		}
+	}
+	pthread_mutex_destroy(&S.pools_lock);
 	krx_free_raw(S.scheds);
 	krx_free_raw(S.idle_list);
 	pthread_mutex_destroy(&S.inject.lock);
@@ -670,7 +727,7 @@ void krx_task_discard(krx_task *t)
 {
 	if (t->stack) {
 		krx_ctx_destroy(&t->ctx);
-		krx_stack_put(&S.pool, NULL, t->stack);
+		krx_stack_put(t->pool, NULL, t->stack);
 		t->stack = NULL;
 		AO_fetch_and_sub1(&S.stacks_in_use);
 	}

@@ -17,6 +17,7 @@
 #include "tls.h"
 
 #define KRX_REDUCTIONS 4000 /* a task's budget per run (the BEAM's is 4,000) */
+#define KRX_STACK_SIZES 8   /* distinct non-default stack sizes in one VM */
 
 typedef struct krx_sched_hooks {
 	/* A task's function returned; its stack is already released. Runs on
@@ -74,6 +75,9 @@ void krx_task_discard(krx_task *t);
 bool krx_sched_running(void);
 unsigned krx_sched_count(void);
 krx_stack_pool *krx_sched_pool(void);
+/* The pool for stacks of this size (rounded up to pages), made on first
+ * use; NULL when KRX_STACK_SIZES sizes are taken or memory is short. */
+krx_stack_pool *krx_sched_pool_for(size_t size);
 size_t krx_sched_stacks_in_use(void);
 
 /* The scheduler this thread is, or NULL (read afresh: see tls.h). */
@@ -90,8 +94,10 @@ static inline krx_task *krx_task_self(void)
 	return s ? (krx_task *)s->current : NULL;
 }
 
-/* Prepare a task that will run fn(arg); bound: 0 or scheduler index + 1. */
-void krx_task_init(krx_task *t, krx_ctx_fn *fn, void *arg, unsigned bound);
+/* Prepare a task that will run fn(arg); bound: 0 or scheduler index + 1;
+ * pool: where its stack comes from (NULL = the default). */
+void krx_task_init(krx_task *t, krx_ctx_fn *fn, void *arg, unsigned bound,
+                   krx_stack_pool *pool);
 /* Make a new task runnable (from a task or a host thread). */
 void krx_task_spawn(krx_task *t);
 /* Queue a task whose wake-up CAS the caller has just won. */

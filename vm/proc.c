@@ -163,8 +163,13 @@ KR_API kr_pid kr_spawn_opt(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
 		return KR_ESTOPPED;
 	if (!fn || opts->bind_scheduler > krx_sched_count())
 		return KR_EINVAL;
-	if (opts->stack_size && opts->stack_size != krx_sched_pool()->stack_size)
-		return KR_EINVAL; /* one stack size per VM, for now: kr_config.stack_size */
+	krx_stack_pool *pool = NULL;
+	if (opts->stack_size) {
+		if (opts->stack_size < KRX_MIN_STACK || opts->stack_size > KRX_MAX_STACK)
+			return KR_EINVAL;
+		if (!(pool = krx_sched_pool_for(opts->stack_size)))
+			return KR_ENOMEM;
+	}
 	int64_t idx = take_slot();
 	if (idx < 0)
 		return KR_ELIMIT;
@@ -181,7 +186,7 @@ KR_API kr_pid kr_spawn_opt(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
 		snprintf(p->name, sizeof p->name, "%s", opts->name);
 	p->user_fn = fn;
 	p->user_arg = arg;
-	krx_task_init(&p->task, proc_main, p, opts->bind_scheduler);
+	krx_task_init(&p->task, proc_main, p, opts->bind_scheduler, pool);
 	/* Relaxed counters; release for live_pid: whoever sees the pid alive
 	 * sees the process set up. */
 	AO_fetch_and_add1(&T.alive);

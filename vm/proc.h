@@ -27,6 +27,9 @@
 #define KRX_PID_SERIAL(p) (((uint64_t)(p) >> KRX_PID_INDEX_BITS) & ((1u << KRX_PID_SERIAL_BITS) - 1))
 #define KRX_PID_NODE(p) ((uint64_t)(p) >> (KRX_PID_INDEX_BITS + KRX_PID_SERIAL_BITS))
 
+#define KRX_MIN_STACK ((size_t)16 << 10)
+#define KRX_MAX_STACK ((size_t)1 << 30)
+
 typedef struct krx_proc {
 	krx_task task;         /* first: a task pointer is a process pointer */
 	AO_t live_pid;         /* the pid while alive, 0 once it has exited */

@@ -35,7 +35,7 @@ KR_API int kr_vm_start(const kr_config *user)
 	if (!cfg.watchdog_ms)
 		cfg.watchdog_ms = DEFAULT_WATCHDOG_MS;
 	if (cfg.schedulers > 1024 || cfg.max_procs > ((size_t)1 << KRX_PID_INDEX_BITS) ||
-	    cfg.stack_size > ((size_t)1 << 30))
+	    (cfg.stack_size && (cfg.stack_size < KRX_MIN_STACK || cfg.stack_size > KRX_MAX_STACK)))
 		return KR_EINVAL;
 
 	pthread_mutex_lock(&vm_lock);
