@@ -13,11 +13,8 @@ KR_API long kr__tls_offset;
 
 __attribute__((constructor)) static void krx_tls_init(void)
 {
-	char *tp;
-#if defined(__x86_64__)
-	__asm__ volatile("mov %%fs:0, %0" : "=r"(tp));
-#elif defined(__aarch64__)
-	__asm__ volatile("mrs %0, tpidr_el0" : "=r"(tp));
-#endif
+	/* While the offset is still 0, krill.h's reader yields the thread
+	 * pointer itself. */
+	char *tp = (char *)kr__reductions_left();
 	kr__tls_offset = (long)((char *)&krx_tls_block - tp);
 }
