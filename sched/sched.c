@@ -530,10 +530,12 @@ void krx_task_ready(krx_task *t)
 	}
 	if (s) {
 		/* From a running task: its partner, so the LIFO slot. From the
-		 * scheduler loop (timers): the tail, in turn. */
-		requeue_local(s, t, s->current != 0);
-		/* Wake a helper only for a backlog beyond the partner in LIFO. */
-		if (krx_runq_len(&s->rq) > 0)
+		 * scheduler loop (timers): the tail, and the loop looks there
+		 * next. Either way, wake a helper only for a backlog beyond what
+		 * this scheduler is about to run itself. */
+		bool from_task = s->current != 0;
+		requeue_local(s, t, from_task);
+		if (krx_runq_len(&s->rq) > (from_task ? 0u : 1u))
 			wake_one();
 		return;
 	}
