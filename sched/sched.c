@@ -319,31 +319,33 @@ static krx_task *find_work(krx_sched *s)
 	if ((t = krx_runq_get(&s->rq)) || (t = inbox_or_inject(s)))
 		return t;
 
-	/* Nothing here: spin, stealing, if not too many already do. */
+	/* Nothing here. Spin for a while before sleeping: stealing, if not
+	 * too many schedulers already do, and in any case watching our own
+	 * inbox and the inject queue, which cost no one else anything. A
+	 * process bound here, or woken from outside, is then picked up in
+	 * well under a microsecond instead of after a futex wake-up. */
 	unsigned busy = S.n - (unsigned)AO_load(&S.npidle);
 	if (!s->spinning && 2 * AO_load(&S.nspinning) < busy) {
 		s->spinning = true;
 		AO_fetch_and_add1(&S.nspinning);
 	}
-	if (s->spinning) {
-		uint64_t until = krx_now_ns() + SPIN_NS;
-		for (unsigned round = 0; !AO_load(&S.stopping); round++) {
-			if ((t = steal(s)) || (t = inbox_or_inject(s))) {
-				stop_spinning(s, true);
-				return t;
-			}
-			fire_timers(s);
-			if ((t = krx_runq_get(&s->rq))) {
-				stop_spinning(s, true);
-				return t;
-			}
-			if ((round & 7) == 7 && krx_now_ns() > until)
-				break;
-			for (int i = 0; i < 64; i++)
-				krx_cpu_relax();
+	uint64_t until = krx_now_ns() + SPIN_NS;
+	for (unsigned round = 0; !AO_load(&S.stopping); round++) {
+		if ((s->spinning && (t = steal(s))) || (t = inbox_or_inject(s))) {
+			stop_spinning(s, true);
+			return t;
 		}
-		stop_spinning(s, false);
+		fire_timers(s);
+		if ((t = krx_runq_get(&s->rq))) {
+			stop_spinning(s, true);
+			return t;
+		}
+		if ((round & 7) == 7 && krx_now_ns() > until)
+			break;
+		for (int i = 0; i < 64; i++)
+			krx_cpu_relax();
 	}
+	stop_spinning(s, false);
 	if (AO_load(&S.stopping))
 		return NULL;
 	park(s);

@@ -283,5 +283,6 @@ KR_API int kr_info(kr_pid pid, kr_proc_info *out)
 	if ((kr_pid)AO_load_acquire(&p->live_pid) != pid)
 		return KR_ENOPROC;
 	*out = info;
+	krx_task_charge(1);
 	return 0;
 }

@@ -183,6 +183,26 @@ KR_API long kr_blocking(kr_blocking_fn *fn, void *arg)
 
 /* ---- sending ---- */
 
+/*
+ * Sending to a process with a long queue costs the sender more (the BEAM
+ * does the same): senders that outrun their receiver yield sooner, the
+ * receiver gets the CPU, and the backlog, which the receiver must take in
+ * one piece, stays bounded instead of growing until memory runs out.
+ */
+#define BACKLOG_FREE 1024 /* a queue this long costs senders nothing extra */
+
+static long backlog_penalty(krx_proc *p)
+{
+	if (!p)
+		return 0;
+	/* Relaxed: an estimate. */
+	AO_t sent = AO_load(&p->mbox.sent), taken = AO_load(&p->mbox.taken);
+	AO_t len = sent > taken ? sent - taken : 0;
+	if (len <= BACKLOG_FREE)
+		return 0;
+	return len / BACKLOG_FREE * 64 > KRX_REDUCTIONS ? KRX_REDUCTIONS : (long)(len / BACKLOG_FREE * 64);
+}
+
 /* Deliver m to pid; frees m if pid is gone. */
 static int deliver(kr_pid to, krx_msg *m)
 {
@@ -198,7 +218,7 @@ static int deliver(kr_pid to, krx_msg *m)
 	} else if (r == KRX_PUSH_WAKE) {
 		krx_task_wake(&p->task, KRX_WAIT_RECV);
 	}
-	krx_task_charge(1);
+	krx_task_charge(1 + backlog_penalty(p));
 	return 0;
 }
 
