@@ -65,6 +65,7 @@ static struct {
 	pthread_t watchdog;
 	pthread_mutex_t wd_lock;
 	pthread_cond_t wd_cond;
+	AO_t wd_backoff;       /* the watchdog looks less often: the VM was idle */
 } S;
 
 static void run_task(krx_sched *s, krx_task *t);
@@ -204,6 +205,19 @@ static bool work_visible(krx_sched *s)
 	return false;
 }
 
+/* A scheduler leaving sleep: if the watchdog backed off while the VM was
+ * idle, bring it back to its normal pace before any long run can start. */
+static void poke_watchdog(void)
+{
+	/* Relaxed: a hint; the lock below orders the wake-up itself. */
+	if (!AO_load(&S.wd_backoff))
+		return;
+	pthread_mutex_lock(&S.wd_lock);
+	AO_store(&S.wd_backoff, 0);
+	pthread_cond_signal(&S.wd_cond);
+	pthread_mutex_unlock(&S.wd_lock);
+}
+
 static void park(krx_sched *s)
 {
 	uint64_t next = krx_timers_next(&s->timers);
@@ -242,6 +256,7 @@ static void park(krx_sched *s)
 		krx_futex_wait(&s->wake_word, 0, timeout);
 	}
 woken:
+	poke_watchdog();
 	/* Acquire: pairs with wake_sched's release. A waker that chose us as
 	 * a spinner counted us in nspinning already. The waker may store its
 	 * word after we stopped waiting; we then see it at our next park and
@@ -615,6 +630,8 @@ static void *watchdog_main(void *arg)
 		ts.tv_sec += (time_t)(ns / 1000000000u);
 		ts.tv_nsec = (long)(ns % 1000000000u);
 		pthread_cond_timedwait(&S.wd_cond, &S.wd_lock, &ts);
+		if (!AO_load(&S.wd_backoff))
+			interval = threshold; /* poked, or never backed off */
 		bool any = false;
 		for (unsigned i = 0; i < S.n && seen && reported; i++) {
 			krx_sched *s = &S.scheds[i];
@@ -636,8 +653,10 @@ static void *watchdog_main(void *arg)
 			}
 			seen[i] = seq;
 		}
-		/* An idle VM should cost nothing: look less often when idle. */
+		/* An idle VM should cost nothing: look less often when idle,
+		 * until a scheduler wakes up and pokes us (under wd_lock). */
 		interval = any ? threshold : (interval * 2 > 1000 ? 1000 : interval * 2);
+		AO_store(&S.wd_backoff, interval > threshold);
 	}
 	pthread_mutex_unlock(&S.wd_lock);
 	free(seen);
