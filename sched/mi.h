@@ -8,11 +8,23 @@
 #ifndef KRX_MI_H
 #define KRX_MI_H
 
-#include <mimalloc.h>
+#include "san.h"
 
+#if KRX_TSAN
+/* mimalloc is not instrumented: a block freed on one thread and reused on
+ * another would look to TSan like a race between its two owners. The libc
+ * allocator is intercepted by TSan, which then sees the hand-over. */
+#include <stdlib.h>
+#define krx_alloc_raw(n) malloc(n)
+#define krx_calloc_raw(n, s) calloc((n), (s))
+#define krx_realloc_raw(p, n) realloc((p), (n))
+#define krx_free_raw(p) free(p)
+#else
+#include <mimalloc.h>
 #define krx_alloc_raw(n) mi_malloc(n)
 #define krx_calloc_raw(n, s) mi_calloc((n), (s))
 #define krx_realloc_raw(p, n) mi_realloc((p), (n))
 #define krx_free_raw(p) mi_free(p)
+#endif
 
 #endif

@@ -385,8 +385,12 @@ static void *sched_main(void *arg)
 	 * follows orders everything else. */
 	while (!AO_load(&S.stopping)) {
 		krx_task *t = find_work(s);
-		if (t)
-			run_task(s, t);
+		if (!t)
+			continue;
+		/* Woken as a spinner, it may have found work without spinning:
+		 * it must stop counting as one, or no one else is ever woken. */
+		stop_spinning(s, true);
+		run_task(s, t);
 	}
 	krx_stack_cache_flush(&S.pool, &s->stacks);
 	tls->sched = NULL;
@@ -468,7 +472,8 @@ static void run_task(krx_sched *s, krx_task *t)
 	AO_store(&t->state, (st & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNING);
 	AO_store(&t->last_sched, s->id + 1);
 	t->ctx.exit_to = &s->ctx;
-	AO_store(&s->current, (AO_t)t);
+	/* Release: the watchdog that reads current reads the task too. */
+	AO_store_release(&s->current, (AO_t)t);
 	AO_store(&s->run_seq, AO_load(&s->run_seq) + 1);
 	struct krx_tls *tls = krx_tls();
 	tls->reds = KRX_REDUCTIONS;
@@ -488,6 +493,9 @@ static void run_task(krx_sched *s, krx_task *t)
 	switch (s->reason) {
 	case KRX_SW_YIELD:
 		requeue_local(s, t, false);
+		/* A backlog here while others sleep: wake one to steal. */
+		if (krx_runq_len(&s->rq) > 1)
+			wake_one();
 		break;
 	case KRX_SW_EXIT:
 		release_stack(s, t);
@@ -641,7 +649,9 @@ static void *watchdog_main(void *arg)
 			any |= busy;
 			if (seq == seen[i] && busy && seq != reported[i] && interval == threshold) {
 				char name[64] = "?";
-				krx_task *t = (krx_task *)AO_load(&s->current);
+				/* Acquire: pairs with run_task's release, so the task
+				 * (and the process around it) is seen set up. */
+				krx_task *t = (krx_task *)AO_load_acquire(&s->current);
 				if (t)
 					S.cfg.hooks.task_name(t, name, sizeof name);
 				if (t) {

@@ -1,0 +1,564 @@
+/*
+ * test_sched.c - scheduling seen through the public API: a burst spawned on
+ * one scheduler is run by all (stealing), KR_CHECK and VM calls make a busy
+ * process share its scheduler (reductions), the global queue and the ring
+ * are not starved by a ping-pong pair in the LIFO slot, timers fire on
+ * time, an idle VM stays idle, the watchdog reports long runs, and
+ * kr_blocking keeps the scheduler free. Never a speed: only lower bounds on
+ * time and "it happened at all, before a generous deadline".
+ *
+ * Criterion asserts only on the test thread: processes record failures
+ * with VM_CHECK (vm_util.h) and the test asserts vm_assert_clean().
+ */
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "krill.h"
+#include "vm_util.h"
+
+TestSuite(sched, .fini = vm_fini, .timeout = 60);
+
+/* ---- a burst on one scheduler ends up run by every scheduler ---- */
+
+#define BURST_N KR_TEST_MIN(10000 / KR_TEST_SCALE, KR_TEST_MAX_LIVE_CTX * 3 / 4)
+#define BURST_MAX_SCHED 8
+static atomic_long burst_ran_on[BURST_MAX_SCHED];
+static atomic_long burst_bad_sched, burst_done, burst_spawned;
+static atomic_int burst_nsched;
+
+static void burst_child(void *arg)
+{
+	uint64_t x = (uintptr_t)arg;
+	for (int round = 0; round < 5; round++) {
+		int s = vm_my_scheduler();
+		if (s >= 0 && s < atomic_load(&burst_nsched))
+			atomic_fetch_add(&burst_ran_on[s], 1);
+		else
+			atomic_fetch_add(&burst_bad_sched, 1);
+		for (int i = 0; i < 20000; i++) {
+			x = x * 6364136223846793005ull + 1442695040888963407ull;
+			KR_CHECK();
+		}
+		kr_yield();
+	}
+	volatile uint64_t sink = x;
+	(void)sink;
+	atomic_fetch_add(&burst_done, 1);
+}
+
+static void burst_spawner(void *arg)
+{
+	for (long i = 0; i < BURST_N; i++) {
+		kr_pid p = kr_spawn(burst_child, (void *)(intptr_t)i);
+		if (p <= 0) {
+			VM_CHECK(p > 0, "spawn %ld: %lld", i, (long long)p);
+			return;
+		}
+		atomic_fetch_add(&burst_spawned, 1);
+	}
+}
+
+static void burst_on(unsigned n)
+{
+	atomic_store(&burst_nsched, (int)n);
+	vm_start(n);
+	vm_spawn_on(burst_spawner, NULL, 1); /* everything starts on scheduler 0 */
+	cr_assert(VM_WAIT(atomic_load(&burst_done) == BURST_N || atomic_load(&vm_fails), 100000),
+	          "%ld of %d done", atomic_load(&burst_done), BURST_N);
+	vm_assert_clean();
+	cr_assert_eq(atomic_load(&burst_bad_sched), 0, "kr_info gave a scheduler out of range");
+	for (unsigned s = 0; s < n; s++)
+		cr_log_info("scheduler %u ran %ld turns of %d", s, atomic_load(&burst_ran_on[s]),
+		            BURST_N * 5);
+	for (unsigned s = 0; s < n; s++)
+		cr_assert_gt(atomic_load(&burst_ran_on[s]), 0,
+		             "scheduler %u never ran any of %d processes spawned on scheduler 0", s,
+		             BURST_N);
+	cr_assert(VM_WAIT(vm_alive() == 0, 10000));
+	vm_stop();
+}
+
+Test(sched, a_burst_spawned_on_one_scheduler_is_run_by_both, .timeout = 120)
+{
+	burst_on(2);
+}
+
+Test(sched, a_burst_spawned_on_one_scheduler_is_run_by_all_four, .timeout = 120)
+{
+	burst_on(4); /* more schedulers than cores: stealing still spreads the work */
+}
+
+/* ---- bind_scheduler keeps a process on its scheduler ---- */
+
+static atomic_int bound_done;
+static atomic_int bound_wrong;
+
+static void bound_worker(void *arg)
+{
+	int want = (int)(intptr_t)arg;
+	for (int i = 0; i < 200; i++) {
+		if (vm_my_scheduler() != want)
+			atomic_fetch_add(&bound_wrong, 1);
+		switch (i % 3) {
+		case 0: kr_yield(); break;
+		case 1: kr_sleep(0); break;
+		default: {
+			kr_msg *m;
+			kr_recv(&m, 1);
+		}
+		}
+	}
+	atomic_fetch_add(&bound_done, 1);
+}
+
+Test(sched, bound_processes_stay_on_their_scheduler)
+{
+	vm_start(2);
+	for (int i = 0; i < 8; i++)
+		vm_spawn_on(bound_worker, (void *)(intptr_t)(i % 2), (unsigned)(i % 2) + 1);
+	cr_assert(VM_WAIT(atomic_load(&bound_done) == 8, 20000));
+	cr_assert_eq(atomic_load(&bound_wrong), 0, "%d turns on the wrong scheduler",
+	             atomic_load(&bound_wrong));
+	vm_stop();
+}
+
+/* ---- fairness: KR_CHECK and VM calls share one scheduler ---- */
+
+static atomic_int fair_stop, fair_a_running, fair_b_ran;
+static atomic_long fair_a_loops;
+
+static void check_loop(void *arg)
+{
+	atomic_store(&fair_a_running, 1);
+	long n = 0;
+	while (!atomic_load_explicit(&fair_stop, memory_order_relaxed)) {
+		KR_CHECK();
+		n++;
+	}
+	atomic_store(&fair_a_loops, n);
+}
+
+static void mark_b(void *arg) { atomic_store(&fair_b_ran, 1); }
+
+Test(sched, kr_check_in_a_loop_lets_another_process_run)
+{
+	vm_start(1);
+	vm_spawn(check_loop, NULL);
+	cr_assert(VM_WAIT(atomic_load(&fair_a_running), 10000));
+	vm_spawn(mark_b, NULL); /* from the host: through the global queue */
+	int ok = VM_WAIT(atomic_load(&fair_b_ran), 10000);
+	atomic_store(&fair_stop, 1);
+	cr_assert(ok, "a process looping on KR_CHECK kept the only scheduler to itself");
+	cr_assert(VM_WAIT(vm_alive() == 0, 10000));
+	vm_stop();
+}
+
+/* The same from a process's spawn (the ring, not the global queue), and a
+ * loop whose only krill calls are sends (reductions charged by the VM). */
+static atomic_long sink_count;
+
+static void sink(void *arg)
+{
+	kr_msg *m;
+	while (kr_recv(&m, KR_INFINITY) == 0) {
+		uint64_t tag = m->tag;
+		kr_msg_free(m);
+		if (tag == 0)
+			return;
+		atomic_fetch_add(&sink_count, 1);
+	}
+}
+
+static void send_loop(void *arg)
+{
+	kr_pid to = (kr_pid)(intptr_t)arg;
+	atomic_store(&fair_a_running, 1);
+	kr_spawn(mark_b, NULL);
+	while (!atomic_load_explicit(&fair_stop, memory_order_relaxed))
+		kr_send(to, 1, "x", 1);
+	kr_send(to, 0, NULL, 0);
+}
+
+Test(sched, a_sending_loop_lets_others_run)
+{
+	vm_start(1);
+	kr_pid s = vm_spawn(sink, NULL);
+	vm_spawn(send_loop, (void *)(intptr_t)s);
+	int ok = VM_WAIT(atomic_load(&fair_b_ran) && atomic_load(&sink_count) > 1000, 10000);
+	atomic_store(&fair_stop, 1);
+	cr_assert(ok, "b ran: %d, sink received %ld", atomic_load(&fair_b_ran),
+	          atomic_load(&sink_count));
+	cr_assert(VM_WAIT(vm_alive() == 0, 10000));
+	vm_stop();
+}
+
+/* ---- a ping-pong pair must not starve the ring, the global queue, timers ---- */
+
+static atomic_int pp_stop;
+static atomic_long pp_rounds;
+static atomic_int pp_ring_ran, pp_host_ran, pp_timer_ticks, pp_mail_got;
+
+static void ring_child(void *arg) { atomic_store(&pp_ring_ran, 1); }
+static void host_child(void *arg) { atomic_store(&pp_host_ran, 1); }
+
+static void ticker(void *arg)
+{
+	for (int i = 0; i < 10; i++) {
+		kr_sleep(2);
+		atomic_fetch_add(&pp_timer_ticks, 1);
+	}
+}
+
+static void mail_waiter(void *arg)
+{
+	kr_msg *m;
+	if (kr_recv(&m, KR_INFINITY) == 0) {
+		kr_msg_free(m);
+		atomic_store(&pp_mail_got, 1);
+	}
+}
+
+static void pong(void *arg)
+{
+	kr_msg *m;
+	while (kr_recv(&m, KR_INFINITY) == 0) {
+		kr_pid from = m->sender;
+		uint64_t tag = m->tag;
+		kr_msg_free(m);
+		if (tag == 0)
+			return;
+		kr_send(from, 1, NULL, 0);
+	}
+}
+
+static void ping(void *arg)
+{
+	kr_pid peer = (kr_pid)(intptr_t)arg;
+	kr_msg *m;
+	for (long i = 0; !atomic_load(&pp_stop) && !atomic_load(&vm_abort); i++) {
+		if (i == 1000)
+			kr_spawn(ring_child, NULL);
+		kr_send(peer, 1, NULL, 0);
+		if (kr_recv(&m, 10000) != 0) {
+			VM_CHECK(0, "ping lost its pong after %ld rounds", i);
+			break;
+		}
+		kr_msg_free(m);
+		atomic_fetch_add(&pp_rounds, 1);
+	}
+	kr_send(peer, 0, NULL, 0);
+}
+
+Test(sched, ping_pong_starves_neither_ring_nor_global_queue_nor_timers)
+{
+	vm_start(1);
+	kr_pid waiter = vm_spawn(mail_waiter, NULL);
+	kr_pid po = vm_spawn(pong, NULL);
+	vm_spawn(ping, (void *)(intptr_t)po);
+	cr_assert(VM_WAIT(atomic_load(&pp_rounds) > 2000, 10000));
+	vm_spawn(ticker, NULL);
+	vm_spawn(host_child, NULL);
+	kr_send(waiter, 1, NULL, 0);
+	int ok = VM_WAIT(atomic_load(&pp_ring_ran) && atomic_load(&pp_host_ran) &&
+	                         atomic_load(&pp_timer_ticks) == 10 && atomic_load(&pp_mail_got),
+	                 15000);
+	atomic_store(&pp_stop, 1);
+	cr_assert(ok,
+	          "beside a ping-pong pair on one scheduler: spawned by a process ran %d, "
+	          "spawned by the host ran %d, timer ticks %d/10, host message received %d",
+	          atomic_load(&pp_ring_ran), atomic_load(&pp_host_ran), atomic_load(&pp_timer_ticks),
+	          atomic_load(&pp_mail_got));
+	cr_assert(VM_WAIT(vm_alive() == 0, 10000));
+	vm_assert_clean();
+	vm_stop();
+}
+
+/* ---- many timers ---- */
+
+#define TIMERS_N KR_TEST_MIN(2000 / KR_TEST_SCALE, KR_TEST_MAX_LIVE_CTX / 2)
+static atomic_int timers_done;
+
+static void timed_sleeper(void *arg)
+{
+	long ms = 1 + (long)(intptr_t)arg % 50;
+	int64_t t0 = vm_now_ns();
+	kr_sleep(ms);
+	double took = vm_ms_since(t0);
+	VM_CHECK(took >= (double)ms, "kr_sleep(%ld) woke after %.3f ms", ms, took);
+	t0 = vm_now_ns();
+	kr_msg *m;
+	int rc = kr_recv(&m, ms);
+	took = vm_ms_since(t0);
+	VM_CHECK(rc == KR_ETIMEDOUT, "kr_recv(%ld) with no mail: %d", ms, rc);
+	VM_CHECK(took >= (double)ms, "kr_recv(%ld) timed out after %.3f ms", ms, took);
+	atomic_fetch_add(&timers_done, 1);
+}
+
+Test(sched, many_timers_fire_no_earlier_than_asked)
+{
+	vm_start(2);
+	for (long i = 0; i < TIMERS_N; i++)
+		vm_spawn(timed_sleeper, (void *)(intptr_t)(i * 37));
+	cr_assert(VM_WAIT(atomic_load(&timers_done) == TIMERS_N, 30000), "%d of %d timers done",
+	          atomic_load(&timers_done), TIMERS_N);
+	vm_assert_clean();
+	vm_stop();
+}
+
+/* ---- an idle VM is idle ---- */
+
+static double cpu_ms(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
+
+/* CPU burnt by the whole test process over 2 s of doing nothing. */
+static double idle_cpu_over_two_seconds(void)
+{
+	vm_host_sleep_ms(200); /* let spinning schedulers park */
+	double c0 = cpu_ms();
+	vm_host_sleep_ms(2000);
+	return cpu_ms() - c0;
+}
+
+/* 1% of one core over 2 s. */
+#define IDLE_BUDGET_MS 20.0
+
+Test(sched, an_idle_vm_burns_under_one_percent_of_a_core, .timeout = 30)
+{
+	vm_start(0);
+	double used = idle_cpu_over_two_seconds();
+	cr_log_info("idle VM: %.2f ms of CPU in 2 s", used);
+	cr_assert_lt(used, IDLE_BUDGET_MS, "an idle VM used %.1f ms of CPU in 2 s", used);
+	vm_stop();
+}
+
+static void idle_after_work(void *arg)
+{
+	for (int i = 0; i < 1000; i++)
+		kr_yield();
+}
+
+Test(sched, a_vm_with_waiting_and_sleeping_processes_is_idle, .timeout = 30)
+{
+	vm_start(0);
+	/* Work that ends, then processes that wait a long time. */
+	for (int i = 0; i < 100; i++)
+		vm_spawn(idle_after_work, NULL);
+	cr_assert(VM_WAIT(vm_alive() == 0, 10000));
+	for (int i = 0; i < 10; i++)
+		vm_spawn(sink, NULL); /* in kr_recv(INFINITY) */
+	for (int i = 0; i < 10; i++)
+		vm_spawn(ticker, NULL); /* a few short sleeps, then gone */
+	double used = idle_cpu_over_two_seconds();
+	cr_log_info("VM with waiting processes: %.2f ms of CPU in 2 s", used);
+	cr_assert_lt(used, IDLE_BUDGET_MS + 10.0, "used %.1f ms of CPU in 2 s", used);
+	vm_stop();
+}
+
+/* ---- the watchdog ---- */
+
+#define LOG_LINES 64
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char log_lines[LOG_LINES][256];
+static int log_n;
+
+static void capture_log(const char *line, void *ctx)
+{
+	pthread_mutex_lock(&log_lock);
+	if (ctx == (void *)&log_n && log_n < LOG_LINES)
+		snprintf(log_lines[log_n], sizeof log_lines[0], "%s", line);
+	log_n++;
+	pthread_mutex_unlock(&log_lock);
+}
+
+static int log_count(void)
+{
+	pthread_mutex_lock(&log_lock);
+	int n = log_n;
+	pthread_mutex_unlock(&log_lock);
+	return n;
+}
+
+static atomic_int busy_done;
+
+static void busy_no_yield(void *arg)
+{
+	vm_spin_us((long)(intptr_t)arg * 1000); /* no krill call, not even KR_CHECK */
+	atomic_store(&busy_done, 1);
+}
+
+Test(sched, watchdog_reports_a_process_that_runs_30ms_without_yielding)
+{
+	kr_config cfg = { .schedulers = 2, .log = capture_log, .log_ctx = &log_n };
+	vm_start_cfg(&cfg);
+	kr_spawn_opts o = { .name = "busy_bee" };
+	kr_pid p = kr_spawn_opt(busy_no_yield, (void *)(intptr_t)30, &o);
+	cr_assert_gt(p, 0);
+	cr_assert(VM_WAIT(atomic_load(&busy_done), 10000));
+	cr_assert(VM_WAIT(log_count() > 0, 2000), "no watchdog report for a 30 ms run (limit 10 ms)");
+	pthread_mutex_lock(&log_lock);
+	int named = 0;
+	for (int i = 0; i < log_n && i < LOG_LINES; i++) {
+		cr_log_info("watchdog: %s", log_lines[i]);
+		named |= strstr(log_lines[i], "busy_bee") != NULL;
+	}
+	pthread_mutex_unlock(&log_lock);
+	cr_assert(named, "the report does not name the process (busy_bee)");
+	vm_stop();
+}
+
+/* The same after the VM sat idle for a while (the watchdog must not be
+ * asleep on an idle back-off when the long run comes). */
+Test(sched, watchdog_reports_a_long_run_after_the_vm_was_idle)
+{
+	kr_config cfg = { .schedulers = 2, .log = capture_log, .log_ctx = &log_n };
+	vm_start_cfg(&cfg);
+	vm_host_sleep_ms(1500);
+	kr_spawn_opts o = { .name = "busy_bee" };
+	kr_pid p = kr_spawn_opt(busy_no_yield, (void *)(intptr_t)30, &o);
+	cr_assert_gt(p, 0);
+	cr_assert(VM_WAIT(atomic_load(&busy_done), 10000));
+	cr_assert(VM_WAIT(log_count() > 0, 2000),
+	          "no watchdog report for a 30 ms run (limit 10 ms) after 1.5 s of idleness");
+	vm_stop();
+}
+
+/* With a higher limit, a shorter run is not reported, a longer one is. */
+static void yielding_busy(void *arg)
+{
+	int64_t end = vm_now_ns() + 300 * 1000000LL;
+	while (vm_now_ns() < end)
+		for (int i = 0; i < 100; i++)
+			KR_CHECK();
+	atomic_store(&busy_done, 1);
+}
+
+Test(sched, watchdog_respects_watchdog_ms_and_ignores_processes_that_yield)
+{
+	kr_config cfg = { .schedulers = 2, .watchdog_ms = 200, .log = capture_log,
+		          .log_ctx = &log_n };
+	vm_start_cfg(&cfg);
+	vm_spawn(busy_no_yield, (void *)(intptr_t)20);
+	cr_assert(VM_WAIT(atomic_load(&busy_done), 10000));
+	atomic_store(&busy_done, 0);
+	vm_spawn(yielding_busy, NULL); /* 300 ms of work, yielding through KR_CHECK */
+	cr_assert(VM_WAIT(atomic_load(&busy_done), 10000));
+	vm_host_sleep_ms(300);
+	cr_assert_eq(log_count(), 0, "reported with watchdog_ms 200: %s", log_lines[0]);
+	atomic_store(&busy_done, 0);
+	vm_spawn(busy_no_yield, (void *)(intptr_t)400);
+	cr_assert(VM_WAIT(atomic_load(&busy_done), 10000));
+	cr_assert(VM_WAIT(log_count() > 0, 2000), "a 400 ms run was not reported (limit 200 ms)");
+	vm_stop();
+}
+
+/* ---- kr_blocking ---- */
+
+static atomic_long blk_progress;
+static atomic_long blk_progress_during;
+static atomic_int blk_status_during;
+static atomic_llong blk_caller;
+static atomic_int blk_stop;
+static pthread_t blk_fn_thread, blk_proc_thread;
+static atomic_long blk_result;
+
+static long blocking_fn(void *arg)
+{
+	blk_fn_thread = pthread_self();
+	long before = atomic_load(&blk_progress);
+	/* The caller is parked meanwhile: waiting, not running. */
+	vm_host_sleep_ms(20);
+	atomic_store(&blk_status_during, vm_status((kr_pid)atomic_load(&blk_caller)));
+	vm_host_sleep_ms(30);
+	atomic_store(&blk_progress_during, atomic_load(&blk_progress) - before);
+	return (long)(intptr_t)arg;
+}
+
+static pthread_t (*volatile fresh_pthread_self)(void) = pthread_self;
+
+static void blocking_caller(void *arg)
+{
+	atomic_store(&blk_caller, kr_self());
+	blk_proc_thread = fresh_pthread_self();
+	long r = kr_blocking(blocking_fn, (void *)(intptr_t)-123456789L);
+	atomic_store(&blk_result, r);
+	atomic_store(&blk_stop, 1);
+}
+
+static void progress_maker(void *arg)
+{
+	while (!atomic_load(&blk_stop) && !atomic_load(&vm_abort)) {
+		atomic_fetch_add(&blk_progress, 1);
+		kr_yield();
+	}
+}
+
+Test(sched, kr_blocking_runs_elsewhere_while_others_progress)
+{
+	vm_start(1);
+	vm_spawn(progress_maker, NULL);
+	vm_spawn(blocking_caller, NULL);
+	cr_assert(VM_WAIT(atomic_load(&blk_stop), 10000));
+	cr_assert_eq(atomic_load(&blk_result), -123456789L, "kr_blocking returned %ld",
+	             atomic_load(&blk_result));
+	cr_assert(!pthread_equal(blk_fn_thread, blk_proc_thread), "fn ran on the scheduler thread");
+	cr_assert_gt(atomic_load(&blk_progress_during), 0,
+	             "no other process ran on the only scheduler during a 50 ms kr_blocking");
+	cr_assert_eq(atomic_load(&blk_status_during), KR_WAITING, "the caller's status was %d",
+	             atomic_load(&blk_status_during));
+	cr_assert(VM_WAIT(vm_alive() == 0, 10000));
+	vm_stop();
+}
+
+#define BLK_MANY 32
+static atomic_int blk_many_ok;
+
+static long blk_small(void *arg)
+{
+	usleep(2000);
+	return (long)(intptr_t)arg * 2;
+}
+
+static void blocking_many(void *arg)
+{
+	long id = (long)(intptr_t)arg;
+	for (int i = 0; i < 5; i++) {
+		long r = kr_blocking(blk_small, (void *)(intptr_t)(id * 10 + i));
+		VM_CHECK(r == (id * 10 + i) * 2, "kr_blocking returned %ld, want %ld", r, (id * 10 + i) * 2);
+	}
+	atomic_fetch_add(&blk_many_ok, 1);
+}
+
+Test(sched, many_processes_in_kr_blocking_at_once)
+{
+	vm_start(2);
+	for (long i = 0; i < BLK_MANY; i++)
+		vm_spawn(blocking_many, (void *)(intptr_t)i);
+	cr_assert(VM_WAIT(atomic_load(&blk_many_ok) == BLK_MANY, 30000), "%d of %d done",
+	          atomic_load(&blk_many_ok), BLK_MANY);
+	vm_assert_clean();
+	vm_stop();
+}
+
+/* ---- configuration ---- */
+
+Test(sched, schedulers_zero_means_online_cpus_and_pin_works)
+{
+	vm_start(0);
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	cr_assert_eq(vm_stats().schedulers, (size_t)cpus);
+	vm_stop();
+	kr_config cfg = { .schedulers = 2, .pin = 1 };
+	vm_start_cfg(&cfg);
+	vm_spawn(mark_b, NULL);
+	cr_assert(VM_WAIT(atomic_load(&fair_b_ran), 10000));
+	vm_stop();
+}

@@ -1,0 +1,219 @@
+/*
+ * vm_util.h - what the VM test files (test_proc.c, test_mailbox.c,
+ * test_sched.c, test_embed.c) share.
+ *
+ * Criterion's asserts longjmp back into the test's own thread, so they must
+ * not run inside a krill process (a scheduler thread). Processes record a
+ * failure with VM_CHECK instead; the test thread waits for the processes
+ * (VM_WAIT, always with a deadline) and then asserts vm_assert_clean().
+ *
+ * Every suite's .fini calls vm_fini(): it raises vm_abort, which every
+ * endless loop in a test process watches, and stops the VM, so a failed
+ * assert never leaves scheduler threads running into exit().
+ */
+#ifndef KR_VM_UTIL_H
+#define KR_VM_UTIL_H
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "krill.h"
+#include "test_util.h"
+
+/* The heavy tests (a million processes, ten million messages) divide their
+ * sizes by this: KR_TEST_SCALE for qemu, and 50 more under TSan (10-20 times
+ * slower, and it caps live coroutines). ASan runs them at full size. */
+#if KRX_TSAN
+#define VM_HEAVY_DIV (KR_TEST_SCALE * 50)
+#else
+#define VM_HEAVY_DIV KR_TEST_SCALE
+#endif
+
+/* Lighter tests (timer races, bursts) slow down less under TSan. */
+#if KRX_TSAN
+#define VM_LIGHT_DIV (KR_TEST_SCALE * 10)
+#else
+#define VM_LIGHT_DIV KR_TEST_SCALE
+#endif
+
+/* ---- time ---- */
+
+static inline int64_t vm_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline double vm_ms_since(int64_t t0)
+{
+	return (double)(vm_now_ns() - t0) / 1e6;
+}
+
+/* Busy for about us microseconds of wall time, with no krill call. */
+static inline void vm_spin_us(long us)
+{
+	int64_t end = vm_now_ns() + (int64_t)us * 1000;
+	while (vm_now_ns() < end)
+		;
+}
+
+static inline void vm_host_sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* Evaluate cond every half millisecond until it holds or ms pass; the
+ * value is whether it held. For the test (host) thread only. */
+#define VM_WAIT(cond, ms)                                                        \
+	__extension__({                                                          \
+		int64_t vm_wait_end_ = vm_now_ns() + (int64_t)(ms) * 1000000;    \
+		int vm_wait_ok_;                                                 \
+		while (!(vm_wait_ok_ = !!(cond)) && vm_now_ns() < vm_wait_end_) \
+			usleep(500);                                             \
+		vm_wait_ok_;                                                     \
+	})
+
+/* ---- failures inside processes ---- */
+
+static atomic_int vm_fails;
+static atomic_int vm_abort; /* set by vm_fini: endless test loops end */
+static pthread_mutex_t vm_fail_lock = PTHREAD_MUTEX_INITIALIZER;
+static char vm_fail_msg[512];
+
+static inline __attribute__((format(printf, 3, 4))) void
+vm_fail(const char *file, int line, const char *fmt, ...)
+{
+	pthread_mutex_lock(&vm_fail_lock);
+	if (atomic_fetch_add(&vm_fails, 1) == 0) {
+		int n = snprintf(vm_fail_msg, sizeof vm_fail_msg, "%s:%d: ", file, line);
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(vm_fail_msg + n, sizeof vm_fail_msg - (size_t)n, fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&vm_fail_lock);
+}
+
+/* VM_CHECK(cond, "format", ...): record a failure if cond is false. */
+#define VM_CHECK(cond, ...)                                       \
+	do {                                                      \
+		if (!(cond))                                      \
+			vm_fail(__FILE__, __LINE__, __VA_ARGS__); \
+	} while (0)
+
+static inline void vm_assert_clean(void)
+{
+	int n = atomic_load(&vm_fails);
+	pthread_mutex_lock(&vm_fail_lock);
+	char msg[sizeof vm_fail_msg];
+	memcpy(msg, vm_fail_msg, sizeof msg);
+	pthread_mutex_unlock(&vm_fail_lock);
+	cr_assert_eq(n, 0, "%d check(s) failed inside processes; the first: %s", n, msg);
+}
+
+/* ---- starting and stopping ---- */
+
+static inline void vm_start_cfg(kr_config *cfg)
+{
+	int rc = kr_vm_start(cfg);
+	cr_assert_eq(rc, 0, "kr_vm_start: %d (%s)", rc, kr_strerror(rc));
+}
+
+static inline void vm_start(unsigned schedulers)
+{
+	kr_config cfg = { .schedulers = schedulers };
+	vm_start_cfg(&cfg);
+}
+
+static inline void vm_stop(void)
+{
+	int rc = kr_vm_stop();
+	cr_assert_eq(rc, 0, "kr_vm_stop: %d (%s)", rc, kr_strerror(rc));
+}
+
+static inline kr_vm_stats vm_stats(void)
+{
+	kr_vm_stats s;
+	int rc = kr_vm_stats_get(&s);
+	cr_assert_eq(rc, 0, "kr_vm_stats_get: %d", rc);
+	return s;
+}
+
+/* Stats from the test thread, without asserting (for VM_WAIT conditions). */
+static inline size_t vm_alive(void)
+{
+	kr_vm_stats s;
+	return kr_vm_stats_get(&s) == 0 ? s.procs_alive : (size_t)-1;
+}
+
+static inline size_t vm_stacks(void)
+{
+	kr_vm_stats s;
+	return kr_vm_stats_get(&s) == 0 ? s.stacks_in_use : (size_t)-1;
+}
+
+static inline void vm_fini(void)
+{
+	atomic_store(&vm_abort, 1);
+	kr_vm_stop(); /* KR_ESTOPPED when the test already stopped it */
+}
+
+static inline kr_pid vm_spawn(kr_fn *fn, void *arg)
+{
+	kr_pid p = kr_spawn(fn, arg);
+	cr_assert_gt(p, 0, "kr_spawn: %lld (%s)", (long long)p, kr_strerror((int)p));
+	return p;
+}
+
+static inline kr_pid vm_spawn_on(kr_fn *fn, void *arg, unsigned bind)
+{
+	kr_spawn_opts o = { .bind_scheduler = bind };
+	kr_pid p = kr_spawn_opt(fn, arg, &o);
+	cr_assert_gt(p, 0, "kr_spawn_opt: %lld (%s)", (long long)p, kr_strerror((int)p));
+	return p;
+}
+
+/* The scheduler the calling process runs on, or -1. */
+static inline int vm_my_scheduler(void)
+{
+	kr_proc_info i;
+	return kr_info(kr_self(), &i) == 0 ? i.scheduler : -1;
+}
+
+static inline int vm_status(kr_pid p)
+{
+	kr_proc_info i;
+	return kr_info(p, &i) == 0 ? i.status : 0;
+}
+
+static inline size_t vm_heap(kr_pid p)
+{
+	kr_proc_info i;
+	return kr_info(p, &i) == 0 ? i.heap_bytes : (size_t)-1;
+}
+
+static inline uint64_t vm_dead_letters(void)
+{
+	kr_vm_stats s;
+	return kr_vm_stats_get(&s) == 0 ? s.dead_letters : UINT64_MAX;
+}
+
+/* A small, fast, per-caller pseudo-random sequence. */
+static inline uint32_t vm_rand(uint32_t *state)
+{
+	*state = *state * 1664525u + 1013904223u;
+	return *state >> 8;
+}
+
+#endif
