@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "mi.h"
+#include "vm.h"
 
 #define CHUNK_BITS 12
 #define CHUNK (1u << CHUNK_BITS)
@@ -154,13 +155,11 @@ static void proc_main(void *arg)
 	p->user_fn(p->user_arg);
 }
 
-KR_API kr_pid kr_spawn_opt(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
+static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
 {
 	static const kr_spawn_opts none;
 	if (!opts)
 		opts = &none;
-	if (!krx_sched_running())
-		return KR_ESTOPPED;
 	if (!fn || opts->bind_scheduler > krx_sched_count())
 		return KR_EINVAL;
 	krx_stack_pool *pool = NULL;
@@ -194,6 +193,15 @@ KR_API kr_pid kr_spawn_opt(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
 	AO_store_release(&p->live_pid, (AO_t)pid);
 	krx_task_spawn(&p->task);
 	krx_task_charge(10);
+	return pid;
+}
+
+KR_API kr_pid kr_spawn_opt(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
+{
+	if (krx_vm_enter())
+		return KR_ESTOPPED;
+	kr_pid pid = spawn(fn, arg, opts);
+	krx_vm_leave();
 	return pid;
 }
 
@@ -247,17 +255,17 @@ void krx_procs_free(void)
 
 KR_API int kr_is_alive(kr_pid pid)
 {
-	krx_proc *p = krx_sched_running() ? krx_proc_slot(pid) : NULL;
+	if (krx_vm_enter())
+		return 0;
+	krx_proc *p = krx_proc_slot(pid);
 	/* Acquire: pairs with spawn's release. */
-	return p && (kr_pid)AO_load_acquire(&p->live_pid) == pid;
+	int alive = p && (kr_pid)AO_load_acquire(&p->live_pid) == pid;
+	krx_vm_leave();
+	return alive;
 }
 
-KR_API int kr_info(kr_pid pid, kr_proc_info *out)
+static int proc_info(kr_pid pid, kr_proc_info *out)
 {
-	if (!out)
-		return KR_EINVAL;
-	if (!krx_sched_running())
-		return KR_ESTOPPED;
 	krx_proc *p = krx_proc_slot(pid);
 	if (!p || (kr_pid)AO_load_acquire(&p->live_pid) != pid)
 		return KR_ENOPROC;
@@ -283,6 +291,17 @@ KR_API int kr_info(kr_pid pid, kr_proc_info *out)
 	if ((kr_pid)AO_load_acquire(&p->live_pid) != pid)
 		return KR_ENOPROC;
 	*out = info;
-	krx_task_charge(1);
 	return 0;
+}
+
+KR_API int kr_info(kr_pid pid, kr_proc_info *out)
+{
+	if (!out)
+		return KR_EINVAL;
+	if (krx_vm_enter())
+		return KR_ESTOPPED;
+	int err = proc_info(pid, out);
+	krx_vm_leave();
+	krx_task_charge(1);
+	return err;
 }

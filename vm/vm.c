@@ -3,22 +3,46 @@
  * process makes (send, yield, sleep, heap, blocking).
  *
  * kr_vm_start and kr_vm_stop are serialised by a mutex; every other entry
- * checks krx_sched_running() and returns KR_ESTOPPED when no VM runs. Calls
+ * enters through krx_vm_enter (vm.h) and returns KR_ESTOPPED when no VM runs. Calls
  * that need a process return KR_ENOTPROC (or NULL) from a host thread.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "futex.h"
 #include "mi.h"
 #include "proc.h"
+#include "vm.h"
 
 #define DEFAULT_MAX_PROCS ((size_t)1 << 20)
 #define DEFAULT_MAX_MESSAGE ((size_t)64 << 20)
 #define DEFAULT_WATCHDOG_MS 10
 
 static pthread_mutex_t vm_lock = PTHREAD_MUTEX_INITIALIZER;
+static AO_t accepting;  /* 1 while host threads may call in */
+static AO_t host_calls; /* host-thread calls inside the VM now */
+
+int krx_vm_enter(void)
+{
+	if (krx_sched_self())
+		return 0; /* a process: stop joins its thread before freeing */
+	/* Full, then a load: Dekker with kr_vm_stop's store and load. */
+	AO_fetch_and_add1_full(&host_calls);
+	AO_nop_full();
+	if (AO_load(&accepting))
+		return 0;
+	AO_fetch_and_sub1_release(&host_calls);
+	return KR_ESTOPPED;
+}
+
+void krx_vm_leave(void)
+{
+	/* Release: our reads of the VM happen before stop frees it. */
+	if (!krx_sched_self())
+		AO_fetch_and_sub1_release(&host_calls);
+}
 static AO_t dead_letters;
 static size_t max_message;
 
@@ -57,6 +81,8 @@ KR_API int kr_vm_start(const kr_config *user)
 	};
 	if ((err = krx_sched_start(&sc)))
 		krx_procs_free();
+	else
+		AO_store_release(&accepting, 1);
 out:
 	pthread_mutex_unlock(&vm_lock);
 	return err;
@@ -69,6 +95,12 @@ KR_API int kr_vm_stop(void)
 	pthread_mutex_lock(&vm_lock);
 	int err = KR_ESTOPPED;
 	if (krx_sched_running()) {
+		/* Close the door, then wait for host calls inside to leave
+		 * (acquire: their reads are done before we free). */
+		AO_store(&accepting, 0);
+		AO_nop_full();
+		while (AO_load_acquire(&host_calls))
+			sched_yield();
 		krx_sched_stop();
 		krx_procs_free();
 		krx_sched_free();
@@ -82,7 +114,7 @@ KR_API int kr_vm_stats_get(kr_vm_stats *out)
 {
 	if (!out)
 		return KR_EINVAL;
-	if (!krx_sched_running())
+	if (krx_vm_enter())
 		return KR_ESTOPPED;
 	krx_stack_stats ss;
 	krx_stack_pool_stats(krx_sched_pool(), &ss);
@@ -94,6 +126,7 @@ KR_API int kr_vm_stats_get(kr_vm_stats *out)
 		.stacks_in_use = krx_sched_stacks_in_use(),
 		.stack_protection = krx_guard_kind_name(ss.best),
 	};
+	krx_vm_leave();
 	return 0;
 }
 
@@ -231,7 +264,7 @@ static int check_target(kr_pid to)
 	return 0;
 }
 
-KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len)
+static int send_copy(kr_pid to, uint64_t tag, const void *data, size_t len)
 {
 	int err = check_target(to);
 	if (err)
@@ -249,7 +282,16 @@ KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len)
 	return deliver(to, m);
 }
 
-KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
+KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len)
+{
+	if (krx_vm_enter())
+		return KR_ESTOPPED;
+	int err = send_copy(to, tag, data, len);
+	krx_vm_leave();
+	return err;
+}
+
+static int send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
 {
 	int err = check_target(to);
 	if (err)
@@ -264,6 +306,15 @@ KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
 	m->pub.data = kr_bin_data(bin);
 	m->pub.len = kr_bin_size(bin);
 	return deliver(to, m);
+}
+
+KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
+{
+	if (krx_vm_enter())
+		return KR_ESTOPPED;
+	int err = send_bin(to, tag, bin);
+	krx_vm_leave();
+	return err;
 }
 
 /* ---- the process heap ---- */
