@@ -147,6 +147,32 @@ static void give_slot(uint32_t idx)
 	}
 }
 
+/* ---- names ----
+ * A name is copied in and out a word at a time with atomic accesses: kr_info
+ * and the watchdog may read it while a new process in the slot writes its
+ * own (they then see that the pid changed and discard what they read). */
+
+static void name_set(krx_proc *p, const char *name)
+{
+	char buf[sizeof p->name] = { 0 };
+	if (name)
+		snprintf(buf, sizeof buf, "%s", name);
+	for (size_t i = 0; i < sizeof p->name / sizeof p->name[0]; i++) {
+		AO_t w;
+		memcpy(&w, buf + i * sizeof w, sizeof w);
+		AO_store(&p->name[i], w); /* relaxed: see above */
+	}
+}
+
+static void name_get(krx_proc *p, char out[32])
+{
+	for (size_t i = 0; i < sizeof p->name / sizeof p->name[0]; i++) {
+		AO_t w = AO_load(&p->name[i]);
+		memcpy(out + i * sizeof w, &w, sizeof w);
+	}
+	out[31] = 0;
+}
+
 /* ---- spawn and exit ---- */
 
 static void proc_main(void *arg)
@@ -180,9 +206,7 @@ static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
 	kr_pid pid = (kr_pid)((uint64_t)serial << KRX_PID_INDEX_BITS | (uint64_t)idx);
 	krx_mailbox_open(&p->mbox, serial);
 	krx_heap_init(&p->heap, opts->max_heap);
-	p->name[0] = 0;
-	if (opts->name)
-		snprintf(p->name, sizeof p->name, "%s", opts->name);
+	name_set(p, opts->name);
 	p->user_fn = fn;
 	p->user_arg = arg;
 	krx_task_init(&p->task, proc_main, p, opts->bind_scheduler, pool);
@@ -227,8 +251,10 @@ void krx_proc_name(krx_task *t, char *buf, size_t len)
 	krx_proc *p = krx_proc_of(t);
 	/* Relaxed: a label for a report. */
 	kr_pid pid = (kr_pid)AO_load(&p->live_pid);
-	snprintf(buf, len, "<0.%llu.%llu>%s%.32s", (unsigned long long)KRX_PID_INDEX(pid),
-	         (unsigned long long)KRX_PID_SERIAL(pid), p->name[0] ? " " : "", p->name);
+	char name[32];
+	name_get(p, name);
+	snprintf(buf, len, "<0.%llu.%llu>%s%s", (unsigned long long)KRX_PID_INDEX(pid),
+	         (unsigned long long)KRX_PID_SERIAL(pid), name[0] ? " " : "", name);
 }
 
 void krx_procs_free(void)
@@ -286,8 +312,7 @@ static int proc_info(kr_pid pid, kr_proc_info *out)
 	info.scheduler = (int)AO_load(&p->task.last_sched) - 1;
 	AO_t guard = AO_load(&p->task.guard);
 	info.stack_protection = guard ? krx_guard_kind_name((krx_guard_kind)(guard - 1)) : "none";
-	memcpy(info.name, p->name, sizeof info.name);
-	info.name[sizeof info.name - 1] = 0;
+	name_get(p, info.name);
 	if ((kr_pid)AO_load_acquire(&p->live_pid) != pid)
 		return KR_ENOPROC;
 	*out = info;

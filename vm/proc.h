@@ -38,7 +38,7 @@ typedef struct krx_proc {
 	krx_heap heap;
 	kr_fn *user_fn;        /* what the process runs */
 	void *user_arg;
-	char name[32];
+	AO_t name[4];          /* 31 chars + NUL, in words: read racily by kr_info */
 } krx_proc;
 
 static inline krx_proc *krx_proc_of(krx_task *t)
