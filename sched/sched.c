@@ -402,7 +402,7 @@ static void *sched_main(void *arg)
 static void task_entry(void *arg)
 {
 	krx_task *t = arg;
-	t->fn(t->arg);
+	S.cfg.hooks.task_main(t);
 	krx_sched_self()->reason = KRX_SW_EXIT;
 	/* Returning switches to ctx.exit_to: the scheduler running us now. */
 }
@@ -523,13 +523,10 @@ static void run_task(krx_sched *s, krx_task *t)
 
 /* ---- the task-side API ---- */
 
-void krx_task_init(krx_task *t, krx_ctx_fn *fn, void *arg, unsigned bound,
-                   krx_stack_pool *pool)
+void krx_task_init(krx_task *t, unsigned bound, krx_stack_pool *pool)
 {
 	/* Keep seq across reuse of the structure (stale timers test it). */
 	AO_t seq = AO_load(&t->state) & ~(AO_t)(KRX_ST_SEQ_ONE - 1);
-	t->fn = fn;
-	t->arg = arg;
 	t->stack = NULL;
 	t->pool = pool ? pool : &S.pool;
 	t->next = NULL;

@@ -20,6 +20,8 @@
 #define KRX_STACK_SIZES 8   /* distinct non-default stack sizes in one VM */
 
 typedef struct krx_sched_hooks {
+	/* What a task runs: called on its own stack when it first runs. */
+	void (*task_main)(krx_task *t);
 	/* A task's function returned; its stack is already released. Runs on
 	 * the scheduler's own stack. */
 	void (*task_exit)(krx_task *t);
@@ -94,10 +96,9 @@ static inline krx_task *krx_task_self(void)
 	return s ? (krx_task *)s->current : NULL;
 }
 
-/* Prepare a task that will run fn(arg); bound: 0 or scheduler index + 1;
- * pool: where its stack comes from (NULL = the default). */
-void krx_task_init(krx_task *t, krx_ctx_fn *fn, void *arg, unsigned bound,
-                   krx_stack_pool *pool);
+/* Prepare a task (it will run hooks.task_main); bound: 0 or scheduler
+ * index + 1; pool: where its stack comes from (NULL = the default). */
+void krx_task_init(krx_task *t, unsigned bound, krx_stack_pool *pool);
 /* Make a new task runnable (from a task or a host thread). */
 void krx_task_spawn(krx_task *t);
 /* Queue a task whose wake-up CAS the caller has just won. */

@@ -51,8 +51,6 @@ typedef struct krx_task {
 	AO_t last_sched;         /* index + 1 of where it runs or last ran; 0 = never */
 	AO_t reductions;         /* spent in total (written by its scheduler) */
 	AO_t guard;              /* its stack's krx_guard_kind + 1; 0 before it runs */
-	krx_ctx_fn *fn;
-	void *arg;
 } krx_task;
 
 #endif

@@ -175,9 +175,10 @@ static void name_get(krx_proc *p, char out[32])
 
 /* ---- spawn and exit ---- */
 
-static void proc_main(void *arg)
+/* The scheduler's task_main hook: what every process runs. */
+void krx_proc_main(krx_task *t)
 {
-	krx_proc *p = arg;
+	krx_proc *p = krx_proc_of(t);
 	p->user_fn(p->user_arg);
 }
 
@@ -209,7 +210,7 @@ static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
 	name_set(p, opts->name);
 	p->user_fn = fn;
 	p->user_arg = arg;
-	krx_task_init(&p->task, proc_main, p, opts->bind_scheduler, pool);
+	krx_task_init(&p->task, opts->bind_scheduler, pool);
 	/* Relaxed counters; release for live_pid: whoever sees the pid alive
 	 * sees the process set up. */
 	AO_fetch_and_add1(&T.alive);

@@ -62,5 +62,6 @@ size_t krx_procs_alive(void);
 uint64_t krx_procs_spawned(void);
 void krx_proc_name(krx_task *t, char *buf, size_t len);
 void krx_proc_exited(krx_task *t);
+void krx_proc_main(krx_task *t);
 
 #endif

@@ -77,7 +77,9 @@ KR_API int kr_vm_start(const kr_config *user)
 		.watchdog_ms = cfg.watchdog_ms,
 		.log = cfg.log,
 		.log_ctx = cfg.log_ctx,
-		.hooks = { .task_exit = krx_proc_exited, .task_name = krx_proc_name },
+		.hooks = { .task_main = krx_proc_main,
+		           .task_exit = krx_proc_exited,
+		           .task_name = krx_proc_name },
 	};
 	if ((err = krx_sched_start(&sc)))
 		krx_procs_free();
