@@ -182,8 +182,16 @@ test:
 	done; \
 	exit $$fail
 
+# Every benchmark, with one scheduler and with all of them. (The side-by-side
+# runs against the BEAM and the generated docs/BENCHMARKS.md come later.)
+BENCH_VM := pingpong "pingpong --cross" ring skynet spawn "spawn --short" fanin
 bench: $(B)/krbench
 	$(B)/krbench ctx
+	@for b in $(BENCH_VM); do for s in 1 0; do \
+		case "$$b $$s" in *cross*" 1") continue;; esac; \
+		echo "== krbench $$b --schedulers $$s"; \
+		$(B)/krbench $$b --schedulers $$s || exit 1; \
+	done; done
 
 # --- install ----------------------------------------------------------------
 

@@ -10,10 +10,11 @@
 
 #include "san.h"
 
-#if KRX_TSAN
-/* mimalloc is not instrumented: a block freed on one thread and reused on
- * another would look to TSan like a race between its two owners. The libc
- * allocator is intercepted by TSan, which then sees the hand-over. */
+#if KRX_TSAN || KRX_ASAN
+/* In sanitizer builds, the libc allocator, which the sanitizers intercept:
+ * mimalloc is not instrumented, so ASan could not see a leak or a use after
+ * free of krill's own blocks (messages, binaries), and TSan would take a block
+ * freed on one thread and reused on another for a race between its owners. */
 #include <stdlib.h>
 #define krx_alloc_raw(n) malloc(n)
 #define krx_calloc_raw(n, s) calloc((n), (s))

@@ -346,15 +346,12 @@ static krx_task *find_work(krx_sched *s)
 	}
 	uint64_t until = krx_now_ns() + SPIN_NS;
 	for (unsigned round = 0; !AO_load(&S.stopping); round++) {
-		if ((s->spinning && (t = steal(s))) || (t = inbox_or_inject(s))) {
-			stop_spinning(s, true);
+		/* Found: sched_main stops our spinning before it runs t. */
+		if ((s->spinning && (t = steal(s))) || (t = inbox_or_inject(s)))
 			return t;
-		}
 		fire_timers(s);
-		if ((t = krx_runq_get(&s->rq))) {
-			stop_spinning(s, true);
+		if ((t = krx_runq_get(&s->rq)))
 			return t;
-		}
 		if ((round & 7) == 7 && krx_now_ns() > until)
 			break;
 		for (int i = 0; i < 64; i++)
@@ -621,14 +618,33 @@ KR_API int kr__budget_spent(void)
 
 /* ---- the watchdog ---- */
 
+/* CPU time a scheduler thread has used, in ns (0 if it cannot be read). */
+static uint64_t thread_cpu_ns(krx_sched *s)
+{
+	clockid_t clock;
+	struct timespec ts;
+	if (pthread_getcpuclockid(s->thread, &clock) || clock_gettime(clock, &ts))
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * The watchdog looks at every scheduler twice per threshold. A scheduler
+ * seen in the same run (same run_seq) at two looks, and whose thread has
+ * spent at least the threshold of CPU time since the first of them, is
+ * running a process that does not yield: report it, once per run. CPU time,
+ * not wall time, so that a scheduler thread the OS has merely set aside
+ * (a busy machine) is not taken for a process that hogs it.
+ */
 static void *watchdog_main(void *arg)
 {
 	(void)arg;
-	uint64_t *seen = calloc(S.n, sizeof *seen);
-	uint64_t *reported = calloc(S.n, sizeof *reported);
-	unsigned threshold = S.cfg.watchdog_ms, interval = threshold;
+	struct look { uint64_t seq, cpu, reported; } *seen = calloc(S.n, sizeof *seen);
+	const uint64_t threshold_ns = (uint64_t)S.cfg.watchdog_ms * 1000000u;
+	const unsigned pace = S.cfg.watchdog_ms / 2 ? S.cfg.watchdog_ms / 2 : 1;
+	unsigned interval = pace;
 	pthread_mutex_lock(&S.wd_lock);
-	while (!AO_load(&S.stopping)) {
+	while (seen && !AO_load(&S.stopping)) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)interval * 1000000u;
@@ -636,38 +652,42 @@ static void *watchdog_main(void *arg)
 		ts.tv_nsec = (long)(ns % 1000000000u);
 		pthread_cond_timedwait(&S.wd_cond, &S.wd_lock, &ts);
 		if (!AO_load(&S.wd_backoff))
-			interval = threshold; /* poked, or never backed off */
+			interval = pace; /* poked, or never backed off */
 		bool any = false;
-		for (unsigned i = 0; i < S.n && seen && reported; i++) {
+		for (unsigned i = 0; i < S.n; i++) {
 			krx_sched *s = &S.scheds[i];
+			struct look *l = &seen[i];
 			/* Relaxed: a sample; a run that ends as we look is fine. */
 			uint64_t seq = AO_load(&s->run_seq);
 			bool busy = AO_load(&s->idle) == 0;
 			any |= busy;
-			if (seq == seen[i] && busy && seq != reported[i] && interval == threshold) {
-				char name[64] = "?";
-				/* Acquire: pairs with run_task's release, so the task
-				 * (and the process around it) is seen set up. */
-				krx_task *t = (krx_task *)AO_load_acquire(&s->current);
-				if (t)
-					S.cfg.hooks.task_name(t, name, sizeof name);
-				if (t) {
-					krx_sched_log("krill: process %s has run more than %u ms on scheduler %u "
-					              "without yielding",
-					              name, threshold, i);
-					reported[i] = seq;
-				}
+			uint64_t cpu = thread_cpu_ns(s);
+			if (seq != l->seq || !busy) {
+				l->seq = seq;
+				l->cpu = cpu;
+				continue;
 			}
-			seen[i] = seq;
+			if (seq == l->reported || cpu - l->cpu < threshold_ns)
+				continue;
+			/* Acquire: pairs with run_task's release, so the task (and
+			 * the process around it) is seen set up. */
+			krx_task *t = (krx_task *)AO_load_acquire(&s->current);
+			if (!t)
+				continue;
+			char name[64];
+			S.cfg.hooks.task_name(t, name, sizeof name);
+			krx_sched_log("krill: process %s has run more than %u ms on scheduler %u "
+			              "without yielding",
+			              name, S.cfg.watchdog_ms, i);
+			l->reported = seq;
 		}
 		/* An idle VM should cost nothing: look less often when idle,
 		 * until a scheduler wakes up and pokes us (under wd_lock). */
-		interval = any ? threshold : (interval * 2 > 1000 ? 1000 : interval * 2);
-		AO_store(&S.wd_backoff, interval > threshold);
+		interval = any ? pace : (interval * 2 > 1000 ? 1000 : interval * 2);
+		AO_store(&S.wd_backoff, interval > pace);
 	}
 	pthread_mutex_unlock(&S.wd_lock);
 	free(seen);
-	free(reported);
 	return NULL;
 }
 

@@ -882,3 +882,40 @@ Test(mailbox, binary_refcounts_from_many_threads)
 	vm_assert_clean();
 	vm_stop();
 }
+
+/* ---- what a process received and never freed goes with it ---- */
+
+static atomic_int kept_received;
+
+static void receive_and_keep(void *arg)
+{
+	kr_msg *m;
+	for (int i = 0; i < 2; i++)
+		VM_CHECK(kr_recv(&m, 5000) == 0, "message %d did not arrive", i);
+	atomic_fetch_add(&kept_received, 1);
+	/* Exit without kr_msg_free: exit frees the copy and drops the binary. */
+}
+
+/* The binary is made and sent from a process, so that no pointer to it
+ * survives anywhere LeakSanitizer looks once the VM has stopped. */
+static void send_copy_and_binary(void *arg)
+{
+	kr_pid to = *(kr_pid *)arg;
+	VM_CHECK(kr_send(to, 1, "copied", 7) == 0, "send");
+	kr_bin *bin = kr_bin_new("shared bytes", 13);
+	VM_CHECK(bin != NULL, "kr_bin_new");
+	VM_CHECK(kr_send_bin(to, 2, bin) == 0, "send_bin");
+	kr_bin_unref(bin); /* the message's reference is now the only one */
+}
+
+Test(mailbox, messages_received_but_not_freed_are_freed_at_exit)
+{
+	static kr_pid keeper;
+	vm_start(2);
+	keeper = kr_spawn(receive_and_keep, NULL);
+	cr_assert_gt(keeper, 0);
+	cr_assert_gt(kr_spawn(send_copy_and_binary, &keeper), 0);
+	cr_assert(VM_WAIT(atomic_load(&kept_received) == 1 && vm_alive() == 0, 10000));
+	vm_assert_clean();
+	vm_stop(); /* in ASan builds: a leak check of both messages and the binary */
+}

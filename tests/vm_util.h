@@ -16,6 +16,10 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include "san.h"
+#if KRX_ASAN
+#include <sanitizer/lsan_interface.h>
+#endif
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -136,10 +140,20 @@ static inline void vm_start(unsigned schedulers)
 	vm_start_cfg(&cfg);
 }
 
+/*
+ * Stop the VM, and in ASan builds check right then that it left nothing
+ * behind: Criterion's test workers end without running LeakSanitizer's exit
+ * check, so a test that wants leaks found must ask. Every test that stops
+ * its VM through here is a leak test of everything krill allocated for it.
+ */
 static inline void vm_stop(void)
 {
 	int rc = kr_vm_stop();
 	cr_assert_eq(rc, 0, "kr_vm_stop: %d (%s)", rc, kr_strerror(rc));
+#if KRX_ASAN
+	cr_assert_eq(__lsan_do_recoverable_leak_check(), 0,
+	             "memory leaked (LeakSanitizer's report is above)");
+#endif
 }
 
 static inline kr_vm_stats vm_stats(void)

@@ -8,8 +8,6 @@
 
 #include "mi.h"
 
-#define KRX_HBLK_MAGIC ((size_t)0x6b7268656170u) /* "krheap" */
-
 void krx_heap_init(krx_heap *h, size_t max)
 {
 	h->list.prev = h->list.next = &h->list;
@@ -18,13 +16,13 @@ void krx_heap_init(krx_heap *h, size_t max)
 	AO_store(&h->bytes, 0);
 }
 
-static void link_block(krx_heap *h, krx_hblk *b)
+static void link_block(krx_heap *h, krx_hblk *b, size_t magic)
 {
 	b->next = h->list.next;
 	b->prev = &h->list;
 	h->list.next->prev = b;
 	h->list.next = b;
-	b->magic = KRX_HBLK_MAGIC;
+	b->magic = magic;
 	/* Relaxed: only the owner writes; kr_info reads a figure. */
 	AO_store(&h->bytes, AO_load(&h->bytes) + b->size);
 }
@@ -37,12 +35,15 @@ static void unlink_block(krx_heap *h, krx_hblk *b)
 	AO_store(&h->bytes, AO_load(&h->bytes) - b->size);
 }
 
-void krx_heap_destroy(krx_heap *h)
+void krx_heap_destroy(krx_heap *h, void (*free_msg)(krx_hblk *b))
 {
 	krx_hblk *b = h->list.next;
 	while (b != &h->list) {
 		krx_hblk *next = b->next;
-		krx_free_raw(b);
+		if (b->magic == KRX_HBLK_MSG)
+			free_msg(b);
+		else
+			krx_free_raw(b);
 		b = next;
 	}
 	krx_heap_init(h, h->max);
@@ -61,7 +62,7 @@ void *krx_heap_alloc(krx_heap *h, size_t size)
 	if (!b)
 		return NULL;
 	b->size = size;
-	link_block(h, b);
+	link_block(h, b, KRX_HBLK_ALLOC);
 	return b + 1;
 }
 
@@ -70,7 +71,7 @@ void *krx_heap_alloc(krx_heap *h, size_t size)
 static krx_hblk *block_of(void *ptr)
 {
 	krx_hblk *b = (krx_hblk *)ptr - 1;
-	return b->magic == KRX_HBLK_MAGIC ? b : NULL;
+	return b->magic == KRX_HBLK_ALLOC ? b : NULL;
 }
 
 void krx_heap_free(krx_heap *h, void *ptr)
@@ -94,17 +95,17 @@ void *krx_heap_realloc(krx_heap *h, void *ptr, size_t size)
 	unlink_block(h, b);
 	krx_hblk *nb = krx_realloc_raw(b, sizeof *nb + size);
 	if (!nb) {
-		link_block(h, b);
+		link_block(h, b, KRX_HBLK_ALLOC);
 		return NULL;
 	}
 	nb->size = size;
-	link_block(h, nb);
+	link_block(h, nb, KRX_HBLK_ALLOC);
 	return nb + 1;
 }
 
 void krx_heap_adopt(krx_heap *h, krx_hblk *b)
 {
-	link_block(h, b);
+	link_block(h, b, KRX_HBLK_MSG);
 }
 
 void krx_heap_release(krx_heap *h, krx_hblk *b)

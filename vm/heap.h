@@ -19,8 +19,11 @@
 typedef struct krx_hblk {
 	struct krx_hblk *prev, *next;
 	size_t size;   /* bytes accounted to the heap */
-	size_t magic;  /* KRX_HBLK_MAGIC while on a heap */
+	size_t magic;  /* KRX_HBLK_ALLOC or KRX_HBLK_MSG while on a heap, else 0 */
 } krx_hblk;        /* 32 bytes: what follows stays 16-byte aligned */
+
+#define KRX_HBLK_ALLOC ((size_t)0x6b7268656170u) /* "krheap": from kr_alloc */
+#define KRX_HBLK_MSG ((size_t)0x6b726d736721u)   /* "krmsg!": a received message */
 
 typedef struct krx_heap {
 	krx_hblk list;   /* circular, with this as sentinel */
@@ -29,12 +32,13 @@ typedef struct krx_heap {
 } krx_heap;
 
 void krx_heap_init(krx_heap *h, size_t max);
-/* Free every block still on the heap. */
-void krx_heap_destroy(krx_heap *h);
+/* Free every block still on the heap; message blocks go to free_msg (which
+ * releases what they reference, then the block). */
+void krx_heap_destroy(krx_heap *h, void (*free_msg)(krx_hblk *b));
 void *krx_heap_alloc(krx_heap *h, size_t size);
 void *krx_heap_realloc(krx_heap *h, void *ptr, size_t size);
 void krx_heap_free(krx_heap *h, void *ptr);
-/* Link a block allocated elsewhere (a message) into h, or unlink and free it. */
+/* Link a received message's block into h, or unlink and free a block. */
 void krx_heap_adopt(krx_heap *h, krx_hblk *b);
 void krx_heap_release(krx_heap *h, krx_hblk *b);
 

@@ -37,6 +37,11 @@ krx_msg *krx_msg_new(size_t len)
 	return m;
 }
 
+void krx_msg_destroy_block(krx_hblk *b)
+{
+	krx_msg_destroy((krx_msg *)b);
+}
+
 void krx_msg_destroy(krx_msg *m)
 {
 	if (m->pub.bin)
@@ -226,7 +231,7 @@ KR_API void kr_msg_free(kr_msg *msg)
 	if (!msg || !p)
 		return;
 	krx_msg *m = (krx_msg *)((char *)msg - offsetof(krx_msg, pub));
-	if (m->hb.magic == 0)
+	if (m->hb.magic != KRX_HBLK_MSG)
 		return; /* not on a heap: not received, or freed already */
 	kr_bin *bin = m->pub.bin;
 	krx_heap_release(&p->heap, &m->hb);

@@ -53,5 +53,7 @@ enum krx_push krx_mailbox_push(krx_mailbox *mb, uint32_t serial, krx_msg *m);
 /* A new message for `len` bytes of payload (allocated, filled by caller). */
 krx_msg *krx_msg_new(size_t len);
 void krx_msg_destroy(krx_msg *m);
+/* The same, for a message block found on a heap (krx_heap_destroy). */
+void krx_msg_destroy_block(krx_hblk *b);
 
 #endif

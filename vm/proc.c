@@ -242,7 +242,7 @@ void krx_proc_exited(krx_task *t)
 	kr_pid pid = (kr_pid)AO_load(&p->live_pid);
 	AO_store(&p->live_pid, 0);
 	krx_mailbox_close(&p->mbox, p->serial);
-	krx_heap_destroy(&p->heap);
+	krx_heap_destroy(&p->heap, krx_msg_destroy_block);
 	AO_fetch_and_sub1(&T.alive);
 	give_slot((uint32_t)KRX_PID_INDEX(pid));
 }
@@ -269,7 +269,7 @@ void krx_procs_free(void)
 		krx_task_discard(&p->task);
 		AO_store(&p->live_pid, 0);
 		krx_mailbox_close(&p->mbox, p->serial);
-		krx_heap_destroy(&p->heap);
+		krx_heap_destroy(&p->heap, krx_msg_destroy_block);
 	}
 	for (size_t c = 0; c < T.nchunks; c++)
 		krx_free_raw((void *)T.chunks[c]);
