@@ -47,6 +47,10 @@ int bench_vm_opts(int argc, char **argv, const bench_opt *opts, int n, unsigned 
 /* How many schedulers a VM started with kr_config.schedulers = s runs. */
 unsigned bench_schedulers(unsigned s);
 
+/* After kr_main: nonzero (with a message) if the VM could not start or its
+ * root process did not end normally. */
+int bench_vm_failed(const char *bench, int kr_main_result);
+
 typedef int bench_fn(int argc, char **argv);
 int bench_ctx(int argc, char **argv);
 int bench_pingpong(int argc, char **argv);

@@ -155,13 +155,7 @@ int bench_fanin(int argc, char **argv)
 	int r = kr_main(&cfg, root_fn, &f);
 	free(f.t_first);
 	free(f.next);
-	if (r < 0) {
-		fprintf(stderr, "krbench fanin: cannot start the VM: %s\n", kr_strerror(r));
+	if (bench_vm_failed("fanin", r))
 		return 1;
-	}
-	if (r != 0) {
-		fprintf(stderr, "krbench fanin: the root process exited with status %d\n", r);
-		return 1;
-	}
 	return f.rc;
 }

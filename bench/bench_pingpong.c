@@ -201,13 +201,7 @@ int bench_pingpong(int argc, char **argv)
 	kr_config cfg = { .schedulers = sched };
 	int r = kr_main(&cfg, root_fn, &pp);
 	hist_free(pp.h);
-	if (r < 0) {
-		fprintf(stderr, "krbench pingpong: cannot start the VM: %s\n", kr_strerror(r));
+	if (bench_vm_failed("pingpong", r))
 		return 1;
-	}
-	if (r != 0) {
-		fprintf(stderr, "krbench pingpong: the root process exited with status %d\n", r);
-		return 1;
-	}
 	return pp.rc;
 }

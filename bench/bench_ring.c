@@ -148,13 +148,7 @@ int bench_ring(int argc, char **argv)
 	kr_config cfg = { .schedulers = sched, .max_procs = (size_t)procs + 16 > 1048576 ? (size_t)procs + 16 : 0 };
 	int r = kr_main(&cfg, root_fn, &rg);
 	free(rg.pids);
-	if (r < 0) {
-		fprintf(stderr, "krbench ring: cannot start the VM: %s\n", kr_strerror(r));
+	if (bench_vm_failed("ring", r))
 		return 1;
-	}
-	if (r != 0) {
-		fprintf(stderr, "krbench ring: the root process exited with status %d\n", r);
-		return 1;
-	}
 	return rg.rc;
 }

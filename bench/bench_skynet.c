@@ -157,13 +157,7 @@ int bench_skynet(int argc, char **argv)
 	/* Up to all 1.1 M processes may be alive at once. */
 	kr_config cfg = { .schedulers = sched, .max_procs = 2000000 };
 	int r = kr_main(&cfg, root_fn, &sk);
-	if (r < 0) {
-		fprintf(stderr, "krbench skynet: cannot start the VM: %s\n", kr_strerror(r));
+	if (bench_vm_failed("skynet", r))
 		return 1;
-	}
-	if (r != 0) {
-		fprintf(stderr, "krbench skynet: the root process exited with status %d\n", r);
-		return 1;
-	}
 	return sk.rc;
 }

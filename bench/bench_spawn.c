@@ -284,13 +284,7 @@ int bench_spawn(int argc, char **argv)
 			  .max_procs = (size_t)procs + 1024 > 1048576 ? (size_t)procs + 1024 : 0 };
 	int r = kr_main(&cfg, root_fn, &s);
 	free(s.pids);
-	if (r < 0) {
-		fprintf(stderr, "krbench spawn: cannot start the VM: %s\n", kr_strerror(r));
+	if (bench_vm_failed("spawn", r))
 		return 1;
-	}
-	if (r != 0) {
-		fprintf(stderr, "krbench spawn: the root process exited with status %d\n", r);
-		return 1;
-	}
 	return s.rc;
 }

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "krill.h"
 
 static const struct {
 	const char *name;
@@ -132,6 +133,15 @@ unsigned bench_schedulers(unsigned s)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	return s ? s : n > 0 ? (unsigned)n : 1;
+}
+
+int bench_vm_failed(const char *bench, int r)
+{
+	if (r < 0)
+		fprintf(stderr, "krbench %s: cannot start the VM: %s\n", bench, kr_strerror(r));
+	else if (r != 0)
+		fprintf(stderr, "krbench %s: the root process exited with status %d\n", bench, r);
+	return r != 0;
 }
 
 static void usage(FILE *f)
