@@ -178,3 +178,40 @@ krx_task *krx_injectq_pop(krx_injectq *q, krx_runq *into, unsigned max)
 	pthread_mutex_unlock(&q->lock);
 	return t;
 }
+
+void krx_inbox_push(krx_inbox *q, krx_task *t)
+{
+	AO_t old = AO_load(&q->top);
+	for (;;) {
+		t->next = (krx_task *)old;
+		/* Release: the owner's acquire sees t->next and the task. */
+		AO_t seen = AO_fetch_compare_and_swap_release(&q->top, old, (AO_t)t);
+		if (seen == old)
+			return;
+		old = seen;
+	}
+}
+
+krx_task *krx_inbox_pop(krx_inbox *q)
+{
+	if (!q->priv) {
+		/* Acquire: pairs with the pushers' release. */
+		AO_t top = AO_load_acquire(&q->top);
+		while (top) {
+			AO_t seen = AO_fetch_compare_and_swap_acquire(&q->top, top, 0);
+			if (seen == top)
+				break;
+			top = seen;
+		}
+		for (krx_task *t = (krx_task *)top; t;) { /* newest first: reverse */
+			krx_task *next = t->next;
+			t->next = q->priv;
+			q->priv = t;
+			t = next;
+		}
+	}
+	krx_task *t = q->priv;
+	if (t)
+		q->priv = t->next;
+	return t;
+}

@@ -63,6 +63,26 @@ unsigned krx_runq_len(const krx_runq *q);
  * and return one more task to run now, or NULL. */
 krx_task *krx_runq_steal(krx_runq *q, krx_runq *victim);
 
+/*
+ * An inbox: tasks bound to one scheduler, made runnable by any thread. Any
+ * thread pushes with one CAS; only the owner pops, taking the whole stack
+ * with one CAS when its private list is empty and reversing it (so tasks
+ * leave in the order they came). No lock: a bound task woken from another
+ * core costs two cache-line transfers, not a mutex's handful.
+ */
+typedef struct krx_inbox {
+	AO_t top;        /* krx_task *: newest pushed */
+	krx_task *priv;  /* the owner's, oldest first */
+} krx_inbox;
+
+void krx_inbox_push(krx_inbox *q, krx_task *t);
+krx_task *krx_inbox_pop(krx_inbox *q);  /* owner only */
+static inline bool krx_inbox_empty(krx_inbox *q) /* owner only */
+{
+	/* Relaxed: a look; a push after it is found by its own wake-up. */
+	return !q->priv && !AO_load(&q->top);
+}
+
 void krx_injectq_init(krx_injectq *q);
 void krx_injectq_push(krx_injectq *q, krx_task *t);
 void krx_injectq_push_list(krx_injectq *q, krx_task *first, krx_task *last, unsigned n);

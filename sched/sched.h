@@ -57,7 +57,7 @@ typedef struct krx_sched {
 	bool (*park_commit)(krx_task *t, void *arg);
 	void *park_arg;
 	/* Bound tasks made runnable from elsewhere. */
-	krx_injectq inbox;
+	krx_inbox inbox;
 	/* Parking. */
 	unsigned wake_word;       /* futex word: 1 = woken */
 	AO_t idle;                /* on the idle list */
