@@ -14,14 +14,14 @@
  *    reached through an acquire ordered after that store: the carver's load
  *    of nregions, or the free list's acquire chain (every id on the list was
  *    carved before it was pushed).
- *  - Every change of free_head is a CAS that bumps its tag, so a pop that
- *    read a stale link cannot succeed; ABA would need 2^32 changes of the
- *    head during one pop.
+ *  - The shared free list is an idxstack (idxstack.h): no ABA, no
+ *    double-width CAS.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "stack.h"
+#include "idxstack.h"
 #include "san.h"
 
 #include <errno.h>
@@ -49,9 +49,6 @@
 #define DEFAULT_MAX_MAP_COUNT 65530
 #define PROBE_WORDS 8 /* one cache line: what put reads to spot a deep stack */
 
-#define HEAD_TAG_ONE ((AO_t)1 << 32)
-#define HEAD_TAG(h) ((h) & ~(AO_t)0xffffffffu)
-#define HEAD_ID1(h) ((uint32_t)(h)) /* slot id + 1; 0 = empty */
 
 static size_t round_up(size_t n, size_t to)
 {
@@ -231,59 +228,31 @@ static krx_stack *carve(krx_stack_pool *pool)
 	return st;
 }
 
+static unsigned *link_at(void *pool, uint32_t id)
+{
+	return link_of(pool, id);
+}
+
 /* Push v[0..k) as one chain with one CAS; v[0] ends up on top. */
 static void push_batch(krx_stack_pool *pool, krx_stack **v, uint32_t k)
 {
-	unsigned *last = link_of(pool, v[k - 1]->id);
-	AO_t old, seen;
-
-	/* Relaxed: nobody can reach these links before the release CAS below
-	 * publishes them. */
+	/* Relaxed: nobody can reach these links before the push publishes them. */
 	for (uint32_t j = 0; j + 1 < k; j++)
 		AO_int_store(link_of(pool, v[j]->id), v[j + 1]->id + 1);
 	/* Count before pushing, uncount after popping: nfree never falls below
 	 * the list's real length, so it cannot wrap. Relaxed: a statistic. */
 	AO_fetch_and_add(&pool->nfree, k);
-	/* Relaxed: we need only a value to try; the CAS validates it. */
-	old = AO_load(&pool->free_head);
-	for (;;) {
-		AO_int_store(last, HEAD_ID1(old));
-		/* Release: a popper that acquires this head (or a later one in
-		 * its release sequence, every change being an RMW) sees the
-		 * links above and everything the holders wrote to the stacks. */
-		seen = AO_fetch_compare_and_swap_release(&pool->free_head, old,
-		                                          HEAD_TAG(old) + HEAD_TAG_ONE + v[0]->id + 1);
-		if (seen == old)
-			return;
-		old = seen;
-	}
+	krx_idxstack_push(&pool->free_head, link_at, pool, v[0]->id, v[k - 1]->id);
 }
 
 static krx_stack *pop(krx_stack_pool *pool)
 {
-	/* Acquire: pairs with the pushers' release CAS, so the top's link and
-	 * its stack's metadata and contents are visible. */
-	AO_t old = AO_load_acquire(&pool->free_head), seen;
-	uint32_t top;
-
-	for (;;) {
-		top = HEAD_ID1(old);
-		if (top == 0)
-			return NULL;
-		/* If top was popped and pushed again meanwhile this link is stale,
-		 * but the tag has moved and the CAS fails. Atomic only so the
-		 * race with that re-push is a defined one. */
-		unsigned next = AO_int_load(link_of(pool, top - 1));
-		/* Acquire, also on failure: a retry reads the new top's link. */
-		seen = AO_fetch_compare_and_swap_acquire(&pool->free_head, old,
-		                                          HEAD_TAG(old) + HEAD_TAG_ONE + next);
-		if (seen == old)
-			break;
-		old = seen;
-	}
+	int64_t id = krx_idxstack_pop(&pool->free_head, link_at, pool);
+	if (id < 0)
+		return NULL;
 	/* Relaxed: a statistic (see push_batch). */
 	AO_fetch_and_sub1(&pool->nfree);
-	return slot_of(pool, top - 1);
+	return slot_of(pool, (uint32_t)id);
 }
 
 /*

@@ -3,9 +3,8 @@
  *
  * The table is max_procs slots. Slot structures are allocated a chunk at a
  * time, on first use, and kept until the VM stops (type-stable: see proc.h).
- * Free slots are kept on a lock-free stack of indices whose head word carries
- * a tag beside the index (no ABA, no double-width CAS); indices never used
- * yet are handed out by a counter.
+ * Free slots are kept on a lock-free stack of indices (idxstack.h: no ABA,
+ * no double-width CAS); indices never used yet are handed out by a counter.
  *
  * Invariants:
  *  - live_pid is the pid from the moment spawn publishes it until the exit
@@ -20,15 +19,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "idxstack.h"
 #include "mi.h"
 #include "vm.h"
 
 #define CHUNK_BITS 12
 #define CHUNK (1u << CHUNK_BITS)
 
-#define HEAD_TAG_ONE ((AO_t)1 << 32)
-#define HEAD_TAG(h) ((h) & ~(AO_t)0xffffffffu)
-#define HEAD_IDX1(h) ((uint32_t)(h)) /* index + 1; 0 = empty */
 
 typedef struct slot {
 	krx_proc proc;
@@ -108,43 +105,29 @@ static bool ensure_chunk(uint64_t idx)
 	return ok;
 }
 
+static unsigned *free_link(void *ctx, uint32_t idx)
+{
+	(void)ctx;
+	return &slot_at(idx)->free_next;
+}
+
 static int64_t take_slot(void)
 {
-	/* Acquire: see the link written before the slot was pushed. */
-	AO_t old = AO_load_acquire(&T.free_head);
-	while (HEAD_IDX1(old)) {
-		uint32_t idx = HEAD_IDX1(old) - 1;
-		/* Maybe stale if the slot was popped and pushed meanwhile; then
-		 * the tag has moved and the CAS fails. */
-		unsigned next = AO_int_load(&slot_at(idx)->free_next);
-		AO_t seen = AO_fetch_compare_and_swap_acquire(&T.free_head, old,
-		                                              HEAD_TAG(old) + HEAD_TAG_ONE + next);
-		if (seen == old)
-			return idx;
-		old = seen;
-	}
+	int64_t idx = krx_idxstack_pop(&T.free_head, free_link, NULL);
+	if (idx >= 0)
+		return idx;
 	/* Relaxed: the counter only has to hand each index out once. */
-	AO_t idx = AO_fetch_and_add1(&T.fresh);
-	if (idx >= T.max) {
+	AO_t fresh = AO_fetch_and_add1(&T.fresh);
+	if (fresh >= T.max) {
 		AO_fetch_and_sub1(&T.fresh);
 		return -1;
 	}
-	return ensure_chunk(idx) ? (int64_t)idx : -1;
+	return ensure_chunk(fresh) ? (int64_t)fresh : -1;
 }
 
 static void give_slot(uint32_t idx)
 {
-	slot *s = slot_at(idx);
-	AO_t old = AO_load(&T.free_head);
-	for (;;) {
-		AO_int_store(&s->free_next, HEAD_IDX1(old));
-		/* Release: the next taker sees the link and the exited state. */
-		AO_t seen = AO_fetch_compare_and_swap_release(&T.free_head, old,
-		                                              HEAD_TAG(old) + HEAD_TAG_ONE + idx + 1);
-		if (seen == old)
-			return;
-		old = seen;
-	}
+	krx_idxstack_push(&T.free_head, free_link, NULL, idx, idx);
 }
 
 /* ---- names ----
