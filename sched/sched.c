@@ -295,7 +295,7 @@ static krx_task *steal(krx_sched *s)
 
 static krx_task *inbox_or_inject(krx_sched *s)
 {
-	krx_task *t = krx_inbox_pop(&s->inbox);
+	krx_task *t = krx_inbox_empty(&s->inbox) ? NULL : krx_inbox_pop(&s->inbox);
 	if (!t)
 		t = krx_injectq_pop(&S.inject, &s->rq, KRX_RUNQ_SIZE / 4);
 	return t;
@@ -324,7 +324,7 @@ static krx_task *find_work(krx_sched *s)
 	s->tick++;
 	if (s->tick % INJECT_EVERY == 0 && (t = krx_injectq_pop(&S.inject, &s->rq, 16)))
 		return t;
-	if ((t = krx_inbox_pop(&s->inbox)))
+	if (!krx_inbox_empty(&s->inbox) && (t = krx_inbox_pop(&s->inbox)))
 		return t;
 	if (s->tick % TIMERS_EVERY == 0)
 		fire_timers(s);
