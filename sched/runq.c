@@ -72,14 +72,9 @@ void krx_runq_put(krx_runq *q, krx_task *t, bool lifo, krx_injectq *inject)
 	}
 }
 
-krx_task *krx_runq_get(krx_runq *q)
+krx_task *krx_runq_get_ring(krx_runq *q)
 {
-	krx_task *t = q->lifo;
-	if (t && q->streak < KRX_LIFO_STREAK) {
-		q->lifo = NULL;
-		q->streak++;
-		return t;
-	}
+	krx_task *t;
 	q->streak = 0;
 	for (;;) {
 		AO_t h = AO_load_acquire(&q->head);

@@ -56,7 +56,18 @@ void krx_runq_put(krx_runq *q, krx_task *t, bool lifo, krx_injectq *inject);
 /* Owner: put t in the LIFO slot; returns what was there (or NULL). */
 krx_task *krx_runq_swap_lifo(krx_runq *q, krx_task *t);
 /* Owner: the next task, or NULL. */
-krx_task *krx_runq_get(krx_runq *q);
+krx_task *krx_runq_get_ring(krx_runq *q);
+static inline krx_task *krx_runq_get(krx_runq *q)
+{
+	/* The LIFO slot first, inline: a ping-pong's every turn comes here. */
+	krx_task *t = q->lifo;
+	if (t && q->streak < KRX_LIFO_STREAK) {
+		q->lifo = NULL;
+		q->streak++;
+		return t;
+	}
+	return krx_runq_get_ring(q);
+}
 /* Tasks in the ring (not counting the LIFO slot); racy, for heuristics. */
 unsigned krx_runq_len(const krx_runq *q);
 /* Thief: move about half of victim's ring into q (whose ring must be empty)

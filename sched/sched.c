@@ -486,7 +486,7 @@ static void run_task(krx_sched *s, krx_task *t)
 	/* This thread is still s: the scheduler loop never migrates. */
 	AO_store(&t->reductions, AO_load(&t->reductions) + (AO_t)(KRX_REDUCTIONS - tls->reds));
 	AO_store(&s->current, 0);
-	if (t->stack && !krx_stack_intact(t->stack)) {
+	if (t->stack && t->stack->guard == KRX_GUARD_CANARY && !krx_stack_intact(t->stack)) {
 		char name[64];
 		S.cfg.hooks.task_name(t, name, sizeof name);
 		krx_sched_log("krill: process %s overflowed its stack (canary); memory is corrupt", name);

@@ -25,18 +25,6 @@ void krx_mailbox_open(krx_mailbox *mb, uint32_t serial)
 	AO_store_release(&mb->in, WORD(serial, 0));
 }
 
-krx_msg *krx_msg_new(size_t len)
-{
-	krx_msg *m = krx_alloc_raw(sizeof *m + len);
-	if (!m)
-		return NULL;
-	m->hb.size = len;
-	m->pub.bin = NULL;
-	m->pub.len = len;
-	m->pub.data = m + 1;
-	return m;
-}
-
 void krx_msg_destroy_block(krx_hblk *b)
 {
 	krx_msg_destroy((krx_msg *)b);

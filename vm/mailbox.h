@@ -24,6 +24,7 @@
 
 #include "heap.h"
 #include "krill.h"
+#include "mi.h"
 
 typedef struct krx_msg {
 	krx_hblk hb;          /* first: a message is a heap block once received */
@@ -51,7 +52,17 @@ enum krx_push { KRX_PUSH_DEAD, KRX_PUSH_OK, KRX_PUSH_WAKE };
 enum krx_push krx_mailbox_push(krx_mailbox *mb, uint32_t serial, krx_msg *m);
 
 /* A new message for `len` bytes of payload (allocated, filled by caller). */
-krx_msg *krx_msg_new(size_t len);
+static inline krx_msg *krx_msg_new(size_t len)
+{
+	krx_msg *m = krx_alloc_raw(sizeof *m + len);
+	if (!m)
+		return NULL;
+	m->hb.size = len;
+	m->pub.bin = NULL;
+	m->pub.len = len;
+	m->pub.data = m + 1;
+	return m;
+}
 void krx_msg_destroy(krx_msg *m);
 /* The same, for a message block found on a heap (krx_heap_destroy). */
 void krx_msg_destroy_block(krx_hblk *b);

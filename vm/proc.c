@@ -206,10 +206,11 @@ static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
 
 KR_API kr_pid kr_spawn_opt(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
 {
-	if (krx_vm_enter())
+	krx_sched *self = krx_sched_self();
+	if (krx_vm_enter(self))
 		return KR_ESTOPPED;
 	kr_pid pid = spawn(fn, arg, opts);
-	krx_vm_leave();
+	krx_vm_leave(self);
 	return pid;
 }
 
@@ -265,12 +266,13 @@ void krx_procs_free(void)
 
 KR_API int kr_is_alive(kr_pid pid)
 {
-	if (krx_vm_enter())
+	krx_sched *self = krx_sched_self();
+	if (krx_vm_enter(self))
 		return 0;
 	krx_proc *p = krx_proc_slot(pid);
 	/* Acquire: pairs with spawn's release. */
 	int alive = p && (kr_pid)AO_load_acquire(&p->live_pid) == pid;
-	krx_vm_leave();
+	krx_vm_leave(self);
 	return alive;
 }
 
@@ -307,10 +309,11 @@ KR_API int kr_info(kr_pid pid, kr_proc_info *out)
 {
 	if (!out)
 		return KR_EINVAL;
-	if (krx_vm_enter())
+	krx_sched *self = krx_sched_self();
+	if (krx_vm_enter(self))
 		return KR_ESTOPPED;
 	int err = proc_info(pid, out);
-	krx_vm_leave();
+	krx_vm_leave(self);
 	krx_task_charge(1);
 	return err;
 }

@@ -24,10 +24,8 @@ static pthread_mutex_t vm_lock = PTHREAD_MUTEX_INITIALIZER;
 static AO_t accepting;  /* 1 while host threads may call in */
 static AO_t host_calls; /* host-thread calls inside the VM now */
 
-int krx_vm_enter(void)
+int krx_vm_enter_host(void)
 {
-	if (krx_sched_self())
-		return 0; /* a process: stop joins its thread before freeing */
 	/* Full, then a load: Dekker with kr_vm_stop's store and load. */
 	AO_fetch_and_add1_full(&host_calls);
 	AO_nop_full();
@@ -37,11 +35,10 @@ int krx_vm_enter(void)
 	return KR_ESTOPPED;
 }
 
-void krx_vm_leave(void)
+void krx_vm_leave_host(void)
 {
 	/* Release: our reads of the VM happen before stop frees it. */
-	if (!krx_sched_self())
-		AO_fetch_and_sub1_release(&host_calls);
+	AO_fetch_and_sub1_release(&host_calls);
 }
 static AO_t dead_letters;
 static size_t max_message;
@@ -116,7 +113,8 @@ KR_API int kr_vm_stats_get(kr_vm_stats *out)
 {
 	if (!out)
 		return KR_EINVAL;
-	if (krx_vm_enter())
+	krx_sched *self = krx_sched_self();
+	if (krx_vm_enter(self))
 		return KR_ESTOPPED;
 	krx_stack_stats ss;
 	krx_stack_pool_stats(krx_sched_pool(), &ss);
@@ -128,7 +126,7 @@ KR_API int kr_vm_stats_get(kr_vm_stats *out)
 		.stacks_in_use = krx_sched_stacks_in_use(),
 		.stack_protection = krx_guard_kind_name(ss.best),
 	};
-	krx_vm_leave();
+	krx_vm_leave(self);
 	return 0;
 }
 
@@ -238,10 +236,11 @@ static long backlog_penalty(krx_proc *p)
 	return len / BACKLOG_FREE * 64 > KRX_REDUCTIONS ? KRX_REDUCTIONS : (long)(len / BACKLOG_FREE * 64);
 }
 
-/* Deliver m to pid; frees m if pid is gone. */
-static int deliver(kr_pid to, krx_msg *m)
+/* Deliver m to pid; frees m if pid is gone. self: the sending process, or
+ * NULL for a host thread. */
+static int deliver(krx_proc *self, kr_pid to, krx_msg *m)
 {
-	krx_proc *self = krx_proc_self();
+	/* Relaxed: our own pid, written before we first ran. */
 	m->pub.sender = self ? (kr_pid)AO_load(&self->live_pid) : 0;
 	krx_proc *p = krx_proc_slot(to);
 	enum krx_push r = p ? krx_mailbox_push(&p->mbox, (uint32_t)KRX_PID_SERIAL(to), m)
@@ -257,65 +256,55 @@ static int deliver(kr_pid to, krx_msg *m)
 	return 0;
 }
 
-static int check_target(kr_pid to)
+/* A well-formed local pid? (The VM is running: the caller has entered.) */
+static bool valid_target(kr_pid to)
 {
-	if (!krx_sched_running())
-		return KR_ESTOPPED;
-	if (to <= 0 || KRX_PID_SERIAL(to) == 0 || KRX_PID_NODE(to) != 0)
-		return KR_EINVAL;
-	return 0;
-}
-
-static int send_copy(kr_pid to, uint64_t tag, const void *data, size_t len)
-{
-	int err = check_target(to);
-	if (err)
-		return err;
-	if (len > max_message)
-		return KR_ELIMIT;
-	if (len && !data)
-		return KR_EINVAL;
-	krx_msg *m = krx_msg_new(len);
-	if (!m)
-		return KR_ENOMEM;
-	m->pub.tag = tag;
-	if (len)
-		memcpy(m + 1, data, len);
-	return deliver(to, m);
+	return to > 0 && KRX_PID_SERIAL(to) != 0 && KRX_PID_NODE(to) == 0;
 }
 
 KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len)
 {
-	if (krx_vm_enter())
+	krx_sched *self = krx_sched_self();
+	if (krx_vm_enter(self))
 		return KR_ESTOPPED;
-	int err = send_copy(to, tag, data, len);
-	krx_vm_leave();
-	return err;
-}
-
-static int send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
-{
-	int err = check_target(to);
-	if (err)
-		return err;
-	if (!bin)
-		return KR_EINVAL;
-	krx_msg *m = krx_msg_new(0);
-	if (!m)
-		return KR_ENOMEM;
+	int err = KR_EINVAL;
+	krx_msg *m = NULL;
+	if (!valid_target(to) || (len && !data))
+		goto out;
+	err = KR_ELIMIT;
+	if (len > max_message)
+		goto out;
+	err = KR_ENOMEM;
+	if (!(m = krx_msg_new(len)))
+		goto out;
 	m->pub.tag = tag;
-	m->pub.bin = kr_bin_ref(bin);
-	m->pub.data = kr_bin_data(bin);
-	m->pub.len = kr_bin_size(bin);
-	return deliver(to, m);
+	if (len)
+		memcpy(m + 1, data, len);
+	err = deliver(self ? (krx_proc *)self->current : NULL, to, m);
+out:
+	krx_vm_leave(self);
+	return err;
 }
 
 KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
 {
-	if (krx_vm_enter())
+	krx_sched *self = krx_sched_self();
+	if (krx_vm_enter(self))
 		return KR_ESTOPPED;
-	int err = send_bin(to, tag, bin);
-	krx_vm_leave();
+	int err = KR_EINVAL;
+	krx_msg *m = NULL;
+	if (!valid_target(to) || !bin)
+		goto out;
+	err = KR_ENOMEM;
+	if (!(m = krx_msg_new(0)))
+		goto out;
+	m->pub.tag = tag;
+	m->pub.bin = kr_bin_ref(bin);
+	m->pub.data = kr_bin_data(bin);
+	m->pub.len = kr_bin_size(bin);
+	err = deliver(self ? (krx_proc *)self->current : NULL, to, m);
+out:
+	krx_vm_leave(self);
 	return err;
 }
 

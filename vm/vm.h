@@ -11,8 +11,23 @@
 #ifndef KRX_VM_H
 #define KRX_VM_H
 
-/* 0, or KR_ESTOPPED (then do not call krx_vm_leave). */
-int krx_vm_enter(void);
-void krx_vm_leave(void);
+#include "sched.h"
+
+int krx_vm_enter_host(void);
+void krx_vm_leave_host(void);
+
+/* Call with krx_sched_self(), read once by the caller: 0, or KR_ESTOPPED
+ * (then do not call krx_vm_leave). A process needs nothing: stop joins its
+ * thread before freeing anything, and it exists only while the VM runs. */
+static inline int krx_vm_enter(krx_sched *self)
+{
+	return self ? 0 : krx_vm_enter_host();
+}
+
+static inline void krx_vm_leave(krx_sched *self)
+{
+	if (!self)
+		krx_vm_leave_host();
+}
 
 #endif
