@@ -81,6 +81,11 @@ unsigned krx_sched_count(void)
 	return S.n;
 }
 
+krx_sched *krx_sched_at(unsigned i)
+{
+	return &S.scheds[i];
+}
+
 krx_stack_pool *krx_sched_pool(void)
 {
 	return &S.pool;
@@ -394,6 +399,8 @@ static void *sched_main(void *arg)
 		stop_spinning(s, true);
 		run_task(s, t);
 	}
+	if (s->vm_pending)
+		S.cfg.hooks.flush(s);
 	krx_stack_cache_flush(&S.pool, &s->stacks);
 	tls->sched = NULL;
 	return NULL;
@@ -486,6 +493,8 @@ static void run_task(krx_sched *s, krx_task *t)
 	/* This thread is still s: the scheduler loop never migrates. */
 	AO_store(&t->reductions, AO_load(&t->reductions) + (AO_t)(KRX_REDUCTIONS - tls->reds));
 	AO_store(&s->current, 0);
+	if (s->vm_pending)
+		S.cfg.hooks.flush(s);
 	if (t->stack && t->stack->guard == KRX_GUARD_CANARY && !krx_stack_intact(t->stack)) {
 		char name[64];
 		S.cfg.hooks.task_name(t, name, sizeof name);
@@ -702,6 +711,7 @@ int krx_sched_start(const krx_sched_config *cfg)
 {
 	memset(&S, 0, sizeof S);
 	S.cfg = *cfg;
+	S.cfg.vm_locals = NULL; /* the caller's array: read below, not kept */
 	S.n = cfg->schedulers;
 	krx_stack_opts so = { .stack_size = cfg->stack_size };
 	int err = krx_stack_pool_init(&S.pool, &so);
@@ -723,6 +733,7 @@ int krx_sched_start(const krx_sched_config *cfg)
 	for (unsigned i = 0; i < S.n; i++) {
 		krx_sched *s = &S.scheds[i];
 		s->id = i;
+		s->vm_local = cfg->vm_locals ? cfg->vm_locals[i] : NULL;
 		s->rand = 0x9e3779b9u * (i + 1);
 		krx_runq_init(&s->rq);
 		krx_timers_init(&s->timers);

@@ -27,6 +27,9 @@ typedef struct krx_sched_hooks {
 	void (*task_exit)(krx_task *t);
 	/* Describe a task for a report ("<0.12.0> worker"). */
 	void (*task_name)(krx_task *t, char *buf, size_t len);
+	/* A task switched out and vm_pending was set: vm/ has work left on
+	 * this scheduler (buffered messages) that must not outlive the run. */
+	void (*flush)(struct krx_sched *s);
 } krx_sched_hooks;
 
 typedef struct krx_sched_config {
@@ -37,6 +40,7 @@ typedef struct krx_sched_config {
 	kr_log_fn *log;
 	void *log_ctx;
 	krx_sched_hooks hooks;
+	void **vm_locals;     /* per scheduler, for vm/: its vm_local */
 } krx_sched_config;
 
 enum krx_switch_reason { KRX_SW_YIELD, KRX_SW_PARK, KRX_SW_EXIT };
@@ -56,6 +60,10 @@ typedef struct krx_sched {
 	uint64_t park_deadline;
 	bool (*park_commit)(krx_task *t, void *arg);
 	void *park_arg;
+	/* vm/'s own per-scheduler state (its send buffers), and whether it
+	 * has anything to flush when a task switches out. */
+	void *vm_local;
+	unsigned vm_pending;
 	/* Bound tasks made runnable from elsewhere. */
 	krx_inbox inbox;
 	/* Parking. */
@@ -76,6 +84,7 @@ void krx_sched_free(void);
 void krx_task_discard(krx_task *t);
 bool krx_sched_running(void);
 unsigned krx_sched_count(void);
+krx_sched *krx_sched_at(unsigned i);
 krx_stack_pool *krx_sched_pool(void);
 /* The pool for stacks of this size (rounded up to pages), made on first
  * use; NULL when KRX_STACK_SIZES sizes are taken or memory is short. */

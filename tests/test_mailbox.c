@@ -919,3 +919,78 @@ Test(mailbox, messages_received_but_not_freed_are_freed_at_exit)
 	vm_assert_clean();
 	vm_stop(); /* in ASan builds: a leak check of both messages and the binary */
 }
+
+/* ---- messages held in a scheduler's outbox ----
+ * A message to a busy process that last ran on another scheduler waits in
+ * the sender's outbox until the sender leaves the CPU. None may be lost when
+ * the sender exits at once, none may leak when the receiver dies first, and
+ * batches must keep each sender's order. */
+
+#define OB_MSGS 300 /* several batches of 64 */
+static atomic_int ob_got, ob_bad_order, ob_receiver_done;
+static kr_pid ob_receiver;
+
+static void ob_receive_after_a_nap(void *arg)
+{
+	kr_sleep(50); /* busy elsewhere, not waiting in a receive */
+	long expect = 0;
+	kr_msg *m;
+	while (kr_recv(&m, 2000) == 0) {
+		long v = *(const long *)m->data;
+		if (v != expect++)
+			atomic_fetch_add(&ob_bad_order, 1);
+		atomic_fetch_add(&ob_got, 1);
+		kr_msg_free(m);
+	}
+	atomic_store(&ob_receiver_done, 1);
+}
+
+static void ob_send_and_exit(void *arg)
+{
+	for (long i = 0; i < OB_MSGS; i++)
+		VM_CHECK(kr_send(ob_receiver, 1, &i, sizeof i) == 0, "send %ld", i);
+	/* Return at once: whatever is still held must be delivered. */
+}
+
+Test(mailbox, held_messages_are_delivered_when_the_sender_exits, .timeout = 30)
+{
+	vm_start(2);
+	ob_receiver = vm_spawn_on(ob_receive_after_a_nap, NULL, 1);
+	vm_host_sleep_ms(5); /* let it run on scheduler 0 and fall asleep */
+	vm_spawn_on(ob_send_and_exit, NULL, 2);
+	cr_assert(VM_WAIT(atomic_load(&ob_receiver_done), 10000));
+	vm_assert_clean();
+	cr_assert_eq(atomic_load(&ob_got), OB_MSGS, "%d of %d arrived", atomic_load(&ob_got), OB_MSGS);
+	cr_assert_eq(atomic_load(&ob_bad_order), 0, "messages out of order");
+	vm_stop();
+}
+
+static void ob_exit_soon(void *arg)
+{
+	kr_sleep(20);
+}
+
+static void ob_send_to_the_dying(void *arg)
+{
+	kr_pid to = *(kr_pid *)arg;
+	for (long i = 0; kr_is_alive(to); i++) {
+		VM_CHECK(kr_send(to, 1, &i, sizeof i) == 0, "send %ld", i);
+		if (i % 1000 == 999)
+			kr_yield();
+	}
+	for (long i = 0; i < 100; i++)
+		VM_CHECK(kr_send(to, 1, &i, sizeof i) == 0, "send after death %ld", i);
+}
+
+Test(mailbox, held_messages_to_a_process_that_died_are_dead_letters, .timeout = 30)
+{
+	static kr_pid dying;
+	vm_start(2);
+	uint64_t before = vm_stats().dead_letters;
+	dying = vm_spawn_on(ob_exit_soon, NULL, 1);
+	vm_spawn_on(ob_send_to_the_dying, &dying, 2);
+	cr_assert(VM_WAIT(vm_alive() == 0, 10000));
+	vm_assert_clean();
+	cr_assert_geq(vm_stats().dead_letters - before, 100, "sends after death were not counted");
+	vm_stop(); /* ASan: nothing held in an outbox may leak */
+}

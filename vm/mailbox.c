@@ -37,7 +37,8 @@ void krx_msg_destroy(krx_msg *m)
 	krx_free_raw(m);
 }
 
-enum krx_push krx_mailbox_push(krx_mailbox *mb, uint32_t serial, krx_msg *m)
+enum krx_push krx_mailbox_push_chain(krx_mailbox *mb, uint32_t serial, krx_msg *newest,
+                                     krx_msg *oldest, unsigned k)
 {
 	/* Relaxed: a first guess; the CAS checks it. */
 	AO_t w = AO_load(&mb->in);
@@ -45,17 +46,28 @@ enum krx_push krx_mailbox_push(krx_mailbox *mb, uint32_t serial, krx_msg *m)
 		AO_t top = w & PTR_MASK;
 		if (SERIAL_OF(w) != (serial & 0xffffu) || top == MB_CLOSED)
 			return KRX_PUSH_DEAD;
-		m->next = top == MB_WAITING ? NULL : (krx_msg *)top;
-		/* Release: the receiver's acquire of this word sees the message.
+		oldest->next = top == MB_WAITING ? NULL : (krx_msg *)top;
+		/* Release: the receiver's acquire of this word sees the messages.
 		 * (Full on failure too, via the builtin; either is enough.) */
-		AO_t seen = AO_fetch_compare_and_swap_release(&mb->in, w, WORD(serial, m));
+		AO_t seen = AO_fetch_compare_and_swap_release(&mb->in, w, WORD(serial, newest));
 		if (seen == w) {
 			/* Relaxed: a figure for kr_info. */
-			AO_fetch_and_add1(&mb->sent);
+			AO_fetch_and_add(&mb->sent, k);
 			return top == MB_WAITING ? KRX_PUSH_WAKE : KRX_PUSH_OK;
 		}
 		w = seen;
 	}
+}
+
+bool krx_mailbox_waiting(krx_mailbox *mb)
+{
+	/* Relaxed: a hint for choosing a path; the push's CAS decides. */
+	return (AO_load(&mb->in) & PTR_MASK) == MB_WAITING;
+}
+
+enum krx_push krx_mailbox_push(krx_mailbox *mb, uint32_t serial, krx_msg *m)
+{
+	return krx_mailbox_push_chain(mb, serial, m, m, 1);
 }
 
 /* Owner: move everything incoming to the private queue, in arrival order.

@@ -50,6 +50,13 @@ enum krx_push { KRX_PUSH_DEAD, KRX_PUSH_OK, KRX_PUSH_WAKE };
 /* Deliver m to the incarnation `serial`; WAKE means its owner was waiting
  * and the caller must wake it. */
 enum krx_push krx_mailbox_push(krx_mailbox *mb, uint32_t serial, krx_msg *m);
+/* The same for k messages linked newest to oldest (newest->next ... oldest),
+ * delivered as if pushed oldest first, with one CAS. */
+enum krx_push krx_mailbox_push_chain(krx_mailbox *mb, uint32_t serial, krx_msg *newest,
+                                     krx_msg *oldest, unsigned k);
+
+/* Is the owner parked in a receive, waiting? (A hint: it may change.) */
+bool krx_mailbox_waiting(krx_mailbox *mb);
 
 /* A new message for `len` bytes of payload (allocated, filled by caller). */
 static inline krx_msg *krx_msg_new(size_t len)

@@ -13,6 +13,7 @@
 
 #include "futex.h"
 #include "mi.h"
+#include "outbox.h"
 #include "proc.h"
 #include "vm.h"
 
@@ -21,6 +22,7 @@
 #define DEFAULT_WATCHDOG_MS 10
 
 static pthread_mutex_t vm_lock = PTHREAD_MUTEX_INITIALIZER;
+static krx_outbox *outboxes; /* one per scheduler */
 static AO_t accepting;  /* 1 while host threads may call in */
 static AO_t host_calls; /* host-thread calls inside the VM now */
 
@@ -67,6 +69,17 @@ KR_API int kr_vm_start(const kr_config *user)
 		goto out;
 	max_message = cfg.max_message;
 	AO_store(&dead_letters, 0);
+	outboxes = krx_calloc_raw(cfg.schedulers, sizeof *outboxes);
+	void **locals = krx_calloc_raw(cfg.schedulers, sizeof *locals);
+	err = KR_ENOMEM;
+	if (!outboxes || !locals) {
+		krx_free_raw(outboxes);
+		krx_free_raw(locals);
+		krx_procs_free();
+		goto out;
+	}
+	for (unsigned i = 0; i < cfg.schedulers; i++)
+		locals[i] = &outboxes[i];
 	krx_sched_config sc = {
 		.schedulers = cfg.schedulers,
 		.pin = cfg.pin,
@@ -76,12 +89,17 @@ KR_API int kr_vm_start(const kr_config *user)
 		.log_ctx = cfg.log_ctx,
 		.hooks = { .task_main = krx_proc_main,
 		           .task_exit = krx_proc_exited,
-		           .task_name = krx_proc_name },
+		           .task_name = krx_proc_name,
+		           .flush = krx_outbox_flush },
+		.vm_locals = locals,
 	};
-	if ((err = krx_sched_start(&sc)))
+	if ((err = krx_sched_start(&sc))) {
 		krx_procs_free();
-	else
+		krx_free_raw(outboxes);
+	} else {
 		AO_store_release(&accepting, 1);
+	}
+	krx_free_raw(locals);
 out:
 	pthread_mutex_unlock(&vm_lock);
 	return err;
@@ -103,6 +121,8 @@ KR_API int kr_vm_stop(void)
 		krx_sched_stop();
 		krx_procs_free();
 		krx_sched_free();
+		krx_free_raw(outboxes);
+		outboxes = NULL;
 		err = 0;
 	}
 	pthread_mutex_unlock(&vm_lock);
@@ -236,18 +256,32 @@ static long backlog_penalty(krx_proc *p)
 	return len / BACKLOG_FREE * 64 > KRX_REDUCTIONS ? KRX_REDUCTIONS : (long)(len / BACKLOG_FREE * 64);
 }
 
-/* Deliver m to pid; frees m if pid is gone. self: the sending process, or
- * NULL for a host thread. */
-static int deliver(krx_proc *self, kr_pid to, krx_msg *m)
+void krx_dead_letters(unsigned n)
+{
+	/* Relaxed: a statistic. As in Erlang, not an error. */
+	AO_fetch_and_add(&dead_letters, n);
+}
+
+/* Deliver m to pid; frees m if pid is gone. s: the sender's scheduler and
+ * self the sending process, or both NULL for a host thread. */
+static int deliver(krx_sched *s, krx_proc *self, kr_pid to, krx_msg *m)
 {
 	/* Relaxed: our own pid, written before we first ran. */
 	m->pub.sender = self ? (kr_pid)AO_load(&self->live_pid) : 0;
 	krx_proc *p = krx_proc_slot(to);
-	enum krx_push r = p ? krx_mailbox_push(&p->mbox, (uint32_t)KRX_PID_SERIAL(to), m)
-	                    : KRX_PUSH_DEAD;
+	uint32_t serial = (uint32_t)KRX_PID_SERIAL(to);
+	/* To a process that last ran on another core and is busy: through the
+	 * outbox (one waiting for a message gets it at once). Relaxed: where
+	 * it ran is a hint. */
+	if (p && s &&
+	    krx_outbox_add(s, p, serial, m,
+	                   AO_load(&p->task.last_sched) != s->id + 1 && !krx_mailbox_waiting(&p->mbox))) {
+		krx_task_charge(1 + backlog_penalty(p));
+		return 0;
+	}
+	enum krx_push r = p ? krx_mailbox_push(&p->mbox, serial, m) : KRX_PUSH_DEAD;
 	if (r == KRX_PUSH_DEAD) {
-		/* Relaxed: a statistic. As in Erlang, not an error. */
-		AO_fetch_and_add1(&dead_letters);
+		krx_dead_letters(1);
 		krx_msg_destroy(m);
 	} else if (r == KRX_PUSH_WAKE) {
 		krx_task_wake(&p->task, KRX_WAIT_RECV);
@@ -280,7 +314,7 @@ KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len)
 	m->pub.tag = tag;
 	if (len)
 		memcpy(m + 1, data, len);
-	err = deliver(self ? (krx_proc *)self->current : NULL, to, m);
+	err = deliver(self, self ? (krx_proc *)self->current : NULL, to, m);
 out:
 	krx_vm_leave(self);
 	return err;
@@ -302,7 +336,7 @@ KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
 	m->pub.bin = kr_bin_ref(bin);
 	m->pub.data = kr_bin_data(bin);
 	m->pub.len = kr_bin_size(bin);
-	err = deliver(self ? (krx_proc *)self->current : NULL, to, m);
+	err = deliver(self, self ? (krx_proc *)self->current : NULL, to, m);
 out:
 	krx_vm_leave(self);
 	return err;

@@ -24,6 +24,9 @@ static inline int krx_vm_enter(krx_sched *self)
 	return self ? 0 : krx_vm_enter_host();
 }
 
+/* Count n messages sent to processes that were gone. */
+void krx_dead_letters(unsigned n);
+
 static inline void krx_vm_leave(krx_sched *self)
 {
 	if (!self)

@@ -1,0 +1,68 @@
+/*
+ * outbox.c - per-scheduler send buffers (see outbox.h). An outbox belongs to
+ * one scheduler and is touched only by its thread: no atomics here but the
+ * mailbox CAS that delivers a batch.
+ */
+#include "outbox.h"
+
+#include "vm.h"
+
+static void deliver_entry(krx_outbox_entry *e)
+{
+	enum krx_push r = krx_mailbox_push_chain(&e->to->mbox, e->serial, e->newest, e->oldest, e->n);
+	if (r == KRX_PUSH_DEAD) {
+		for (krx_msg *m = e->newest, *next; m; m = next) {
+			next = m == e->oldest ? NULL : m->next;
+			krx_msg_destroy(m);
+		}
+		krx_dead_letters(e->n);
+	} else if (r == KRX_PUSH_WAKE) {
+		krx_task_wake(&e->to->task, KRX_WAIT_RECV);
+	}
+}
+
+void krx_outbox_flush(krx_sched *s)
+{
+	krx_outbox *ob = s->vm_local;
+	/* Clear first: a wake-up below may run code that sends. */
+	unsigned used = ob->used;
+	krx_outbox_entry held[KRX_OUTBOX_WAYS];
+	for (unsigned i = 0; i < used; i++)
+		held[i] = ob->e[i];
+	ob->used = 0;
+	s->vm_pending = 0;
+	for (unsigned i = 0; i < used; i++)
+		deliver_entry(&held[i]);
+}
+
+bool krx_outbox_add(krx_sched *s, krx_proc *to, uint32_t serial, krx_msg *m, bool start)
+{
+	krx_outbox *ob = s->vm_local;
+	krx_outbox_entry *e = NULL;
+	for (unsigned i = 0; i < ob->used; i++) {
+		if (ob->e[i].to == to && ob->e[i].serial == serial) {
+			e = &ob->e[i];
+			break;
+		}
+	}
+	if (!e) {
+		if (!start)
+			return false;
+		if (ob->used == KRX_OUTBOX_WAYS)
+			krx_outbox_flush(s);
+		e = &ob->e[ob->used++];
+		*e = (krx_outbox_entry){ .to = to, .serial = serial, .oldest = m };
+		s->vm_pending = 1;
+	}
+	m->next = e->newest;
+	e->newest = m;
+	if (++e->n < KRX_OUTBOX_BATCH)
+		return true;
+	/* A full batch goes now; the slot is freed by moving the last one in. */
+	krx_outbox_entry full = *e;
+	*e = ob->e[--ob->used];
+	if (!ob->used)
+		s->vm_pending = 0;
+	deliver_entry(&full);
+	return true;
+}
