@@ -212,7 +212,9 @@ typedef struct kr_msg {
  * is gone is not an error (it is counted as a dead letter), as in Erlang.
  * KR_EINVAL for a bad pid, KR_ELIMIT above max_message, KR_ENOMEM,
  * KR_ESTOPPED. Safe from processes and host threads (sender 0). Messages
- * from one sender to one receiver arrive in the order sent. */
+ * from one sender to one receiver arrive in the order sent. A message to a
+ * busy process on another scheduler may be held and delivered in a batch:
+ * at the latest when the sending process next waits, yields or exits. */
 KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len);
 
 /* Take the oldest message. 0 and *out set, KR_ETIMEDOUT, or KR_ENOTPROC. */
