@@ -52,10 +52,8 @@ krx_task *krx_runq_swap_lifo(krx_runq *q, krx_task *t)
 	return old;
 }
 
-void krx_runq_put(krx_runq *q, krx_task *t, bool lifo, krx_injectq *inject)
+void krx_runq_put(krx_runq *q, krx_task *t, krx_injectq *inject)
 {
-	if (lifo && !(t = krx_runq_swap_lifo(q, t)))
-		return;
 	for (;;) {
 		/* Acquire: see the slots thieves released by advancing head. */
 		AO_t h = AO_load_acquire(&q->head);

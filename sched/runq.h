@@ -49,10 +49,9 @@ typedef struct krx_injectq {
 
 void krx_runq_init(krx_runq *q);
 
-/* Owner: put t at the tail, or (lifo) in the LIFO slot, pushing the task
- * that was there to the tail. A full ring spills half of itself and the
- * task into inject. */
-void krx_runq_put(krx_runq *q, krx_task *t, bool lifo, krx_injectq *inject);
+/* Owner: put t at the tail. A full ring spills half of itself and the task
+ * into inject. */
+void krx_runq_put(krx_runq *q, krx_task *t, krx_injectq *inject);
 /* Owner: put t in the LIFO slot; returns what was there (or NULL). */
 krx_task *krx_runq_swap_lifo(krx_runq *q, krx_task *t);
 /* Owner: the next task, or NULL. */

@@ -81,11 +81,6 @@ unsigned krx_sched_count(void)
 	return S.n;
 }
 
-krx_sched *krx_sched_at(unsigned i)
-{
-	return &S.scheds[i];
-}
-
 krx_stack_pool *krx_sched_pool(void)
 {
 	return &S.pool;
@@ -464,7 +459,7 @@ static void requeue_local(krx_sched *s, krx_task *t, bool lifo)
 	if (t->bound)
 		krx_inbox_push(&s->inbox, t); /* never the ring: thieves take from it */
 	else
-		krx_runq_put(&s->rq, t, false, &S.inject);
+		krx_runq_put(&s->rq, t, &S.inject);
 }
 
 static void run_task(krx_sched *s, krx_task *t)
@@ -585,7 +580,7 @@ void krx_task_spawn(krx_task *t)
 {
 	krx_sched *s = krx_sched_self();
 	if (s && !t->bound) {
-		krx_runq_put(&s->rq, t, false, &S.inject);
+		krx_runq_put(&s->rq, t, &S.inject);
 		if (krx_runq_len(&s->rq) > 1)
 			wake_one();
 		return;

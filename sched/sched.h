@@ -84,7 +84,6 @@ void krx_sched_free(void);
 void krx_task_discard(krx_task *t);
 bool krx_sched_running(void);
 unsigned krx_sched_count(void);
-krx_sched *krx_sched_at(unsigned i);
 krx_stack_pool *krx_sched_pool(void);
 /* The pool for stacks of this size (rounded up to pages), made on first
  * use; NULL when KRX_STACK_SIZES sizes are taken or memory is short. */
