@@ -301,10 +301,28 @@ static krx_task *inbox_or_inject(krx_sched *s)
 	return t;
 }
 
+/* A timer is due: win the wake-up of its park, or find it gone. */
+static bool timer_expired(krx_task *t, AO_t expect)
+{
+	AO_t won = (expect & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE | KRX_ST_TIMEDOUT;
+	if (krx_st_status(expect) == KRX_WAIT_RECV) {
+		/* Relaxed: a stale timer is told by the state word; the hook's
+		 * CAS on the mailbox is what decides. */
+		if (AO_load(&t->state) != expect || !S.cfg.hooks.recv_timeout(t, expect))
+			return false;
+		AO_store(&t->state, won);
+	} else if (!AO_compare_and_swap_full(&t->state, expect, won)) {
+		/* Full: against the helper thread's CAS on the same word. */
+		return false;
+	}
+	krx_task_ready(t);
+	return true;
+}
+
 static void fire_timers(krx_sched *s)
 {
 	if (s->timers.n)
-		krx_timers_fire(&s->timers, krx_now_ns(), krx_task_ready);
+		krx_timers_fire(&s->timers, krx_now_ns(), timer_expired);
 }
 
 static void stop_spinning(krx_sched *s, bool found)
@@ -439,7 +457,7 @@ static void release_stack(krx_sched *s, krx_task *t)
 }
 
 /* Queue t on s (s's own thread), or on its bound scheduler's inbox. */
-static void requeue_local(krx_sched *s, krx_task *t, bool lifo)
+static inline void requeue_local(krx_sched *s, krx_task *t, bool lifo)
 {
 	if (t->bound && t->bound != s) {
 		krx_task_ready(t);
@@ -462,14 +480,9 @@ static void requeue_local(krx_sched *s, krx_task *t, bool lifo)
 		krx_runq_put(&s->rq, t, &S.inject);
 }
 
-static void run_task(krx_sched *s, krx_task *t)
+/* t is about to run on s: the bookkeeping of a switch-in. */
+static inline void switch_in(krx_sched *s, krx_task *t)
 {
-	if (!t->stack && !give_stack(s, t)) {
-		krx_sched_log("krill: out of stack address space; a process could not start");
-		AO_store(&t->state, KRX_DONE);
-		S.cfg.hooks.task_exit(t);
-		return;
-	}
 	AO_t st = AO_load(&t->state);
 	/* Relaxed: the task is ours now (taken from a queue with acquire);
 	 * wakers only CAS waiting words, which this is not. */
@@ -479,15 +492,22 @@ static void run_task(krx_sched *s, krx_task *t)
 	/* Release: the watchdog that reads current reads the task too. */
 	AO_store_release(&s->current, (AO_t)t);
 	AO_store(&s->run_seq, AO_load(&s->run_seq) + 1);
-	struct krx_tls *tls = krx_tls();
-	tls->reds = KRX_REDUCTIONS;
+	krx_tls()->reds = KRX_REDUCTIONS;
 	s->reason = KRX_SW_YIELD;
+}
 
-	krx_ctx_switch(&s->ctx, &t->ctx);
+/* t has left the CPU of s: count its reductions. */
+static inline void account(krx_task *t)
+{
+	/* This thread is s's: the reductions left are those of t's run. */
+	AO_store(&t->reductions, AO_load(&t->reductions) + (AO_t)(KRX_REDUCTIONS - krx_tls()->reds));
+}
 
-	/* This thread is still s: the scheduler loop never migrates. */
-	AO_store(&t->reductions, AO_load(&t->reductions) + (AO_t)(KRX_REDUCTIONS - tls->reds));
-	AO_store(&s->current, 0);
+/* What becomes of t, which has switched out of s's CPU for s->reason.
+ * Runs on the scheduler's stack, or, after a direct switch, on the stack of
+ * the task that runs next (which then waits for this to finish). */
+static void switched_out(krx_sched *s, krx_task *t)
+{
 	if (s->vm_pending)
 		S.cfg.hooks.flush(s);
 	if (t->stack && t->stack->guard == KRX_GUARD_CANARY && !krx_stack_intact(t->stack)) {
@@ -516,15 +536,65 @@ static void run_task(krx_sched *s, krx_task *t)
 		 * task's saved context. */
 		AO_store_release(&t->state, word);
 		if (s->park_commit && !s->park_commit(t, s->park_arg)) {
-			/* Not parking after all; take the wake-up ourselves,
-			 * unless a waker beat us to it (then it queued t). */
+			/* Not parking after all. Take the wake-up ourselves, unless
+			 * a waker beat us to it (then it queued t). A receive's
+			 * commit fails only before any waker could see it waiting,
+			 * so it needs no CAS; a blocking job's helper may have run. */
 			AO_t back = (word & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE;
-			if (AO_compare_and_swap_full(&t->state, word, back))
-				requeue_local(s, t, true);
+			if (krx_st_status(word) == KRX_WAIT_RECV)
+				AO_store(&t->state, back);
+			else if (!AO_compare_and_swap_full(&t->state, word, back))
+				break;
+			requeue_local(s, t, true);
 		}
 		break;
 	}
 	}
+}
+
+static void run_task(krx_sched *s, krx_task *t)
+{
+	if (!t->stack && !give_stack(s, t)) {
+		krx_sched_log("krill: out of stack address space; a process could not start");
+		AO_store(&t->state, KRX_DONE);
+		S.cfg.hooks.task_exit(t);
+		return;
+	}
+	switch_in(s, t);
+	krx_ctx_switch(&s->ctx, &t->ctx);
+	/* This thread is still s: the scheduler loop never migrates. The task
+	 * that switched back may not be t: t may have handed the CPU on. */
+	t = (krx_task *)s->current;
+	account(t);
+	AO_store(&s->current, 0);
+	switched_out(s, t);
+}
+
+krx_task *krx_sched_direct_next(krx_sched *s, krx_task *t)
+{
+	krx_task *next = s->rq.lifo;
+	/* Only a task that has run before (it has a stack, and resumes in
+	 * krx_task_park or krx_task_yield, which finish the hand-over), only
+	 * within the LIFO streak (the scheduler loop must still come round to
+	 * the ring, the inject queue and the timers), and never with messages
+	 * held for delivery (they go before the sender leaves the CPU). */
+	if (!next || !next->stack || s->rq.streak >= KRX_LIFO_STREAK || s->vm_pending ||
+	    t->stack->guard == KRX_GUARD_CANARY)
+		return NULL;
+	s->rq.lifo = NULL;
+	s->rq.streak++;
+	account(t);
+	switch_in(s, next);
+	s->reason = KRX_SW_PARK;
+	s->handover = t;
+	return next;
+}
+
+void krx_sched_finish_handover(krx_sched *s)
+{
+	krx_task *prev = s->handover;
+	s->handover = NULL;
+	switched_out(s, prev);
 }
 
 /* ---- the task-side API ---- */
@@ -604,6 +674,22 @@ bool krx_task_wake(krx_task *t, unsigned status)
 	}
 }
 
+void krx_task_wake_won(krx_task *t)
+{
+	/* Relaxed: the task is ours to queue; queueing publishes it. */
+	AO_store(&t->state, (AO_load(&t->state) & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE);
+	krx_sched *s = krx_sched_self();
+	if (!s || !s->current || (t->bound && t->bound != s)) {
+		krx_task_ready(t);
+		return;
+	}
+	/* The common case, a running task waking its partner: what
+	 * krx_task_ready would do, without its questions. */
+	requeue_local(s, t, true);
+	if (krx_runq_len(&s->rq) > 0)
+		wake_one();
+}
+
 void krx_task_yield(void)
 {
 	krx_sched *s = krx_sched_self();
@@ -612,6 +698,7 @@ void krx_task_yield(void)
 		return;
 	s->reason = KRX_SW_YIELD;
 	krx_ctx_switch(&t->ctx, &s->ctx);
+	krx_task_resumed();
 }
 
 KR_API int kr__budget_spent(void)

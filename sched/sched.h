@@ -30,6 +30,9 @@ typedef struct krx_sched_hooks {
 	/* A task switched out and vm_pending was set: vm/ has work left on
 	 * this scheduler (buffered messages) that must not outlive the run. */
 	void (*flush)(struct krx_sched *s);
+	/* The timeout of a task parked in WAIT_RECV with waiting word expect
+	 * is due: true if it won the wake-up (vm/ arbitrates receives). */
+	bool (*recv_timeout)(krx_task *t, AO_t expect);
 } krx_sched_hooks;
 
 typedef struct krx_sched_config {
@@ -60,6 +63,9 @@ typedef struct krx_sched {
 	uint64_t park_deadline;
 	bool (*park_commit)(krx_task *t, void *arg);
 	void *park_arg;
+	/* Set by a task that handed the CPU straight to the next one: the
+	 * next one finishes parking it (krx_sched_finish_handover). */
+	krx_task *handover;
 	/* vm/'s own per-scheduler state (its send buffers), and whether it
 	 * has anything to flush when a task switches out. */
 	void *vm_local;
@@ -111,16 +117,36 @@ void krx_task_init(krx_task *t, unsigned bound, krx_stack_pool *pool);
 void krx_task_spawn(krx_task *t);
 /* Queue a task whose wake-up CAS the caller has just won. */
 void krx_task_ready(krx_task *t);
-/* Wake t if it is parked with this status: the CAS any waker must win. */
+/* Wake t if it is parked in WAIT_OTHER: the CAS any waker must win. */
 bool krx_task_wake(krx_task *t, unsigned status);
+/* Wake t, parked in WAIT_RECV, whose wake-up the caller has already won
+ * elsewhere (vm/'s mailbox word): no CAS needed, there is no other waker. */
+void krx_task_wake_won(krx_task *t);
+
+/* Direct switches: a task that parks hands the CPU straight to the task
+ * in the LIFO slot (its partner, just woken) when it may, skipping the
+ * scheduler loop and two of the four switches of a message round trip.
+ * The next task then finishes what the scheduler loop would have done for
+ * the one that left. Not for use outside park and yield. */
+krx_task *krx_sched_direct_next(krx_sched *s, krx_task *t);
+void krx_sched_finish_handover(krx_sched *s);
+
+/* After a task resumes: finish parking the task that handed it the CPU. */
+static inline __attribute__((always_inline)) void krx_task_resumed(void)
+{
+	krx_sched *s = krx_sched_self();
+	if (s->handover)
+		krx_sched_finish_handover(s);
+}
 
 /* From a running task: */
 void krx_task_yield(void);
 /* Park with status until woken (or deadline, CLOCK_MONOTONIC ns; 0 = none).
- * commit runs on the scheduler's stack after the task has switched out and
- * its waiting state is published; returning false means "do not park after
- * all" and the task is resumed at once. Returns the state word the task was
- * woken with (KRX_ST_TIMEDOUT tells a timeout). */
+ * commit runs after the task has switched out and its waiting state is
+ * published, on the scheduler's stack or the next task's; returning false
+ * means "do not park after all" and the task is resumed at once. Returns
+ * the state word the task was woken with (KRX_ST_TIMEDOUT tells a
+ * timeout). */
 static inline __attribute__((always_inline)) AO_t
 krx_task_park(unsigned status, uint64_t deadline, bool (*commit)(krx_task *t, void *arg), void *arg)
 {
@@ -133,8 +159,10 @@ krx_task_park(unsigned status, uint64_t deadline, bool (*commit)(krx_task *t, vo
 	s->park_deadline = deadline;
 	s->park_commit = commit;
 	s->park_arg = arg;
-	krx_ctx_switch(&t->ctx, &s->ctx);
+	krx_task *next = krx_sched_direct_next(s, t);
+	krx_ctx_switch(&t->ctx, next ? &next->ctx : &s->ctx);
 	/* Resumed, perhaps on another thread: s is stale, t is not. */
+	krx_task_resumed();
 	AO_t woke = AO_load(&t->state);
 	if (woke & KRX_ST_TIMEDOUT)
 		AO_store(&t->state, woke & ~(AO_t)KRX_ST_TIMEDOUT);

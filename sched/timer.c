@@ -86,7 +86,7 @@ int krx_timers_add(krx_timers *t, uint64_t deadline, krx_task *task, AO_t expect
 	return 0;
 }
 
-unsigned krx_timers_fire(krx_timers *t, uint64_t now, void (*ready)(krx_task *))
+unsigned krx_timers_fire(krx_timers *t, uint64_t now, bool (*expire)(krx_task *, AO_t))
 {
 	unsigned woke = 0;
 	while (t->n && t->heap[0].deadline <= now) {
@@ -94,13 +94,7 @@ unsigned krx_timers_fire(krx_timers *t, uint64_t now, void (*ready)(krx_task *))
 		t->heap[0] = t->heap[--t->n];
 		if (t->n)
 			sift_down(t->heap, t->n, 0);
-		AO_t won = (e.expect & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE | KRX_ST_TIMEDOUT;
-		/* Full: wins against a sender's or helper's CAS on the same word,
-		 * and publishes nothing else of ours. */
-		if (AO_compare_and_swap_full(&e.task->state, e.expect, won)) {
-			ready(e.task);
-			woke++;
-		}
+		woke += expire(e.task, e.expect);
 	}
 	return woke;
 }

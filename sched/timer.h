@@ -3,15 +3,16 @@
  *
  * Each scheduler owns a binary min-heap of (deadline, task, waiting state)
  * and only its own thread touches it. A timer is never cancelled: when the
- * task is woken by something else first, its state word moves on and the
- * timer's CAS, expecting the exact waiting word, fails harmlessly when it
- * fires. So that such stale entries cannot pile up (a server that receives
+ * task is woken by something else first, the wake-up the timer would have
+ * to win (a CAS expecting the exact waiting word, or for a receive, the
+ * mailbox's mark of that very park) is gone, and it fails harmlessly. So that such stale entries cannot pile up (a server that receives
  * with a long timeout many times a second), the heap drops them whenever it
  * has doubled since it was last cleaned.
  */
 #ifndef KRX_TIMER_H
 #define KRX_TIMER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,8 +38,9 @@ static inline uint64_t krx_timers_next(const krx_timers *t)
 {
 	return t->n ? t->heap[0].deadline : UINT64_MAX;
 }
-/* Pop every timer due at now; for each, try to win the wake-up and, on
- * success, call ready(task). Returns how many tasks it woke. */
-unsigned krx_timers_fire(krx_timers *t, uint64_t now, void (*ready)(krx_task *));
+/* Pop every timer due at now and call expire(task, expect) for each: it
+ * tries to win the wake-up, and returns whether it did. Returns how many
+ * tasks were woken. */
+unsigned krx_timers_fire(krx_timers *t, uint64_t now, bool (*expire)(krx_task *, AO_t));
 
 #endif

@@ -35,13 +35,13 @@ static void unlink_block(krx_heap *h, krx_hblk *b)
 	AO_store(&h->bytes, AO_load(&h->bytes) - b->size);
 }
 
-void krx_heap_destroy(krx_heap *h, void (*free_msg)(krx_hblk *b))
+void krx_heap_destroy(krx_heap *h, void (*free_msg)(krx_hblk *b, void *ctx), void *ctx)
 {
 	krx_hblk *b = h->list.next;
 	while (b != &h->list) {
 		krx_hblk *next = b->next;
 		if (b->magic == KRX_HBLK_MSG)
-			free_msg(b);
+			free_msg(b, ctx);
 		else
 			krx_free_raw(b);
 		b = next;
@@ -108,8 +108,7 @@ void krx_heap_adopt(krx_heap *h, krx_hblk *b)
 	link_block(h, b, KRX_HBLK_MSG);
 }
 
-void krx_heap_release(krx_heap *h, krx_hblk *b)
+void krx_heap_unlink(krx_heap *h, krx_hblk *b)
 {
 	unlink_block(h, b);
-	krx_free_raw(b);
 }

@@ -32,14 +32,14 @@ typedef struct krx_heap {
 } krx_heap;
 
 void krx_heap_init(krx_heap *h, size_t max);
-/* Free every block still on the heap; message blocks go to free_msg (which
- * releases what they reference, then the block). */
-void krx_heap_destroy(krx_heap *h, void (*free_msg)(krx_hblk *b));
+/* Free every block still on the heap; message blocks go to free_msg(b, ctx)
+ * (which releases what they reference, then the block). */
+void krx_heap_destroy(krx_heap *h, void (*free_msg)(krx_hblk *b, void *ctx), void *ctx);
 void *krx_heap_alloc(krx_heap *h, size_t size);
 void *krx_heap_realloc(krx_heap *h, void *ptr, size_t size);
 void krx_heap_free(krx_heap *h, void *ptr);
-/* Link a received message's block into h, or unlink and free a block. */
+/* Link a received message's block into h, or unlink it (the caller frees). */
 void krx_heap_adopt(krx_heap *h, krx_hblk *b);
-void krx_heap_release(krx_heap *h, krx_hblk *b);
+void krx_heap_unlink(krx_heap *h, krx_hblk *b);
 
 #endif

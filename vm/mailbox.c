@@ -7,118 +7,150 @@
 #include <string.h>
 
 #include "futex.h"
-#include "mi.h"
+#include "msg.h"
 #include "proc.h"
+#include "vm.h"
 
 #define PTR_MASK (((AO_t)1 << KRX_MB_SERIAL_SHIFT) - 1)
-#define MB_WAITING ((AO_t)1)
 #define MB_CLOSED ((AO_t)2)
 #define SERIAL_OF(w) ((uint32_t)((w) >> KRX_MB_SERIAL_SHIFT))
-#define WORD(serial, p) (((AO_t)((serial) & 0xffffu) << KRX_MB_SERIAL_SHIFT) | (AO_t)(p))
+#define WORD(serial, low) (((AO_t)((serial) & 0xffffu) << KRX_MB_SERIAL_SHIFT) | (AO_t)(low))
+/* Messages are 16-byte aligned, so a low part with any of its four low bits
+ * set is a mark. WAITING marks are odd and carry bits 4..47 of the parked
+ * task's state word, that is its park sequence number. */
+#define IS_WAITING(low) (((low) & 1) != 0)
+#define IS_MSG(low) ((low) != 0 && ((low) & 15) == 0)
+#define WAIT_MARK(state) ((((AO_t)(state)) & PTR_MASK & ~(AO_t)15) | 1)
 
 void krx_mailbox_open(krx_mailbox *mb, uint32_t serial)
 {
 	mb->head = mb->tail = NULL;
-	AO_store(&mb->sent, 0);
-	AO_store(&mb->taken, 0);
+	AO_store(&mb->handoff, 0);
+	AO_store(&mb->pushed, 0);
+	AO_store(&mb->drained, 0);
+	AO_store(&mb->queued, 0);
 	/* Release: a sender whose CAS sees this serial sees the rest reset. */
 	AO_store_release(&mb->in, WORD(serial, 0));
 }
 
-void krx_msg_destroy_block(krx_hblk *b)
-{
-	krx_msg_destroy((krx_msg *)b);
-}
-
-void krx_msg_destroy(krx_msg *m)
-{
-	if (m->pub.bin)
-		kr_bin_unref(m->pub.bin);
-	krx_free_raw(m);
-}
-
-enum krx_push krx_mailbox_push_chain(krx_mailbox *mb, uint32_t serial, krx_msg *newest,
-                                     krx_msg *oldest, unsigned k)
+enum krx_push krx_mailbox_push(krx_mailbox *mb, uint32_t serial, krx_msg *newest,
+                               krx_msg *oldest, unsigned k)
 {
 	/* Relaxed: a first guess; the CAS checks it. */
 	AO_t w = AO_load(&mb->in);
 	for (;;) {
-		AO_t top = w & PTR_MASK;
-		if (SERIAL_OF(w) != (serial & 0xffffu) || top == MB_CLOSED)
+		AO_t low = w & PTR_MASK;
+		if (SERIAL_OF(w) != (serial & 0xffffu) || low == MB_CLOSED)
 			return KRX_PUSH_DEAD;
-		oldest->next = top == MB_WAITING ? NULL : (krx_msg *)top;
-		/* Release: the receiver's acquire of this word sees the messages.
-		 * (Full on failure too, via the builtin; either is enough.) */
-		AO_t seen = AO_fetch_compare_and_swap_release(&mb->in, w, WORD(serial, newest));
-		if (seen == w) {
-			/* Relaxed: a figure for kr_info. */
-			AO_fetch_and_add(&mb->sent, k);
-			return top == MB_WAITING ? KRX_PUSH_WAKE : KRX_PUSH_OK;
+		if (IS_WAITING(low)) {
+			oldest->next = NULL;
+			/* Full: acquire, to see the parked task as its scheduler
+			 * published it before setting the mark; a timer racing for
+			 * the same mark fails once we win. */
+			if (AO_compare_and_swap_full(&mb->in, w, WORD(serial, 0))) {
+				/* Relaxed: the owner reads the slot only after the wake-up
+				 * queues it, and queueing is a release. */
+				AO_store(&mb->handoff, (AO_t)newest);
+				return KRX_PUSH_WAKE;
+			}
+		} else {
+			oldest->next = (krx_msg *)low;
+			/* Release: the owner's acquire of this word sees the messages. */
+			if (AO_compare_and_swap_release(&mb->in, w, WORD(serial, newest))) {
+				/* Relaxed: a figure for kr_info and flow control. */
+				AO_fetch_and_add(&mb->pushed, k);
+				return KRX_PUSH_OK;
+			}
 		}
-		w = seen;
+		w = AO_load(&mb->in);
 	}
 }
 
 bool krx_mailbox_waiting(krx_mailbox *mb)
 {
 	/* Relaxed: a hint for choosing a path; the push's CAS decides. */
-	return (AO_load(&mb->in) & PTR_MASK) == MB_WAITING;
+	return IS_WAITING(AO_load(&mb->in) & PTR_MASK);
 }
 
-enum krx_push krx_mailbox_push(krx_mailbox *mb, uint32_t serial, krx_msg *m)
+size_t krx_mailbox_len(krx_mailbox *mb)
 {
-	return krx_mailbox_push_chain(mb, serial, m, m, 1);
+	/* Relaxed: each counter is exact, their sum a snapshot. A hand-off
+	 * not yet taken counts as one. */
+	AO_t pushed = AO_load(&mb->pushed), drained = AO_load(&mb->drained);
+	size_t n = (pushed > drained ? (size_t)(pushed - drained) : 0) + AO_load(&mb->queued);
+	return n + (AO_load(&mb->handoff) != 0);
 }
 
-/* Owner: move everything incoming to the private queue, in arrival order.
- * Returns the first message moved, or NULL. */
-static krx_msg *drain(krx_mailbox *mb)
+bool krx_mailbox_timeout(krx_mailbox *mb, AO_t expect)
 {
-	/* Acquire: pairs with the senders' release, so the messages are whole. */
-	AO_t w = AO_load_acquire(&mb->in);
-	for (;;) {
-		AO_t top = w & PTR_MASK;
-		if (top == 0 || top == MB_WAITING || top == MB_CLOSED)
-			return NULL;
-		AO_t seen = AO_fetch_compare_and_swap_acquire(&mb->in, w, w & ~PTR_MASK);
-		if (seen == w)
-			break;
-		w = seen;
-	}
-	/* Newest first: reverse. */
-	krx_msg *m = (krx_msg *)(w & PTR_MASK), *rev = NULL, *last = m;
+	AO_t w = AO_load(&mb->in);
+	if ((w & PTR_MASK) != WAIT_MARK(expect))
+		return false;
+	/* Full: against the senders' CAS on the same mark; one of us wins. */
+	return AO_compare_and_swap_full(&mb->in, w, w & ~PTR_MASK);
+}
+
+/* Owner: append a chain given newest first to the private queue, oldest
+ * first. Returns the first appended, and counts them in *k. */
+static krx_msg *append(krx_mailbox *mb, krx_msg *m, AO_t *k)
+{
+	krx_msg *rev = NULL, *last = m;
+	AO_t n = 0;
 	while (m) {
 		krx_msg *next = m->next;
 		m->next = rev;
 		rev = m;
 		m = next;
+		n++;
 	}
 	if (mb->tail)
 		mb->tail->next = rev;
 	else
 		mb->head = rev;
 	mb->tail = last;
+	/* Relaxed: the owner alone writes; kr_info reads a figure. */
+	AO_store(&mb->queued, AO_load(&mb->queued) + n);
+	*k = n;
 	return rev;
 }
 
-void krx_mailbox_close(krx_mailbox *mb, uint32_t serial)
+/* Owner: move what was handed off, then everything pushed, to the private
+ * queue. Returns the first message moved, or NULL. */
+static krx_msg *take_incoming(krx_mailbox *mb)
+{
+	krx_msg *first = NULL;
+	AO_t k;
+	AO_t h = AO_load(&mb->handoff);
+	if (h) {
+		AO_store(&mb->handoff, 0);
+		first = append(mb, (krx_msg *)h, &k);
+	}
+	/* Acquire: pairs with the senders' release, so the messages are whole. */
+	AO_t w = AO_load_acquire(&mb->in);
+	while (IS_MSG(w & PTR_MASK)) {
+		AO_t seen = AO_fetch_compare_and_swap_acquire(&mb->in, w, w & ~PTR_MASK);
+		if (seen == w) {
+			krx_msg *got = append(mb, (krx_msg *)(w & PTR_MASK), &k);
+			AO_store(&mb->drained, AO_load(&mb->drained) + k);
+			return first ? first : got;
+		}
+		w = seen;
+	}
+	return first;
+}
+
+void krx_mailbox_close(krx_mailbox *mb, uint32_t serial, krx_msg_cache *c)
 {
 	AO_t w = AO_load(&mb->in);
 	/* Full: after this no sender's CAS can succeed on this incarnation. */
 	while (!AO_compare_and_swap_full(&mb->in, w, WORD(serial, MB_CLOSED)))
 		w = AO_load(&mb->in);
-	AO_t top = w & PTR_MASK;
-	krx_msg *m = top == MB_WAITING || top == MB_CLOSED ? NULL : (krx_msg *)top;
-	while (m) {
-		krx_msg *next = m->next;
-		krx_msg_destroy(m);
-		m = next;
-	}
-	for (m = mb->head; m;) {
-		krx_msg *next = m->next;
-		krx_msg_destroy(m);
-		m = next;
-	}
+	AO_t low = w & PTR_MASK;
+	if (IS_MSG(low))
+		krx_msg_free_chain(c, (krx_msg *)low);
+	krx_msg_free_chain(c, (krx_msg *)AO_load(&mb->handoff));
+	AO_store(&mb->handoff, 0);
+	krx_msg_free_chain(c, mb->head);
 	mb->head = mb->tail = NULL;
 }
 
@@ -140,15 +172,16 @@ static bool matches(const matcher *mt, const krx_msg *m)
 	}
 }
 
-/* The park commit: announce WAITING unless messages came in meanwhile. */
+/* The park commit: set our WAITING mark unless messages came in meanwhile. */
 static bool announce_waiting(krx_task *t, void *arg)
 {
 	krx_proc *p = krx_proc_of(t);
-	AO_t empty = WORD(p->serial, 0);
 	(void)arg;
-	/* Full: a sender's CAS after this sees WAITING and wakes us; one before
-	 * it makes this CAS fail, and we do not sleep. */
-	return AO_compare_and_swap_full(&p->mbox.in, empty, WORD(p->serial, MB_WAITING));
+	/* Relaxed: the waiting word this thread has just stored. */
+	AO_t mark = WAIT_MARK(AO_load(&t->state));
+	/* Full: a sender's CAS after this sees the mark and wakes us; one
+	 * before it makes this CAS fail, and we do not sleep. */
+	return AO_compare_and_swap_full(&p->mbox.in, WORD(p->serial, 0), WORD(p->serial, mark));
 }
 
 /* Inlined into each kr_recv*: a process resumed after parking returns
@@ -183,27 +216,23 @@ static inline __attribute__((always_inline)) int receive(kr_msg **out, const mat
 			if (mb->tail == m)
 				mb->tail = prev;
 			m->next = NULL;
-			AO_store(&mb->taken, AO_load(&mb->taken) + 1);
+			AO_store(&mb->queued, AO_load(&mb->queued) - 1);
 			krx_heap_adopt(&p->heap, &m->hb);
 			*out = &m->pub;
 			return 0;
 		}
-		if ((m = drain(mb)))
+		if ((m = take_incoming(mb)))
 			continue;
 		if (timeout_ms == 0)
 			return KR_ETIMEDOUT;
 		AO_t woke = krx_task_park(KRX_WAIT_RECV, deadline, announce_waiting, NULL);
 		p = krx_proc_self();
 		mb = &p->mbox;
-		if (woke & KRX_ST_TIMEDOUT) {
-			/* Take our WAITING mark back, unless a sender has replaced
-			 * it with a message (which the next receive will find).
-			 * Woken by a sender, there is no mark left to clear. */
-			AO_compare_and_swap_full(&mb->in, WORD(p->serial, MB_WAITING),
-			                         WORD(p->serial, 0));
+		/* A timer that won cleared our mark itself; a sender that won
+		 * left its messages in the hand-off slot. */
+		if (woke & KRX_ST_TIMEDOUT)
 			return KR_ETIMEDOUT;
-		}
-		m = drain(mb);
+		m = take_incoming(mb);
 	}
 }
 
@@ -233,8 +262,6 @@ KR_API void kr_msg_free(kr_msg *msg)
 	krx_msg *m = (krx_msg *)((char *)msg - offsetof(krx_msg, pub));
 	if (m->hb.magic != KRX_HBLK_MSG)
 		return; /* not on a heap: not received, or freed already */
-	kr_bin *bin = m->pub.bin;
-	krx_heap_release(&p->heap, &m->hb);
-	if (bin)
-		kr_bin_unref(bin);
+	krx_heap_unlink(&p->heap, &m->hb);
+	krx_msg_free(krx_vm_msg_cache(krx_sched_self()), m);
 }

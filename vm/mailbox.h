@@ -1,15 +1,25 @@
 /*
  * mailbox.h - a process's mailbox: an incoming stack that any thread pushes
- * onto, and a private queue that only the owner reads.
+ * onto, a hand-off slot, and a private queue that only the owner reads.
  *
- * The incoming side is one atomic word, (serial << 48) | p, where p is the
- * newest message, 0 (empty), WAITING (the owner is parked in a receive) or
- * CLOSED (the owner has exited). Senders push with a CAS that also checks
- * the serial, so a message can never land in a later process that reuses the
- * slot, nor in a closed mailbox. Because "is the owner waiting?" lives in the
- * same word as the messages, one CAS both delivers and learns whether to
- * wake: there is no window between "I pushed" and "it is asleep" to lose a
- * wake-up in, and no fence beyond the CAS itself.
+ * The incoming side is one atomic word, (serial << 48) | low, where low is
+ * the newest message, 0 (empty), CLOSED (the owner has exited) or a WAITING
+ * mark (the owner is parked in a receive; the mark carries the park's
+ * sequence number, see below). Senders change the word with a CAS that also
+ * checks the serial, so a message can never land in a later process that
+ * reuses the slot, nor in a closed mailbox. Because "is the owner waiting?"
+ * lives in the same word as the messages, one CAS both delivers and learns
+ * whether to wake: there is no window between "I pushed" and "it is asleep"
+ * to lose a wake-up in.
+ *
+ * Waking is decided on this word alone. A sender that finds a WAITING mark
+ * replaces it with "empty" and puts its messages in the hand-off slot
+ * instead of on the stack: it is then the one waker of that park, so it
+ * makes the owner runnable with plain stores, and the owner takes the
+ * message without a CAS of its own. A receive timeout races through the same
+ * word: the timer clears the mark by CAS, expecting the park's sequence
+ * number, so a timer left over from an earlier receive can never match, and
+ * a message and a timeout can never both win.
  *
  * The owner takes the whole stack with one CAS, reverses it (restoring
  * arrival order: each sender's messages stay in the order sent), and appends
@@ -33,45 +43,39 @@ typedef struct krx_msg {
 } krx_msg;
 
 typedef struct krx_mailbox {
-	AO_t in;              /* (serial << 48) | newest / WAITING / CLOSED */
-	AO_t sent;            /* pushed, ever (for kr_info) */
-	AO_t taken;           /* received or dropped, ever */
+	AO_t in;              /* (serial << 48) | newest / WAITING mark / CLOSED */
+	AO_t handoff;         /* krx_msg *: messages given to a waking owner, newest first */
+	AO_t pushed;          /* messages pushed onto the stack, ever (for kr_info) */
+	AO_t drained;         /* of those, taken into the private queue (owner) */
+	AO_t queued;          /* in the private queue now (owner) */
 	krx_msg *head, *tail; /* private queue: the owner's alone */
 } krx_mailbox;
 
 #define KRX_MB_SERIAL_SHIFT 48
 
+struct krx_msg_cache;
+
 /* A new incarnation: empty, open, tagged with its serial. */
 void krx_mailbox_open(krx_mailbox *mb, uint32_t serial);
-/* Close and free every message (owner exit). */
-void krx_mailbox_close(krx_mailbox *mb, uint32_t serial);
+/* Close and free every message (owner exit; c: the caller's cache or NULL). */
+void krx_mailbox_close(krx_mailbox *mb, uint32_t serial, struct krx_msg_cache *c);
 
 enum krx_push { KRX_PUSH_DEAD, KRX_PUSH_OK, KRX_PUSH_WAKE };
-/* Deliver m to the incarnation `serial`; WAKE means its owner was waiting
- * and the caller must wake it. */
-enum krx_push krx_mailbox_push(krx_mailbox *mb, uint32_t serial, krx_msg *m);
-/* The same for k messages linked newest to oldest (newest->next ... oldest),
- * delivered as if pushed oldest first, with one CAS. */
-enum krx_push krx_mailbox_push_chain(krx_mailbox *mb, uint32_t serial, krx_msg *newest,
-                                     krx_msg *oldest, unsigned k);
+/* Deliver k messages linked newest to oldest (newest->next ... oldest) to
+ * the incarnation `serial`, as if pushed oldest first. WAKE: the owner was
+ * waiting, the messages are in its hand-off slot, and the caller is its one
+ * waker (krx_task_wake_won). */
+enum krx_push krx_mailbox_push(krx_mailbox *mb, uint32_t serial, krx_msg *newest,
+                               krx_msg *oldest, unsigned k);
 
 /* Is the owner parked in a receive, waiting? (A hint: it may change.) */
 bool krx_mailbox_waiting(krx_mailbox *mb);
 
-/* A new message for `len` bytes of payload (allocated, filled by caller). */
-static inline krx_msg *krx_msg_new(size_t len)
-{
-	krx_msg *m = krx_alloc_raw(sizeof *m + len);
-	if (!m)
-		return NULL;
-	m->hb.size = len;
-	m->pub.bin = NULL;
-	m->pub.len = len;
-	m->pub.data = m + 1;
-	return m;
-}
-void krx_msg_destroy(krx_msg *m);
-/* The same, for a message block found on a heap (krx_heap_destroy). */
-void krx_msg_destroy_block(krx_hblk *b);
+/* Messages not yet received (a racy figure for kr_info and flow control). */
+size_t krx_mailbox_len(krx_mailbox *mb);
+
+/* The receive timeout of the park whose waiting state word is `expect`:
+ * true if it cleared that park's WAITING mark, and so owns the wake-up. */
+bool krx_mailbox_timeout(krx_mailbox *mb, AO_t expect);
 
 #endif

@@ -7,23 +7,26 @@
 
 #include "vm.h"
 
-static void deliver_entry(krx_outbox_entry *e)
+static krx_outbox *outbox_of(krx_sched *s)
 {
-	enum krx_push r = krx_mailbox_push_chain(&e->to->mbox, e->serial, e->newest, e->oldest, e->n);
+	return &((krx_vm_local *)s->vm_local)->outbox;
+}
+
+static void deliver_entry(krx_sched *s, krx_outbox_entry *e)
+{
+	enum krx_push r = krx_mailbox_push(&e->to->mbox, e->serial, e->newest, e->oldest, e->n);
 	if (r == KRX_PUSH_DEAD) {
-		for (krx_msg *m = e->newest, *next; m; m = next) {
-			next = m == e->oldest ? NULL : m->next;
-			krx_msg_destroy(m);
-		}
+		e->oldest->next = NULL;
+		krx_msg_free_chain(krx_vm_msg_cache(s), e->newest);
 		krx_dead_letters(e->n);
 	} else if (r == KRX_PUSH_WAKE) {
-		krx_task_wake(&e->to->task, KRX_WAIT_RECV);
+		krx_task_wake_won(&e->to->task);
 	}
 }
 
 void krx_outbox_flush(krx_sched *s)
 {
-	krx_outbox *ob = s->vm_local;
+	krx_outbox *ob = outbox_of(s);
 	/* Clear first: a wake-up below may run code that sends. */
 	unsigned used = ob->used;
 	krx_outbox_entry held[KRX_OUTBOX_WAYS];
@@ -32,12 +35,12 @@ void krx_outbox_flush(krx_sched *s)
 	ob->used = 0;
 	s->vm_pending = 0;
 	for (unsigned i = 0; i < used; i++)
-		deliver_entry(&held[i]);
+		deliver_entry(s, &held[i]);
 }
 
-bool krx_outbox_add(krx_sched *s, krx_proc *to, uint32_t serial, krx_msg *m, bool start)
+bool krx_outbox_hold(krx_sched *s, krx_proc *to, uint32_t serial, krx_msg *m, bool start)
 {
-	krx_outbox *ob = s->vm_local;
+	krx_outbox *ob = outbox_of(s);
 	krx_outbox_entry *e = NULL;
 	for (unsigned i = 0; i < ob->used; i++) {
 		if (ob->e[i].to == to && ob->e[i].serial == serial) {
@@ -63,6 +66,6 @@ bool krx_outbox_add(krx_sched *s, krx_proc *to, uint32_t serial, krx_msg *m, boo
 	*e = ob->e[--ob->used];
 	if (!ob->used)
 		s->vm_pending = 0;
-	deliver_entry(&full);
+	deliver_entry(s, &full);
 	return true;
 }

@@ -36,7 +36,15 @@ typedef struct krx_outbox {
 
 /* Hold m for `to` in s's outbox if s already holds messages for it, or if
  * start and there is room to begin. False: deliver it directly. */
-bool krx_outbox_add(krx_sched *s, krx_proc *to, uint32_t serial, krx_msg *m, bool start);
+bool krx_outbox_hold(krx_sched *s, krx_proc *to, uint32_t serial, krx_msg *m, bool start);
+static inline bool krx_outbox_add(krx_sched *s, krx_proc *to, uint32_t serial, krx_msg *m,
+                                  bool start)
+{
+	/* vm_pending is set exactly while the outbox holds messages. */
+	if (!start && !s->vm_pending)
+		return false;
+	return krx_outbox_hold(s, to, serial, m, start);
+}
 /* Deliver everything s holds (the scheduler's flush hook). */
 void krx_outbox_flush(krx_sched *s);
 

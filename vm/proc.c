@@ -23,19 +23,13 @@
 #include "mi.h"
 #include "vm.h"
 
-#define CHUNK_BITS 12
-#define CHUNK (1u << CHUNK_BITS)
+#define CHUNK_BITS KRX_PROC_CHUNK_BITS
+#define CHUNK KRX_PROC_CHUNK
 
-
-typedef struct slot {
-	krx_proc proc;
-	unsigned free_next; /* index + 1 of the next free slot */
-} slot;
+struct krx_proc_table krx_proc_table;
 
 static struct {
-	size_t max;
 	size_t nchunks;
-	AO_t *chunks;          /* slot *, filled once each under grow */
 	pthread_mutex_t grow;
 	AO_t free_head;
 	AO_t fresh;            /* never-used indices start here */
@@ -43,10 +37,10 @@ static struct {
 	AO_t spawned;
 } T;
 
-static slot *slot_at(uint64_t idx)
+static krx_proc *slot_at(uint64_t idx)
 {
 	/* Acquire: pairs with the release that published the chunk. */
-	slot *c = (slot *)AO_load_acquire(&T.chunks[idx >> CHUNK_BITS]);
+	krx_proc *c = (krx_proc *)AO_load_acquire(&krx_proc_table.chunks[idx >> CHUNK_BITS]);
 	return c ? &c[idx & (CHUNK - 1)] : NULL;
 }
 
@@ -55,24 +49,13 @@ int krx_procs_init(size_t max_procs)
 	memset(&T, 0, sizeof T);
 	if (max_procs > ((size_t)1 << KRX_PID_INDEX_BITS))
 		return KR_EINVAL;
-	T.max = max_procs;
 	T.nchunks = (max_procs + CHUNK - 1) / CHUNK;
-	T.chunks = krx_calloc_raw(T.nchunks, sizeof *T.chunks);
-	if (!T.chunks)
+	krx_proc_table.chunks = krx_calloc_raw(T.nchunks, sizeof *krx_proc_table.chunks);
+	if (!krx_proc_table.chunks)
 		return KR_ENOMEM;
+	krx_proc_table.max = max_procs;
 	pthread_mutex_init(&T.grow, NULL);
 	return 0;
-}
-
-krx_proc *krx_proc_slot(kr_pid pid)
-{
-	if (pid <= 0 || KRX_PID_NODE(pid) != 0 || KRX_PID_SERIAL(pid) == 0)
-		return NULL;
-	uint64_t idx = KRX_PID_INDEX(pid);
-	if (idx >= T.max)
-		return NULL;
-	slot *s = slot_at(idx);
-	return s ? &s->proc : NULL;
 }
 
 size_t krx_procs_alive(void)
@@ -89,13 +72,13 @@ uint64_t krx_procs_spawned(void)
 
 static bool ensure_chunk(uint64_t idx)
 {
-	AO_t *cp = &T.chunks[idx >> CHUNK_BITS];
+	AO_t *cp = &krx_proc_table.chunks[idx >> CHUNK_BITS];
 	if (AO_load_acquire(cp))
 		return true;
 	pthread_mutex_lock(&T.grow);
 	bool ok = true;
 	if (!AO_load(cp)) {
-		slot *c = krx_calloc_raw(CHUNK, sizeof *c);
+		krx_proc *c = krx_calloc_raw(CHUNK, sizeof *c);
 		/* Release: a reader that sees the chunk sees it zeroed. */
 		if (c)
 			AO_store_release(cp, (AO_t)c);
@@ -118,7 +101,7 @@ static int64_t take_slot(void)
 		return idx;
 	/* Relaxed: the counter only has to hand each index out once. */
 	AO_t fresh = AO_fetch_and_add1(&T.fresh);
-	if (fresh >= T.max) {
+	if (fresh >= krx_proc_table.max) {
 		AO_fetch_and_sub1(&T.fresh);
 		return -1;
 	}
@@ -182,7 +165,7 @@ static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
 	int64_t idx = take_slot();
 	if (idx < 0)
 		return KR_ELIMIT;
-	krx_proc *p = &slot_at((uint64_t)idx)->proc;
+	krx_proc *p = slot_at((uint64_t)idx);
 	uint32_t serial = (p->serial + 1) & ((1u << KRX_PID_SERIAL_BITS) - 1);
 	if (!serial)
 		serial = 1;
@@ -219,14 +202,25 @@ KR_API kr_pid kr_spawn(kr_fn *fn, void *arg)
 	return kr_spawn_opt(fn, arg, NULL);
 }
 
+bool krx_proc_recv_timeout(krx_task *t, AO_t expect)
+{
+	return krx_mailbox_timeout(&krx_proc_of(t)->mbox, expect);
+}
+
+static void free_msg_block(krx_hblk *b, void *cache)
+{
+	krx_msg_free(cache, (krx_msg *)b);
+}
+
 /* The scheduler's exit hook: the task has returned and its stack is back. */
 void krx_proc_exited(krx_task *t)
 {
 	krx_proc *p = krx_proc_of(t);
 	kr_pid pid = (kr_pid)AO_load(&p->live_pid);
 	AO_store(&p->live_pid, 0);
-	krx_mailbox_close(&p->mbox, p->serial);
-	krx_heap_destroy(&p->heap, krx_msg_destroy_block);
+	krx_msg_cache *c = krx_vm_msg_cache(krx_sched_self());
+	krx_mailbox_close(&p->mbox, p->serial, c);
+	krx_heap_destroy(&p->heap, free_msg_block, c);
 	AO_fetch_and_sub1(&T.alive);
 	give_slot((uint32_t)KRX_PID_INDEX(pid));
 }
@@ -245,21 +239,21 @@ void krx_proc_name(krx_task *t, char *buf, size_t len)
 void krx_procs_free(void)
 {
 	uint64_t used = AO_load(&T.fresh);
-	for (uint64_t i = 0; i < used && i < T.max; i++) {
-		slot *s = slot_at(i);
-		if (!s || !AO_load(&s->proc.live_pid))
+	for (uint64_t i = 0; i < used && i < krx_proc_table.max; i++) {
+		krx_proc *p = slot_at(i);
+		if (!p || !AO_load(&p->live_pid))
 			continue;
-		krx_proc *p = &s->proc;
 		krx_task_discard(&p->task);
 		AO_store(&p->live_pid, 0);
-		krx_mailbox_close(&p->mbox, p->serial);
-		krx_heap_destroy(&p->heap, krx_msg_destroy_block);
+		krx_mailbox_close(&p->mbox, p->serial, NULL);
+		krx_heap_destroy(&p->heap, free_msg_block, NULL);
 	}
 	for (size_t c = 0; c < T.nchunks; c++)
-		krx_free_raw((void *)T.chunks[c]);
-	krx_free_raw(T.chunks);
+		krx_free_raw((void *)krx_proc_table.chunks[c]);
+	krx_free_raw(krx_proc_table.chunks);
 	pthread_mutex_destroy(&T.grow);
 	memset(&T, 0, sizeof T);
+	memset(&krx_proc_table, 0, sizeof krx_proc_table);
 }
 
 /* ---- looking at processes ---- */
@@ -291,8 +285,7 @@ static int proc_info(kr_pid pid, kr_proc_info *out)
 	 * this pid (it may have exited meanwhile). */
 	unsigned st = krx_st_status(AO_load(&p->task.state));
 	info.status = st <= KRX_DONE ? status_of[st] : KR_EXITING;
-	AO_t sent = AO_load(&p->mbox.sent), taken = AO_load(&p->mbox.taken);
-	info.mailbox_len = sent > taken ? (size_t)(sent - taken) : 0;
+	info.mailbox_len = krx_mailbox_len(&p->mbox);
 	info.heap_bytes = AO_load(&p->heap.bytes);
 	info.reductions = AO_load(&p->task.reductions);
 	info.scheduler = (int)AO_load(&p->task.last_sched) - 1;

@@ -39,7 +39,17 @@ typedef struct krx_proc {
 	kr_fn *user_fn;        /* what the process runs */
 	void *user_arg;
 	AO_t name[4];          /* 31 chars + NUL, in words: read racily by kr_info */
+	unsigned free_next;    /* index + 1 of the next free slot */
 } krx_proc;
+
+#define KRX_PROC_CHUNK_BITS 12
+#define KRX_PROC_CHUNK (1u << KRX_PROC_CHUNK_BITS)
+
+/* The process table, for the inline lookup below (proc.c owns it). */
+extern struct krx_proc_table {
+	size_t max;
+	AO_t *chunks; /* krx_proc[KRX_PROC_CHUNK] each, published once with release */
+} krx_proc_table;
 
 static inline krx_proc *krx_proc_of(krx_task *t)
 {
@@ -57,11 +67,22 @@ int krx_procs_init(size_t max_procs);
 void krx_procs_free(void);
 /* The structure a pid names, whoever lives there now; NULL if the pid is
  * malformed or its slot was never used. The caller checks liveness. */
-krx_proc *krx_proc_slot(kr_pid pid);
+static inline krx_proc *krx_proc_slot(kr_pid pid)
+{
+	if (pid <= 0 || KRX_PID_NODE(pid) != 0 || KRX_PID_SERIAL(pid) == 0)
+		return NULL;
+	uint64_t idx = KRX_PID_INDEX(pid);
+	if (idx >= krx_proc_table.max)
+		return NULL;
+	/* Acquire: pairs with the release that published the chunk. */
+	krx_proc *c = (krx_proc *)AO_load_acquire(&krx_proc_table.chunks[idx >> KRX_PROC_CHUNK_BITS]);
+	return c ? &c[idx & (KRX_PROC_CHUNK - 1)] : NULL;
+}
 size_t krx_procs_alive(void);
 uint64_t krx_procs_spawned(void);
 void krx_proc_name(krx_task *t, char *buf, size_t len);
 void krx_proc_exited(krx_task *t);
 void krx_proc_main(krx_task *t);
+bool krx_proc_recv_timeout(krx_task *t, AO_t expect);
 
 #endif

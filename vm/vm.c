@@ -22,7 +22,7 @@
 #define DEFAULT_WATCHDOG_MS 10
 
 static pthread_mutex_t vm_lock = PTHREAD_MUTEX_INITIALIZER;
-static krx_outbox *outboxes; /* one per scheduler */
+static krx_vm_local *locals; /* one per scheduler */
 static AO_t accepting;  /* 1 while host threads may call in */
 static AO_t host_calls; /* host-thread calls inside the VM now */
 
@@ -69,17 +69,17 @@ KR_API int kr_vm_start(const kr_config *user)
 		goto out;
 	max_message = cfg.max_message;
 	AO_store(&dead_letters, 0);
-	outboxes = krx_calloc_raw(cfg.schedulers, sizeof *outboxes);
-	void **locals = krx_calloc_raw(cfg.schedulers, sizeof *locals);
+	locals = krx_calloc_raw(cfg.schedulers, sizeof *locals);
+	void **local_ptrs = krx_calloc_raw(cfg.schedulers, sizeof *local_ptrs);
 	err = KR_ENOMEM;
-	if (!outboxes || !locals) {
-		krx_free_raw(outboxes);
+	if (!locals || !local_ptrs) {
 		krx_free_raw(locals);
+		krx_free_raw(local_ptrs);
 		krx_procs_free();
 		goto out;
 	}
 	for (unsigned i = 0; i < cfg.schedulers; i++)
-		locals[i] = &outboxes[i];
+		local_ptrs[i] = &locals[i];
 	krx_sched_config sc = {
 		.schedulers = cfg.schedulers,
 		.pin = cfg.pin,
@@ -90,16 +90,17 @@ KR_API int kr_vm_start(const kr_config *user)
 		.hooks = { .task_main = krx_proc_main,
 		           .task_exit = krx_proc_exited,
 		           .task_name = krx_proc_name,
-		           .flush = krx_outbox_flush },
-		.vm_locals = locals,
+		           .flush = krx_outbox_flush,
+		           .recv_timeout = krx_proc_recv_timeout },
+		.vm_locals = local_ptrs,
 	};
 	if ((err = krx_sched_start(&sc))) {
 		krx_procs_free();
-		krx_free_raw(outboxes);
+		krx_free_raw(locals);
 	} else {
 		AO_store_release(&accepting, 1);
 	}
-	krx_free_raw(locals);
+	krx_free_raw(local_ptrs);
 out:
 	pthread_mutex_unlock(&vm_lock);
 	return err;
@@ -118,11 +119,14 @@ KR_API int kr_vm_stop(void)
 		AO_nop_full();
 		while (AO_load_acquire(&host_calls))
 			sched_yield();
+		unsigned n = krx_sched_count();
 		krx_sched_stop();
 		krx_procs_free();
 		krx_sched_free();
-		krx_free_raw(outboxes);
-		outboxes = NULL;
+		for (unsigned i = 0; i < n; i++)
+			krx_msg_cache_flush(&locals[i].msgs);
+		krx_free_raw(locals);
+		locals = NULL;
 		err = 0;
 	}
 	pthread_mutex_unlock(&vm_lock);
@@ -246,11 +250,7 @@ KR_API long kr_blocking(kr_blocking_fn *fn, void *arg)
 
 static long backlog_penalty(krx_proc *p)
 {
-	if (!p)
-		return 0;
-	/* Relaxed: an estimate. */
-	AO_t sent = AO_load(&p->mbox.sent), taken = AO_load(&p->mbox.taken);
-	AO_t len = sent > taken ? sent - taken : 0;
+	size_t len = krx_mailbox_len(&p->mbox);
 	if (len <= BACKLOG_FREE)
 		return 0;
 	return len / BACKLOG_FREE * 64 > KRX_REDUCTIONS ? KRX_REDUCTIONS : (long)(len / BACKLOG_FREE * 64);
@@ -270,24 +270,48 @@ static int deliver(krx_sched *s, krx_proc *self, kr_pid to, krx_msg *m)
 	m->pub.sender = self ? (kr_pid)AO_load(&self->live_pid) : 0;
 	krx_proc *p = krx_proc_slot(to);
 	uint32_t serial = (uint32_t)KRX_PID_SERIAL(to);
-	/* To a process that last ran on another core and is busy: through the
-	 * outbox (one waiting for a message gets it at once). Relaxed: where
-	 * it ran is a hint. */
-	if (p && s &&
-	    krx_outbox_add(s, p, serial, m,
-	                   AO_load(&p->task.last_sched) != s->id + 1 && !krx_mailbox_waiting(&p->mbox))) {
+	enum krx_push r = KRX_PUSH_DEAD;
+	if (p) {
+		/* To a process that last ran on another core and is busy: through
+		 * the outbox (one waiting for a message gets it at once). Relaxed:
+		 * where it ran is a hint. */
+		if (s && krx_outbox_add(s, p, serial, m,
+		                        AO_load(&p->task.last_sched) != s->id + 1 &&
+		                                !krx_mailbox_waiting(&p->mbox))) {
+			krx_task_charge(1 + backlog_penalty(p));
+			return 0;
+		}
+		r = krx_mailbox_push(&p->mbox, serial, m, m, 1);
+	}
+	switch (r) {
+	case KRX_PUSH_WAKE:
+		/* It was waiting, so its queue was empty: no backlog to charge. */
+		krx_task_wake_won(&p->task);
+		krx_task_charge(1);
+		break;
+	case KRX_PUSH_OK:
 		krx_task_charge(1 + backlog_penalty(p));
-		return 0;
-	}
-	enum krx_push r = p ? krx_mailbox_push(&p->mbox, serial, m) : KRX_PUSH_DEAD;
-	if (r == KRX_PUSH_DEAD) {
+		break;
+	case KRX_PUSH_DEAD:
 		krx_dead_letters(1);
-		krx_msg_destroy(m);
-	} else if (r == KRX_PUSH_WAKE) {
-		krx_task_wake(&p->task, KRX_WAIT_RECV);
+		krx_msg_free(krx_vm_msg_cache(s), m);
+		break;
 	}
-	krx_task_charge(1 + backlog_penalty(p));
 	return 0;
+}
+
+/* memcpy, with small payloads (the common case) copied inline. */
+static inline void copy_payload(void *dst, const void *src, size_t len)
+{
+	if (len >= 8 && len <= 16) {
+		uint64_t a, b;
+		memcpy(&a, src, 8);
+		memcpy(&b, (const char *)src + len - 8, 8);
+		memcpy(dst, &a, 8);
+		memcpy((char *)dst + len - 8, &b, 8);
+	} else if (len) {
+		memcpy(dst, src, len);
+	}
 }
 
 /* A well-formed local pid? (The VM is running: the caller has entered.) */
@@ -309,11 +333,11 @@ KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len)
 	if (len > max_message)
 		goto out;
 	err = KR_ENOMEM;
-	if (!(m = krx_msg_new(len)))
+	if (!(m = krx_msg_new(krx_vm_msg_cache(self), len)))
 		goto out;
 	m->pub.tag = tag;
-	if (len)
-		memcpy(m + 1, data, len);
+	m->pub.len = len;
+	copy_payload(m + 1, data, len);
 	err = deliver(self, self ? (krx_proc *)self->current : NULL, to, m);
 out:
 	krx_vm_leave(self);
@@ -330,7 +354,7 @@ KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
 	if (!valid_target(to) || !bin)
 		goto out;
 	err = KR_ENOMEM;
-	if (!(m = krx_msg_new(0)))
+	if (!(m = krx_msg_new(krx_vm_msg_cache(self), 0)))
 		goto out;
 	m->pub.tag = tag;
 	m->pub.bin = kr_bin_ref(bin);

@@ -11,7 +11,22 @@
 #ifndef KRX_VM_H
 #define KRX_VM_H
 
+#include "msg.h"
+#include "outbox.h"
 #include "sched.h"
+
+/* What vm/ keeps per scheduler (krx_sched.vm_local): touched by that
+ * scheduler's thread only. */
+typedef struct krx_vm_local {
+	krx_outbox outbox;
+	krx_msg_cache msgs;
+} krx_vm_local;
+
+/* The message cache of scheduler s, or NULL for a host thread (s NULL). */
+static inline krx_msg_cache *krx_vm_msg_cache(krx_sched *s)
+{
+	return s ? &((krx_vm_local *)s->vm_local)->msgs : NULL;
+}
 
 int krx_vm_enter_host(void);
 void krx_vm_leave_host(void);
