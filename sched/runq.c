@@ -19,13 +19,6 @@ void krx_runq_init(krx_runq *q)
 	memset(q, 0, sizeof *q);
 }
 
-unsigned krx_runq_len(const krx_runq *q)
-{
-	/* Relaxed: a racy estimate for heuristics (may even be off by a steal). */
-	AO_t h = AO_load(&q->head), t = AO_load(&q->tail);
-	return t >= h ? (unsigned)(t - h) : 0;
-}
-
 /* The ring is full: move half of it plus t to the inject queue, in order. */
 static bool put_slow(krx_runq *q, krx_task *t, AO_t h, krx_injectq *inject)
 {
@@ -43,13 +36,6 @@ static bool put_slow(krx_runq *q, krx_task *t, AO_t h, krx_injectq *inject)
 		batch[i]->next = batch[i + 1];
 	krx_injectq_push_list(inject, batch[0], batch[HALF], HALF + 1);
 	return true;
-}
-
-krx_task *krx_runq_swap_lifo(krx_runq *q, krx_task *t)
-{
-	krx_task *old = q->lifo;
-	q->lifo = t;
-	return old;
 }
 
 void krx_runq_put(krx_runq *q, krx_task *t, krx_injectq *inject)

@@ -53,7 +53,12 @@ void krx_runq_init(krx_runq *q);
  * into inject. */
 void krx_runq_put(krx_runq *q, krx_task *t, krx_injectq *inject);
 /* Owner: put t in the LIFO slot; returns what was there (or NULL). */
-krx_task *krx_runq_swap_lifo(krx_runq *q, krx_task *t);
+static inline krx_task *krx_runq_swap_lifo(krx_runq *q, krx_task *t)
+{
+	krx_task *old = q->lifo;
+	q->lifo = t;
+	return old;
+}
 /* Owner: the next task, or NULL. */
 krx_task *krx_runq_get_ring(krx_runq *q);
 static inline krx_task *krx_runq_get(krx_runq *q)
@@ -68,7 +73,12 @@ static inline krx_task *krx_runq_get(krx_runq *q)
 	return krx_runq_get_ring(q);
 }
 /* Tasks in the ring (not counting the LIFO slot); racy, for heuristics. */
-unsigned krx_runq_len(const krx_runq *q);
+static inline unsigned krx_runq_len(const krx_runq *q)
+{
+	/* Relaxed: a racy estimate for heuristics (may even be off by a steal). */
+	AO_t h = AO_load(&q->head), t = AO_load(&q->tail);
+	return t >= h ? (unsigned)(t - h) : 0;
+}
 /* Thief: move about half of victim's ring into q (whose ring must be empty)
  * and return one more task to run now, or NULL. */
 krx_task *krx_runq_steal(krx_runq *q, krx_runq *victim);

@@ -441,7 +441,7 @@ static bool give_stack(krx_sched *s, krx_task *t)
 	if (!t->stack)
 		return false;
 	/* Relaxed: figures for kr_info and kr_vm_stats. */
-	AO_store(&t->guard, (AO_t)t->stack->guard + 1);
+	AO_int_store(&t->guard, (unsigned)t->stack->guard + 1);
 	AO_fetch_and_add1(&S.stacks_in_use);
 	krx_ctx_make(&t->ctx, t->stack->lo, (size_t)(t->stack->hi - t->stack->lo), task_entry, t,
 	             &s->ctx);
@@ -487,7 +487,7 @@ static inline void switch_in(krx_sched *s, krx_task *t)
 	/* Relaxed: the task is ours now (taken from a queue with acquire);
 	 * wakers only CAS waiting words, which this is not. */
 	AO_store(&t->state, (st & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNING);
-	AO_store(&t->last_sched, s->id + 1);
+	AO_int_store(&t->last_sched, s->id + 1);
 	t->ctx.exit_to = &s->ctx;
 	/* Release: the watchdog that reads current reads the task too. */
 	AO_store_release(&s->current, (AO_t)t);
@@ -506,7 +506,7 @@ static inline void account(krx_task *t)
 /* What becomes of t, which has switched out of s's CPU for s->reason.
  * Runs on the scheduler's stack, or, after a direct switch, on the stack of
  * the task that runs next (which then waits for this to finish). */
-static void switched_out(krx_sched *s, krx_task *t)
+static void switched_out(krx_sched *s, krx_task *t, bool may_defer)
 {
 	if (s->vm_pending)
 		S.cfg.hooks.flush(s);
@@ -535,6 +535,12 @@ static void switched_out(krx_sched *s, krx_task *t)
 		/* Release: a waker that wins the CAS on this word sees the
 		 * task's saved context. */
 		AO_store_release(&t->state, word);
+		if (may_defer && s->park_commit && krx_st_status(word) == KRX_WAIT_RECV) {
+			s->deferred = t;
+			s->deferred_commit = s->park_commit;
+			s->deferred_arg = s->park_arg;
+			break;
+		}
 		if (s->park_commit && !s->park_commit(t, s->park_arg)) {
 			/* Not parking after all. Take the wake-up ourselves, unless
 			 * a waker beat us to it (then it queued t). A receive's
@@ -552,6 +558,25 @@ static void switched_out(krx_sched *s, krx_task *t)
 	}
 }
 
+/* Make the commit that s's deferred task put off (see sched.h). A receive's
+ * commit fails only before any waker could see the task waiting, so taking
+ * the wake-up back needs no CAS. */
+static void commit_deferred_slow(krx_sched *s)
+{
+	krx_task *t = s->deferred;
+	s->deferred = NULL;
+	if (!s->deferred_commit(t, s->deferred_arg)) {
+		AO_store(&t->state, (AO_load(&t->state) & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE);
+		requeue_local(s, t, true);
+	}
+}
+
+static inline void commit_deferred(krx_sched *s)
+{
+	if (s->deferred)
+		commit_deferred_slow(s);
+}
+
 static void run_task(krx_sched *s, krx_task *t)
 {
 	if (!t->stack && !give_stack(s, t)) {
@@ -567,7 +592,8 @@ static void run_task(krx_sched *s, krx_task *t)
 	t = (krx_task *)s->current;
 	account(t);
 	AO_store(&s->current, 0);
-	switched_out(s, t);
+	commit_deferred(s);
+	switched_out(s, t, false);
 }
 
 krx_task *krx_sched_direct_next(krx_sched *s, krx_task *t)
@@ -579,7 +605,7 @@ krx_task *krx_sched_direct_next(krx_sched *s, krx_task *t)
 	 * the ring, the inject queue and the timers), and never with messages
 	 * held for delivery (they go before the sender leaves the CPU). */
 	if (!next || !next->stack || s->rq.streak >= KRX_LIFO_STREAK || s->vm_pending ||
-	    t->stack->guard == KRX_GUARD_CANARY)
+	    AO_int_load(&t->guard) == KRX_GUARD_CANARY + 1)
 		return NULL;
 	s->rq.lifo = NULL;
 	s->rq.streak++;
@@ -594,7 +620,28 @@ void krx_sched_finish_handover(krx_sched *s)
 {
 	krx_task *prev = s->handover;
 	s->handover = NULL;
-	switched_out(s, prev);
+	commit_deferred(s);
+	/* The common case, a receive with no timeout, in short: what
+	 * switched_out does for it (direct_next has ruled out the rest). */
+	if (!s->park_deadline && s->park_commit && krx_st_status(s->park_word) == KRX_WAIT_RECV) {
+		/* Release: as in switched_out. */
+		AO_store_release(&prev->state, s->park_word);
+		s->deferred = prev;
+		s->deferred_commit = s->park_commit;
+		s->deferred_arg = s->park_arg;
+		return;
+	}
+	switched_out(s, prev, true);
+}
+
+void krx_task_wake_deferred(krx_sched *s, krx_task *t)
+{
+	s->deferred = NULL;
+	/* Relaxed: only this thread knows the task waits; queueing publishes. */
+	AO_store(&t->state, (AO_load(&t->state) & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE);
+	requeue_local(s, t, true);
+	if (krx_runq_len(&s->rq) > 0)
+		wake_one();
 }
 
 /* ---- the task-side API ---- */
@@ -607,9 +654,9 @@ void krx_task_init(krx_task *t, unsigned bound, krx_stack_pool *pool)
 	t->pool = pool ? pool : &S.pool;
 	t->next = NULL;
 	t->bound = bound && bound <= S.n ? &S.scheds[bound - 1] : NULL;
-	AO_store(&t->last_sched, 0);
+	AO_int_store(&t->last_sched, 0);
 	AO_store(&t->reductions, 0);
-	AO_store(&t->guard, 0);
+	AO_int_store(&t->guard, 0);
 	AO_store(&t->state, seq + KRX_ST_SEQ_ONE + KRX_RUNNABLE);
 }
 

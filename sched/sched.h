@@ -66,6 +66,11 @@ typedef struct krx_sched {
 	/* Set by a task that handed the CPU straight to the next one: the
 	 * next one finishes parking it (krx_sched_finish_handover). */
 	krx_task *handover;
+	/* A task parked in a receive whose commit waits (see
+	 * krx_sched_deferred), and that commit. */
+	krx_task *deferred;
+	bool (*deferred_commit)(krx_task *t, void *arg);
+	void *deferred_arg;
 	/* vm/'s own per-scheduler state (its send buffers), and whether it
 	 * has anything to flush when a task switches out. */
 	void *vm_local;
@@ -130,6 +135,28 @@ void krx_task_wake_won(krx_task *t);
  * the one that left. Not for use outside park and yield. */
 krx_task *krx_sched_direct_next(krx_sched *s, krx_task *t);
 void krx_sched_finish_handover(krx_sched *s);
+
+/*
+ * Deferred commits: when a task parks in a receive and hands the CPU
+ * straight to its partner, its commit (announcing that it waits, a CAS on
+ * its mailbox) is put off while the partner runs. If the partner sends to
+ * it meanwhile, which in a ping-pong it does, the message goes straight into
+ * the parked task's queue and the task is made runnable with plain stores:
+ * no atomic read-modify-write at all on a same-scheduler round trip. The
+ * commit is made as soon as the partner leaves the CPU without doing so.
+ * Meanwhile no other thread can wake the task; their messages wait in its
+ * mailbox and make the commit fail, which wakes it then. The delay is
+ * bounded by the partner's run, and timers fire only from the scheduler
+ * loop, which commits first.
+ *
+ * The task parked with a deferred commit on s, or NULL. Only s's thread may
+ * ask, and it may then wake the task with krx_task_wake_deferred.
+ */
+static inline krx_task *krx_sched_deferred(krx_sched *s)
+{
+	return s->deferred;
+}
+void krx_task_wake_deferred(krx_sched *s, krx_task *t);
 
 /* After a task resumes: finish parking the task that handed it the CPU. */
 static inline __attribute__((always_inline)) void krx_task_resumed(void)

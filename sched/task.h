@@ -48,9 +48,9 @@ typedef struct krx_task {
 	krx_stack *stack;        /* NULL until it first runs */
 	struct krx_stack_pool *pool;
 	struct krx_sched *bound; /* runs only there, or NULL */
-	AO_t last_sched;         /* index + 1 of where it runs or last ran; 0 = never */
 	AO_t reductions;         /* spent in total (written by its scheduler) */
-	AO_t guard;              /* its stack's krx_guard_kind + 1; 0 before it runs */
+	unsigned last_sched;     /* index + 1 of where it runs or last ran; 0 = never */
+	unsigned guard;          /* its stack's krx_guard_kind + 1; 0 before it runs */
 } krx_task;
 
 #endif

@@ -16,25 +16,6 @@ void krx_heap_init(krx_heap *h, size_t max)
 	AO_store(&h->bytes, 0);
 }
 
-static void link_block(krx_heap *h, krx_hblk *b, size_t magic)
-{
-	b->next = h->list.next;
-	b->prev = &h->list;
-	h->list.next->prev = b;
-	h->list.next = b;
-	b->magic = magic;
-	/* Relaxed: only the owner writes; kr_info reads a figure. */
-	AO_store(&h->bytes, AO_load(&h->bytes) + b->size);
-}
-
-static void unlink_block(krx_heap *h, krx_hblk *b)
-{
-	b->prev->next = b->next;
-	b->next->prev = b->prev;
-	b->magic = 0;
-	AO_store(&h->bytes, AO_load(&h->bytes) - b->size);
-}
-
 void krx_heap_destroy(krx_heap *h, void (*free_msg)(krx_hblk *b, void *ctx), void *ctx)
 {
 	krx_hblk *b = h->list.next;
@@ -62,7 +43,7 @@ void *krx_heap_alloc(krx_heap *h, size_t size)
 	if (!b)
 		return NULL;
 	b->size = size;
-	link_block(h, b, KRX_HBLK_ALLOC);
+	krx_heap_link(h, b, KRX_HBLK_ALLOC);
 	return b + 1;
 }
 
@@ -79,7 +60,7 @@ void krx_heap_free(krx_heap *h, void *ptr)
 	krx_hblk *b;
 	if (!ptr || !(b = block_of(ptr)))
 		return;
-	unlink_block(h, b);
+	krx_heap_unlink(h, b);
 	krx_free_raw(b);
 }
 
@@ -92,23 +73,13 @@ void *krx_heap_realloc(krx_heap *h, void *ptr, size_t size)
 		return NULL;
 	if (size > b->size && over_limit(h, size - b->size))
 		return NULL;
-	unlink_block(h, b);
+	krx_heap_unlink(h, b);
 	krx_hblk *nb = krx_realloc_raw(b, sizeof *nb + size);
 	if (!nb) {
-		link_block(h, b, KRX_HBLK_ALLOC);
+		krx_heap_link(h, b, KRX_HBLK_ALLOC);
 		return NULL;
 	}
 	nb->size = size;
-	link_block(h, nb, KRX_HBLK_ALLOC);
+	krx_heap_link(h, nb, KRX_HBLK_ALLOC);
 	return nb + 1;
-}
-
-void krx_heap_adopt(krx_heap *h, krx_hblk *b)
-{
-	link_block(h, b, KRX_HBLK_MSG);
-}
-
-void krx_heap_unlink(krx_heap *h, krx_hblk *b)
-{
-	unlink_block(h, b);
 }

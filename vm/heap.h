@@ -38,8 +38,25 @@ void krx_heap_destroy(krx_heap *h, void (*free_msg)(krx_hblk *b, void *ctx), voi
 void *krx_heap_alloc(krx_heap *h, size_t size);
 void *krx_heap_realloc(krx_heap *h, void *ptr, size_t size);
 void krx_heap_free(krx_heap *h, void *ptr);
-/* Link a received message's block into h, or unlink it (the caller frees). */
-void krx_heap_adopt(krx_heap *h, krx_hblk *b);
-void krx_heap_unlink(krx_heap *h, krx_hblk *b);
+/* Link a block into h (magic says what it is), or unlink it (the caller
+ * frees it). Inline: receiving and freeing a message do one each. */
+static inline void krx_heap_link(krx_heap *h, krx_hblk *b, size_t magic)
+{
+	b->next = h->list.next;
+	b->prev = &h->list;
+	h->list.next->prev = b;
+	h->list.next = b;
+	b->magic = magic;
+	/* Relaxed: only the owner writes; kr_info reads a figure. */
+	AO_store(&h->bytes, AO_load(&h->bytes) + b->size);
+}
+
+static inline void krx_heap_unlink(krx_heap *h, krx_hblk *b)
+{
+	b->prev->next = b->next;
+	b->next->prev = b->prev;
+	b->magic = 0;
+	AO_store(&h->bytes, AO_load(&h->bytes) - b->size);
+}
 
 #endif

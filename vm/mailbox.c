@@ -26,8 +26,7 @@ void krx_mailbox_open(krx_mailbox *mb, uint32_t serial)
 {
 	mb->head = mb->tail = NULL;
 	AO_store(&mb->handoff, 0);
-	AO_store(&mb->pushed, 0);
-	AO_store(&mb->drained, 0);
+	AO_store(&mb->stacked, 0);
 	AO_store(&mb->queued, 0);
 	/* Release: a sender whose CAS sees this serial sees the rest reset. */
 	AO_store_release(&mb->in, WORD(serial, 0));
@@ -58,7 +57,7 @@ enum krx_push krx_mailbox_push(krx_mailbox *mb, uint32_t serial, krx_msg *newest
 			/* Release: the owner's acquire of this word sees the messages. */
 			if (AO_compare_and_swap_release(&mb->in, w, WORD(serial, newest))) {
 				/* Relaxed: a figure for kr_info and flow control. */
-				AO_fetch_and_add(&mb->pushed, k);
+				AO_fetch_and_add(&mb->stacked, k);
 				return KRX_PUSH_OK;
 			}
 		}
@@ -74,10 +73,12 @@ bool krx_mailbox_waiting(krx_mailbox *mb)
 
 size_t krx_mailbox_len(krx_mailbox *mb)
 {
-	/* Relaxed: each counter is exact, their sum a snapshot. A hand-off
-	 * not yet taken counts as one. */
-	AO_t pushed = AO_load(&mb->pushed), drained = AO_load(&mb->drained);
-	size_t n = (pushed > drained ? (size_t)(pushed - drained) : 0) + AO_load(&mb->queued);
+	/* Relaxed: each counter is exact, their sum a snapshot (a drain moves
+	 * messages from one to the other). A hand-off not yet taken counts as
+	 * one. The stacked count may be seen below zero for a moment: a drain
+	 * can subtract before a sender's add lands. */
+	long stacked = (long)AO_load(&mb->stacked);
+	size_t n = (stacked > 0 ? (size_t)stacked : 0) + AO_load(&mb->queued);
 	return n + (AO_load(&mb->handoff) != 0);
 }
 
@@ -131,12 +132,22 @@ static krx_msg *take_incoming(krx_mailbox *mb)
 		AO_t seen = AO_fetch_compare_and_swap_acquire(&mb->in, w, w & ~PTR_MASK);
 		if (seen == w) {
 			krx_msg *got = append(mb, (krx_msg *)(w & PTR_MASK), &k);
-			AO_store(&mb->drained, AO_load(&mb->drained) + k);
+			/* Relaxed: a figure, as in push. An atomic subtraction per
+			 * drain (a batch), not per message. */
+			AO_fetch_and_add(&mb->stacked, (AO_t)0 - k);
 			return first ? first : got;
 		}
 		w = seen;
 	}
 	return first;
+}
+
+void krx_mailbox_deliver_parked(krx_mailbox *mb, krx_msg *m)
+{
+	AO_t k;
+	(void)take_incoming(mb);
+	m->next = NULL;
+	append(mb, m, &k);
 }
 
 void krx_mailbox_close(krx_mailbox *mb, uint32_t serial, krx_msg_cache *c)
@@ -217,7 +228,7 @@ static inline __attribute__((always_inline)) int receive(kr_msg **out, const mat
 				mb->tail = prev;
 			m->next = NULL;
 			AO_store(&mb->queued, AO_load(&mb->queued) - 1);
-			krx_heap_adopt(&p->heap, &m->hb);
+			krx_heap_link(&p->heap, &m->hb, KRX_HBLK_MSG);
 			*out = &m->pub;
 			return 0;
 		}
@@ -228,11 +239,13 @@ static inline __attribute__((always_inline)) int receive(kr_msg **out, const mat
 		AO_t woke = krx_task_park(KRX_WAIT_RECV, deadline, announce_waiting, NULL);
 		p = krx_proc_self();
 		mb = &p->mbox;
-		/* A timer that won cleared our mark itself; a sender that won
-		 * left its messages in the hand-off slot. */
+		/* A timer that won cleared our mark itself. A sender that won
+		 * left its messages in the hand-off slot, or, from our own
+		 * scheduler, appended them to the queue past where we stopped. */
 		if (woke & KRX_ST_TIMEDOUT)
 			return KR_ETIMEDOUT;
-		m = take_incoming(mb);
+		(void)take_incoming(mb);
+		m = prev ? prev->next : mb->head;
 	}
 }
 

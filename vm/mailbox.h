@@ -45,8 +45,7 @@ typedef struct krx_msg {
 typedef struct krx_mailbox {
 	AO_t in;              /* (serial << 48) | newest / WAITING mark / CLOSED */
 	AO_t handoff;         /* krx_msg *: messages given to a waking owner, newest first */
-	AO_t pushed;          /* messages pushed onto the stack, ever (for kr_info) */
-	AO_t drained;         /* of those, taken into the private queue (owner) */
+	AO_t stacked;         /* messages on the incoming stack (for kr_info) */
 	AO_t queued;          /* in the private queue now (owner) */
 	krx_msg *head, *tail; /* private queue: the owner's alone */
 } krx_mailbox;
@@ -67,6 +66,11 @@ enum krx_push { KRX_PUSH_DEAD, KRX_PUSH_OK, KRX_PUSH_WAKE };
  * waker (krx_task_wake_won). */
 enum krx_push krx_mailbox_push(krx_mailbox *mb, uint32_t serial, krx_msg *newest,
                                krx_msg *oldest, unsigned k);
+
+/* Deliver m to an owner parked on the calling thread's scheduler with its
+ * commit deferred (krx_sched_deferred): straight into its private queue,
+ * after whatever others pushed meanwhile. The caller then wakes it. */
+void krx_mailbox_deliver_parked(krx_mailbox *mb, krx_msg *m);
 
 /* Is the owner parked in a receive, waiting? (A hint: it may change.) */
 bool krx_mailbox_waiting(krx_mailbox *mb);

@@ -288,8 +288,8 @@ static int proc_info(kr_pid pid, kr_proc_info *out)
 	info.mailbox_len = krx_mailbox_len(&p->mbox);
 	info.heap_bytes = AO_load(&p->heap.bytes);
 	info.reductions = AO_load(&p->task.reductions);
-	info.scheduler = (int)AO_load(&p->task.last_sched) - 1;
-	AO_t guard = AO_load(&p->task.guard);
+	info.scheduler = (int)AO_int_load(&p->task.last_sched) - 1;
+	unsigned guard = AO_int_load(&p->task.guard);
 	info.stack_protection = guard ? krx_guard_kind_name((krx_guard_kind)(guard - 1)) : "none";
 	name_get(p, info.name);
 	if ((kr_pid)AO_load_acquire(&p->live_pid) != pid)

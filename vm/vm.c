@@ -271,12 +271,19 @@ static int deliver(krx_sched *s, krx_proc *self, kr_pid to, krx_msg *m)
 	krx_proc *p = krx_proc_slot(to);
 	uint32_t serial = (uint32_t)KRX_PID_SERIAL(to);
 	enum krx_push r = KRX_PUSH_DEAD;
+	if (p && s && krx_sched_deferred(s) == &p->task && p->serial == serial) {
+		/* Parked right here, its commit not yet made: straight in. */
+		krx_mailbox_deliver_parked(&p->mbox, m);
+		krx_task_wake_deferred(s, &p->task);
+		krx_task_charge(1);
+		return 0;
+	}
 	if (p) {
 		/* To a process that last ran on another core and is busy: through
 		 * the outbox (one waiting for a message gets it at once). Relaxed:
 		 * where it ran is a hint. */
 		if (s && krx_outbox_add(s, p, serial, m,
-		                        AO_load(&p->task.last_sched) != s->id + 1 &&
+		                        AO_int_load(&p->task.last_sched) != s->id + 1 &&
 		                                !krx_mailbox_waiting(&p->mbox))) {
 			krx_task_charge(1 + backlog_penalty(p));
 			return 0;
