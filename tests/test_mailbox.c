@@ -467,6 +467,185 @@ Test(mailbox, receive_timeouts_race_sends_without_loss_or_double, .timeout = 240
 	vm_stop();
 }
 
+/* ---- partners on one scheduler (direct switches, deferred commits) ----
+ * A ping-pong pair bound to one scheduler hands the CPU straight from one
+ * to the other and delivers into a parked partner's queue without a CAS
+ * (sched.h). Meanwhile outsiders on the other scheduler send to the pair's
+ * first process, and the partner sometimes sends twice in a row (the
+ * second message finds its receiver already woken). Every message must
+ * arrive once, each sender's in order. */
+
+#define PAIR_ROUNDS (200000 / VM_LIGHT_DIV)
+#define PAIR_OUTSIDERS 4
+#define PAIR_OUT_MSGS (20000 / VM_LIGHT_DIV)
+enum { PAIR_PING = 1, PAIR_PONG, PAIR_EXTRA, PAIR_OUT };
+
+static atomic_llong pair_a_pid, pair_b_pid;
+static atomic_int pair_done;
+
+static void pair_b(void *arg)
+{
+	(void)arg;
+	for (long i = 0; i < PAIR_ROUNDS; i++) {
+		kr_msg *m;
+		int rc = kr_recv_tag(&m, PAIR_PING, 10000);
+		VM_CHECK(rc == 0, "pair_b: recv round %ld: %d", i, rc);
+		if (rc)
+			return;
+		long v = take_int(m);
+		VM_CHECK(v == (int)i, "pair_b: ping %ld, want %ld", v, i);
+		int x = (int)i;
+		kr_send((kr_pid)atomic_load(&pair_a_pid), PAIR_PONG, &x, sizeof x);
+		if (i % 3 == 0)
+			kr_send((kr_pid)atomic_load(&pair_a_pid), PAIR_EXTRA, &x, sizeof x);
+	}
+}
+
+static void pair_a(void *arg)
+{
+	(void)arg;
+	int next_pong = 0, next_extra = 0, next_out[PAIR_OUTSIDERS] = { 0 };
+	long outs = 0;
+	for (int i = 0; i < PAIR_ROUNDS; i++) {
+		kr_send((kr_pid)atomic_load(&pair_b_pid), PAIR_PING, &i, sizeof i);
+		/* Take whatever comes until the pong of this round. */
+		for (;;) {
+			kr_msg *m;
+			int rc = kr_recv(&m, 10000);
+			VM_CHECK(rc == 0, "pair_a: recv in round %d: %d", i, rc);
+			if (rc)
+				return;
+			uint64_t tag = m->tag;
+			int from = (int)(m->sender == (kr_pid)atomic_load(&pair_b_pid));
+			int v = take_int(m);
+			if (tag == PAIR_OUT) {
+				int who = v >> 24, n = v & 0xffffff;
+				VM_CHECK(who >= 0 && who < PAIR_OUTSIDERS && n == next_out[who],
+				         "outsider %d: %d, want %d", who, n, next_out[who]);
+				if (who >= 0 && who < PAIR_OUTSIDERS)
+					next_out[who] = n + 1;
+				outs++;
+				continue;
+			}
+			VM_CHECK(from, "a pong from someone else");
+			if (tag == PAIR_EXTRA) {
+				VM_CHECK(v == next_extra && v % 3 == 0, "extra %d, want %d", v, next_extra);
+				next_extra = v + 3;
+				continue;
+			}
+			VM_CHECK(tag == PAIR_PONG && v == next_pong, "pong %d, want %d", v, next_pong);
+			next_pong = v + 1;
+			break;
+		}
+	}
+	/* The outsiders' last messages may still be on their way. */
+	while (outs < (long)PAIR_OUTSIDERS * PAIR_OUT_MSGS) {
+		kr_msg *m;
+		int rc = kr_recv_tag(&m, PAIR_OUT, 10000);
+		VM_CHECK(rc == 0, "pair_a: %ld outsiders' messages of %ld", outs,
+		         (long)PAIR_OUTSIDERS * PAIR_OUT_MSGS);
+		if (rc)
+			return;
+		int v = take_int(m), who = v >> 24, n = v & 0xffffff;
+		VM_CHECK(who >= 0 && who < PAIR_OUTSIDERS && n == next_out[who], "outsider %d: %d", who, n);
+		if (who >= 0 && who < PAIR_OUTSIDERS)
+			next_out[who] = n + 1;
+		outs++;
+	}
+	/* The last extra: round PAIR_ROUNDS-1 rounded down to a multiple of 3. */
+	kr_msg *m;
+	if (kr_recv_tag(&m, PAIR_EXTRA, 0) == 0)
+		next_extra = take_int(m) + 3;
+	VM_CHECK(next_extra == ((PAIR_ROUNDS - 1) / 3 + 1) * 3, "extras end at %d", next_extra);
+	VM_CHECK(kr_recv(&m, 0) == KR_ETIMEDOUT, "a message too many");
+	atomic_store(&pair_done, 1);
+}
+
+static void pair_outsider(void *arg)
+{
+	int who = (int)(intptr_t)arg;
+	for (int n = 0; n < PAIR_OUT_MSGS; n++) {
+		int v = who << 24 | n;
+		kr_send((kr_pid)atomic_load(&pair_a_pid), PAIR_OUT, &v, sizeof v);
+		if (n % 64 == 0)
+			kr_yield();
+	}
+}
+
+Test(mailbox, partners_on_one_scheduler_and_outsiders_keep_every_order, .timeout = 120)
+{
+	vm_start(2);
+	atomic_store(&pair_a_pid, 0);
+	kr_spawn_opts o = { .bind_scheduler = 1 };
+	kr_pid b = kr_spawn_opt(pair_b, NULL, &o);
+	cr_assert_gt(b, 0);
+	atomic_store(&pair_b_pid, b);
+	kr_pid a = kr_spawn_opt(pair_a, NULL, &o);
+	cr_assert_gt(a, 0);
+	atomic_store(&pair_a_pid, a);
+	for (int i = 0; i < PAIR_OUTSIDERS; i++)
+		vm_spawn_on(pair_outsider, (void *)(intptr_t)i, 2);
+	cr_assert(VM_WAIT(atomic_load(&pair_done) || atomic_load(&vm_fails), 100000));
+	vm_assert_clean();
+	vm_stop();
+}
+
+/* A receive with a timeout that parks by handing the CPU to its partner
+ * (its commit deferred) still times out when the partner never answers,
+ * and still gets the answer when it comes late. */
+static atomic_int late_result[2];
+static atomic_llong late_waited_ms[2];
+
+static void late_partner(void *arg)
+{
+	kr_msg *m;
+	long delay = (long)(intptr_t)arg; /* < 0: never answer */
+	if (kr_recv(&m, 10000) != 0)
+		return;
+	kr_pid to = m->sender;
+	kr_msg_free(m);
+	if (delay < 0) {
+		kr_recv(&m, 300); /* park with nothing for the asker */
+		return;
+	}
+	kr_sleep(delay);
+	kr_send(to, 2, NULL, 0);
+}
+
+static void late_asker(void *arg)
+{
+	int which = (int)(intptr_t)arg;
+	kr_spawn_opts o = { .bind_scheduler = 1 };
+	kr_pid p = kr_spawn_opt(late_partner, (void *)(intptr_t)(which ? 20 : -1), &o);
+	VM_CHECK(p > 0, "spawn: %lld", (long long)p);
+	kr_yield(); /* let the partner park in its receive */
+	int64_t t0 = vm_now_ns();
+	kr_send(p, 1, NULL, 0);
+	kr_msg *m;
+	int rc = kr_recv(&m, 100);
+	late_waited_ms[which] = (vm_now_ns() - t0) / 1000000;
+	if (rc == 0)
+		kr_msg_free(m);
+	atomic_store(&late_result[which], rc == 0 ? 1 : rc == KR_ETIMEDOUT ? 2 : 3);
+}
+
+Test(mailbox, a_deferred_receive_times_out_or_gets_a_late_answer)
+{
+	vm_start(2);
+	kr_spawn_opts o = { .bind_scheduler = 1 };
+	cr_assert_gt(kr_spawn_opt(late_asker, (void *)0, &o), 0);
+	cr_assert_gt(kr_spawn_opt(late_asker, (void *)1, &o), 0);
+	cr_assert(VM_WAIT(atomic_load(&late_result[0]) && atomic_load(&late_result[1]), 10000));
+	cr_assert_eq(atomic_load(&late_result[0]), 2, "no answer: want a timeout, got %d",
+	             atomic_load(&late_result[0]));
+	cr_assert_geq(atomic_load(&late_waited_ms[0]), 99, "timed out after %lld ms",
+	              atomic_load(&late_waited_ms[0]));
+	cr_assert_eq(atomic_load(&late_result[1]), 1, "a late answer: want it, got %d",
+	             atomic_load(&late_result[1]));
+	vm_assert_clean();
+	vm_stop();
+}
+
 /* ---- selective receive ---- */
 
 #define SEL_N 30
