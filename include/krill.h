@@ -38,7 +38,8 @@ enum kr_error {
 	KR_ESTOPPED = -6,  /* the VM is not running */
 	KR_ELIMIT = -7,    /* a configured limit (processes, message size) was reached */
 	KR_EEXIST = -8,    /* the name or object already exists */
-	KR_ENOSYS = -9     /* not supported on this system */
+	KR_ENOSYS = -9,    /* not supported on this system */
+	KR_ESTART = -10    /* a process that had to start (a supervisor's child) did not */
 };
 
 /* A short, constant English description of a KR_E... code (or "unknown error").
@@ -62,7 +63,9 @@ typedef int64_t kr_pid;
 /* Timeouts are in milliseconds: 0 polls, KR_INFINITY waits forever. */
 #define KR_INFINITY (-1L)
 
-/* Where krill writes reports (watchdog, later crash reports). */
+/* Where krill writes reports: the watchdog's, and a crash report for every
+ * abnormal exit. One call per report; a crash report's backtrace follows
+ * its first line, one frame a line, in the same string. */
 typedef void kr_log_fn(const char *line, void *ctx);
 
 /* VM settings. A zeroed struct (or NULL) means every default. */
@@ -93,8 +96,9 @@ KR_API int kr_vm_stop(void);
 typedef void kr_fn(void *arg);
 
 /* Start a VM, run fn(arg) as its first process, and stop the VM when that
- * process exits. Returns the root's exit status (0 when it returned
- * normally) or a negative KR_E... code if the VM could not start. */
+ * process exits. Returns the root's exit status: 0 when it ended normally,
+ * else its exit reason's kind (a KR_EXIT_... value, positive); or a negative
+ * KR_E... code if the VM could not start. */
 KR_API int kr_main(const kr_config *cfg, kr_fn *fn, void *arg);
 
 /* Counters of the whole VM, for tests and monitoring. */
@@ -114,19 +118,27 @@ KR_API int kr_vm_stats_get(kr_vm_stats *out);
 /* Processes                                                                 */
 /* ------------------------------------------------------------------------ */
 
+typedef int64_t kr_ref; /* a monitor or call reference: positive, unique in a VM */
+
 typedef struct kr_spawn_opts {
 	size_t stack_size;       /* 0 = the VM's default; 16 KiB to 1 GiB (at most 8
 	                          * sizes besides the default in one VM) */
-	size_t max_heap;         /* bytes of kr_alloc heap; 0 = unlimited */
+	size_t max_heap;         /* bytes of kr_alloc heap; 0 = unlimited; past it the
+	                          * process exits with KR_EXIT_HEAP_LIMIT */
 	const char *name;        /* a label for reports (copied); may be NULL */
 	unsigned bind_scheduler; /* 0 = may run anywhere; k = only on scheduler k-1 */
+	int link;                /* nonzero: link the caller and the new process,
+	                          * atomically with the spawn (spawn_link) */
+	kr_ref *monitor;         /* non-NULL: the caller monitors the new process,
+	                          * atomically with the spawn; the ref is stored here */
 } kr_spawn_opts;
 
 /* Create a process running fn(arg); it runs when a scheduler picks it up.
  * Returns its pid, or KR_ESTOPPED, KR_ELIMIT (max_procs reached), KR_ENOMEM.
  * Safe from processes and host threads. */
 KR_API kr_pid kr_spawn(kr_fn *fn, void *arg);
-/* kr_spawn with options (NULL = defaults); KR_EINVAL for a bad option. */
+/* kr_spawn with options (NULL = defaults); KR_EINVAL for a bad option,
+ * KR_ENOTPROC for link or monitor from a host thread. */
 KR_API kr_pid kr_spawn_opt(kr_fn *fn, void *arg, const kr_spawn_opts *opts);
 
 /* The calling process's pid, or KR_ENOTPROC from a host thread. */
@@ -136,8 +148,10 @@ KR_API kr_pid kr_self(void);
  * KR_ENOTPROC from a host thread. */
 KR_API int kr_yield(void);
 
-/* Sleep at least ms milliseconds (messages do not wake it). 0, or
- * KR_ENOTPROC from a host thread. */
+/* Sleep at least ms milliseconds, as Erlang's `receive after ms`: messages
+ * that arrive stay queued for later, and an exit signal ends the sleeper
+ * as it would any process. 0, KR_EINVAL (ms < 0), or KR_ENOTPROC from a
+ * host thread. */
 KR_API int kr_sleep(long ms);
 
 /* 1 if pid names a live process, 0 if not. Safe from any thread. */
@@ -193,6 +207,143 @@ static inline long *kr__reductions_left(void)
 	} while (0)
 
 /* ------------------------------------------------------------------------ */
+/* Exits: reasons, crashes, exit signals                                     */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Why a process ended. As in Erlang, `normal` and `shutdown` are the
+ * quiet ends; every other reason is abnormal: it is reported (see
+ * kr_log_fn) and propagates over links.
+ */
+enum kr_exit_kind {
+	KR_EXIT_NORMAL = 0,     /* returned from its function, or kr_exit(KR_EXIT_NORMAL) */
+	KR_EXIT_SHUTDOWN,       /* asked to stop (by its supervisor, usually) */
+	KR_EXIT_KILLED,         /* killed by the untrappable KR_EXIT_KILL */
+	KR_EXIT_NOPROC,         /* the other process did not exist (links, monitors) */
+	KR_EXIT_ERROR,          /* kr_crash, KR_ASSERT, kr_exit(KR_EXIT_ERROR) */
+	KR_EXIT_SEGFAULT,       /* a bad memory access in the process's code */
+	KR_EXIT_BUS_ERROR,
+	KR_EXIT_FPE,            /* arithmetic fault: integer division by zero */
+	KR_EXIT_ILLEGAL,        /* illegal instruction (a trap, __builtin_trap) */
+	KR_EXIT_STACK_OVERFLOW, /* ran into the guard under its stack */
+	KR_EXIT_HEAP_LIMIT,     /* kr_alloc past kr_spawn_opts.max_heap */
+	KR_EXIT_KILL            /* only sent (kr_exit_sig): ends the target, trapping
+	                         * or not, with KR_EXIT_KILLED */
+};
+
+typedef struct kr_reason {
+	int kind;        /* enum kr_exit_kind */
+	char text[116];  /* details ("assertion n > 0 failed at f.c:12", a fault's
+	                  * address, a kr_crash message); may be empty */
+} kr_reason;
+
+/* "normal", "shutdown", "killed", "noproc", "error", "segfault", ... */
+KR_API const char *kr_exit_kind_name(int kind);
+/* Write "kind" or "kind: text" into buf (truncated, always terminated);
+ * returns buf. */
+KR_API char *kr_reason_format(const kr_reason *r, char *buf, size_t len);
+
+/* End the calling process now with this reason kind (its stack is
+ * abandoned: memory it took from malloc is not freed, but its krill heap,
+ * messages, links, monitors and name are). Returns only from a host
+ * thread, with KR_ENOTPROC, or for a bad kind, with KR_EINVAL. */
+KR_API int kr_exit(int kind);
+/* The same with a full reason. */
+KR_API int kr_exit_reason(const kr_reason *reason);
+/* End the calling process with KR_EXIT_ERROR and the formatted text
+ * (printf-style, truncated to fit kr_reason.text). */
+KR_API int kr_crash(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+KR_API int kr__assert_failed(const char *cond, const char *file, int line);
+/* Crash the calling process (KR_EXIT_ERROR, naming cond, file and line)
+ * unless cond holds. Always evaluated: not disabled by NDEBUG. */
+#define KR_ASSERT(cond) ((cond) ? (void)0 : (void)kr__assert_failed(#cond, __FILE__, __LINE__))
+
+/*
+ * Send an exit signal to pid, as Erlang's exit/2: with KR_EXIT_KILL it ends
+ * the target whatever it does (reason KR_EXIT_KILLED); otherwise a target
+ * that traps exits gets a KR_TAG_EXIT message instead, and one that does
+ * not ends with the same reason, unless the reason is KR_EXIT_NORMAL, which
+ * it ignores. A process that never calls krill (not even KR_CHECK) cannot
+ * be ended until it does. 0, KR_EINVAL (a bad pid or kind), KR_ESTOPPED;
+ * sending to a process that is gone does nothing. Safe from host threads
+ * (the signal then comes from pid 0).
+ */
+KR_API int kr_exit_sig(kr_pid pid, int kind);
+KR_API int kr_exit_sig_reason(kr_pid pid, const kr_reason *reason);
+
+/* ------------------------------------------------------------------------ */
+/* Links and monitors                                                        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Link the calling process and pid (both ways; linking twice is one link).
+ * When either ends with an abnormal reason, the other receives an exit
+ * signal with that reason (see kr_exit_sig; normal ends are ignored unless
+ * trapped). Linking to a process that is gone is Erlang's link/1: a
+ * trapping caller gets an exit message with KR_EXIT_NOPROC and kr_link
+ * returns 0; a caller that does not trap exits ends with KR_EXIT_NOPROC.
+ * KR_EINVAL for a bad pid or the caller's own, KR_ENOTPROC from a host
+ * thread. Signals between one pair of processes arrive in the order sent.
+ */
+KR_API int kr_link(kr_pid pid);
+/* Remove the link, if any (0 either way): no exit signal due to it arrives
+ * after this returns (an exit message it already caused may be queued). */
+KR_API int kr_unlink(kr_pid pid);
+/* Trap exits (on nonzero) or not: a trapping process gets exit signals as
+ * KR_TAG_EXIT messages (kr_exit_msg), except KR_EXIT_KILL. Returns the
+ * previous setting, or KR_ENOTPROC. */
+KR_API int kr_trap_exit(int on);
+
+/*
+ * Monitor pid: when it ends, the caller gets one KR_TAG_DOWN message
+ * (kr_down_msg) with this reference, the pid and its reason; at once, with
+ * KR_EXIT_NOPROC, if it is already gone. Monitoring is one way and may be
+ * repeated (each monitor has its own reference). Returns the reference
+ * (> 0), or KR_EINVAL, KR_ENOTPROC (host thread), KR_ENOMEM.
+ */
+KR_API kr_ref kr_monitor(kr_pid pid);
+/* Remove a monitor: no DOWN message for it arrives after this returns. With
+ * flush nonzero, a DOWN message already queued for it is removed too.
+ * 0 (even if the monitor had fired), KR_EINVAL for a reference that is not
+ * the caller's, KR_ENOTPROC. */
+KR_API int kr_demonitor(kr_ref ref, int flush);
+
+/* The messages signals turn into. Their tags are reserved: user tags must
+ * stay below KR_TAG_RESERVED. */
+#define KR_TAG_RESERVED 0xffffffffffff0000ull
+#define KR_TAG_EXIT (KR_TAG_RESERVED + 1)  /* data: kr_exit_msg */
+#define KR_TAG_DOWN (KR_TAG_RESERVED + 2)  /* data: kr_down_msg */
+
+typedef struct kr_exit_msg {
+	kr_pid from;      /* the linked process that ended, or the exit signal's sender */
+	kr_reason reason;
+} kr_exit_msg;
+
+typedef struct kr_down_msg {
+	kr_ref ref;       /* what kr_monitor returned */
+	kr_pid pid;       /* the process that ended */
+	kr_reason reason;
+} kr_down_msg;
+
+/* ------------------------------------------------------------------------ */
+/* Registered names                                                          */
+/* ------------------------------------------------------------------------ */
+
+#define KR_NAME_MAX 63 /* bytes of a registered name, without the NUL */
+
+/* Give pid a name (at most KR_NAME_MAX bytes). A process has at most one
+ * name, and a name at most one process; the name is freed when the process
+ * ends. KR_EEXIST (name taken, or pid already named), KR_ENOPROC, KR_EINVAL,
+ * KR_ESTOPPED. Safe from host threads. */
+KR_API int kr_register(const char *name, kr_pid pid);
+/* Free a name: 0, or KR_ENOPROC if no process has it. */
+KR_API int kr_unregister(const char *name);
+/* The pid with this name, or KR_ENOPROC. Safe from host threads. */
+KR_API kr_pid kr_whereis(const char *name);
+/* kr_send to the process with this name; KR_ENOPROC if none has it. */
+KR_API int kr_send_named(const char *name, uint64_t tag, const void *data, size_t len);
+
+/* ------------------------------------------------------------------------ */
 /* Messages                                                                  */
 /* ------------------------------------------------------------------------ */
 
@@ -206,7 +357,13 @@ typedef struct kr_msg {
 	size_t len;        /* payload bytes */
 	const void *data;  /* the payload (a copy, or the binary's bytes) */
 	kr_bin *bin;       /* set for kr_send_bin: the binary, referenced by the message */
+	kr_ref ref;        /* a kr_call request's or reply's reference; 0 otherwise */
 } kr_msg;
+
+/* The payload of a KR_TAG_EXIT or KR_TAG_DOWN message, or NULL if msg is
+ * not one. */
+KR_API const kr_exit_msg *kr_msg_exit(const kr_msg *msg);
+KR_API const kr_down_msg *kr_msg_down(const kr_msg *msg);
 
 /* Copy len bytes at data into a message for pid. Sending to a process that
  * is gone is not an error (it is counted as a dead letter), as in Erlang.
@@ -242,12 +399,34 @@ KR_API size_t kr_bin_size(const kr_bin *bin);
 KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin);
 
 /* ------------------------------------------------------------------------ */
+/* Request and reply                                                         */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Send a request to pid and wait for its reply, as gen_server:call: the
+ * caller monitors the server, sends (tag, req, len) with a fresh reference,
+ * and waits only for the reply carrying that reference (messages queued
+ * before the call are not even looked at) or for the server's end.
+ * 0 and *reply set (free it with kr_msg_free); KR_ENOPROC if the server is
+ * gone or ends before replying; KR_ETIMEDOUT; KR_EINVAL; KR_ENOTPROC from a
+ * host thread. Afterwards nothing of the call is left in the mailbox: a
+ * reply that comes after a timeout is dropped on arrival.
+ */
+KR_API int kr_call(kr_pid pid, uint64_t tag, const void *req, size_t len, kr_msg **reply,
+                   long timeout_ms);
+/* Reply to a request received from kr_call (its ref is nonzero): the caller
+ * gets (tag, data, len). KR_EINVAL if request is not a call's; replying to
+ * a caller that is gone or gave up is not an error. */
+KR_API int kr_reply(const kr_msg *request, uint64_t tag, const void *data, size_t len);
+
+/* ------------------------------------------------------------------------ */
 /* The process heap                                                          */
 /* ------------------------------------------------------------------------ */
 
 /* Allocate on the calling process's heap: everything still allocated is
- * freed when the process exits. NULL when out of memory, over the process's
- * max_heap, or called from a host thread. */
+ * freed when the process exits. An allocation that would take the process
+ * past its max_heap ends it with KR_EXIT_HEAP_LIMIT (it does not return).
+ * NULL when out of memory or called from a host thread. */
 KR_API void *kr_alloc(size_t size);
 KR_API void *kr_calloc(size_t n, size_t size);
 KR_API void *kr_realloc(void *ptr, size_t size);

@@ -577,6 +577,11 @@ static inline void commit_deferred(krx_sched *s)
 		commit_deferred_slow(s);
 }
 
+void krx_sched_undefer(krx_sched *s)
+{
+	commit_deferred(s);
+}
+
 static void run_task(krx_sched *s, krx_task *t)
 {
 	if (!t->stack && !give_stack(s, t)) {
@@ -746,6 +751,16 @@ void krx_task_yield(void)
 	s->reason = KRX_SW_YIELD;
 	krx_ctx_switch(&t->ctx, &s->ctx);
 	krx_task_resumed();
+	if (S.cfg.hooks.yielded)
+		S.cfg.hooks.yielded(t);
+}
+
+_Noreturn void krx_task_exit(void)
+{
+	krx_sched *s = krx_sched_self();
+	krx_task *t = (krx_task *)s->current;
+	s->reason = KRX_SW_EXIT;
+	krx_ctx_exit(&t->ctx, &s->ctx);
 }
 
 KR_API int kr__budget_spent(void)

@@ -33,6 +33,9 @@ typedef struct krx_sched_hooks {
 	/* The timeout of a task parked in WAIT_RECV with waiting word expect
 	 * is due: true if it won the wake-up (vm/ arbitrates receives). */
 	bool (*recv_timeout)(krx_task *t, AO_t expect);
+	/* A task resumed after yielding (on its own stack): vm/ acts on
+	 * signals that came meanwhile. */
+	void (*yielded)(krx_task *t);
 } krx_sched_hooks;
 
 typedef struct krx_sched_config {
@@ -157,6 +160,8 @@ static inline krx_task *krx_sched_deferred(krx_sched *s)
 	return s->deferred;
 }
 void krx_task_wake_deferred(krx_sched *s, krx_task *t);
+/* Make s's deferred commit now (s's thread only). */
+void krx_sched_undefer(krx_sched *s);
 
 /* After a task resumes: finish parking the task that handed it the CPU. */
 static inline __attribute__((always_inline)) void krx_task_resumed(void)
@@ -168,6 +173,9 @@ static inline __attribute__((always_inline)) void krx_task_resumed(void)
 
 /* From a running task: */
 void krx_task_yield(void);
+/* End the running task now, from any depth of its stack: the scheduler
+ * treats it as finished (its stack goes back, task_exit runs). */
+_Noreturn void krx_task_exit(void);
 /* Park with status until woken (or deadline, CLOCK_MONOTONIC ns; 0 = none).
  * commit runs after the task has switched out and its waiting state is
  * published, on the scheduler's stack or the next task's; returning false

@@ -1015,40 +1015,55 @@ Test(proc, heap_bytes_seen_from_outside)
 	vm_stop();
 }
 
-/* max_heap: kr_alloc says NULL beyond it, and the process goes on. */
-static atomic_int maxheap_done;
+/* max_heap: allocations under it succeed and freeing makes room again; the
+ * allocation that would pass it ends the process with heap_limit, which a
+ * monitor sees. */
+static atomic_long maxheap_total;
+static atomic_int maxheap_down_kind = -1;
 
 static void max_heap_worker(void *arg)
 {
-	VM_CHECK(kr_alloc(128 << 10) == NULL, "kr_alloc beyond max_heap succeeded");
 	void *small = kr_alloc(1000);
 	VM_CHECK(small != NULL, "a small kr_alloc under max_heap failed");
-	size_t total = 0;
-	void *blocks[256];
-	int n = 0;
-	while (n < 256 && (blocks[n] = kr_alloc(1024)) != NULL)
-		total += 1024, n++;
-	VM_CHECK(n < 256, "allocated %zu bytes with max_heap 64 KiB", total);
-	VM_CHECK(total <= 64 << 10, "allocated %zu bytes with max_heap 64 KiB", total);
-	VM_CHECK(total >= 32 << 10, "only %zu bytes fit in max_heap 64 KiB", total);
-	for (int i = 0; i < n; i++)
-		kr_free(blocks[i]);
-	void *again = kr_alloc(32 << 10);
-	VM_CHECK(again != NULL, "after freeing, 32 KiB no longer fits in max_heap 64 KiB");
-	kr_free(again);
+	void *big = kr_alloc(32 << 10);
+	VM_CHECK(big != NULL, "32 KiB under max_heap 64 KiB failed");
+	kr_free(big);
 	kr_free(small);
-	atomic_store(&maxheap_done, 1);
+	for (;;) {
+		VM_CHECK(kr_alloc(1024) != NULL, "kr_alloc returned NULL instead of ending us");
+		atomic_fetch_add(&maxheap_total, 1024);
+	}
 }
 
-Test(proc, max_heap_makes_kr_alloc_fail_not_the_process)
+static void max_heap_watcher(void *arg)
+{
+	kr_spawn_opts o = { .max_heap = 64 << 10 };
+	kr_ref ref = 0;
+	o.monitor = &ref;
+	kr_pid p = kr_spawn_opt(max_heap_worker, NULL, &o);
+	VM_CHECK(p > 0 && ref > 0, "spawn with monitor: %lld", (long long)p);
+	kr_msg *m;
+	int rc = kr_recv_tag(&m, KR_TAG_DOWN, 10000);
+	VM_CHECK(rc == 0, "no DOWN from the process at its max_heap: %d", rc);
+	if (rc)
+		return;
+	const kr_down_msg *d = kr_msg_down(m);
+	VM_CHECK(d && d->ref == ref && d->pid == p, "a DOWN for something else");
+	if (d)
+		atomic_store(&maxheap_down_kind, d->reason.kind);
+	kr_msg_free(m);
+}
+
+Test(proc, max_heap_ends_the_process_with_heap_limit)
 {
 	vm_start(1);
-	kr_spawn_opts o = { .max_heap = 64 << 10 };
-	kr_pid p = kr_spawn_opt(max_heap_worker, NULL, &o);
-	cr_assert_gt(p, 0);
-	cr_assert(VM_WAIT(atomic_load(&maxheap_done) || !kr_is_alive(p), 10000));
-	cr_assert(VM_WAIT(atomic_load(&maxheap_done), 100), "the process died at its max_heap");
+	vm_spawn(max_heap_watcher, NULL);
+	cr_assert(VM_WAIT(atomic_load(&maxheap_down_kind) >= 0, 10000));
 	vm_assert_clean();
+	cr_assert_eq(atomic_load(&maxheap_down_kind), KR_EXIT_HEAP_LIMIT, "reason %s",
+	             kr_exit_kind_name(atomic_load(&maxheap_down_kind)));
+	long total = atomic_load(&maxheap_total);
+	cr_assert(total >= 32 << 10 && total <= 64 << 10, "%ld bytes fit in max_heap 64 KiB", total);
 	vm_stop();
 }
 

@@ -19,6 +19,7 @@ KR_API const char *kr_strerror(int err)
 	case KR_ELIMIT:    return "limit reached";
 	case KR_EEXIST:    return "already exists";
 	case KR_ENOSYS:    return "not supported on this system";
+	case KR_ESTART:    return "a process that had to start did not";
 	}
 	return "unknown error";
 }

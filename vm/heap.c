@@ -30,14 +30,10 @@ void krx_heap_destroy(krx_heap *h, void (*free_msg)(krx_hblk *b, void *ctx), voi
 	krx_heap_init(h, h->max);
 }
 
-static int over_limit(krx_heap *h, size_t more)
-{
-	return h->max && AO_load(&h->bytes) + more > h->max;
-}
 
 void *krx_heap_alloc(krx_heap *h, size_t size)
 {
-	if (size > SIZE_MAX - sizeof(krx_hblk) || over_limit(h, size))
+	if (size > SIZE_MAX - sizeof(krx_hblk) || krx_heap_over_limit(h, size))
 		return NULL;
 	krx_hblk *b = krx_alloc_raw(sizeof *b + size);
 	if (!b)
@@ -53,6 +49,12 @@ static krx_hblk *block_of(void *ptr)
 {
 	krx_hblk *b = (krx_hblk *)ptr - 1;
 	return b->magic == KRX_HBLK_ALLOC ? b : NULL;
+}
+
+size_t krx_heap_block_size(void *ptr)
+{
+	krx_hblk *b = ptr ? block_of(ptr) : NULL;
+	return b ? b->size : 0;
 }
 
 void krx_heap_free(krx_heap *h, void *ptr)
@@ -71,7 +73,7 @@ void *krx_heap_realloc(krx_heap *h, void *ptr, size_t size)
 	krx_hblk *b = block_of(ptr);
 	if (!b || size > SIZE_MAX - sizeof(krx_hblk))
 		return NULL;
-	if (size > b->size && over_limit(h, size - b->size))
+	if (size > b->size && krx_heap_over_limit(h, size - b->size))
 		return NULL;
 	krx_heap_unlink(h, b);
 	krx_hblk *nb = krx_realloc_raw(b, sizeof *nb + size);

@@ -14,16 +14,19 @@
 #define KRX_HEAP_H
 
 #include <atomic_ops.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct krx_hblk {
 	struct krx_hblk *prev, *next;
-	size_t size;   /* bytes accounted to the heap */
-	size_t magic;  /* KRX_HBLK_ALLOC or KRX_HBLK_MSG while on a heap, else 0 */
-} krx_hblk;        /* 32 bytes: what follows stays 16-byte aligned */
+	size_t size;    /* bytes accounted to the heap */
+	uint32_t magic; /* KRX_HBLK_ALLOC or KRX_HBLK_MSG while on a heap, else 0 */
+	uint32_t kind;  /* a message's kind (mailbox.h); 0 for kr_alloc blocks */
+} krx_hblk;         /* 32 bytes: what follows stays 16-byte aligned */
 
-#define KRX_HBLK_ALLOC ((size_t)0x6b7268656170u) /* "krheap": from kr_alloc */
-#define KRX_HBLK_MSG ((size_t)0x6b726d736721u)   /* "krmsg!": a received message */
+#define KRX_HBLK_ALLOC 0x6b726870u /* "krhp": from kr_alloc */
+#define KRX_HBLK_MSG 0x6b726d73u   /* "krms": a received message */
 
 typedef struct krx_heap {
 	krx_hblk list;   /* circular, with this as sentinel */
@@ -35,12 +38,20 @@ void krx_heap_init(krx_heap *h, size_t max);
 /* Free every block still on the heap; message blocks go to free_msg(b, ctx)
  * (which releases what they reference, then the block). */
 void krx_heap_destroy(krx_heap *h, void (*free_msg)(krx_hblk *b, void *ctx), void *ctx);
+/* Would size more bytes take h past its limit? */
+static inline bool krx_heap_over_limit(krx_heap *h, size_t more)
+{
+	/* Relaxed: the owner's own figure. */
+	return h->max && (more > h->max || AO_load(&h->bytes) > h->max - more);
+}
+/* The bytes of a kr_alloc block (0 for NULL or a pointer that is not one). */
+size_t krx_heap_block_size(void *ptr);
 void *krx_heap_alloc(krx_heap *h, size_t size);
 void *krx_heap_realloc(krx_heap *h, void *ptr, size_t size);
 void krx_heap_free(krx_heap *h, void *ptr);
 /* Link a block into h (magic says what it is), or unlink it (the caller
  * frees it). Inline: receiving and freeing a message do one each. */
-static inline void krx_heap_link(krx_heap *h, krx_hblk *b, size_t magic)
+static inline void krx_heap_link(krx_heap *h, krx_hblk *b, uint32_t magic)
 {
 	b->next = h->list.next;
 	b->prev = &h->list;

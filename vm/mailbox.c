@@ -9,6 +9,7 @@
 #include "futex.h"
 #include "msg.h"
 #include "proc.h"
+#include "signal.h"
 #include "vm.h"
 
 #define PTR_MASK (((AO_t)1 << KRX_MB_SERIAL_SHIFT) - 1)
@@ -91,19 +92,51 @@ bool krx_mailbox_timeout(krx_mailbox *mb, AO_t expect)
 	return AO_compare_and_swap_full(&mb->in, w, w & ~PTR_MASK);
 }
 
-/* Owner: append a chain given newest first to the private queue, oldest
- * first. Returns the first appended, and counts them in *k. */
-static krx_msg *append(krx_mailbox *mb, krx_msg *m, AO_t *k)
+/* Owner: the signals among the messages of list (oldest first, linked
+ * through next), acted on in order; what remains (user messages, and
+ * signals that became messages) is returned in order, *n counting it. */
+static krx_msg *take_signals(krx_mailbox *mb, krx_msg *list, AO_t *n)
 {
-	krx_msg *rev = NULL, *last = m;
+	krx_proc *p = (krx_proc *)((char *)mb - offsetof(krx_proc, mbox));
+	krx_msg_cache *c = krx_vm_msg_cache(krx_sched_self());
+	krx_msg *kept = NULL, **tail = &kept;
+	AO_t k = 0;
+	while (list) {
+		krx_msg *m = list;
+		list = m->next;
+		if (m->hb.kind != KRX_MSG_USER && !krx_signal_take(p, m)) {
+			krx_msg_free(c, m);
+			continue;
+		}
+		*tail = m;
+		tail = &m->next;
+		k++;
+	}
+	*tail = NULL;
+	*n = k;
+	return kept;
+}
+
+/* Owner: append a chain given newest first to the private queue, oldest
+ * first, acting on signals. Returns the first appended. */
+static krx_msg *append(krx_mailbox *mb, krx_msg *m)
+{
+	krx_msg *rev = NULL;
 	AO_t n = 0;
+	unsigned kinds = 0;
 	while (m) {
 		krx_msg *next = m->next;
+		kinds |= m->hb.kind;
 		m->next = rev;
 		rev = m;
 		m = next;
 		n++;
 	}
+	if (kinds && !(rev = take_signals(mb, rev, &n)))
+		return NULL;
+	krx_msg *last = rev;
+	while (last->next)
+		last = last->next;
 	if (mb->tail)
 		mb->tail->next = rev;
 	else
@@ -111,74 +144,118 @@ static krx_msg *append(krx_mailbox *mb, krx_msg *m, AO_t *k)
 	mb->tail = last;
 	/* Relaxed: the owner alone writes; kr_info reads a figure. */
 	AO_store(&mb->queued, AO_load(&mb->queued) + n);
-	*k = n;
 	return rev;
 }
 
-/* Owner: move what was handed off, then everything pushed, to the private
- * queue. Returns the first message moved, or NULL. */
-static krx_msg *take_incoming(krx_mailbox *mb)
+krx_msg *krx_mailbox_take(krx_mailbox *mb)
 {
 	krx_msg *first = NULL;
-	AO_t k;
 	AO_t h = AO_load(&mb->handoff);
 	if (h) {
 		AO_store(&mb->handoff, 0);
-		first = append(mb, (krx_msg *)h, &k);
+		first = append(mb, (krx_msg *)h);
 	}
 	/* Acquire: pairs with the senders' release, so the messages are whole. */
 	AO_t w = AO_load_acquire(&mb->in);
 	while (IS_MSG(w & PTR_MASK)) {
 		AO_t seen = AO_fetch_compare_and_swap_acquire(&mb->in, w, w & ~PTR_MASK);
 		if (seen == w) {
-			krx_msg *got = append(mb, (krx_msg *)(w & PTR_MASK), &k);
+			krx_msg *top = (krx_msg *)(w & PTR_MASK);
+			AO_t k = 0;
+			for (krx_msg *m = top; m; m = m->next)
+				k++;
 			/* Relaxed: a figure, as in push. An atomic subtraction per
 			 * drain (a batch), not per message. */
 			AO_fetch_and_add(&mb->stacked, (AO_t)0 - k);
-			return first ? first : got;
+			krx_msg *got = append(mb, top);
+			if (!first)
+				first = got;
+			break;
 		}
 		w = seen;
 	}
+	krx_proc_end_if_told((krx_proc *)((char *)mb - offsetof(krx_proc, mbox)));
 	return first;
 }
 
-void krx_mailbox_deliver_parked(krx_mailbox *mb, krx_msg *m)
+void krx_mailbox_remove(krx_mailbox *mb, krx_msg *prev, krx_msg *m)
 {
-	AO_t k;
-	(void)take_incoming(mb);
+	if (prev)
+		prev->next = m->next;
+	else
+		mb->head = m->next;
+	if (mb->tail == m)
+		mb->tail = prev;
 	m->next = NULL;
-	append(mb, m, &k);
+	AO_store(&mb->queued, AO_load(&mb->queued) - 1);
 }
 
-void krx_mailbox_close(krx_mailbox *mb, uint32_t serial, krx_msg_cache *c)
+bool krx_mailbox_deliver_parked(krx_mailbox *mb, krx_msg *m)
+{
+	/* Relaxed: the owner is parked and only this thread may wake it; a
+	 * push that lands after this look finds it woken or makes its commit
+	 * fail, and the owner takes it in after m either way. */
+	if (IS_MSG(AO_load(&mb->in) & PTR_MASK) || AO_load(&mb->handoff))
+		return false;
+	m->next = NULL;
+	if (mb->tail)
+		mb->tail->next = m;
+	else
+		mb->head = m;
+	mb->tail = m;
+	AO_store(&mb->queued, AO_load(&mb->queued) + 1);
+	return true;
+}
+
+static void close_chain(krx_msg *m, krx_msg_cache *c, void (*late)(krx_msg *, void *), void *ctx)
+{
+	while (m) {
+		krx_msg *next = m->next;
+		if (late && m->hb.kind != KRX_MSG_USER)
+			late(m, ctx);
+		krx_msg_free(c, m);
+		m = next;
+	}
+}
+
+/* Reverse a chain given newest first. */
+static krx_msg *oldest_first(krx_msg *m)
+{
+	krx_msg *rev = NULL;
+	while (m) {
+		krx_msg *next = m->next;
+		m->next = rev;
+		rev = m;
+		m = next;
+	}
+	return rev;
+}
+
+void krx_mailbox_close(krx_mailbox *mb, uint32_t serial, krx_msg_cache *c,
+                       void (*late)(krx_msg *m, void *ctx), void *ctx)
 {
 	AO_t w = AO_load(&mb->in);
 	/* Full: after this no sender's CAS can succeed on this incarnation. */
 	while (!AO_compare_and_swap_full(&mb->in, w, WORD(serial, MB_CLOSED)))
 		w = AO_load(&mb->in);
+	/* Oldest first: the queue, the hand-off, then the stack. */
+	close_chain(mb->head, c, late, ctx);
+	mb->head = mb->tail = NULL;
+	close_chain(oldest_first((krx_msg *)AO_load(&mb->handoff)), c, late, ctx);
+	AO_store(&mb->handoff, 0);
 	AO_t low = w & PTR_MASK;
 	if (IS_MSG(low))
-		krx_msg_free_chain(c, (krx_msg *)low);
-	krx_msg_free_chain(c, (krx_msg *)AO_load(&mb->handoff));
-	AO_store(&mb->handoff, 0);
-	krx_msg_free_chain(c, mb->head);
-	mb->head = mb->tail = NULL;
+		close_chain(oldest_first((krx_msg *)low), c, late, ctx);
 }
 
 /* ---- receive ---- */
 
-typedef struct matcher {
-	kr_match_fn *pred;
-	void *ctx;
-	uint64_t tag;
-	int kind; /* 0 any, 1 tag, 2 predicate */
-} matcher;
-
-static bool matches(const matcher *mt, const krx_msg *m)
+static inline __attribute__((always_inline)) bool matches(const krx_matcher *mt, const krx_msg *m)
 {
 	switch (mt->kind) {
-	case 0: return true;
-	case 1: return m->pub.tag == mt->tag;
+	case KRX_MATCH_ANY: return true;
+	case KRX_MATCH_TAG: return m->pub.tag == mt->tag;
+	case KRX_MATCH_NONE: return false;
 	default: return mt->pred(&m->pub, mt->ctx) != 0;
 	}
 }
@@ -197,16 +274,18 @@ static bool announce_waiting(krx_task *t, void *arg)
 
 /* Inlined into each kr_recv*: a process resumed after parking returns
  * through these frames, and every extra return there is a return the
- * predictor has not seen (the switch changed stacks under it). */
-static inline __attribute__((always_inline)) int receive(kr_msg **out, const matcher *mt,
-                                                         long timeout_ms)
+ * predictor has not seen (the switch changed stacks under it). The scan
+ * starts after `after` (NULL: at the head), a message the caller knows is
+ * in the queue and stays there. */
+static inline __attribute__((always_inline)) int receive(kr_msg **out, const krx_matcher *mt,
+                                                         long timeout_ms, krx_msg *after)
 {
 	krx_proc *p = krx_proc_self();
 	if (out)
 		*out = NULL;
 	if (!p)
 		return KR_ENOTPROC;
-	if (!out || (mt->kind == 2 && !mt->pred))
+	if (!out || (mt->kind == KRX_MATCH_PRED && !mt->pred))
 		return KR_EINVAL;
 	krx_task_charge(1);
 	p = krx_proc_self(); /* the charge may have yielded */
@@ -214,25 +293,18 @@ static inline __attribute__((always_inline)) int receive(kr_msg **out, const mat
 	uint64_t deadline = 0;
 	if (timeout_ms > 0)
 		deadline = krx_now_ns() + (uint64_t)timeout_ms * 1000000u;
-	krx_msg *prev = NULL, *m = mb->head;
+	krx_msg *prev = after, *m = after ? after->next : mb->head;
 	for (;;) {
 		/* Scan what we have not looked at yet. */
 		for (; m; prev = m, m = m->next) {
 			if (!matches(mt, m))
 				continue;
-			if (prev)
-				prev->next = m->next;
-			else
-				mb->head = m->next;
-			if (mb->tail == m)
-				mb->tail = prev;
-			m->next = NULL;
-			AO_store(&mb->queued, AO_load(&mb->queued) - 1);
+			krx_mailbox_remove(mb, prev, m);
 			krx_heap_link(&p->heap, &m->hb, KRX_HBLK_MSG);
 			*out = &m->pub;
 			return 0;
 		}
-		if ((m = take_incoming(mb)))
+		if ((m = krx_mailbox_take(mb)))
 			continue;
 		if (timeout_ms == 0)
 			return KR_ETIMEDOUT;
@@ -242,29 +314,36 @@ static inline __attribute__((always_inline)) int receive(kr_msg **out, const mat
 		/* A timer that won cleared our mark itself. A sender that won
 		 * left its messages in the hand-off slot, or, from our own
 		 * scheduler, appended them to the queue past where we stopped. */
-		if (woke & KRX_ST_TIMEDOUT)
+		if (woke & KRX_ST_TIMEDOUT) {
+			krx_proc_end_if_told(p);
 			return KR_ETIMEDOUT;
-		(void)take_incoming(mb);
+		}
+		(void)krx_mailbox_take(mb);
 		m = prev ? prev->next : mb->head;
 	}
 }
 
 KR_API int kr_recv(kr_msg **out, long timeout_ms)
 {
-	matcher mt = { .kind = 0 };
-	return receive(out, &mt, timeout_ms);
+	krx_matcher mt = { .kind = KRX_MATCH_ANY };
+	return receive(out, &mt, timeout_ms, NULL);
 }
 
 KR_API int kr_recv_tag(kr_msg **out, uint64_t tag, long timeout_ms)
 {
-	matcher mt = { .kind = 1, .tag = tag };
-	return receive(out, &mt, timeout_ms);
+	krx_matcher mt = { .kind = KRX_MATCH_TAG, .tag = tag };
+	return receive(out, &mt, timeout_ms, NULL);
 }
 
 KR_API int kr_recv_match(kr_msg **out, kr_match_fn *pred, void *ctx, long timeout_ms)
 {
-	matcher mt = { .kind = 2, .pred = pred, .ctx = ctx };
-	return receive(out, &mt, timeout_ms);
+	krx_matcher mt = { .kind = KRX_MATCH_PRED, .pred = pred, .ctx = ctx };
+	return receive(out, &mt, timeout_ms, NULL);
+}
+
+int krx_receive_after(kr_msg **out, const krx_matcher *mt, long timeout_ms, krx_msg *after)
+{
+	return receive(out, mt, timeout_ms, after);
 }
 
 KR_API void kr_msg_free(kr_msg *msg)

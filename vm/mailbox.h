@@ -36,6 +36,25 @@
 #include "krill.h"
 #include "mi.h"
 
+/*
+ * What a message is (hb.kind). Signals travel through the mailbox like
+ * messages, so that everything one process sends another arrives in the
+ * order sent, and the owner acts on each as it takes it in (signal.c):
+ * some become messages it can receive (a trapped exit, a DOWN, a reply),
+ * the others change its links or monitors, or end it.
+ */
+enum krx_msg_kind {
+	KRX_MSG_USER = 0,
+	KRX_SIG_EXIT,      /* kr_exit_sig: payload kr_exit_msg */
+	KRX_SIG_EXIT_LINK, /* a linked process ended: payload kr_exit_msg */
+	KRX_SIG_LINK,      /* the sender links to us */
+	KRX_SIG_UNLINK,
+	KRX_SIG_MONITOR,   /* the sender monitors us: pub.ref */
+	KRX_SIG_DEMONITOR, /* ... no longer: pub.ref */
+	KRX_SIG_DOWN,      /* a process we monitor ended: payload kr_down_msg */
+	KRX_SIG_REPLY      /* a kr_call reply: pub.ref */
+};
+
 typedef struct krx_msg {
 	krx_hblk hb;          /* first: a message is a heap block once received */
 	struct krx_msg *next; /* incoming stack, then private queue */
@@ -56,8 +75,12 @@ struct krx_msg_cache;
 
 /* A new incarnation: empty, open, tagged with its serial. */
 void krx_mailbox_open(krx_mailbox *mb, uint32_t serial);
-/* Close and free every message (owner exit; c: the caller's cache or NULL). */
-void krx_mailbox_close(krx_mailbox *mb, uint32_t serial, struct krx_msg_cache *c);
+/* Close: after this no message can land. Every message still queued is
+ * passed, oldest first, to late(m, ctx) if it is a signal (to honour link
+ * and monitor requests that came before the end) and then freed
+ * (owner exit; c: the caller's cache or NULL). late may be NULL. */
+void krx_mailbox_close(krx_mailbox *mb, uint32_t serial, struct krx_msg_cache *c,
+                       void (*late)(krx_msg *m, void *ctx), void *ctx);
 
 enum krx_push { KRX_PUSH_DEAD, KRX_PUSH_OK, KRX_PUSH_WAKE };
 /* Deliver k messages linked newest to oldest (newest->next ... oldest) to
@@ -67,10 +90,21 @@ enum krx_push { KRX_PUSH_DEAD, KRX_PUSH_OK, KRX_PUSH_WAKE };
 enum krx_push krx_mailbox_push(krx_mailbox *mb, uint32_t serial, krx_msg *newest,
                                krx_msg *oldest, unsigned k);
 
-/* Deliver m to an owner parked on the calling thread's scheduler with its
- * commit deferred (krx_sched_deferred): straight into its private queue,
- * after whatever others pushed meanwhile. The caller then wakes it. */
-void krx_mailbox_deliver_parked(krx_mailbox *mb, krx_msg *m);
+/* Deliver a user message to an owner parked on the calling thread's
+ * scheduler with its commit deferred (krx_sched_deferred): straight into
+ * its private queue. False, having done nothing, when others have pushed
+ * messages meanwhile (they must be taken in first, and only the owner may:
+ * they may be signals). The caller then wakes it. */
+bool krx_mailbox_deliver_parked(krx_mailbox *mb, krx_msg *m);
+
+/* Owner: move what was handed off and everything pushed into the private
+ * queue, acting on signals as they come (signal.c). Returns the first
+ * message queued, or NULL. */
+krx_msg *krx_mailbox_take(krx_mailbox *mb);
+
+/* Owner: unlink m, found in the private queue behind prev (NULL: m is the
+ * head), from the queue. */
+void krx_mailbox_remove(krx_mailbox *mb, krx_msg *prev, krx_msg *m);
 
 /* Is the owner parked in a receive, waiting? (A hint: it may change.) */
 bool krx_mailbox_waiting(krx_mailbox *mb);
@@ -81,5 +115,18 @@ size_t krx_mailbox_len(krx_mailbox *mb);
 /* The receive timeout of the park whose waiting state word is `expect`:
  * true if it cleared that park's WAITING mark, and so owns the wake-up. */
 bool krx_mailbox_timeout(krx_mailbox *mb, AO_t expect);
+
+/* What a receive looks for. */
+enum krx_match_kind { KRX_MATCH_ANY, KRX_MATCH_TAG, KRX_MATCH_PRED, KRX_MATCH_NONE };
+typedef struct krx_matcher {
+	int kind;
+	uint64_t tag;
+	kr_match_fn *pred;
+	void *ctx;
+} krx_matcher;
+
+/* The receive family's engine, for vm/ (kr_call, kr_sleep): scan from
+ * after `after` (a message that stays queued; NULL: the head). */
+int krx_receive_after(kr_msg **out, const krx_matcher *mt, long timeout_ms, krx_msg *after);
 
 #endif

@@ -13,7 +13,9 @@ krx_msg *krx_msg_new_slow(krx_msg_cache *c, size_t len)
 		return NULL;
 	m->hb.size = room;
 	m->hb.magic = 0;
+	m->hb.kind = KRX_MSG_USER;
 	m->pub.bin = NULL;
+	m->pub.ref = 0;
 	m->pub.data = m + 1;
 	return m;
 }

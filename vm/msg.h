@@ -17,7 +17,7 @@
 #include "mailbox.h"
 #include "san.h"
 
-#define KRX_MSG_SMALL 48   /* payload bytes of a cached block (128 in all) */
+#define KRX_MSG_SMALL 40   /* payload bytes of a cached block (128 in all) */
 #define KRX_MSG_CACHE 256  /* blocks one scheduler keeps */
 
 #if KRX_ASAN || KRX_TSAN
@@ -34,7 +34,7 @@ typedef struct krx_msg_cache {
 krx_msg *krx_msg_new_slow(krx_msg_cache *c, size_t len);
 void krx_msg_free_slow(krx_msg_cache *c, krx_msg *m);
 
-/* A message with room for len bytes of payload, its fields set but for
+/* A user message with room for len bytes of payload, its fields set but for
  * sender, tag and len; c: the calling scheduler's cache, or NULL. Small
  * blocks have hb.size KRX_MSG_SMALL, the payload room, which tells them
  * apart when they are freed. */
@@ -44,7 +44,9 @@ static inline krx_msg *krx_msg_new(krx_msg_cache *c, size_t len)
 		return krx_msg_new_slow(c, len);
 	krx_msg *m = c->v[--c->n];
 	m->hb.magic = 0;
+	m->hb.kind = KRX_MSG_USER;
 	m->pub.bin = NULL;
+	m->pub.ref = 0;
 	return m;
 }
 

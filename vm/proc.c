@@ -21,6 +21,8 @@
 
 #include "idxstack.h"
 #include "mi.h"
+#include "registry.h"
+#include "signal.h"
 #include "vm.h"
 
 #define CHUNK_BITS KRX_PROC_CHUNK_BITS
@@ -114,26 +116,34 @@ static void give_slot(uint32_t idx)
 }
 
 /* ---- names ----
- * A name is copied in and out a word at a time with atomic accesses: kr_info
- * and the watchdog may read it while a new process in the slot writes its
- * own (they then see that the pid changed and discard what they read). */
+ * A process's label lives in its extension (signal.h), copied in and out a
+ * word at a time with atomic accesses: kr_info and the watchdog may read it
+ * while a new process in the slot writes its own (they then see that the
+ * pid changed and discard what they read). */
 
 static void name_set(krx_proc *p, const char *name)
 {
-	char buf[sizeof p->name] = { 0 };
+	krx_proc_ext *x = name ? krx_proc_ext_get(p) : krx_proc_ext_peek(p);
+	if (!x)
+		return; /* no name, or no memory for one: reports show the pid */
+	char buf[sizeof x->name] = { 0 };
 	if (name)
 		snprintf(buf, sizeof buf, "%s", name);
-	for (size_t i = 0; i < sizeof p->name / sizeof p->name[0]; i++) {
+	for (size_t i = 0; i < sizeof x->name / sizeof x->name[0]; i++) {
 		AO_t w;
 		memcpy(&w, buf + i * sizeof w, sizeof w);
-		AO_store(&p->name[i], w); /* relaxed: see above */
+		AO_store(&x->name[i], w); /* relaxed: see above */
 	}
 }
 
 static void name_get(krx_proc *p, char out[32])
 {
-	for (size_t i = 0; i < sizeof p->name / sizeof p->name[0]; i++) {
-		AO_t w = AO_load(&p->name[i]);
+	krx_proc_ext *x = krx_proc_ext_peek(p);
+	out[0] = 0;
+	if (!x)
+		return;
+	for (size_t i = 0; i < sizeof x->name / sizeof x->name[0]; i++) {
+		AO_t w = AO_load(&x->name[i]);
 		memcpy(out + i * sizeof w, &w, sizeof w);
 	}
 	out[31] = 0;
@@ -141,11 +151,28 @@ static void name_get(krx_proc *p, char out[32])
 
 /* ---- spawn and exit ---- */
 
+/* Owner: act on exit signals that came while it ran or waited to run. */
+static void take_signals(krx_proc *p)
+{
+	/* Acquire: pairs with the sender's release; the signal is in. */
+	if (!AO_load_acquire(&p->sigs))
+		return;
+	AO_store(&p->sigs, 0);
+	(void)krx_mailbox_take(&p->mbox); /* ends the process if one says so */
+}
+
 /* The scheduler's task_main hook: what every process runs. */
 void krx_proc_main(krx_task *t)
 {
 	krx_proc *p = krx_proc_of(t);
+	take_signals(p); /* killed before it ever ran */
 	p->user_fn(p->user_arg);
+}
+
+/* The scheduler's yielded hook. */
+void krx_proc_yielded(krx_task *t)
+{
+	take_signals(krx_proc_of(t));
 }
 
 static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
@@ -176,7 +203,27 @@ static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
 	name_set(p, opts->name);
 	p->user_fn = fn;
 	p->user_arg = arg;
+	AO_store(&p->sigs, 0);
+	p->exit_kind = KR_EXIT_NORMAL;
+	p->trap_exit = 0;
+	p->ending = 0;
 	krx_task_init(&p->task, opts->bind_scheduler, pool);
+	/* Linked and monitored before anyone can see it, so it cannot end
+	 * unnoticed in between (spawn_link, spawn_monitor). */
+	krx_proc *parent = krx_proc_self();
+	int err = 0;
+	if (opts->link)
+		err = krx_signal_spawn_link(parent, (kr_pid)AO_load(&parent->live_pid), p, pid);
+	if (!err && opts->monitor)
+		err = krx_signal_spawn_monitor(parent, p, pid, opts->monitor);
+	if (err) {
+		krx_proc_ext *x = krx_proc_ext_peek(p);
+		if (x)
+			krx_proc_ext_reset(x);
+		krx_mailbox_close(&p->mbox, serial, NULL, NULL, NULL);
+		give_slot((uint32_t)idx);
+		return err;
+	}
 	/* Relaxed counters; release for live_pid: whoever sees the pid alive
 	 * sees the process set up. */
 	AO_fetch_and_add1(&T.alive);
@@ -190,6 +237,8 @@ static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
 KR_API kr_pid kr_spawn_opt(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
 {
 	krx_sched *self = krx_sched_self();
+	if (opts && (opts->link || opts->monitor) && !krx_proc_self())
+		return KR_ENOTPROC;
 	if (krx_vm_enter(self))
 		return KR_ESTOPPED;
 	kr_pid pid = spawn(fn, arg, opts);
@@ -212,15 +261,38 @@ static void free_msg_block(krx_hblk *b, void *cache)
 	krx_msg_free(cache, (krx_msg *)b);
 }
 
-/* The scheduler's exit hook: the task has returned and its stack is back. */
+/*
+ * The scheduler's exit hook: the task has ended (returned, ended itself, or
+ * was ended by a signal) and its stack is back. Runs on the scheduler's
+ * stack. The order matters: the report names the process while it still
+ * has its pid; the pid dies before the mailbox closes (so kr_is_alive is
+ * false before any DOWN can be seen); links and monitors are told once the
+ * mailbox is closed, answering the requests that came before the end.
+ */
 void krx_proc_exited(krx_task *t)
 {
 	krx_proc *p = krx_proc_of(t);
 	kr_pid pid = (kr_pid)AO_load(&p->live_pid);
+	krx_proc_ext *x = krx_proc_ext_peek(p);
+	kr_reason reason = { .kind = p->ending ? p->exit_kind : KR_EXIT_NORMAL };
+	if (p->ending && x)
+		memcpy(reason.text, x->reason.text, sizeof reason.text);
+	if (krx_exit_is_abnormal(reason.kind)) {
+		char who[64];
+		krx_proc_name(t, who, sizeof who);
+		krx_exit_report(p, who, &reason);
+	}
 	AO_store(&p->live_pid, 0);
-	krx_msg_cache *c = krx_vm_msg_cache(krx_sched_self());
-	krx_mailbox_close(&p->mbox, p->serial, c);
-	krx_heap_destroy(&p->heap, free_msg_block, c);
+	krx_signal_exit(p, pid, &reason);
+	/* Full: live_pid is 0 before we look at named (see registry.c). */
+	AO_nop_full();
+	if (AO_load(&p->named))
+		krx_registry_drop(p, pid);
+	krx_heap_destroy(&p->heap, free_msg_block, krx_vm_msg_cache(krx_sched_self()));
+	krx_vm_proc_ended(pid, reason.kind);
+	if ((x = krx_proc_ext_peek(p)))
+		krx_proc_ext_reset(x);
+	p->ending = 0;
 	AO_fetch_and_sub1(&T.alive);
 	give_slot((uint32_t)KRX_PID_INDEX(pid));
 }
@@ -241,12 +313,17 @@ void krx_procs_free(void)
 	uint64_t used = AO_load(&T.fresh);
 	for (uint64_t i = 0; i < used && i < krx_proc_table.max; i++) {
 		krx_proc *p = slot_at(i);
-		if (!p || !AO_load(&p->live_pid))
-			continue;
-		krx_task_discard(&p->task);
-		AO_store(&p->live_pid, 0);
-		krx_mailbox_close(&p->mbox, p->serial, NULL);
-		krx_heap_destroy(&p->heap, free_msg_block, NULL);
+		krx_proc_ext *x = p ? krx_proc_ext_peek(p) : NULL;
+		if (p && AO_load(&p->live_pid)) {
+			krx_task_discard(&p->task);
+			AO_store(&p->live_pid, 0);
+			krx_mailbox_close(&p->mbox, p->serial, NULL, NULL, NULL);
+			krx_heap_destroy(&p->heap, free_msg_block, NULL);
+		}
+		if (x) {
+			krx_proc_ext_reset(x);
+			krx_free_raw(x);
+		}
 	}
 	for (size_t c = 0; c < T.nchunks; c++)
 		krx_free_raw((void *)krx_proc_table.chunks[c]);

@@ -30,16 +30,26 @@
 #define KRX_MIN_STACK ((size_t)16 << 10)
 #define KRX_MAX_STACK ((size_t)1 << 30)
 
+struct krx_proc_ext;
+
 typedef struct krx_proc {
 	krx_task task;         /* first: a task pointer is a process pointer */
 	AO_t live_pid;         /* the pid while alive, 0 once it has exited */
 	uint32_t serial;       /* of the current or last incarnation */
+	unsigned free_next;    /* index + 1 of the next free slot */
 	krx_mailbox mbox;
 	krx_heap heap;
 	kr_fn *user_fn;        /* what the process runs */
 	void *user_arg;
-	AO_t name[4];          /* 31 chars + NUL, in words: read racily by kr_info */
-	unsigned free_next;    /* index + 1 of the next free slot */
+	/* What most processes never need (a name, links, monitors, an exit
+	 * reason's text): made on first need and kept with the slot, so that
+	 * racy readers (kr_info's name) always find a valid structure. */
+	AO_t ext;              /* struct krx_proc_ext *; published with release */
+	AO_t sigs;             /* nonzero: an exit signal waits in the mailbox */
+	AO_t named;            /* nonzero: the registry may hold a name for it */
+	int exit_kind;         /* enum kr_exit_kind, once it is ending */
+	unsigned char trap_exit;
+	unsigned char ending;  /* a signal it took in ends it (exit_kind says why) */
 } krx_proc;
 
 #define KRX_PROC_CHUNK_BITS 12
@@ -83,6 +93,7 @@ uint64_t krx_procs_spawned(void);
 void krx_proc_name(krx_task *t, char *buf, size_t len);
 void krx_proc_exited(krx_task *t);
 void krx_proc_main(krx_task *t);
+void krx_proc_yielded(krx_task *t);
 bool krx_proc_recv_timeout(krx_task *t, AO_t expect);
 
 #endif

@@ -15,6 +15,8 @@
 #include "mi.h"
 #include "outbox.h"
 #include "proc.h"
+#include "registry.h"
+#include "signal.h"
 #include "vm.h"
 
 #define DEFAULT_MAX_PROCS ((size_t)1 << 20)
@@ -67,6 +69,10 @@ KR_API int kr_vm_start(const kr_config *user)
 		goto out;
 	if ((err = krx_procs_init(cfg.max_procs)))
 		goto out;
+	if ((err = krx_registry_init())) {
+		krx_procs_free();
+		goto out;
+	}
 	max_message = cfg.max_message;
 	AO_store(&dead_letters, 0);
 	locals = krx_calloc_raw(cfg.schedulers, sizeof *locals);
@@ -75,6 +81,7 @@ KR_API int kr_vm_start(const kr_config *user)
 	if (!locals || !local_ptrs) {
 		krx_free_raw(locals);
 		krx_free_raw(local_ptrs);
+		krx_registry_free();
 		krx_procs_free();
 		goto out;
 	}
@@ -91,10 +98,12 @@ KR_API int kr_vm_start(const kr_config *user)
 		           .task_exit = krx_proc_exited,
 		           .task_name = krx_proc_name,
 		           .flush = krx_outbox_flush,
-		           .recv_timeout = krx_proc_recv_timeout },
+		           .recv_timeout = krx_proc_recv_timeout,
+		           .yielded = krx_proc_yielded },
 		.vm_locals = local_ptrs,
 	};
 	if ((err = krx_sched_start(&sc))) {
+		krx_registry_free();
 		krx_procs_free();
 		krx_free_raw(locals);
 	} else {
@@ -122,6 +131,7 @@ KR_API int kr_vm_stop(void)
 		unsigned n = krx_sched_count();
 		krx_sched_stop();
 		krx_procs_free();
+		krx_registry_free();
 		krx_sched_free();
 		for (unsigned i = 0; i < n; i++)
 			krx_msg_cache_flush(&locals[i].msgs);
@@ -154,24 +164,41 @@ KR_API int kr_vm_stats_get(kr_vm_stats *out)
 	return 0;
 }
 
-/* ---- kr_main ---- */
+/* ---- kr_main ----
+ * kr_main's host thread waits for its root process to end, however it
+ * ends: the exit path tells it (krx_vm_proc_ended), crash or not. */
 
-typedef struct root {
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	AO_t pid;  /* the root's, once it runs */
+	int done;
+	int kind;
+} root = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+typedef struct root_call {
 	kr_fn *fn;
 	void *arg;
-	pthread_mutex_t lock;
-	pthread_cond_t done_cond;
-	int done;
-} root;
+} root_call;
 
 static void root_main(void *arg)
 {
-	root *r = arg;
-	r->fn(r->arg);
-	pthread_mutex_lock(&r->lock);
-	r->done = 1;
-	pthread_cond_signal(&r->done_cond);
-	pthread_mutex_unlock(&r->lock);
+	root_call *rc = arg;
+	/* Release: the exit path (any thread) compares against it. */
+	AO_store_release(&root.pid, (AO_t)kr_self());
+	rc->fn(rc->arg);
+}
+
+void krx_vm_proc_ended(kr_pid pid, int kind)
+{
+	/* Acquire: pairs with root_main's release. */
+	if (!pid || (kr_pid)AO_load_acquire(&root.pid) != pid)
+		return;
+	pthread_mutex_lock(&root.lock);
+	root.done = 1;
+	root.kind = kind;
+	pthread_cond_signal(&root.cond);
+	pthread_mutex_unlock(&root.lock);
 }
 
 KR_API int kr_main(const kr_config *cfg, kr_fn *fn, void *arg)
@@ -181,22 +208,25 @@ KR_API int kr_main(const kr_config *cfg, kr_fn *fn, void *arg)
 	int err = kr_vm_start(cfg);
 	if (err)
 		return err;
-	root r = { .fn = fn, .arg = arg };
-	pthread_mutex_init(&r.lock, NULL);
-	pthread_cond_init(&r.done_cond, NULL);
-	kr_pid pid = kr_spawn(root_main, &r);
+	root_call rc = { .fn = fn, .arg = arg };
+	pthread_mutex_lock(&root.lock);
+	root.done = 0;
+	AO_store(&root.pid, 0);
+	pthread_mutex_unlock(&root.lock);
+	kr_spawn_opts o = { .name = "root" };
+	kr_pid pid = kr_spawn_opt(root_main, &rc, &o);
 	if (pid < 0) {
 		kr_vm_stop();
 		return (int)pid;
 	}
-	pthread_mutex_lock(&r.lock);
-	while (!r.done)
-		pthread_cond_wait(&r.done_cond, &r.lock);
-	pthread_mutex_unlock(&r.lock);
+	pthread_mutex_lock(&root.lock);
+	while (!root.done)
+		pthread_cond_wait(&root.cond, &root.lock);
+	int kind = root.kind;
+	AO_store(&root.pid, 0);
+	pthread_mutex_unlock(&root.lock);
 	kr_vm_stop();
-	pthread_mutex_destroy(&r.lock);
-	pthread_cond_destroy(&r.done_cond);
-	return 0;
+	return kind;
 }
 
 /* ---- the running process ---- */
@@ -222,12 +252,15 @@ KR_API int kr_sleep(long ms)
 		return KR_ENOTPROC;
 	if (ms < 0)
 		return KR_EINVAL;
-	uint64_t deadline = krx_now_ns() + (uint64_t)ms * 1000000u;
-	/* A timer is the only waker of WAIT_OTHER without a commit. */
-	if (ms == 0)
+	if (ms == 0) {
 		krx_task_yield();
-	else
-		krx_task_park(KRX_WAIT_OTHER, deadline, NULL, NULL);
+		return 0;
+	}
+	/* `receive after ms`: a receive that matches nothing. Messages wake
+	 * it only to be queued; exit signals are acted on as they come. */
+	krx_matcher none = { .kind = KRX_MATCH_NONE };
+	kr_msg *m;
+	(void)krx_receive_after(&m, &none, ms, NULL);
 	return 0;
 }
 
@@ -271,12 +304,16 @@ static int deliver(krx_sched *s, krx_proc *self, kr_pid to, krx_msg *m)
 	krx_proc *p = krx_proc_slot(to);
 	uint32_t serial = (uint32_t)KRX_PID_SERIAL(to);
 	enum krx_push r = KRX_PUSH_DEAD;
-	if (p && s && krx_sched_deferred(s) == &p->task && p->serial == serial) {
-		/* Parked right here, its commit not yet made: straight in. */
-		krx_mailbox_deliver_parked(&p->mbox, m);
-		krx_task_wake_deferred(s, &p->task);
-		krx_task_charge(1);
-		return 0;
+	if (p && s && krx_sched_deferred(s) == &p->task) {
+		/* Parked right here, its commit not yet made: straight in,
+		 * unless others' messages came first (it must take them in
+		 * itself), or the pid is a stale one of that slot. */
+		if (p->serial == serial && krx_mailbox_deliver_parked(&p->mbox, m)) {
+			krx_task_wake_deferred(s, &p->task);
+			krx_task_charge(1);
+			return 0;
+		}
+		krx_sched_undefer(s);
 	}
 	if (p) {
 		/* To a process that last ran on another core and is busy: through
@@ -327,7 +364,8 @@ static bool valid_target(kr_pid to)
 	return to > 0 && KRX_PID_SERIAL(to) != 0 && KRX_PID_NODE(to) == 0;
 }
 
-KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len)
+static inline __attribute__((always_inline)) int send_ref(kr_pid to, uint64_t tag, kr_ref ref,
+                                                          const void *data, size_t len)
 {
 	krx_sched *self = krx_sched_self();
 	if (krx_vm_enter(self))
@@ -344,11 +382,24 @@ KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len)
 		goto out;
 	m->pub.tag = tag;
 	m->pub.len = len;
+	m->pub.ref = ref;
 	copy_payload(m + 1, data, len);
 	err = deliver(self, self ? (krx_proc *)self->current : NULL, to, m);
 out:
 	krx_vm_leave(self);
 	return err;
+}
+
+int krx_send_ref(kr_pid to, uint64_t tag, kr_ref ref, const void *data, size_t len)
+{
+	return send_ref(to, tag, ref, data, len);
+}
+
+KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len)
+{
+	if (tag >= KR_TAG_RESERVED)
+		return KR_EINVAL;
+	return send_ref(to, tag, 0, data, len);
 }
 
 KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
@@ -378,7 +429,11 @@ out:
 KR_API void *kr_alloc(size_t size)
 {
 	krx_proc *p = krx_proc_self();
-	return p ? krx_heap_alloc(&p->heap, size) : NULL;
+	if (!p)
+		return NULL;
+	if (krx_heap_over_limit(&p->heap, size))
+		krx_proc_heap_limit(p, size);
+	return krx_heap_alloc(&p->heap, size);
 }
 
 KR_API void *kr_calloc(size_t n, size_t size)
@@ -394,7 +449,12 @@ KR_API void *kr_calloc(size_t n, size_t size)
 KR_API void *kr_realloc(void *ptr, size_t size)
 {
 	krx_proc *p = krx_proc_self();
-	return p ? krx_heap_realloc(&p->heap, ptr, size) : NULL;
+	if (!p)
+		return NULL;
+	size_t old = krx_heap_block_size(ptr);
+	if (size > old && krx_heap_over_limit(&p->heap, size - old))
+		krx_proc_heap_limit(p, size - old);
+	return krx_heap_realloc(&p->heap, ptr, size);
 }
 
 KR_API void kr_free(void *ptr)

@@ -20,6 +20,7 @@
 typedef struct krx_vm_local {
 	krx_outbox outbox;
 	krx_msg_cache msgs;
+	uint64_t refs;        /* references made here (krx_ref_new) */
 } krx_vm_local;
 
 /* The message cache of scheduler s, or NULL for a host thread (s NULL). */
@@ -38,6 +39,12 @@ static inline int krx_vm_enter(krx_sched *self)
 {
 	return self ? 0 : krx_vm_enter_host();
 }
+
+/* A process has ended (its exit path): kr_main waits for its root's. */
+void krx_vm_proc_ended(kr_pid pid, int kind);
+
+/* kr_send with a reference (kr_call's request); any tag. */
+int krx_send_ref(kr_pid to, uint64_t tag, kr_ref ref, const void *data, size_t len);
 
 /* Count n messages sent to processes that were gone. */
 void krx_dead_letters(unsigned n);

@@ -1,0 +1,139 @@
+/*
+ * exit.c - how a process ends: reasons, kr_exit and kr_crash, the heap
+ * limit, and the crash report.
+ *
+ * A process ends in one of three ways: its function returns (normal), it
+ * ends itself (kr_exit, kr_crash, KR_ASSERT, a fault, the heap limit), or
+ * an exit signal it takes in ends it (signal.c). Either way the reason is
+ * recorded first (krx_proc_set_reason), then the task leaves its stack for
+ * good (krx_task_exit) and the exit path runs on the scheduler's stack
+ * (proc.c): the crash report, the exit signals and DOWN messages, the
+ * name, the heap.
+ */
+#include <execinfo.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "signal.h"
+
+static const char *const kind_names[] = {
+	[KR_EXIT_NORMAL] = "normal",
+	[KR_EXIT_SHUTDOWN] = "shutdown",
+	[KR_EXIT_KILLED] = "killed",
+	[KR_EXIT_NOPROC] = "noproc",
+	[KR_EXIT_ERROR] = "error",
+	[KR_EXIT_SEGFAULT] = "segfault",
+	[KR_EXIT_BUS_ERROR] = "bus_error",
+	[KR_EXIT_FPE] = "fpe",
+	[KR_EXIT_ILLEGAL] = "illegal_instruction",
+	[KR_EXIT_STACK_OVERFLOW] = "stack_overflow",
+	[KR_EXIT_HEAP_LIMIT] = "heap_limit",
+	[KR_EXIT_KILL] = "kill",
+};
+
+KR_API const char *kr_exit_kind_name(int kind)
+{
+	if (kind < 0 || kind >= (int)(sizeof kind_names / sizeof kind_names[0]))
+		return "unknown";
+	return kind_names[kind];
+}
+
+KR_API char *kr_reason_format(const kr_reason *r, char *buf, size_t len)
+{
+	if (!buf || !len)
+		return buf;
+	if (!r)
+		snprintf(buf, len, "?");
+	else if (r->text[0])
+		snprintf(buf, len, "%s: %.*s", kr_exit_kind_name(r->kind), (int)sizeof r->text, r->text);
+	else
+		snprintf(buf, len, "%s", kr_exit_kind_name(r->kind));
+	return buf;
+}
+
+/* ---- ending oneself ---- */
+
+static int end_self(int kind, const char *text)
+{
+	krx_proc *p = krx_proc_self();
+	if (!p)
+		return KR_ENOTPROC;
+	if (kind < KR_EXIT_NORMAL || kind > KR_EXIT_KILL)
+		return KR_EINVAL;
+	if (kind == KR_EXIT_KILL)
+		kind = KR_EXIT_KILLED; /* untrappable only as a signal to others */
+	bool crash = kind != KR_EXIT_NORMAL && kind != KR_EXIT_SHUTDOWN;
+	krx_proc_set_reason(p, kind, text, 0, crash);
+	krx_proc_end(p);
+}
+
+KR_API int kr_exit(int kind)
+{
+	return end_self(kind, NULL);
+}
+
+KR_API int kr_exit_reason(const kr_reason *reason)
+{
+	if (!reason)
+		return KR_EINVAL;
+	char text[sizeof reason->text + 1];
+	memcpy(text, reason->text, sizeof reason->text);
+	text[sizeof reason->text] = 0;
+	return end_self(reason->kind, text);
+}
+
+KR_API int kr_crash(const char *fmt, ...)
+{
+	char text[sizeof(((kr_reason *)0)->text)];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt ? fmt : "", ap);
+	va_end(ap);
+	return end_self(KR_EXIT_ERROR, text);
+}
+
+KR_API int kr__assert_failed(const char *cond, const char *file, int line)
+{
+	const char *base = file ? strrchr(file, '/') : NULL;
+	return kr_crash("assertion %s failed at %s:%d", cond, base ? base + 1 : file, line);
+}
+
+_Noreturn void krx_proc_heap_limit(krx_proc *p, size_t want)
+{
+	char text[96];
+	snprintf(text, sizeof text, "%zu bytes more would pass max_heap %zu (holding %zu)", want,
+	         p->heap.max, (size_t)AO_load(&p->heap.bytes));
+	krx_proc_set_reason(p, KR_EXIT_HEAP_LIMIT, text, 0, true);
+	krx_proc_end(p);
+}
+
+/* ---- the crash report ---- */
+
+bool krx_exit_is_abnormal(int kind)
+{
+	return kind != KR_EXIT_NORMAL && kind != KR_EXIT_SHUTDOWN;
+}
+
+void krx_exit_report(krx_proc *p, const char *who, const kr_reason *reason)
+{
+	krx_proc_ext *x = krx_proc_ext_peek(p);
+	char why[160], line[4096];
+	kr_reason_format(reason, why, sizeof why);
+	size_t n;
+	if (x && x->ended_by)
+		n = (size_t)snprintf(line, sizeof line, "krill: process %s exited: %s (exit signal from <0.%llu.%llu>)",
+		                     who, why, (unsigned long long)KRX_PID_INDEX(x->ended_by),
+		                     (unsigned long long)KRX_PID_SERIAL(x->ended_by));
+	else
+		n = (size_t)snprintf(line, sizeof line, "krill: process %s crashed: %s", who, why);
+	if (x && x->nbt > 0 && n < sizeof line) {
+		char **sym = backtrace_symbols(x->bt, x->nbt);
+		for (int i = 0; i < x->nbt && n < sizeof line; i++)
+			n += (size_t)snprintf(line + n, sizeof line - n, "\n    #%d %s", i,
+			                      sym ? sym[i] : "?");
+		free(sym);
+	}
+	krx_sched_log("%s", line);
+}

@@ -1,0 +1,15 @@
+/*
+ * registry.h - registered names: one name per process, one process per
+ * name, freed when the process ends.
+ */
+#ifndef KRX_REGISTRY_H
+#define KRX_REGISTRY_H
+
+#include "proc.h"
+
+int krx_registry_init(void);
+void krx_registry_free(void);
+/* p, whose pid was pid, is ending: free its name, if it has one. */
+void krx_registry_drop(krx_proc *p, kr_pid pid);
+
+#endif

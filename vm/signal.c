@@ -1,0 +1,497 @@
+/*
+ * signal.c - exit signals, links, monitors (see signal.h for the rule that
+ * keeps them lock-free: only the owner changes its own sets).
+ *
+ * Erlang's rules, which krill follows (erlang:exit/2, link/1, monitor/2):
+ *  - An exit signal with KR_EXIT_KILL ends its target, trapping or not, with
+ *    KR_EXIT_KILLED. Any other exit signal becomes a KR_TAG_EXIT message for
+ *    a target that traps exits; for one that does not, it is ignored if the
+ *    reason is normal and ends the target with that reason otherwise.
+ *  - A process that ends sends an exit signal with its reason to each linked
+ *    process (a link's signal is dropped by a receiver that has unlinked
+ *    meanwhile) and a DOWN to each monitor on it (dropped by a watcher that
+ *    has demonitored meanwhile).
+ */
+#include "signal.h"
+
+#include <execinfo.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "msg.h"
+#include "vm.h"
+
+/* ---- sets: small arrays, owner-only ---- */
+
+static bool grow(void **v, unsigned *cap, size_t elem)
+{
+	unsigned ncap = *cap ? 2 * *cap : 4;
+	void *nv = krx_realloc_raw(*v, ncap * elem);
+	if (!nv)
+		return false;
+	*v = nv;
+	*cap = ncap;
+	return true;
+}
+
+static bool pidset_has(const krx_pidset *s, kr_pid p)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		if (s->v[i] == p)
+			return true;
+	return false;
+}
+
+static int pidset_add(krx_pidset *s, kr_pid p)
+{
+	if (pidset_has(s, p))
+		return 0;
+	if (s->n == s->cap && !grow((void **)&s->v, &s->cap, sizeof *s->v))
+		return KR_ENOMEM;
+	s->v[s->n++] = p;
+	return 0;
+}
+
+static bool pidset_del(krx_pidset *s, kr_pid p)
+{
+	for (unsigned i = 0; i < s->n; i++) {
+		if (s->v[i] == p) {
+			s->v[i] = s->v[--s->n];
+			return true;
+		}
+	}
+	return false;
+}
+
+static int monset_add(krx_monset *s, kr_ref ref, kr_pid pid)
+{
+	if (s->n == s->cap && !grow((void **)&s->v, &s->cap, sizeof *s->v))
+		return KR_ENOMEM;
+	s->v[s->n++] = (krx_mon){ ref, pid };
+	return 0;
+}
+
+/* Remove the monitor with this reference; its pid in *pid. */
+static bool monset_del(krx_monset *s, kr_ref ref, kr_pid *pid)
+{
+	for (unsigned i = 0; i < s->n; i++) {
+		if (s->v[i].ref == ref) {
+			if (pid)
+				*pid = s->v[i].pid;
+			s->v[i] = s->v[--s->n];
+			return true;
+		}
+	}
+	return false;
+}
+
+/* ---- the extension ---- */
+
+krx_proc_ext *krx_proc_ext_get(krx_proc *p)
+{
+	/* Relaxed: only the owner (or its spawner, before publishing it)
+	 * writes this word. */
+	krx_proc_ext *x = (krx_proc_ext *)AO_load(&p->ext);
+	if (x)
+		return x;
+	x = krx_calloc_raw(1, sizeof *x);
+	/* Release: a racy reader (kr_info) that sees the pointer sees it zeroed. */
+	if (x)
+		AO_store_release(&p->ext, (AO_t)x);
+	return x;
+}
+
+void krx_proc_ext_reset(krx_proc_ext *x)
+{
+	krx_free_raw(x->links.v);
+	krx_free_raw(x->monitors.v);
+	krx_free_raw(x->watchers.v);
+	x->links = (krx_pidset){ 0 };
+	x->monitors = x->watchers = (krx_monset){ 0 };
+	x->call_ref = 0;
+	x->reason = (kr_reason){ 0 };
+	x->ended_by = 0;
+	x->nbt = 0;
+}
+
+kr_ref krx_ref_new(krx_sched *s)
+{
+	/* Per scheduler, so calls on different cores share no counter: the low
+	 * 11 bits say whose (0: host threads), the rest count. */
+	static AO_t host_refs;
+	if (s) {
+		krx_vm_local *l = s->vm_local;
+		return (kr_ref)(++l->refs << 11 | (s->id + 1));
+	}
+	/* Relaxed: the counter only has to hand each value out once. */
+	return (kr_ref)((AO_fetch_and_add1(&host_refs) + 1) << 11);
+}
+
+/* ---- ending ---- */
+
+void krx_proc_set_reason(krx_proc *p, int kind, const char *text, kr_pid from, bool want_bt)
+{
+	if (p->ending)
+		return; /* the first reason stands */
+	p->ending = 1;
+	p->exit_kind = kind;
+	krx_proc_ext *x = krx_proc_ext_get(p);
+	if (!x)
+		return; /* memory is short: the kind alone will do */
+	x->reason.kind = kind;
+	snprintf(x->reason.text, sizeof x->reason.text, "%s", text ? text : "");
+	x->ended_by = from;
+	x->nbt = want_bt ? backtrace(x->bt, KRX_BACKTRACE) : 0;
+}
+
+_Noreturn void krx_proc_end(krx_proc *p)
+{
+	(void)p;
+	krx_task_exit();
+}
+
+/* ---- sending ---- */
+
+enum krx_push krx_signal_send(krx_sched *s, kr_pid from, kr_pid to, unsigned kind, kr_ref ref,
+                              uint64_t tag, const void *payload, size_t len)
+{
+	krx_proc *p = krx_proc_slot(to);
+	if (!p)
+		return KRX_PUSH_DEAD;
+	/* Messages this scheduler holds for delivery go first: a signal must
+	 * not overtake a message its sender sent before it. */
+	if (s && s->vm_pending)
+		krx_outbox_flush(s);
+	/* Nor may it land behind the back of a parked partner's direct
+	 * deliveries: make that partner's commit now. */
+	if (s && krx_sched_deferred(s) == &p->task)
+		krx_sched_undefer(s);
+	krx_msg_cache *c = krx_vm_msg_cache(s);
+	krx_msg *m = krx_msg_new(c, len);
+	if (!m)
+		return KRX_PUSH_DEAD;
+	m->hb.kind = kind;
+	m->pub.sender = from;
+	m->pub.tag = tag;
+	m->pub.ref = ref;
+	m->pub.len = len;
+	if (len)
+		memcpy(m + 1, payload, len);
+	enum krx_push r = krx_mailbox_push(&p->mbox, (uint32_t)KRX_PID_SERIAL(to), m, m, 1);
+	if (r == KRX_PUSH_DEAD) {
+		krx_msg_free(c, m);
+		return r;
+	}
+	/* Release: the owner that sees the flag (acquire) finds the signal when
+	 * it takes its mailbox in. A busy owner looks at the flag when it
+	 * yields; a waiting one is woken below. */
+	if (kind == KRX_SIG_EXIT || kind == KRX_SIG_EXIT_LINK)
+		AO_store_release(&p->sigs, 1);
+	if (r == KRX_PUSH_WAKE)
+		krx_task_wake_won(&p->task);
+	return r;
+}
+
+static enum krx_push send_exit(krx_sched *s, kr_pid from, kr_pid to, unsigned kind,
+                               const kr_reason *reason)
+{
+	kr_exit_msg e = { .from = from, .reason = *reason };
+	return krx_signal_send(s, from, to, kind, 0, 0, &e, sizeof e);
+}
+
+/* ---- taking signals in (owner) ---- */
+
+static bool take_exit(krx_proc *p, krx_msg *m)
+{
+	kr_exit_msg e;
+	memcpy(&e, m + 1, sizeof e);
+	if (m->hb.kind == KRX_SIG_EXIT_LINK) {
+		krx_proc_ext *x = krx_proc_ext_peek(p);
+		if (!x || !pidset_del(&x->links, e.from))
+			return false; /* unlinked since: not ours any more */
+	}
+	if (m->hb.kind == KRX_SIG_EXIT && e.reason.kind == KR_EXIT_KILL) {
+		krx_proc_set_reason(p, KR_EXIT_KILLED, NULL, e.from, false);
+		return false;
+	}
+	if (p->trap_exit) {
+		m->hb.kind = KRX_MSG_USER;
+		m->pub.tag = KR_TAG_EXIT;
+		return true;
+	}
+	if (e.reason.kind != KR_EXIT_NORMAL)
+		krx_proc_set_reason(p, e.reason.kind, e.reason.text, e.from, false);
+	return false;
+}
+
+bool krx_signal_take(krx_proc *p, krx_msg *m)
+{
+	krx_proc_ext *x;
+	kr_pid from = m->pub.sender;
+	switch (m->hb.kind) {
+	case KRX_SIG_EXIT:
+	case KRX_SIG_EXIT_LINK:
+		return take_exit(p, m);
+	case KRX_SIG_LINK:
+		/* Memory short: the link is lost, as if never made. */
+		if ((x = krx_proc_ext_get(p)))
+			(void)pidset_add(&x->links, from);
+		return false;
+	case KRX_SIG_UNLINK:
+		if ((x = krx_proc_ext_peek(p)))
+			pidset_del(&x->links, from);
+		return false;
+	case KRX_SIG_MONITOR:
+		if ((x = krx_proc_ext_get(p)))
+			(void)monset_add(&x->watchers, m->pub.ref, from);
+		return false;
+	case KRX_SIG_DEMONITOR:
+		if ((x = krx_proc_ext_peek(p)))
+			monset_del(&x->watchers, m->pub.ref, NULL);
+		return false;
+	case KRX_SIG_DOWN: {
+		kr_down_msg d;
+		memcpy(&d, m + 1, sizeof d);
+		x = krx_proc_ext_peek(p);
+		if (!x || !monset_del(&x->monitors, d.ref, NULL))
+			return false; /* demonitored since */
+		m->hb.kind = KRX_MSG_USER;
+		m->pub.tag = KR_TAG_DOWN;
+		return true;
+	}
+	case KRX_SIG_REPLY:
+		x = krx_proc_ext_peek(p);
+		if (!x || !x->call_ref || x->call_ref != m->pub.ref)
+			return false; /* a call that gave up: dropped on arrival */
+		m->hb.kind = KRX_MSG_USER;
+		return true;
+	}
+	return false;
+}
+
+/* ---- the exit path ---- */
+
+/* A signal still in the mailbox of a process that ends: link and monitor
+ * requests that came before the end are honoured, so that the requester
+ * gets the real reason rather than noproc. */
+static void late_signal(krx_msg *m, void *ctx)
+{
+	krx_proc *p = ctx;
+	kr_pid from = m->pub.sender;
+	krx_proc_ext *x;
+	switch (m->hb.kind) {
+	case KRX_SIG_LINK:
+		if ((x = krx_proc_ext_get(p)))
+			(void)pidset_add(&x->links, from);
+		break;
+	case KRX_SIG_UNLINK:
+		if ((x = krx_proc_ext_peek(p)))
+			pidset_del(&x->links, from);
+		break;
+	case KRX_SIG_MONITOR:
+		if ((x = krx_proc_ext_get(p)))
+			(void)monset_add(&x->watchers, m->pub.ref, from);
+		break;
+	case KRX_SIG_DEMONITOR:
+		if ((x = krx_proc_ext_peek(p)))
+			monset_del(&x->watchers, m->pub.ref, NULL);
+		break;
+	}
+}
+
+void krx_signal_exit(krx_proc *p, kr_pid pid, const kr_reason *reason)
+{
+	krx_sched *s = krx_sched_self();
+	krx_mailbox_close(&p->mbox, p->serial, krx_vm_msg_cache(s), s ? late_signal : NULL, p);
+	krx_proc_ext *x = krx_proc_ext_peek(p);
+	if (!x || !s)
+		return; /* nothing to tell, or the VM is stopping */
+	for (unsigned i = 0; i < x->links.n; i++)
+		send_exit(s, pid, x->links.v[i], KRX_SIG_EXIT_LINK, reason);
+	for (unsigned i = 0; i < x->watchers.n; i++) {
+		kr_down_msg d = { .ref = x->watchers.v[i].ref, .pid = pid, .reason = *reason };
+		krx_signal_send(s, pid, x->watchers.v[i].pid, KRX_SIG_DOWN, d.ref, 0, &d, sizeof d);
+	}
+	for (unsigned i = 0; i < x->monitors.n; i++)
+		krx_signal_send(s, pid, x->monitors.v[i].pid, KRX_SIG_DEMONITOR, x->monitors.v[i].ref, 0,
+		                NULL, 0);
+}
+
+int krx_signal_spawn_link(krx_proc *parent, kr_pid parent_pid, krx_proc *child, kr_pid child_pid)
+{
+	krx_proc_ext *px = krx_proc_ext_get(parent), *cx = krx_proc_ext_get(child);
+	if (!px || !cx || pidset_add(&px->links, child_pid))
+		return KR_ENOMEM;
+	if (pidset_add(&cx->links, parent_pid)) {
+		pidset_del(&px->links, child_pid);
+		return KR_ENOMEM;
+	}
+	return 0;
+}
+
+int krx_signal_spawn_monitor(krx_proc *parent, krx_proc *child, kr_pid child_pid, kr_ref *ref)
+{
+	krx_proc_ext *px = krx_proc_ext_get(parent), *cx = krx_proc_ext_get(child);
+	kr_ref r = krx_ref_new(krx_sched_self());
+	if (!px || !cx || monset_add(&px->monitors, r, child_pid))
+		return KR_ENOMEM;
+	if (monset_add(&cx->watchers, r, (kr_pid)AO_load(&parent->live_pid))) {
+		monset_del(&px->monitors, r, NULL);
+		return KR_ENOMEM;
+	}
+	*ref = r;
+	return 0;
+}
+
+/* ---- the public calls ---- */
+
+static bool valid_pid(kr_pid pid)
+{
+	return pid > 0 && KRX_PID_SERIAL(pid) != 0 && KRX_PID_NODE(pid) == 0;
+}
+
+static kr_pid self_pid(krx_proc *p)
+{
+	/* Relaxed: our own pid, written before we first ran. */
+	return (kr_pid)AO_load(&p->live_pid);
+}
+
+KR_API int kr_link(kr_pid pid)
+{
+	krx_proc *p = krx_proc_self();
+	if (!p)
+		return KR_ENOTPROC;
+	kr_pid me = self_pid(p);
+	if (!valid_pid(pid) || pid == me)
+		return pid == me ? 0 : KR_EINVAL;
+	krx_proc_ext *x = krx_proc_ext_get(p);
+	if (!x)
+		return KR_ENOMEM;
+	if (pidset_has(&x->links, pid))
+		return 0;
+	if (pidset_add(&x->links, pid))
+		return KR_ENOMEM;
+	krx_sched *s = krx_sched_self();
+	if (krx_signal_send(s, me, pid, KRX_SIG_LINK, 0, 0, NULL, 0) == KRX_PUSH_DEAD) {
+		/* Gone: Erlang's link/1 sends us an exit signal with noproc,
+		 * which a trapping process receives and any other dies of. */
+		pidset_del(&x->links, pid);
+		kr_reason noproc = { .kind = KR_EXIT_NOPROC };
+		send_exit(s, pid, me, KRX_SIG_EXIT, &noproc);
+		(void)krx_mailbox_take(&p->mbox);
+	}
+	krx_task_charge(1);
+	return 0;
+}
+
+KR_API int kr_unlink(kr_pid pid)
+{
+	krx_proc *p = krx_proc_self();
+	if (!p)
+		return KR_ENOTPROC;
+	if (!valid_pid(pid))
+		return KR_EINVAL;
+	krx_proc_ext *x = krx_proc_ext_peek(p);
+	if (x && pidset_del(&x->links, pid))
+		krx_signal_send(krx_sched_self(), self_pid(p), pid, KRX_SIG_UNLINK, 0, 0, NULL, 0);
+	krx_task_charge(1);
+	return 0;
+}
+
+KR_API int kr_trap_exit(int on)
+{
+	krx_proc *p = krx_proc_self();
+	if (!p)
+		return KR_ENOTPROC;
+	int was = p->trap_exit;
+	p->trap_exit = on != 0;
+	return was;
+}
+
+KR_API kr_ref kr_monitor(kr_pid pid)
+{
+	krx_proc *p = krx_proc_self();
+	if (!p)
+		return KR_ENOTPROC;
+	if (!valid_pid(pid))
+		return KR_EINVAL;
+	krx_proc_ext *x = krx_proc_ext_get(p);
+	krx_sched *s = krx_sched_self();
+	kr_ref ref = krx_ref_new(s);
+	if (!x || monset_add(&x->monitors, ref, pid))
+		return KR_ENOMEM;
+	kr_pid me = self_pid(p);
+	if (krx_signal_send(s, me, pid, KRX_SIG_MONITOR, ref, 0, NULL, 0) == KRX_PUSH_DEAD) {
+		/* Gone already: the DOWN comes at once, with noproc. */
+		kr_down_msg d = { .ref = ref, .pid = pid, .reason = { .kind = KR_EXIT_NOPROC } };
+		krx_signal_send(s, pid, me, KRX_SIG_DOWN, ref, 0, &d, sizeof d);
+	}
+	krx_task_charge(1);
+	return ref;
+}
+
+static int is_down_for(const kr_msg *m, void *ctx)
+{
+	const kr_down_msg *d = kr_msg_down(m);
+	return d && d->ref == *(const kr_ref *)ctx;
+}
+
+KR_API int kr_demonitor(kr_ref ref, int flush)
+{
+	krx_proc *p = krx_proc_self();
+	if (!p)
+		return KR_ENOTPROC;
+	if (ref <= 0)
+		return KR_EINVAL;
+	krx_proc_ext *x = krx_proc_ext_peek(p);
+	kr_pid target;
+	if (x && monset_del(&x->monitors, ref, &target))
+		krx_signal_send(krx_sched_self(), self_pid(p), target, KRX_SIG_DEMONITOR, ref, 0, NULL,
+		                0);
+	/* From here on a DOWN for ref is dropped as it is taken in; with
+	 * flush, one taken in already goes too. */
+	if (flush) {
+		kr_msg *m;
+		krx_matcher mt = { .kind = KRX_MATCH_PRED, .pred = is_down_for, .ctx = &ref };
+		while (krx_receive_after(&m, &mt, 0, NULL) == 0)
+			kr_msg_free(m);
+	}
+	krx_task_charge(1);
+	return 0;
+}
+
+KR_API int kr_exit_sig_reason(kr_pid pid, const kr_reason *reason)
+{
+	if (!reason || reason->kind < KR_EXIT_NORMAL || reason->kind > KR_EXIT_KILL)
+		return KR_EINVAL;
+	if (!valid_pid(pid))
+		return KR_EINVAL;
+	krx_sched *s = krx_sched_self();
+	if (krx_vm_enter(s))
+		return KR_ESTOPPED;
+	krx_proc *p = s ? (krx_proc *)s->current : NULL;
+	kr_pid me = p ? self_pid(p) : 0;
+	send_exit(s, me, pid, KRX_SIG_EXIT, reason);
+	krx_vm_leave(s);
+	if (p && pid == me)
+		(void)krx_mailbox_take(&p->mbox); /* to ourselves: act on it now */
+	if (p)
+		krx_task_charge(1);
+	return 0;
+}
+
+KR_API int kr_exit_sig(kr_pid pid, int kind)
+{
+	kr_reason r = { .kind = kind };
+	return kr_exit_sig_reason(pid, &r);
+}
+
+KR_API const kr_exit_msg *kr_msg_exit(const kr_msg *msg)
+{
+	return msg && msg->tag == KR_TAG_EXIT && msg->len == sizeof(kr_exit_msg) ? msg->data : NULL;
+}
+
+KR_API const kr_down_msg *kr_msg_down(const kr_msg *msg)
+{
+	return msg && msg->tag == KR_TAG_DOWN && msg->len == sizeof(kr_down_msg) ? msg->data : NULL;
+}

@@ -1,0 +1,108 @@
+/*
+ * signal.h - exit signals, links and monitors, and the process extension
+ * that holds them.
+ *
+ * Everything here follows one rule: a process's links, monitors and
+ * trap_exit setting are changed only by the process itself, on its own
+ * stack, or by its exit path on its scheduler's. Other processes never
+ * touch them; they send signals (mailbox.h's kinds) that the owner acts on
+ * as it takes them in, in the order they were sent. So none of it needs a
+ * lock, and "signals between one pair of processes arrive in the order
+ * sent" is the mailbox's own guarantee. A signal that finds its target
+ * gone (its mailbox closed) is answered by the sender itself: a link or a
+ * monitor then sees noproc at once. A process's exit path answers the link
+ * and monitor requests it had not yet taken in, so each request is
+ * answered exactly once, by one side or the other.
+ */
+#ifndef KRX_SIGNAL_H
+#define KRX_SIGNAL_H
+
+#include "proc.h"
+
+typedef struct krx_pidset {
+	kr_pid *v;
+	unsigned n, cap;
+} krx_pidset;
+
+typedef struct krx_mon {
+	kr_ref ref;
+	kr_pid pid;
+} krx_mon;
+
+typedef struct krx_monset {
+	krx_mon *v;
+	unsigned n, cap;
+} krx_monset;
+
+#define KRX_BACKTRACE 32
+
+typedef struct krx_proc_ext {
+	AO_t name[4];          /* 31 chars + NUL, in words: read racily by kr_info */
+	krx_pidset links;
+	krx_monset monitors;   /* the monitors it holds: ref -> target */
+	krx_monset watchers;   /* the monitors on it: ref -> watcher */
+	kr_ref call_ref;       /* the reply kr_call waits for; 0: none */
+	kr_reason reason;      /* why it ends (kind mirrored in krx_proc.exit_kind) */
+	kr_pid ended_by;       /* the exit signal's sender, 0 if it ended itself */
+	int nbt;               /* frames in bt: where it crashed, if it did */
+	void *bt[KRX_BACKTRACE];
+} krx_proc_ext;
+
+/* p's extension, made if it has none (by p itself, or by its spawner before
+ * p is published); NULL if memory is short. */
+krx_proc_ext *krx_proc_ext_get(krx_proc *p);
+/* p's extension or NULL, from any thread. */
+static inline krx_proc_ext *krx_proc_ext_peek(krx_proc *p)
+{
+	/* Acquire: pairs with the release that published it. */
+	return (krx_proc_ext *)AO_load_acquire(&p->ext);
+}
+/* The process is ending: clear what its extension held (on its exit path). */
+void krx_proc_ext_reset(krx_proc_ext *x);
+
+/* Owner: act on signal m, being taken in. True: m stays queued, now a
+ * message the process can receive; false: the caller frees it. A signal
+ * that ends the process sets p->ending (see krx_proc_end_if_told). */
+bool krx_signal_take(krx_proc *p, krx_msg *m);
+
+/* Send a signal of this kind from `from` (0: a host thread) to `to`, with
+ * ref, tag and payload. s: the caller's scheduler or NULL. Returns the
+ * push's result (KRX_PUSH_DEAD: the target is gone, or memory was too
+ * short to make the signal), having woken the target if it waited. */
+enum krx_push krx_signal_send(krx_sched *s, kr_pid from, kr_pid to, unsigned kind, kr_ref ref,
+                              uint64_t tag, const void *payload, size_t len);
+
+/* A fresh reference. */
+kr_ref krx_ref_new(krx_sched *s);
+
+/* Owner: end now, with the reason already recorded (never returns). */
+_Noreturn void krx_proc_end(krx_proc *p);
+/* Owner: end now if a signal taken in said so. */
+static inline void krx_proc_end_if_told(krx_proc *p)
+{
+	if (__builtin_expect(p->ending, 0))
+		krx_proc_end(p);
+}
+/* Record why p ends: kind, text (may be NULL), the signal's sender (0: its
+ * own doing), and for its own crashes a backtrace taken here. */
+void krx_proc_set_reason(krx_proc *p, int kind, const char *text, kr_pid from, bool want_bt);
+
+/* exit.c: p passed its max_heap asking for want bytes: end it (never
+ * returns). */
+_Noreturn void krx_proc_heap_limit(krx_proc *p, size_t want);
+/* Not normal, not shutdown: reported, and propagated over links. */
+bool krx_exit_is_abnormal(int kind);
+/* Log the report of p's abnormal end (who: its name for the report). */
+void krx_exit_report(krx_proc *p, const char *who, const kr_reason *reason);
+
+/* On p's exit path (the scheduler's stack): close its mailbox, answering
+ * the link and monitor requests still in it, then send exit signals to its
+ * links, DOWN messages to its watchers, and drop the monitors it held. */
+void krx_signal_exit(krx_proc *p, kr_pid pid, const kr_reason *reason);
+
+/* The link and monitor a spawn makes atomically: child is not yet
+ * published, parent is the calling process. 0 or KR_ENOMEM. */
+int krx_signal_spawn_link(krx_proc *parent, kr_pid parent_pid, krx_proc *child, kr_pid child_pid);
+int krx_signal_spawn_monitor(krx_proc *parent, krx_proc *child, kr_pid child_pid, kr_ref *ref);
+
+#endif
