@@ -377,6 +377,9 @@ static void *sched_main(void *arg)
 	tls->sched = s;
 	tls->reds = KRX_REDUCTIONS;
 	krx_ctx_init_thread(&s->ctx);
+	if (!krx_fault_thread_start(s))
+		krx_sched_log("krill: scheduler %u has no signal stack: a fault in a process "
+		              "running on it will end the program", s->id);
 	if (S.cfg.pin) {
 		cpu_set_t set;
 		CPU_ZERO(&set);
@@ -397,6 +400,7 @@ static void *sched_main(void *arg)
 	if (s->vm_pending)
 		S.cfg.hooks.flush(s);
 	krx_stack_cache_flush(&S.pool, &s->stacks);
+	krx_fault_thread_stop(s);
 	tls->sched = NULL;
 	return NULL;
 }
@@ -407,8 +411,7 @@ static void task_entry(void *arg)
 {
 	krx_task *t = arg;
 	S.cfg.hooks.task_main(t);
-	krx_sched_self()->reason = KRX_SW_EXIT;
-	/* Returning switches to ctx.exit_to: the scheduler running us now. */
+	krx_task_exit();
 }
 
 /* The scheduler's stack cache serves the default pool only. */
@@ -604,6 +607,19 @@ bool krx_task_wake(krx_task *t, unsigned status)
 	}
 }
 
+_Noreturn void krx_task_exit(void)
+{
+	krx_sched *s = krx_sched_self();
+	krx_task *t = s ? (krx_task *)s->current : NULL;
+	if (!t) {
+		krx_sched_log("krill: krx_task_exit called outside a process");
+		abort();
+	}
+	s->reason = KRX_SW_EXIT;
+	/* The last switch off this stack: ASan frees the task's fake stack. */
+	krx_ctx_exit(&t->ctx, &s->ctx);
+}
+
 void krx_task_yield(void)
 {
 	krx_sched *s = krx_sched_self();
@@ -714,7 +730,8 @@ int krx_sched_start(const krx_sched_config *cfg)
 		return KR_ENOMEM;
 	S.scheds = krx_calloc_raw(S.n, sizeof *S.scheds);
 	S.idle_list = krx_calloc_raw(S.n, sizeof *S.idle_list);
-	if (!S.scheds || !S.idle_list) {
+	/* The fault handlers go in last: nothing can fail after them. */
+	if (!S.scheds || !S.idle_list || krx_fault_start(S.n, &cfg->hooks)) {
 		krx_free_raw(S.scheds);
 		krx_free_raw(S.idle_list);
 		krx_stack_pool_destroy(&S.pool);
@@ -753,6 +770,7 @@ void krx_sched_stop(void)
 	pthread_mutex_unlock(&S.wd_lock);
 	pthread_join(S.watchdog, NULL);
 	krx_blocking_stop();
+	krx_fault_stop();
 	AO_store(&S.running, 0);
 }
 

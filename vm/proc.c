@@ -15,8 +15,11 @@
  */
 #include "proc.h"
 
+#include <execinfo.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "idxstack.h"
@@ -229,6 +232,37 @@ void krx_proc_exited(krx_task *t)
 	krx_heap_destroy(&p->heap, krx_msg_destroy_block);
 	AO_fetch_and_sub1(&T.alive);
 	give_slot((uint32_t)KRX_PID_INDEX(pid));
+}
+
+/*
+ * The scheduler's task_fault hook: a hardware fault ends the process (its
+ * exit follows through krx_proc_exited). For now this only reports it, one
+ * line and then the backtrace, through the VM's log; the exit-reason
+ * machinery (links, monitors, the logger hook) will take f from here.
+ * Not in a signal handler: backtrace_symbols may allocate.
+ */
+void krx_proc_fault(krx_task *t, const krx_fault *f)
+{
+	char name[64];
+	krx_proc_name(t, name, sizeof name);
+	const char *kind = krx_fault_kind_name(f->kind);
+	if (f->code <= 0)
+		krx_sched_log("krill: process %s crashed: %s (signal %d sent by the process itself)",
+		              name, kind, f->signo);
+	else if (f->kind == KRX_FAULT_FPE || f->kind == KRX_FAULT_ILL)
+		krx_sched_log("krill: process %s crashed: %s at pc 0x%" PRIxPTR, name, kind,
+		              (uintptr_t)f->pc);
+	else
+		krx_sched_log("krill: process %s crashed: %s at address 0x%" PRIxPTR, name, kind,
+		              (uintptr_t)f->addr);
+	char **syms = backtrace_symbols((void *const *)f->frames, f->nframes);
+	for (int i = 0; i < f->nframes; i++) {
+		if (syms)
+			krx_sched_log("krill:   #%d %s", i, syms[i]);
+		else
+			krx_sched_log("krill:   #%d 0x%" PRIxPTR, i, (uintptr_t)f->frames[i]);
+	}
+	free(syms);
 }
 
 void krx_proc_name(krx_task *t, char *buf, size_t len)
