@@ -54,7 +54,7 @@ asan_OBJCOPY   := $(OBJCOPY)
 asan_ARCH      := x86_64
 asan_CFLAGS    := $(BASE) -O1 -fsanitize=address,undefined -fno-sanitize-recover=all
 asan_LDFLAGS   := -fsanitize=address,undefined
-asan_RUN       := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
+asan_RUN       := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allow_user_segv_handler=1 UBSAN_OPTIONS=print_stacktrace=1
 
 tsan_CC        := $(CC)
 tsan_OBJCOPY   := $(OBJCOPY)

@@ -142,22 +142,29 @@ static bool from_this_thread(const siginfo_t *si)
 	return si->si_code > 0 || (si->si_code == SI_TKILL && si->si_pid == getpid());
 }
 
+/* Did this fault run off the stack st into the guard page under it? (A
+ * canary stack's guard is not protected and never faults: run_task checks
+ * its canary instead.) */
+static bool in_guard(const krx_stack *st, int sig, const siginfo_t *si)
+{
+	uintptr_t lo = (uintptr_t)st->lo, addr = (uintptr_t)si->si_addr;
+	return sig == SIGSEGV && si->si_code > 0 && st->guard != KRX_GUARD_CANARY &&
+	       addr >= lo - F.page && addr < lo;
+}
+
 /* Is this fault t's own? Then *kind says what it was. */
 static bool classify(krx_task *t, int sig, const siginfo_t *si, const ucontext_t *uc,
                      krx_fault_kind *kind)
 {
 	const krx_stack *st = t->stack;
-	uintptr_t pc = pc_of(uc), sp = sp_of(uc), addr = (uintptr_t)si->si_addr;
+	uintptr_t pc = pc_of(uc), sp = sp_of(uc);
 	if (!st || in_krill(pc) || !from_this_thread(si))
 		return false;
-	uintptr_t lo = (uintptr_t)st->lo, hi = (uintptr_t)st->hi;
-	/* The guard is the page under lo; a canary stack's is not protected
-	 * and never faults (run_task checks its canary instead). */
-	if (sig == SIGSEGV && si->si_code > 0 && st->guard != KRX_GUARD_CANARY &&
-	    addr >= lo - F.page && addr < lo) {
+	if (in_guard(st, sig, si)) {
 		*kind = KRX_FAULT_STACK_OVERFLOW;
 		return true;
 	}
+	uintptr_t lo = (uintptr_t)st->lo, hi = (uintptr_t)st->hi;
 	/* Not on the task's stack: the scheduler's own code (after the switch,
 	 * before current is cleared), or a trampoline: not a process's. */
 	if (sp < lo - F.page || sp > hi)
@@ -283,25 +290,31 @@ static const char *signal_name(int sig)
 
 /*
  * A real fault on a scheduler thread that is no process's: krill's own code
- * faulted (or something it called, on its own stack). Its state cannot be
- * trusted: say what we know and abort. snprintf and the task_name hook are
- * not async-signal-safe in principle; in glibc they take no lock for these
- * formats, and we are ending the program either way.
+ * faulted (or something it called, on its own stack), or a process ran out
+ * of stack while krill's code ran on it, perhaps half-way through changing
+ * shared state. Nothing can be trusted: say what we know and abort.
+ * snprintf and the task_name hook are not async-signal-safe in principle; in
+ * glibc they take no lock for these formats, and we are ending the program
+ * either way.
  */
 static _Noreturn void crash_dump(krx_sched *s, int sig, const siginfo_t *si, const ucontext_t *uc)
 {
-	char line[320], name[64] = "";
+	char line[400], name[64] = "";
 	uintptr_t pc = pc_of(uc);
 	krx_task *t = (krx_task *)s->current;
 	if (t && F.task_name)
 		F.task_name(t, name, sizeof name);
+	bool overflow = t && t->stack && in_guard(t->stack, sig, si);
 	snprintf(line, sizeof line,
 	         "krill: fatal %s (code %d) at address 0x%" PRIxPTR ", pc 0x%" PRIxPTR
 	         " (%s), on scheduler %u%s%s\n"
-	         "krill: this is a fault in krill itself, not in a process's code: aborting\n",
+	         "krill: %s: aborting\n",
 	         signal_name(sig), si->si_code, (uintptr_t)si->si_addr, pc,
 	         in_krill(pc) ? "in krill's code" : "outside krill's code, not a process's",
-	         s->id, t ? " running process " : "", name);
+	         s->id, t ? " running process " : "", name,
+	         overflow ? "the process overflowed its stack while krill's code ran on it "
+	                    "(give it a bigger stack)"
+	                  : "this is a fault in krill itself, not in a process's code");
 	say(line);
 	void *frames[RAW_FRAMES];
 	backtrace_symbols_fd(frames, backtrace_from(pc, frames, RAW_FRAMES), STDERR_FILENO);
@@ -397,8 +410,12 @@ int krx_fault_start(unsigned n, const krx_sched_hooks *hooks)
 	for (size_t i = 0; i < NSIGNALS; i++)
 		sigaddset(&sa.sa_mask, fault_signals[i]);
 	sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
-	for (size_t i = 0; i < NSIGNALS; i++)
-		sigaction(fault_signals[i], &sa, &F.prev[i]);
+	for (size_t i = 0; i < NSIGNALS; i++) {
+		/* The host's first, then ours: a host thread that faults in
+		 * between must find its handler in F.prev already. */
+		sigaction(fault_signals[i], NULL, &F.prev[i]);
+		sigaction(fault_signals[i], &sa, NULL);
+	}
 	return 0;
 }
 
