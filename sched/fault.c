@@ -64,7 +64,7 @@ static const int fault_signals[] = {
 };
 #define NSIGNALS (sizeof fault_signals / sizeof fault_signals[0])
 
-#define ALT_STACK ((size_t)128 << 10)   /* the handler, backtrace(), a chained handler */
+#define ALT_STACK ((size_t)128 << 10)   /* the handler, backtrace(), a crash dump */
 #define TRAMP_STACK ((size_t)256 << 10) /* the task_fault hook: symbols, the log */
 #define RAW_FRAMES (KRX_FAULT_FRAMES + 8) /* room for the handler's own frames */
 
@@ -186,7 +186,11 @@ static _Noreturn void fault_trampoline(fault_local *L);
  * The faulting thread's backtrace, from the faulting pc on, into out[max].
  * backtrace() unwinds through the signal frame (the kernel's and qemu's
  * sigreturn trampolines carry unwind info, or libgcc knows them); the
- * handler's own frames come first and are dropped.
+ * handler's own frames come first and are dropped. backtrace() is not
+ * async-signal-safe on paper: once warmed up (krx_fault_start) it allocates
+ * nothing, but the unwinder takes the loader's lock (dl_iterate_phdr), so a
+ * process that faults inside dlopen() hangs its scheduler here: one of the
+ * faults docs/faults.md says cannot be contained.
  */
 static int backtrace_from(uintptr_t pc, void **out, int max)
 {

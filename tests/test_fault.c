@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "ctx.h" /* krx_ctx_swap, in assembly */
 #include "krill.h"
 #include "vm_util.h"
 
@@ -346,6 +347,25 @@ Test(fault, the_hosts_handlers_are_back_after_stop)
 }
 
 /* ---- a fault in krill's own code ---- */
+
+/* How fault.c tells krill's code from a process's: the build moves all of
+ * the library's code into the section krill_text (scripts/krill-text.sh). */
+extern const char __start_krill_text[], __stop_krill_text[];
+
+static bool in_krill_text(const void *pc)
+{
+	return (uintptr_t)pc >= (uintptr_t)__start_krill_text &&
+	       (uintptr_t)pc < (uintptr_t)__stop_krill_text;
+}
+
+Test(fault, krills_code_is_in_krill_text_and_the_programs_is_not)
+{
+	cr_assert(in_krill_text((const void *)kr_spawn), "kr_spawn");
+	cr_assert(in_krill_text((const void *)kr_msg_free), "kr_msg_free");
+	cr_assert(in_krill_text((const void *)krx_ctx_swap), "krx_ctx_swap (assembly)");
+	cr_assert(!in_krill_text((const void *)null_store), "the test's own code");
+	cr_assert(!in_krill_text((const void *)capture_log), "the test's own code");
+}
 
 static void free_garbage(void *arg)
 {
