@@ -252,8 +252,10 @@ static _Noreturn void fault_trampoline(fault_local *L)
 {
 #if KRX_ASAN
 	/* ASan still takes the task's stack for the current one. Tell it we
-	 * left that stack for good (NULL: its fake stack is freed) and are
-	 * on the trampoline's, or it would refuse to unpoison this one. */
+	 * left that stack for good (NULL: its fake stack is freed) and are on
+	 * the trampoline's: the __asan_handle_no_return before krx_task_exit
+	 * would otherwise find sp outside the stack it knows, warn, and leave
+	 * this stack's redzones poisoned for the next fault. */
 	__sanitizer_start_switch_fiber(NULL, L->tramp_lo, (size_t)(L->tramp_hi - L->tramp_lo));
 	__sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
@@ -367,6 +369,7 @@ static void on_fault(int sig, siginfo_t *si, void *ucv)
 	krx_sched *s = krx_sched_self();
 	/* Set before any scheduler thread existed; see the top. */
 	fault_local *L = s && s->id < F.n ? &F.locals[s->id] : NULL;
+	/* Plain read: current is this thread's own word (see krx_task_self). */
 	krx_task *t = s ? (krx_task *)s->current : NULL;
 	krx_fault_kind kind;
 

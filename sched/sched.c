@@ -730,7 +730,7 @@ int krx_sched_start(const krx_sched_config *cfg)
 		return KR_ENOMEM;
 	S.scheds = krx_calloc_raw(S.n, sizeof *S.scheds);
 	S.idle_list = krx_calloc_raw(S.n, sizeof *S.idle_list);
-	/* The fault handlers go in last: nothing can fail after them. */
+	/* The fault handlers go in once nothing else can fail. */
 	if (!S.scheds || !S.idle_list || krx_fault_start(S.n, &cfg->hooks)) {
 		krx_free_raw(S.scheds);
 		krx_free_raw(S.idle_list);
