@@ -23,6 +23,8 @@ SOVERSION := 0
 
 CC        ?= gcc
 CROSS_CC  ?= aarch64-linux-gnu-gcc
+OBJCOPY   ?= objcopy
+CROSS_OBJCOPY ?= aarch64-linux-gnu-objcopy
 QEMU      ?= qemu-aarch64
 B         := build
 SYSROOT64 := $(CURDIR)/$(B)/sysroot-aarch64
@@ -41,18 +43,21 @@ LIBS      := -lmimalloc -lpthread -lm
 
 # name, compiler, arch, cflags, ldflags, extra libs-dirs
 native_CC      := $(CC)
+native_OBJCOPY := $(OBJCOPY)
 native_ARCH    := x86_64
 native_CFLAGS  := $(BASE) -O2 -fPIC
 native_LDFLAGS :=
 native_RUN     :=
 
 asan_CC        := $(CC)
+asan_OBJCOPY   := $(OBJCOPY)
 asan_ARCH      := x86_64
 asan_CFLAGS    := $(BASE) -O1 -fsanitize=address,undefined -fno-sanitize-recover=all
 asan_LDFLAGS   := -fsanitize=address,undefined
-asan_RUN       := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
+asan_RUN       := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allow_user_segv_handler=1 UBSAN_OPTIONS=print_stacktrace=1
 
 tsan_CC        := $(CC)
+tsan_OBJCOPY   := $(OBJCOPY)
 tsan_ARCH      := x86_64
 tsan_CFLAGS    := $(BASE) -O1 -fsanitize=thread -Wno-tsan
 tsan_LDFLAGS   := -fsanitize=thread -ldl
@@ -61,12 +66,14 @@ tsan_RUN       := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 # Valgrind: not part of `make test` (slow), but kept working: stacks are
 # registered with VALGRIND_STACK_REGISTER so memcheck follows the switches.
 valgrind_CC    := $(CC)
+valgrind_OBJCOPY := $(OBJCOPY)
 valgrind_ARCH  := x86_64
 valgrind_CFLAGS := $(BASE) -O1 -DKRX_VALGRIND=1
 valgrind_LDFLAGS :=
 valgrind_RUN   := valgrind -q --trace-children=yes --error-exitcode=99
 
 aarch64_CC     := $(CROSS_CC)
+aarch64_OBJCOPY := $(CROSS_OBJCOPY)
 aarch64_ARCH   := aarch64
 aarch64_CFLAGS := $(BASE) -O2 --param stack-clash-protection-guard-size=12 \
                   -DKR_TEST_SCALE=10 -I$(B)/aarch64/include
@@ -114,14 +121,20 @@ $(B)/aarch64/include/.stamp: $(B)/.deps-aarch64
 
 # --- one flavour: objects, static library, test runner ----------------------
 # $(1) = flavour, $(2) = output directory
+#
+# The library's own objects have their code moved into the section krill_text
+# (scripts/krill-text.sh), by which sched/fault.c recognises krill's code.
+krill_text = $(if $(filter $@,$($(1)_LIB_OBJ)),scripts/krill-text.sh $($(1)_OBJCOPY) $@)
 
 define FLAVOUR
-$(2)/obj/%.o: %.c $(HDRS) $(3)
+$(2)/obj/%.o: %.c $(HDRS) scripts/krill-text.sh $(3)
 	@mkdir -p $$(@D)
 	$$($(1)_CC) $$($(1)_CFLAGS) -c $$< -o $$@
-$(2)/obj/%.o: %.S $(3)
+	$$(call krill_text,$(1))
+$(2)/obj/%.o: %.S scripts/krill-text.sh $(3)
 	@mkdir -p $$(@D)
 	$$($(1)_CC) $$($(1)_CFLAGS) -c $$< -o $$@
+	$$(call krill_text,$(1))
 
 $(1)_LIB_OBJ  := $$(LIB_C:%.c=$(2)/obj/%.o) $(2)/obj/sched/ctx_$$($(1)_ARCH).o
 $(1)_TEST_OBJ := $$(TEST_C:%.c=$(2)/obj/%.o) \
@@ -154,7 +167,7 @@ $(B)/tsan/obj/tests/tsan_criterion_shim.o: tsan_CFLAGS := $(BASE) -O1 -DKRX_TSAN
 lib: $(B)/libkrill.a $(B)/libkrill.so
 
 $(B)/libkrill.so: $(native_LIB_OBJ)
-	$(CC) -shared -Wl,-soname,libkrill.so.$(SOVERSION) -o $@ $^ $(LIBS)
+	$(CC) -shared -Wl,-soname,libkrill.so.$(SOVERSION) -Wl,-z,start-stop-visibility=hidden -o $@ $^ $(LIBS)
 
 BENCH_OBJ := $(BENCH_C:%.c=$(B)/obj/%.o)
 $(B)/krbench: $(BENCH_OBJ) $(B)/libkrill.a

@@ -395,6 +395,9 @@ static void *sched_main(void *arg)
 	tls->sched = s;
 	tls->reds = KRX_REDUCTIONS;
 	krx_ctx_init_thread(&s->ctx);
+	if (!krx_fault_thread_start(s))
+		krx_sched_log("krill: scheduler %u has no signal stack: a fault in a process "
+		              "running on it will end the program", s->id);
 	if (S.cfg.pin) {
 		cpu_set_t set;
 		CPU_ZERO(&set);
@@ -415,6 +418,7 @@ static void *sched_main(void *arg)
 	if (s->vm_pending)
 		S.cfg.hooks.flush(s);
 	krx_stack_cache_flush(&S.pool, &s->stacks);
+	krx_fault_thread_stop(s);
 	tls->sched = NULL;
 	return NULL;
 }
@@ -425,8 +429,7 @@ static void task_entry(void *arg)
 {
 	krx_task *t = arg;
 	S.cfg.hooks.task_main(t);
-	krx_sched_self()->reason = KRX_SW_EXIT;
-	/* Returning switches to ctx.exit_to: the scheduler running us now. */
+	krx_task_exit();
 }
 
 /* The scheduler's stack cache serves the default pool only. */
@@ -742,6 +745,19 @@ void krx_task_wake_won(krx_task *t)
 		wake_one();
 }
 
+_Noreturn void krx_task_exit(void)
+{
+	krx_sched *s = krx_sched_self();
+	krx_task *t = s ? (krx_task *)s->current : NULL;
+	if (!t) {
+		krx_sched_log("krill: krx_task_exit called outside a process");
+		abort();
+	}
+	s->reason = KRX_SW_EXIT;
+	/* The last switch off this stack: ASan frees the task's fake stack. */
+	krx_ctx_exit(&t->ctx, &s->ctx);
+}
+
 void krx_task_yield(void)
 {
 	krx_sched *s = krx_sched_self();
@@ -753,14 +769,6 @@ void krx_task_yield(void)
 	krx_task_resumed();
 	if (S.cfg.hooks.yielded)
 		S.cfg.hooks.yielded(t);
-}
-
-_Noreturn void krx_task_exit(void)
-{
-	krx_sched *s = krx_sched_self();
-	krx_task *t = (krx_task *)s->current;
-	s->reason = KRX_SW_EXIT;
-	krx_ctx_exit(&t->ctx, &s->ctx);
 }
 
 KR_API int kr__budget_spent(void)
@@ -863,7 +871,8 @@ int krx_sched_start(const krx_sched_config *cfg)
 		return KR_ENOMEM;
 	S.scheds = krx_calloc_raw(S.n, sizeof *S.scheds);
 	S.idle_list = krx_calloc_raw(S.n, sizeof *S.idle_list);
-	if (!S.scheds || !S.idle_list) {
+	/* The fault handlers go in once nothing else can fail. */
+	if (!S.scheds || !S.idle_list || krx_fault_start(S.n, &cfg->hooks)) {
 		krx_free_raw(S.scheds);
 		krx_free_raw(S.idle_list);
 		krx_stack_pool_destroy(&S.pool);
@@ -902,6 +911,7 @@ void krx_sched_stop(void)
 	pthread_mutex_unlock(&S.wd_lock);
 	pthread_join(S.watchdog, NULL);
 	krx_blocking_stop();
+	krx_fault_stop();
 	AO_store(&S.running, 0);
 }
 

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "fault.h"
 #include "krill.h"
 #include "runq.h"
 #include "stack.h"
@@ -25,6 +26,10 @@ typedef struct krx_sched_hooks {
 	/* A task's function returned; its stack is already released. Runs on
 	 * the scheduler's own stack. */
 	void (*task_exit)(krx_task *t);
+	/* A hardware fault in the task's own code ends it (fault.c): called
+	 * on a stack of the scheduler's, out of the signal handler, before the
+	 * task ends as if it had returned. f is valid during the call. */
+	void (*task_fault)(krx_task *t, const krx_fault *f);
 	/* Describe a task for a report ("<0.12.0> worker"). */
 	void (*task_name)(krx_task *t, char *buf, size_t len);
 	/* A task switched out and vm_pending was set: vm/ has work left on
@@ -174,7 +179,7 @@ static inline __attribute__((always_inline)) void krx_task_resumed(void)
 /* From a running task: */
 void krx_task_yield(void);
 /* End the running task now, from any depth of its stack: the scheduler
- * treats it as finished (its stack goes back, task_exit runs). */
+ * treats it as a task that returned (its stack is released, task_exit runs). */
 _Noreturn void krx_task_exit(void);
 /* Park with status until woken (or deadline, CLOCK_MONOTONIC ns; 0 = none).
  * commit runs after the task has switched out and its waiting state is

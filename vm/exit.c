@@ -11,6 +11,7 @@
  * name, the heap.
  */
 #include <execinfo.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +108,38 @@ _Noreturn void krx_proc_heap_limit(krx_proc *p, size_t want)
 	         p->heap.max, (size_t)AO_load(&p->heap.bytes));
 	krx_proc_set_reason(p, KR_EXIT_HEAP_LIMIT, text, 0, true);
 	krx_proc_end(p);
+}
+
+/*
+ * The scheduler's task_fault hook: a hardware fault in the process's own
+ * code ends it (fault.c; the task ends right after this returns, and its
+ * exit path reports it). Runs out of the signal handler, on a stack of the
+ * scheduler's, with the process's state as it was at the fault.
+ */
+void krx_proc_fault(krx_task *t, const krx_fault *f)
+{
+	static const int kind_of[KRX_FAULT_KINDS] = {
+		[KRX_FAULT_SEGV] = KR_EXIT_SEGFAULT,
+		[KRX_FAULT_BUS] = KR_EXIT_BUS_ERROR,
+		[KRX_FAULT_FPE] = KR_EXIT_FPE,
+		[KRX_FAULT_ILL] = KR_EXIT_ILLEGAL,
+		[KRX_FAULT_STACK_OVERFLOW] = KR_EXIT_STACK_OVERFLOW,
+	};
+	krx_proc *p = krx_proc_of(t);
+	char text[96];
+	if (f->code <= 0)
+		snprintf(text, sizeof text, "signal %d sent by the process itself", f->signo);
+	else if (f->kind == KRX_FAULT_FPE || f->kind == KRX_FAULT_ILL)
+		snprintf(text, sizeof text, "at pc 0x%" PRIxPTR, (uintptr_t)f->pc);
+	else
+		snprintf(text, sizeof text, "at address 0x%" PRIxPTR " (pc 0x%" PRIxPTR ")",
+		         (uintptr_t)f->addr, (uintptr_t)f->pc);
+	krx_proc_set_reason(p, kind_of[f->kind], text, 0, false);
+	krx_proc_ext *x = krx_proc_ext_peek(p);
+	if (x && p->exit_kind == kind_of[f->kind]) {
+		x->nbt = f->nframes < KRX_BACKTRACE ? f->nframes : KRX_BACKTRACE;
+		memcpy(x->bt, f->frames, (size_t)x->nbt * sizeof x->bt[0]);
+	}
 }
 
 /* ---- the crash report ---- */

@@ -15,8 +15,11 @@
  */
 #include "proc.h"
 
+#include <execinfo.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "idxstack.h"
@@ -265,9 +268,10 @@ static void free_msg_block(krx_hblk *b, void *cache)
  * The scheduler's exit hook: the task has ended (returned, ended itself, or
  * was ended by a signal) and its stack is back. Runs on the scheduler's
  * stack. The order matters: the report names the process while it still
- * has its pid; the pid dies before the mailbox closes (so kr_is_alive is
- * false before any DOWN can be seen); links and monitors are told once the
- * mailbox is closed, answering the requests that came before the end.
+ * has its pid; the mailbox closes before the pid dies, so that once
+ * kr_is_alive says no, every send is a dead letter; links and monitors are
+ * told last (a DOWN is never seen while the pid still looks alive), and
+ * the close has answered the requests that came before the end.
  */
 void krx_proc_exited(krx_task *t)
 {
@@ -282,8 +286,9 @@ void krx_proc_exited(krx_task *t)
 		krx_proc_name(t, who, sizeof who);
 		krx_exit_report(p, who, &reason);
 	}
+	krx_signal_close(p);
 	AO_store(&p->live_pid, 0);
-	krx_signal_exit(p, pid, &reason);
+	krx_signal_notify(p, pid, &reason);
 	/* Full: live_pid is 0 before we look at named (see registry.c). */
 	AO_nop_full();
 	if (AO_load(&p->named))

@@ -92,6 +92,7 @@ size_t krx_procs_alive(void);
 uint64_t krx_procs_spawned(void);
 void krx_proc_name(krx_task *t, char *buf, size_t len);
 void krx_proc_exited(krx_task *t);
+void krx_proc_fault(krx_task *t, const krx_fault *f);
 void krx_proc_main(krx_task *t);
 void krx_proc_yielded(krx_task *t);
 bool krx_proc_recv_timeout(krx_task *t, AO_t expect);

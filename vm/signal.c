@@ -299,10 +299,15 @@ static void late_signal(krx_msg *m, void *ctx)
 	}
 }
 
-void krx_signal_exit(krx_proc *p, kr_pid pid, const kr_reason *reason)
+void krx_signal_close(krx_proc *p)
 {
 	krx_sched *s = krx_sched_self();
 	krx_mailbox_close(&p->mbox, p->serial, krx_vm_msg_cache(s), s ? late_signal : NULL, p);
+}
+
+void krx_signal_notify(krx_proc *p, kr_pid pid, const kr_reason *reason)
+{
+	krx_sched *s = krx_sched_self();
 	krx_proc_ext *x = krx_proc_ext_peek(p);
 	if (!x || !s)
 		return; /* nothing to tell, or the VM is stopping */

@@ -96,9 +96,11 @@ bool krx_exit_is_abnormal(int kind);
 void krx_exit_report(krx_proc *p, const char *who, const kr_reason *reason);
 
 /* On p's exit path (the scheduler's stack): close its mailbox, answering
- * the link and monitor requests still in it, then send exit signals to its
- * links, DOWN messages to its watchers, and drop the monitors it held. */
-void krx_signal_exit(krx_proc *p, kr_pid pid, const kr_reason *reason);
+ * the link and monitor requests still in it; then, once its pid is dead,
+ * send exit signals to its links, DOWN messages to its watchers, and drop
+ * the monitors it held. */
+void krx_signal_close(krx_proc *p);
+void krx_signal_notify(krx_proc *p, kr_pid pid, const kr_reason *reason);
 
 /* The link and monitor a spawn makes atomically: child is not yet
  * published, parent is the calling process. 0 or KR_ENOMEM. */

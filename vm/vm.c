@@ -96,6 +96,7 @@ KR_API int kr_vm_start(const kr_config *user)
 		.log_ctx = cfg.log_ctx,
 		.hooks = { .task_main = krx_proc_main,
 		           .task_exit = krx_proc_exited,
+		           .task_fault = krx_proc_fault,
 		           .task_name = krx_proc_name,
 		           .flush = krx_outbox_flush,
 		           .recv_timeout = krx_proc_recv_timeout,
