@@ -40,6 +40,9 @@ WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wn
 BASE      := -std=c11 -D_GNU_SOURCE -g -fno-omit-frame-pointer -fstack-clash-protection \
              -fvisibility=hidden -Iinclude -iquote sched -iquote vm $(WARN)
 LIBS      := -lmimalloc -lpthread -lm
+# Programs export their symbols so that crash reports name functions
+# (backtrace_symbols reads the dynamic symbol table).
+PROG_LDFLAGS := -rdynamic
 
 # name, compiler, arch, cflags, ldflags, extra libs-dirs
 native_CC      := $(CC)
@@ -145,7 +148,7 @@ $(2)/libkrill.a: $$($(1)_LIB_OBJ)
 	$$(if $$(filter aarch64,$(1)),aarch64-linux-gnu-ar,ar) rcs $$@ $$^
 
 $(2)/krill_tests: $$($(1)_TEST_OBJ) $(2)/libkrill.a
-	$$($(1)_CC) $$($(1)_LDFLAGS) -o $$@ $$($(1)_TEST_OBJ) $(2)/libkrill.a -lcriterion $(LIBS)
+	$$($(1)_CC) $$($(1)_LDFLAGS) $(PROG_LDFLAGS) -o $$@ $$($(1)_TEST_OBJ) $(2)/libkrill.a -lcriterion $(LIBS)
 
 test-$(1): $(2)/krill_tests
 	@echo "== krill tests: $(1) =="
@@ -171,11 +174,11 @@ $(B)/libkrill.so: $(native_LIB_OBJ)
 
 BENCH_OBJ := $(BENCH_C:%.c=$(B)/obj/%.o)
 $(B)/krbench: $(BENCH_OBJ) $(B)/libkrill.a
-	$(CC) -o $@ $(BENCH_OBJ) $(B)/libkrill.a $(LIBS)
+	$(CC) $(PROG_LDFLAGS) -o $@ $(BENCH_OBJ) $(B)/libkrill.a $(LIBS)
 
 EXAMPLES := $(patsubst examples/%.c,$(B)/%,$(wildcard examples/*.c))
 $(EXAMPLES): $(B)/%: $(B)/obj/examples/%.o $(B)/libkrill.a
-	$(CC) -o $@ $< $(B)/libkrill.a $(LIBS)
+	$(CC) $(PROG_LDFLAGS) -o $@ $< $(B)/libkrill.a $(LIBS)
 
 demo: $(B)/krbench $(EXAMPLES)
 	@echo "== the context switch, krill against glibc swapcontext =="

@@ -104,6 +104,11 @@ static bool in_krill(uintptr_t pc)
 	return pc >= (uintptr_t)__start_krill_text && pc < (uintptr_t)__stop_krill_text;
 }
 
+bool krx_pc_in_krill(const void *pc)
+{
+	return in_krill((uintptr_t)pc);
+}
+
 static uintptr_t pc_of(const ucontext_t *uc)
 {
 #if defined(__x86_64__)

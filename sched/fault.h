@@ -43,6 +43,10 @@ struct krx_sched_hooks;
  * "illegal_instruction", "stack_overflow". */
 const char *krx_fault_kind_name(krx_fault_kind kind);
 
+/* Is pc in krill's own code (the krill_text range)? Crash reports leave
+ * krill's frames out of a process's backtrace. */
+bool krx_pc_in_krill(const void *pc);
+
 /* At VM start, before the scheduler threads exist: per-scheduler state for
  * n schedulers, then the handlers (the host's are kept to chain to).
  * 0 or KR_ENOMEM. */

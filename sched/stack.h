@@ -56,6 +56,7 @@ typedef struct krx_stack_region {
 	char *base;          /* the reservation */
 	krx_stack *slots;    /* metadata, one per slot */
 	uint32_t *next;      /* free-list links (slot ids + 1; 0 ends), read atomically */
+	uint32_t guarded;    /* slots [0, guarded) got MADV_GUARD_INSTALL when mapped */
 } krx_stack_region;
 
 typedef struct krx_stack_pool {

@@ -66,7 +66,7 @@ static int end_self(int kind, const char *text)
 	if (kind == KR_EXIT_KILL)
 		kind = KR_EXIT_KILLED; /* untrappable only as a signal to others */
 	bool crash = kind != KR_EXIT_NORMAL && kind != KR_EXIT_SHUTDOWN;
-	krx_proc_set_reason(p, kind, text, 0, crash);
+	krx_proc_set_reason(p, kind, text, KRX_OWN_END, crash);
 	krx_proc_end(p);
 }
 
@@ -106,7 +106,7 @@ _Noreturn void krx_proc_heap_limit(krx_proc *p, size_t want)
 	char text[96];
 	snprintf(text, sizeof text, "%zu bytes more would pass max_heap %zu (holding %zu)", want,
 	         p->heap.max, (size_t)AO_load(&p->heap.bytes));
-	krx_proc_set_reason(p, KR_EXIT_HEAP_LIMIT, text, 0, true);
+	krx_proc_set_reason(p, KR_EXIT_HEAP_LIMIT, text, KRX_OWN_END, true);
 	krx_proc_end(p);
 }
 
@@ -134,7 +134,7 @@ void krx_proc_fault(krx_task *t, const krx_fault *f)
 	else
 		snprintf(text, sizeof text, "at address 0x%" PRIxPTR " (pc 0x%" PRIxPTR ")",
 		         (uintptr_t)f->addr, (uintptr_t)f->pc);
-	krx_proc_set_reason(p, kind_of[f->kind], text, 0, false);
+	krx_proc_set_reason(p, kind_of[f->kind], text, KRX_OWN_END, false);
 	krx_proc_ext *x = krx_proc_ext_peek(p);
 	if (x && p->exit_kind == kind_of[f->kind]) {
 		x->nbt = f->nframes < KRX_BACKTRACE ? f->nframes : KRX_BACKTRACE;
@@ -155,15 +155,36 @@ void krx_exit_report(krx_proc *p, const char *who, const kr_reason *reason)
 	char why[160], line[4096];
 	kr_reason_format(reason, why, sizeof why);
 	size_t n;
-	if (x && x->ended_by)
-		n = (size_t)snprintf(line, sizeof line, "krill: process %s exited: %s (exit signal from <0.%llu.%llu>)",
-		                     who, why, (unsigned long long)KRX_PID_INDEX(x->ended_by),
+	if (x && x->ended_by == 0)
+		n = (size_t)snprintf(line, sizeof line,
+		                     "krill: process %s exited: %s (exit signal from a host thread)", who,
+		                     why);
+	else if (x && x->ended_by != KRX_OWN_END)
+		n = (size_t)snprintf(line, sizeof line,
+		                     "krill: process %s exited: %s (exit signal from <0.%llu.%llu>)", who,
+		                     why, (unsigned long long)KRX_PID_INDEX(x->ended_by),
 		                     (unsigned long long)KRX_PID_SERIAL(x->ended_by));
 	else
 		n = (size_t)snprintf(line, sizeof line, "krill: process %s crashed: %s", who, why);
-	if (x && x->nbt > 0 && n < sizeof line) {
-		char **sym = backtrace_symbols(x->bt, x->nbt);
-		for (int i = 0; i < x->nbt && n < sizeof line; i++)
+	/* The process's own frames: krill's (kr_crash and what called
+	 * backtrace, the entry trampoline) are left out at both ends, and so
+	 * is what came before krill's at the top (a sanitizer's backtrace
+	 * wrapper). A return address points after its call: step back a byte
+	 * to ask whose code the call was in. */
+	int lo = 0, hi = x ? x->nbt : 0;
+	for (int i = 0; i < hi && i < 8; i++) {
+		if (krx_pc_in_krill((char *)x->bt[i] - (i > 0))) {
+			while (i < hi && krx_pc_in_krill((char *)x->bt[i] - (i > 0)))
+				i++;
+			lo = i;
+			break;
+		}
+	}
+	while (hi > lo && krx_pc_in_krill((char *)x->bt[hi - 1] - 1))
+		hi--;
+	if (hi > lo && n < sizeof line) {
+		char **sym = backtrace_symbols(x->bt + lo, hi - lo);
+		for (int i = 0; i < hi - lo && n < sizeof line; i++)
 			n += (size_t)snprintf(line + n, sizeof line - n, "\n    #%d %s", i,
 			                      sym ? sym[i] : "?");
 		free(sym);

@@ -268,10 +268,11 @@ static void free_msg_block(krx_hblk *b, void *cache)
  * The scheduler's exit hook: the task has ended (returned, ended itself, or
  * was ended by a signal) and its stack is back. Runs on the scheduler's
  * stack. The order matters: the report names the process while it still
- * has its pid; the mailbox closes before the pid dies, so that once
- * kr_is_alive says no, every send is a dead letter; links and monitors are
- * told last (a DOWN is never seen while the pid still looks alive), and
- * the close has answered the requests that came before the end.
+ * has its pid; the mailbox closes and the name goes before the pid dies, so
+ * that once kr_is_alive says no, every send is a dead letter and the name
+ * is free; links and monitors are told last (a DOWN is never seen while the
+ * pid still looks alive), and the close has answered the requests that
+ * came before the end.
  */
 void krx_proc_exited(krx_task *t)
 {
@@ -287,12 +288,17 @@ void krx_proc_exited(krx_task *t)
 		krx_exit_report(p, who, &reason);
 	}
 	krx_signal_close(p);
+	/* The name goes before the pid dies, so that a process seen gone has
+	 * no name; and once more after, for a registration that raced the
+	 * end (full fence: live_pid is 0 before we look at named, see
+	 * registry.c). */
+	if (AO_load(&p->named))
+		krx_registry_drop(p, pid);
 	AO_store(&p->live_pid, 0);
-	krx_signal_notify(p, pid, &reason);
-	/* Full: live_pid is 0 before we look at named (see registry.c). */
 	AO_nop_full();
 	if (AO_load(&p->named))
 		krx_registry_drop(p, pid);
+	krx_signal_notify(p, pid, &reason);
 	krx_heap_destroy(&p->heap, free_msg_block, krx_vm_msg_cache(krx_sched_self()));
 	krx_vm_proc_ended(pid, reason.kind);
 	if ((x = krx_proc_ext_peek(p)))

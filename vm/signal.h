@@ -43,7 +43,8 @@ typedef struct krx_proc_ext {
 	krx_monset watchers;   /* the monitors on it: ref -> watcher */
 	kr_ref call_ref;       /* the reply kr_call waits for; 0: none */
 	kr_reason reason;      /* why it ends (kind mirrored in krx_proc.exit_kind) */
-	kr_pid ended_by;       /* the exit signal's sender, 0 if it ended itself */
+	kr_pid ended_by;       /* the exit signal's sender (0: a host thread); -1 if
+	                        * it ended itself */
 	int nbt;               /* frames in bt: where it crashed, if it did */
 	void *bt[KRX_BACKTRACE];
 } krx_proc_ext;
@@ -83,8 +84,10 @@ static inline void krx_proc_end_if_told(krx_proc *p)
 	if (__builtin_expect(p->ending, 0))
 		krx_proc_end(p);
 }
-/* Record why p ends: kind, text (may be NULL), the signal's sender (0: its
- * own doing), and for its own crashes a backtrace taken here. */
+/* Record why p ends: kind, text (may be NULL), the signal's sender (0: a
+ * host thread; KRX_OWN_END: its own doing), and for its own crashes a
+ * backtrace taken here. */
+#define KRX_OWN_END ((kr_pid)-1)
 void krx_proc_set_reason(krx_proc *p, int kind, const char *text, kr_pid from, bool want_bt);
 
 /* exit.c: p passed its max_heap asking for want bytes: end it (never
