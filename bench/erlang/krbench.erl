@@ -104,12 +104,15 @@ set_schedulers(Bench, N) ->
     end.
 
 %% Like krbench's --timeout: a hang fails a scripted run with status 3.
+%% At the highest priority, so that a million runnable processes cannot delay
+%% it; and halting without waiting for output to drain, which with a flood of
+%% processes can itself take seconds (the note is written synchronously first).
 arm_timeout(Bench, Secs) ->
-    spawn(fun() ->
-                  receive after Secs * 1000 -> ok end,
-                  note("~nkrbench ~s: still running after ~b s (--timeout): a hang?~n", [Bench, Secs]),
-                  erlang:halt(3)
-          end),
+    spawn_opt(fun() ->
+                      receive after Secs * 1000 -> ok end,
+                      note("~nkrbench ~s: still running after ~b s (--timeout): a hang?~n", [Bench, Secs]),
+                      erlang:halt(3, [{flush, false}])
+              end, [{priority, max}]),
     ok.
 
 %% Run Fun in a fresh process; its return value is the exit status. A crash
