@@ -37,6 +37,7 @@ beam_dir=build/erlang
 specs=(
 	"pingpong|pingpong|p50_ns|lower|ping-pong round trip, both on one scheduler: p50, ns"
 	"pingpong-cross|pingpong --cross|p50_ns|lower|ping-pong round trip across two schedulers: p50, ns"
+	"pingpong-cross|pingpong --cross|rtt_mean_ns|lower|the same, mean round trip (which the tail weighs on), ns"
 	"ring|ring|ns_per_msg|lower|ring of 1,000 processes, 1,000 laps: ns per message"
 	"skynet|skynet|secs|lower|skynet, 1,111,111 processes: seconds"
 	"spawn|spawn|spawn_per_s|higher|spawn 1,000,000 waiting processes: spawns per second"
@@ -153,11 +154,27 @@ run_one() {
 	fi
 	done_runs=$((done_runs + 1))
 	printf '  [%d/%d] run %d/%d %-5s ' "$done_runs" "$total" "$r" "$runs" "$impl"
-	local t0 secs rc=0
+	local t0 secs rc=0 hb
 	t0=$(date +%s.%N)
+	rm -f "$tmp/hb"
+	# A run can take a minute or more (cross-scheduler ping-pong on a loaded
+	# machine): every 15 s, say so, with the benchmark's own latest progress
+	# note from its stderr.
+	(
+		after=0
+		while sleep 15; do
+			after=$((after + 15))
+			printf '\n        still running after %d s: %s' "$after" "$(tail -n1 "$tmp/err" 2>/dev/null)"
+			touch "$tmp/hb"
+		done
+	) &
+	hb=$!
 	# The guard outlives --timeout a little: it only catches a run that hangs
 	# before it could arm its own alarm.
 	timeout -k 10 $((timeout_s + 30)) "${cmd[@]}" >"$tmp/out" 2>"$tmp/err" || rc=$?
+	kill "$hb" 2>/dev/null || true
+	wait "$hb" 2>/dev/null || true
+	[ -e "$tmp/hb" ] && printf '\n        '
 	secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 	local line
 	line=$(grep '^RESULT ' "$tmp/out" || true)
@@ -225,11 +242,12 @@ ratio() {
 }
 
 tables() {
-	local n s f better what line k b
+	local n s f better what line k b of="medians of $runs runs"
+	[ "$runs" -eq 1 ] && of="one run"
 	for n in "${names[@]}"; do
 		while IFS='|' read -r _ _ f better what; do
 			echo
-			echo "$n: $what ($better is better; medians of $runs runs)"
+			echo "$n: $what ($better is better; $of)"
 			echo
 			echo "| schedulers | krill | BEAM | ratio |"
 			echo "|---|---|---|---|"
