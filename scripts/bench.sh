@@ -111,7 +111,8 @@ fi
 	echo "# commit:    $commit"
 	echo "# load:      $(cut -d' ' -f1-3 /proc/loadavg) at the start"
 	echo "# runs:      $runs of each implementation per configuration, alternating krill and BEAM"
-	echo "# BEAM:      $erl +S N:N +P 2000000 -noshell -pa $beam_dir -s krbench main -extra BENCHMARK --schedulers N"
+	echo "# krill:     $krbench BENCHMARK [options] --schedulers N --timeout $timeout_s"
+	echo "# BEAM:      $erl +S N:N +P 2000000 -noshell -pa $beam_dir -s krbench main -extra BENCHMARK [options] --schedulers N --timeout $timeout_s"
 } >"$out"
 
 # --- running ------------------------------------------------------------------
@@ -164,8 +165,8 @@ run_one() {
 		after=0
 		while sleep 15; do
 			after=$((after + 15))
+			touch "$tmp/hb" # first, so the line is ended even if killed mid-print
 			printf '\n        still running after %d s: %s' "$after" "$(tail -n1 "$tmp/err" 2>/dev/null)"
-			touch "$tmp/hb"
 		done
 	) &
 	hb=$!
@@ -174,7 +175,7 @@ run_one() {
 	timeout -k 10 $((timeout_s + 30)) "${cmd[@]}" >"$tmp/out" 2>"$tmp/err" || rc=$?
 	kill "$hb" 2>/dev/null || true
 	wait "$hb" 2>/dev/null || true
-	[ -e "$tmp/hb" ] && printf '\n        '
+	if [ -e "$tmp/hb" ]; then printf '\n        '; fi
 	secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 	local line
 	line=$(grep '^RESULT ' "$tmp/out" || true)
