@@ -198,16 +198,13 @@ test:
 	done; \
 	exit $$fail
 
-# Every benchmark, with one scheduler and with all of them. (The side-by-side
-# runs against the BEAM and the generated docs/BENCHMARKS.md come later.)
-BENCH_VM := pingpong "pingpong --cross" ring skynet spawn "spawn --short" fanin
-bench: $(B)/krbench
+# The context switch, then every VM benchmark with one scheduler and with all
+# of them, krill and the BEAM (bench/erlang/) in alternation: scripts/bench.sh
+# prints a table per benchmark and writes every RESULT line to bench/results/.
+# KR_BENCH_RUNS (default 3) sets the runs of each; see the script for more.
+bench: $(B)/krbench $(B)/.deps-bench
 	$(B)/krbench ctx
-	@for b in $(BENCH_VM); do for s in 1 0; do \
-		case "$$b $$s" in *cross*" 1") continue;; esac; \
-		echo "== krbench $$b --schedulers $$s"; \
-		$(B)/krbench $$b --schedulers $$s || exit 1; \
-	done; done
+	scripts/bench.sh
 
 # --- install ----------------------------------------------------------------
 
