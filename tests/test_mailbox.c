@@ -492,12 +492,15 @@ static void pair_b(void *arg)
 		VM_CHECK(rc == 0, "pair_b: recv round %ld: %d", i, rc);
 		if (rc)
 			return;
+		/* Reply to the sender: the test thread may not have published
+		 * pair_a_pid yet when the first ping comes. */
+		kr_pid a = m->sender;
 		long v = take_int(m);
 		VM_CHECK(v == (int)i, "pair_b: ping %ld, want %ld", v, i);
 		int x = (int)i;
-		kr_send((kr_pid)atomic_load(&pair_a_pid), PAIR_PONG, &x, sizeof x);
+		VM_CHECK(kr_send(a, PAIR_PONG, &x, sizeof x) == 0, "pair_b: pong %d", x);
 		if (i % 3 == 0)
-			kr_send((kr_pid)atomic_load(&pair_a_pid), PAIR_EXTRA, &x, sizeof x);
+			VM_CHECK(kr_send(a, PAIR_EXTRA, &x, sizeof x) == 0, "pair_b: extra %d", x);
 	}
 }
 
