@@ -412,29 +412,38 @@ Test(signal, spawn_with_monitor_sees_even_an_instant_crash)
 /* ---- order between a pair ---- */
 
 #define ORDER_N 2000
-static atomic_int order_ok;
+static atomic_int order_ok, order_trapping;
 
 static void order_receiver(void *arg)
 {
 	(void)arg;
 	kr_trap_exit(1);
+	/* Only now may the sender start: an exit signal that came before
+	 * this process traps exits would end it, as in Erlang. */
+	atomic_store(&order_trapping, 1);
 	kr_msg *m;
 	for (int i = 0; i < ORDER_N; i++) {
-		if (kr_recv(&m, 5000) != 0)
-			return;
+		int rc = kr_recv(&m, 5000);
+		VM_CHECK(rc == 0, "message %d: %d", i, rc);
+		if (rc != 0)
+			goto failed;
 		int v = -1;
 		if (m->tag == 1 && m->len == sizeof v)
 			memcpy(&v, m->data, sizeof v);
 		kr_msg_free(m);
+		VM_CHECK(v == i, "message %d: got %d (tag %s)", i, v, v < 0 ? "not 1" : "1");
 		if (v != i)
-			return;
+			goto failed;
 	}
 	/* The exit signal was sent after every message: it comes last. */
 	if (kr_recv(&m, 5000) != 0)
-		return;
+		goto failed;
 	const kr_exit_msg *e = kr_msg_exit(m);
 	atomic_store(&order_ok, e && e->reason.kind == KR_EXIT_SHUTDOWN ? 1 : 2);
 	kr_msg_free(m);
+	return;
+failed:
+	atomic_store(&order_ok, 2);
 }
 
 static void order_sender(void *arg)
@@ -451,8 +460,10 @@ Test(signal, messages_and_an_exit_signal_from_one_sender_arrive_in_order)
 	vm_start_quiet(2);
 	/* On different schedulers, so the messages go through the send buffer. */
 	r = vm_spawn_on(order_receiver, NULL, 1);
+	cr_assert(VM_WAIT(atomic_load(&order_trapping), 5000));
 	vm_spawn_on(order_sender, &r, 2);
 	cr_assert(VM_WAIT(atomic_load(&order_ok), 10000));
+	vm_assert_clean();
 	cr_assert_eq(atomic_load(&order_ok), 1, "the exit signal overtook messages");
 	vm_stop();
 }
