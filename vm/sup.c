@@ -1050,6 +1050,9 @@ KR_API int kr_sup_run(const kr_sup_flags *flags, const kr_child_spec *specs, siz
 		kr_free(v);
 		return KR_EINVAL;
 	}
+	/* Trapping from here on, so that no exit signal from the parent,
+	 * not even a normal one, can be missed. */
+	int trapped = kr_trap_exit(1);
 	/* Started by a supervisor (child_main left a note): that is the
 	 * parent to report to. Otherwise the parent is "host threads". */
 	kr_pid parent = 0;
@@ -1060,9 +1063,10 @@ KR_API int kr_sup_run(const kr_sup_flags *flags, const kr_child_spec *specs, siz
 	}
 	sup *s = sup_new(&f, v, n, parent);
 	kr_free(v);
-	if (!s)
+	if (!s) {
+		kr_trap_exit(trapped);
 		return KR_ENOMEM;
-	kr_trap_exit(1);
+	}
 	kr_reason why;
 	if (start_all(s, &why))
 		end_with(&why);
