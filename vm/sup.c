@@ -642,7 +642,7 @@ static child *start_from(sup *s, child *c)
 static void restart(sup *s, child *c)
 {
 	if (!add_restart(s)) {
-		krx_sched_log("krill: supervisor %s: reached max restart intensity (%d in %ld ms), "
+		krx_sched_log("krill: supervisor %s: reached max restart intensity (more than %d restarts in %ld ms), "
 		              "shutting down", s->who, s->max_restarts, s->period_ms);
 		kr_reason r = { .kind = KR_EXIT_SHUTDOWN };
 		snprintf(r.text, sizeof r.text, "reached max restart intensity");
