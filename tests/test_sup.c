@@ -132,6 +132,9 @@ static int w_init(void *arg)
 		return 7;
 	if (v & M_QUIT)
 		kr_exit(KR_EXIT_NORMAL);
+	/* Trap before reporting: the supervisor may stop us right after. */
+	if (v & (M_TRAP | M_IGNORE | M_SLOW))
+		kr_trap_exit(1);
 	atomic_store(&wpid[i], kr_self());
 	ev("+%s", ids[i]);
 	return 0;
@@ -140,8 +143,6 @@ static int w_init(void *arg)
 static void w_main(void *arg)
 {
 	int v = (int)(intptr_t)arg, i = v & 0xff;
-	if (v & (M_TRAP | M_IGNORE | M_SLOW))
-		kr_trap_exit(1);
 	while (!atomic_load(&vm_abort)) {
 		kr_msg *m;
 		if (kr_recv(&m, 100))
@@ -864,16 +865,23 @@ Test(sup, simple_one_for_one_with_many_children, .timeout = 120)
  * ignore shutdown are all killed after one timeout. */
 #define IGNORERS 20
 
+static int ignorer_init(void *arg)
+{
+	(void)arg;
+	kr_trap_exit(1);
+	return 0;
+}
+
 static void ignorer(void *arg)
 {
-	w_main((void *)(intptr_t)(7 | M_IGNORE));
 	(void)arg;
+	w_main((void *)(intptr_t)(7 | M_IGNORE));
 }
 
 static void drv_simple_stop(void *arg)
 {
 	(void)arg;
-	kr_child_spec tmpl = { .id = "ig", .start = ignorer, .shutdown = 300 };
+	kr_child_spec tmpl = { .id = "ig", .start = ignorer, .init = ignorer_init, .shutdown = 300 };
 	kr_sup_flags f = { .strategy = KR_SIMPLE_ONE_FOR_ONE };
 	kr_pid s = kr_sup_start_link(&f, &tmpl, 1, NULL);
 	kr_ref refs[IGNORERS];
