@@ -150,7 +150,9 @@ static int flags_resolve(const kr_sup_flags *f, size_t n, kr_sup_flags *out)
 	if (f->strategy == KR_SIMPLE_ONE_FOR_ONE && n != 1)
 		return KR_EINVAL;
 	out->strategy = f->strategy;
-	out->max_restarts = f->max_restarts == 0 ? 1 : f->max_restarts == KR_SUP_NO_RESTARTS ? 0 : f->max_restarts;
+	out->max_restarts = f->max_restarts == KR_SUP_NO_RESTARTS ? 0
+	                    : f->max_restarts == 0              ? 1
+	                                                        : f->max_restarts;
 	out->period_ms = f->period_ms ? f->period_ms : DEFAULT_PERIOD_MS;
 	return 0;
 }
@@ -174,7 +176,8 @@ static int spec_resolve(const kr_child_spec *c, spec *out)
 	out->type = c->type;
 	out->shutdown = c->shutdown;
 	if (out->shutdown == KR_SHUTDOWN_DEFAULT)
-		out->shutdown = c->type == KR_SUPERVISOR ? KR_SHUTDOWN_INFINITY : DEFAULT_WORKER_SHUTDOWN_MS;
+		out->shutdown = c->type == KR_SUPERVISOR ? KR_SHUTDOWN_INFINITY
+		                                         : DEFAULT_WORKER_SHUTDOWN_MS;
 	out->stack_size = c->stack_size;
 	out->max_heap = c->max_heap;
 	return 0;
@@ -330,8 +333,10 @@ static void child_forget_maybe(sup *s, child *c)
 
 static void child_name(const child *c, kr_pid pid, char *buf, size_t len)
 {
-	char p[32];
-	snprintf(buf, len, "%s %s", c->sp->id, pid_str(pid, p, sizeof p));
+	char p[32] = "";
+	if (pid)
+		pid_str(pid, p, sizeof p);
+	snprintf(buf, len, "%s%s%s", c->sp->id, pid ? " " : "", p);
 }
 
 static void report_reason(const sup *s, const child *c, kr_pid pid, const char *what,
@@ -452,7 +457,8 @@ static int is_down_of_stopping(const kr_msg *m, void *ctx)
 static bool stopped_cleanly(const child *c, long shutdown)
 {
 	int want = shutdown == KR_SHUTDOWN_BRUTAL ? KR_EXIT_KILLED : KR_EXIT_SHUTDOWN;
-	return c->why.kind == want || (c->why.kind == KR_EXIT_NORMAL && c->sp->restart != KR_PERMANENT);
+	return c->why.kind == want ||
+	       (c->why.kind == KR_EXIT_NORMAL && c->sp->restart != KR_PERMANENT);
 }
 
 /*
@@ -619,19 +625,25 @@ static bool add_restart(sup *s)
 	return true;
 }
 
-/* Start, in order, every child from c on that is not running; the first
- * that fails is returned (and those after it are left stopped). */
-static child *start_from(sup *s, child *c)
+/* start_child for a restart, reported. */
+static int restart_child(sup *s, child *c)
 {
-	for (; c; c = c->next) {
-		if (c->pid)
-			continue;
-		if (start_child(s, c))
-			return c;
+	int rc = start_child(s, c);
+	if (rc == 0) {
 		char p[32];
 		krx_sched_log("krill: supervisor %s: child %s restarted as %s", s->who, c->sp->id,
 		              pid_str(c->pid, p, sizeof p));
 	}
+	return rc;
+}
+
+/* Restart, in order, every child from c on that is not running; the
+ * first that fails is returned (and those after it are left stopped). */
+static child *restart_from(sup *s, child *c)
+{
+	for (; c; c = c->next)
+		if (!c->pid && restart_child(s, c))
+			return c;
 	return NULL;
 }
 
@@ -642,8 +654,9 @@ static child *start_from(sup *s, child *c)
 static void restart(sup *s, child *c)
 {
 	if (!add_restart(s)) {
-		krx_sched_log("krill: supervisor %s: reached max restart intensity (more than %d restarts in %ld ms), "
-		              "shutting down", s->who, s->max_restarts, s->period_ms);
+		krx_sched_log("krill: supervisor %s: reached max restart intensity "
+		              "(more than %d restarts in %ld ms), shutting down",
+		              s->who, s->max_restarts, s->period_ms);
 		kr_reason r = { .kind = KR_EXIT_SHUTDOWN };
 		snprintf(r.text, sizeof r.text, "reached max restart intensity");
 		stop_all_and_end(s, &r);
@@ -652,19 +665,14 @@ static void restart(sup *s, child *c)
 	switch (s->strategy) {
 	case KR_ONE_FOR_ALL:
 		stop_back_to(s, NULL);
-		failed = start_from(s, s->first);
+		failed = restart_from(s, s->first);
 		break;
 	case KR_REST_FOR_ONE:
 		stop_back_to(s, c);
-		failed = start_from(s, c);
+		failed = restart_from(s, c);
 		break;
 	default:
-		failed = start_child(s, c) ? c : NULL;
-		if (!failed) {
-			char p[32];
-			krx_sched_log("krill: supervisor %s: child %s restarted as %s", s->who,
-			              c->sp->id, pid_str(c->pid, p, sizeof p));
-		}
+		failed = restart_child(s, c) ? c : NULL;
 		break;
 	}
 	if (failed) {
@@ -1032,7 +1040,8 @@ KR_API kr_pid kr_sup_start_link(const kr_sup_flags *flags, const kr_child_spec *
 
 static int is_parent_note(const kr_msg *m, void *ctx)
 {
-	return m->tag == TAG_PARENT && m->sender == *(const kr_pid *)ctx && m->len == sizeof(kr_pid);
+	return m->tag == TAG_PARENT && m->sender == *(const kr_pid *)ctx &&
+	       m->len == sizeof(kr_pid);
 }
 
 KR_API int kr_sup_run(const kr_sup_flags *flags, const kr_child_spec *specs, size_t n)

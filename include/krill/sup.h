@@ -30,7 +30,9 @@ extern "C" {
 /* What a supervisor does when a child ends and is to be restarted. */
 enum kr_sup_strategy {
 	KR_ONE_FOR_ONE = 0,    /* restart that child */
-	KR_ONE_FOR_ALL,        /* stop all the others (reverse start order), restart all */
+	KR_ONE_FOR_ALL,        /* stop all the others (reverse start order), restart all
+	                        * (start order; as in OTP, also those that had been
+	                        * stopped by kr_sup_terminate_child) */
 	KR_REST_FOR_ONE,       /* stop the children started after it (reverse order),
 	                        * restart it and them (start order) */
 	KR_SIMPLE_ONE_FOR_ONE  /* one_for_one over children made from one template spec,
@@ -156,14 +158,16 @@ KR_API kr_pid kr_sup_start_child(kr_pid sup, const kr_child_spec *spec, void *ar
  * child has that id or pid. */
 KR_API int kr_sup_terminate_child(kr_pid sup, const char *id, kr_pid child);
 
-/* Start again a child that was terminated (kr_sup_terminate_child) or
- * whose restart is pending. Returns its pid, or KR_ENOPROC (no such id),
- * KR_EEXIST (it is running), KR_ESTART (it failed to start), KR_EINVAL
- * (simple_one_for_one). */
+/* Start again a child that is not running (stopped by
+ * kr_sup_terminate_child, or a transient child that ended normally); it
+ * does not count as a restart. Returns its pid, or KR_ENOPROC (no such
+ * id), KR_EEXIST (it is running, or a restart of it is pending),
+ * KR_ESTART (it failed to start), KR_EINVAL (simple_one_for_one). */
 KR_API kr_pid kr_sup_restart_child(kr_pid sup, const char *id);
 
 /* Forget the spec of a child that is not running. 0, or KR_ENOPROC (no
- * such id), KR_EEXIST (it is running), KR_EINVAL (simple_one_for_one). */
+ * such id), KR_EEXIST (it is running, or a restart of it is pending),
+ * KR_EINVAL (simple_one_for_one). */
 KR_API int kr_sup_delete_child(kr_pid sup, const char *id);
 
 typedef struct kr_sup_child {
