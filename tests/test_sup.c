@@ -344,6 +344,13 @@ static void drv_one_for_all(void *arg)
 	/* The first child's end takes down the rest likewise. */
 	end_child(s, W(0), T_CRASH);
 	P_EV("+a +b +c -c -a +a +b +c -c -b +a +b +c");
+	/* A temporary sibling is stopped with the others, and forgotten. */
+	kr_child_spec d = wspec(3, M_TRAP);
+	d.restart = KR_TEMPORARY;
+	VM_CHECK(kr_sup_start_child(s, &d, NULL) > 0, "start d");
+	end_child(s, W(1), T_CRASH);
+	P_EV("+a +b +c -c -a +a +b +c -c -b +a +b +c +d -d -c -a +a +b +c");
+	CHECK_WHICH(s, "a b c");
 	atomic_store(&drv_done, 1);
 }
 
@@ -484,6 +491,47 @@ Test(sup, restarts_older_than_the_period_are_forgotten)
 {
 	start_vm(2);
 	run(drv_window, 20000);
+	vm_stop();
+}
+
+/* A restart that fails is retried, and each try counts as a restart. */
+static atomic_int fail_next;
+
+static int flaky_init(void *arg)
+{
+	if (atomic_load(&fail_next) > 0) {
+		atomic_fetch_sub(&fail_next, 1);
+		return 1;
+	}
+	return w_init(arg);
+}
+
+static void drv_retry(void *arg)
+{
+	(void)arg;
+	kr_child_spec specs[] = { wspec(0, 0), wspec(1, M_TRAP) };
+	specs[0].init = flaky_init;
+	kr_sup_flags f = { .max_restarts = 3, .period_ms = 60000 };
+	kr_pid s = kr_sup_start_link(&f, specs, 2, NULL);
+	kr_ref ref = kr_monitor(s);
+	atomic_store(&fail_next, 2);
+	end_child(s, W(0), T_CRASH);
+	/* Two tries fail, the third starts it: three restarts. */
+	P_EV("+a +b +a");
+	CHECK_WHICH(s, "a b");
+	VM_CHECK(log_lines("child a", "failed to start: error: init failed (returned 1)") == 2,
+	         "%d start failures reported",
+	         log_lines("child a", "failed to start: error: init failed (returned 1)"));
+	/* So one more is too many. */
+	end_child(s, W(0), T_CRASH);
+	VM_CHECK(wait_down(ref, NULL, 10000) == 0, "the retries did not count as restarts");
+	atomic_store(&drv_done, 1);
+}
+
+Test(sup, a_failed_restart_is_retried_and_counted)
+{
+	start_vm(2);
+	run(drv_retry, 20000);
 	vm_stop();
 }
 
