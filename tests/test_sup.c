@@ -288,7 +288,8 @@ static void drv_order(void *arg)
 		VM_CHECK(!strcmp(v[i].id, ids[i]) && v[i].pid == W(i) && v[i].type == KR_WORKER &&
 		                 v[i].restart == KR_PERMANENT,
 		         "child %d: %s %lld", i, v[i].id, (long long)v[i].pid);
-	VM_CHECK(kr_sup_which_children(s, v, 1) == 3 && !strcmp(v[0].id, "a"), "which_children max 1");
+	VM_CHECK(kr_sup_which_children(s, v, 1) == 3 && !strcmp(v[0].id, "a"),
+	         "which_children max 1");
 	VM_CHECK(kr_sup_which_children(s, NULL, 0) == 3, "which_children max 0");
 	VM_CHECK(stop_sup(s) == KR_EXIT_SHUTDOWN, "the supervisor's reason");
 	VM_CHECK(ev_is("+a +b +c -c -b -a"), "stop order: \"%s\"", ev_now());
@@ -315,9 +316,11 @@ static void drv_one_for_one(void *arg)
 	kr_pid a = W(0), b = W(1), c = W(2);
 	VM_CHECK(end_child(s, b, T_CRASH) == KR_EXIT_ERROR, "b's reason");
 	P_EV("+a +b +c +b");
-	VM_CHECK(W(0) == a && W(2) == c && W(1) != b && kr_is_alive(W(1)), "pids after the restart");
+	VM_CHECK(W(0) == a && W(2) == c && W(1) != b && kr_is_alive(W(1)),
+	         "pids after the restart");
 	CHECK_WHICH(s, "a b c");
-	VM_CHECK(log_lines("child b", "terminated: error: told to crash") == 1, "no report of b's end");
+	VM_CHECK(log_lines("child b", "terminated: error: told to crash") == 1,
+	         "no report of b's end");
 	VM_CHECK(log_lines("child b restarted as", NULL) == 1, "no report of b's restart");
 	atomic_store(&drv_done, 1);
 }
@@ -615,9 +618,11 @@ static void drv_escalation(void *arg)
 	VM_CHECK(kr_sup_which_children(a, &v, 1) == 1 && v.pid > 0 && v.type == KR_SUPERVISOR,
 	         "A's child");
 	kr_sup_child vc;
-	VM_CHECK(kr_sup_which_children(v.pid, &vc, 1) == 1 && vc.type == KR_SUPERVISOR, "B's child");
+	VM_CHECK(kr_sup_which_children(v.pid, &vc, 1) == 1 && vc.type == KR_SUPERVISOR,
+	         "B's child");
 	kr_sup_counts n;
-	VM_CHECK(kr_sup_count_children(vc.pid, &n) == 0 && n.active == 1 && n.workers == 1, "C's child");
+	VM_CHECK(kr_sup_count_children(vc.pid, &n) == 0 && n.active == 1 && n.workers == 1,
+	         "C's child");
 	atomic_store(&drv_done, 1);
 }
 
@@ -655,14 +660,17 @@ static void drv_shutdown(void *arg)
 		int rc = kr_sup_terminate_child(s, ids[want[k].i], 0);
 		double ms = vm_ms_since(t0);
 		kr_reason r = { .kind = -1 };
-		VM_CHECK(rc == 0 && wait_down(ref, &r, 1000) == 0, "terminate %s: %d", ids[want[k].i], rc);
+		VM_CHECK(rc == 0 && wait_down(ref, &r, 1000) == 0, "terminate %s: %d",
+		         ids[want[k].i], rc);
 		VM_CHECK(r.kind == want[k].kind, "%s ended %d, want %d", ids[want[k].i], r.kind,
 		         want[k].kind);
-		VM_CHECK(ms >= (double)want[k].at_least_ms - 1, "%s: stopped after %.1f ms, want >= %ld",
-		         ids[want[k].i], ms, want[k].at_least_ms);
+		VM_CHECK(ms >= (double)want[k].at_least_ms - 1,
+		         "%s: stopped after %.1f ms, want >= %ld", ids[want[k].i], ms,
+		         want[k].at_least_ms);
 	}
 	VM_CHECK(ev_is("+a +b +c +d -a ~b -c"), "events \"%s\"", ev_now());
-	VM_CHECK(log_lines("child b", "did not stop within 200 ms: killed") == 1, "no report for b");
+	VM_CHECK(log_lines("child b", "did not stop within 200 ms: killed") == 1,
+	         "no report for b");
 	VM_CHECK(log_lines("child d", NULL) == 0, "a report for a brutal kill");
 	CHECK_WHICH(s, "a(0) b(0) c(0) d(0)");
 	atomic_store(&drv_done, 1);
@@ -778,8 +786,8 @@ static void drv_dynamic(void *arg)
 	VM_CHECK(kr_sup_start_child(s, &fail, NULL) == KR_ESTART, "a child that fails to start");
 	CHECK_WHICH(s, "a b");
 	kr_sup_counts n;
-	VM_CHECK(kr_sup_count_children(s, &n) == 0 && n.specs == 2 && n.active == 2 && n.workers == 2 &&
-	                 n.supervisors == 0,
+	VM_CHECK(kr_sup_count_children(s, &n) == 0 && n.specs == 2 && n.active == 2 &&
+	                 n.workers == 2 && n.supervisors == 0,
 	         "counts %zu %zu %zu %zu", n.specs, n.active, n.workers, n.supervisors);
 
 	VM_CHECK(kr_sup_terminate_child(s, "b", 0) == 0, "terminate b");
@@ -807,14 +815,15 @@ static void drv_dynamic(void *arg)
 	kr_child_spec nest = { .id = "N", .start = nested_two, .type = KR_SUPERVISOR };
 	kr_pid pn = kr_sup_start_child(s, &nest, NULL);
 	VM_CHECK(pn > 0, "start a supervisor child: %lld", (long long)pn);
-	VM_CHECK(kr_sup_count_children(s, &n) == 0 && n.specs == 3 && n.active == 3 && n.workers == 2 &&
-	                 n.supervisors == 1,
+	VM_CHECK(kr_sup_count_children(s, &n) == 0 && n.specs == 3 && n.active == 3 &&
+	                 n.workers == 2 && n.supervisors == 1,
 	         "counts %zu %zu %zu %zu", n.specs, n.active, n.workers, n.supervisors);
 	VM_CHECK(kr_sup_count_children(pn, &n) == 0 && n.active == 2, "the nested supervisor's");
 	CHECK_WHICH(pn, "f g");
 	VM_CHECK(ev_is("+a +b -b +b -b +b +f +g"), "events \"%s\"", ev_now());
 	VM_CHECK(stop_sup(s) == KR_EXIT_SHUTDOWN, "stop");
-	VM_CHECK(!kr_is_alive(pn) && !kr_is_alive(W(5)) && !kr_is_alive(W(6)), "the nested tree survived");
+	VM_CHECK(!kr_is_alive(pn) && !kr_is_alive(W(5)) && !kr_is_alive(W(6)),
+	         "the nested tree survived");
 	VM_CHECK(kr_sup_count_children(s, &n) == KR_ENOPROC, "a dead supervisor");
 	VM_CHECK(kr_sup_which_children(s, NULL, 0) == KR_ENOPROC, "a dead supervisor");
 	VM_CHECK(kr_sup_count_children(kr_self(), &n) == KR_EINVAL, "to itself");
@@ -876,7 +885,8 @@ static void drv_simple(void *arg)
 		kr_pid old = atomic_load(&job_pid[i]);
 		int starts = atomic_load(&job_starts[i]);
 		end_child(s, old, T_CRASH);
-		VM_CHECK(atomic_load(&job_pid[i]) != old && atomic_load(&job_starts[i]) == starts + 1,
+		VM_CHECK(atomic_load(&job_pid[i]) != old &&
+		                 atomic_load(&job_starts[i]) == starts + 1,
 		         "child %d not restarted with its arg", i);
 	}
 	/* Terminated by pid: gone for good. */
@@ -884,7 +894,8 @@ static void drv_simple(void *arg)
 	VM_CHECK(kr_sup_terminate_child(s, NULL, gone) == 0, "terminate by pid");
 	VM_CHECK(!kr_is_alive(gone), "it survived");
 	VM_CHECK(kr_sup_terminate_child(s, NULL, gone) == KR_ENOPROC, "terminate it again");
-	VM_CHECK(kr_sup_count_children(s, &n) == 0 && n.active == SIMPLE_N - 1 && n.workers == SIMPLE_N - 1,
+	VM_CHECK(kr_sup_count_children(s, &n) == 0 && n.active == SIMPLE_N - 1 &&
+	                 n.workers == SIMPLE_N - 1,
 	         "counts after terminate: %zu", n.active);
 	VM_CHECK(kr_sup_terminate_child(s, "job", 0) == KR_EINVAL, "terminate by id");
 	VM_CHECK(kr_sup_restart_child(s, "job") == KR_EINVAL, "restart_child");
@@ -929,7 +940,9 @@ static void ignorer(void *arg)
 static void drv_simple_stop(void *arg)
 {
 	(void)arg;
-	kr_child_spec tmpl = { .id = "ig", .start = ignorer, .init = ignorer_init, .shutdown = 300 };
+	kr_child_spec tmpl = {
+		.id = "ig", .start = ignorer, .init = ignorer_init, .shutdown = 300
+	};
 	kr_sup_flags f = { .strategy = KR_SIMPLE_ONE_FOR_ONE };
 	kr_pid s = kr_sup_start_link(&f, &tmpl, 1, NULL);
 	kr_ref refs[IGNORERS];
@@ -942,8 +955,8 @@ static void drv_simple_stop(void *arg)
 	VM_CHECK(vm_ms_since(t0) >= 299, "stopped before the timeout");
 	for (int i = 0; i < IGNORERS; i++) {
 		kr_reason r = { .kind = -1 };
-		VM_CHECK(wait_down(refs[i], &r, 1000) == 0 && r.kind == KR_EXIT_KILLED, "child %d: %d", i,
-		         r.kind);
+		VM_CHECK(wait_down(refs[i], &r, 1000) == 0 && r.kind == KR_EXIT_KILLED,
+		         "child %d: %d", i, r.kind);
 	}
 	atomic_store(&drv_done, 1);
 }

@@ -177,7 +177,9 @@ static void driver(void *arg)
 	static kr_child_spec specs[GROUPS];
 	for (int g = 0; g < GROUPS; g++) {
 		snprintf(gids[g], sizeof gids[g], "g%d", g);
-		specs[g] = (kr_child_spec){ .id = gids[g], .start = group_sup, .arg = (void *)(intptr_t)g,
+		specs[g] = (kr_child_spec){ .id = gids[g],
+			                    .start = group_sup,
+			                    .arg = (void *)(intptr_t)g,
 			                    .type = KR_SUPERVISOR };
 	}
 	/* The top must never give up: far more restarts than chaos makes. */
@@ -196,9 +198,11 @@ static void driver(void *arg)
 	while (!healed() && vm_now_ns() < deadline)
 		kr_sleep(20);
 	VM_CHECK(healed(), "the tree did not heal");
-	VM_CHECK(kr_is_alive(top) && kr_whereis("top") == top, "the top supervisor is not the same");
+	VM_CHECK(kr_is_alive(top) && kr_whereis("top") == top,
+	         "the top supervisor is not the same");
 	kr_sup_counts n;
-	VM_CHECK(kr_sup_count_children(top, &n) == 0 && n.active == GROUPS && n.supervisors == GROUPS,
+	VM_CHECK(kr_sup_count_children(top, &n) == 0 && n.active == GROUPS &&
+	                 n.supervisors == GROUPS,
 	         "the top's children: %zu active", n.active);
 
 	/* Messages flow: every worker answers a call. */
@@ -215,7 +219,8 @@ static void driver(void *arg)
 			if (rc == 0) {
 				intptr_t who;
 				memcpy(&who, m->data, sizeof who);
-				VM_CHECK(who == (intptr_t)g * PER_GROUP + i, "the wrong worker answered");
+				VM_CHECK(who == (intptr_t)g * PER_GROUP + i,
+				         "the wrong worker answered");
 				answered++;
 				kr_msg_free(m);
 			}
@@ -247,8 +252,9 @@ Test(chaos, a_supervised_workload_heals_after_chaos)
 	cr_assert(VM_WAIT(vm_alive() == 0, 30000), "%zu processes left", vm_alive());
 	cr_assert_eq(atomic_load(&top_gave_up), 0, "the top supervisor gave up");
 	cr_assert_gt(atomic_load(&groups_gave_up), 0, "no group gave up: escalation was not tried");
-	cr_log_info("chaos: %d workers in %d groups, %.1f s; %lld pongs, %d reports, %d groups gave up",
-	            WORKERS, GROUPS, vm_ms_since(t0) / 1000, (long long)atomic_load(&pongs),
-	            atomic_load(&reports), atomic_load(&groups_gave_up));
+	cr_log_info(
+	        "chaos: %d workers in %d groups, %.1f s; %lld pongs, %d reports, %d groups gave up",
+	        WORKERS, GROUPS, vm_ms_since(t0) / 1000, (long long)atomic_load(&pongs),
+	        atomic_load(&reports), atomic_load(&groups_gave_up));
 	vm_stop();
 }
