@@ -837,6 +837,44 @@ Test(sup, dynamic_start_terminate_restart_delete_which_count)
 	vm_stop();
 }
 
+/* The spec's spawn options reach the child: its label, stack and heap. */
+static void heap_eater(void *arg)
+{
+	(void)arg;
+	kr_msg *m;
+	if (kr_recv(&m, KR_INFINITY) == 0)
+		for (;;)
+			kr_alloc(4096); /* until max_heap ends it */
+}
+
+static void drv_spawn_opts(void *arg)
+{
+	(void)arg;
+	kr_child_spec specs[] = {
+		{ .id = "eater", .start = heap_eater, .max_heap = 64 << 10, .name = "hungry",
+		  .stack_size = 256 << 10, .restart = KR_TRANSIENT },
+		wspec(1, 0),
+	};
+	kr_pid s = kr_sup_start_link(NULL, specs, 2, NULL);
+	kr_sup_child v[2];
+	VM_CHECK(kr_sup_which_children(s, v, 2) == 2, "which");
+	kr_proc_info info;
+	VM_CHECK(kr_info(v[0].pid, &info) == 0 && !strcmp(info.name, "hungry"), "label \"%s\"",
+	         info.name);
+	VM_CHECK(kr_info(v[1].pid, &info) == 0 && !strcmp(info.name, "b"), "default label \"%s\"",
+	         info.name);
+	VM_CHECK(end_child(s, v[0].pid, 1) == KR_EXIT_HEAP_LIMIT, "max_heap did not apply");
+	CHECK_WHICH(s, "eater b"); /* transient, ended abnormally: restarted */
+	atomic_store(&drv_done, 1);
+}
+
+Test(sup, a_spec_s_spawn_options_reach_the_child)
+{
+	start_vm(2);
+	run(drv_spawn_opts, 20000);
+	vm_stop();
+}
+
 /* ---- simple_one_for_one with many children ---- */
 
 #define SIMPLE_N (2000 / VM_LIGHT_DIV)
