@@ -752,31 +752,37 @@ static reply do_terminate_child(sup *s, const req_id *rq)
 	return (reply){ 0, 0 };
 }
 
-static reply do_restart_child(sup *s, const req_id *rq)
+/* The child named by the request, if it is not running and no restart of
+ * it is pending (for restart_child and delete_child). */
+static int stopped_child(sup *s, const req_id *rq, child **out)
 {
 	if (s->strategy == KR_SIMPLE_ONE_FOR_ONE)
-		return (reply){ KR_EINVAL, 0 };
+		return KR_EINVAL;
 	child *c = by_id(s, rq->id);
 	if (!c)
-		return (reply){ KR_ENOPROC, 0 };
+		return KR_ENOPROC;
 	if (c->pid || c->restarting)
-		return (reply){ KR_EEXIST, 0 };
-	if (start_child(s, c))
-		return (reply){ KR_ESTART, 0 };
-	return (reply){ 0, c->pid };
+		return KR_EEXIST;
+	*out = c;
+	return 0;
+}
+
+static reply do_restart_child(sup *s, const req_id *rq)
+{
+	child *c;
+	int rc = stopped_child(s, rq, &c);
+	if (!rc && start_child(s, c))
+		rc = KR_ESTART;
+	return (reply){ rc, rc ? 0 : c->pid };
 }
 
 static reply do_delete_child(sup *s, const req_id *rq)
 {
-	if (s->strategy == KR_SIMPLE_ONE_FOR_ONE)
-		return (reply){ KR_EINVAL, 0 };
-	child *c = by_id(s, rq->id);
-	if (!c)
-		return (reply){ KR_ENOPROC, 0 };
-	if (c->pid || c->restarting)
-		return (reply){ KR_EEXIST, 0 };
-	child_del(s, c);
-	return (reply){ 0, 0 };
+	child *c;
+	int rc = stopped_child(s, rq, &c);
+	if (!rc)
+		child_del(s, c);
+	return (reply){ rc, 0 };
 }
 
 static void do_which_children(sup *s, const kr_msg *m)
