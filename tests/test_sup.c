@@ -3,9 +3,10 @@
  * against OTP's supervisor rules: start order and synchronous starts,
  * stop order (reverse), each strategy restarting exactly the right
  * children in the right order, the restart types, the restart intensity
- * and its window, escalation through three levels, shutdown timeouts and
- * brutal_kill, start failures, dynamic children, simple_one_for_one with
- * many children, and a supervisor ended by its parent.
+ * and its window, failed restarts retried and counted, escalation
+ * through three levels, shutdown timeouts and brutal_kill, start failures,
+ * a spec's spawn options, dynamic children, simple_one_for_one with many
+ * children, a supervisor ended by its parent, and strangers ignored.
  *
  * Each scenario runs in a driver process (the supervisor's parent); the
  * children record what happens to them in an event log ("+a": a started,
