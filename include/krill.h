@@ -442,6 +442,8 @@ KR_API void kr_free(void *ptr);
 typedef long kr_blocking_fn(void *arg);
 KR_API long kr_blocking(kr_blocking_fn *fn, void *arg);
 
+#include "krill/sup.h" /* supervisors */
+
 #ifdef __cplusplus
 }
 #endif

@@ -509,6 +509,9 @@ static void pair_a(void *arg)
 	(void)arg;
 	int next_pong = 0, next_extra = 0, next_out[PAIR_OUTSIDERS] = { 0 };
 	long outs = 0;
+	/* Before the first ping: pair_b answers to this pid, and the test
+	 * thread may not have stored it yet. */
+	atomic_store(&pair_a_pid, kr_self());
 	for (int i = 0; i < PAIR_ROUNDS; i++) {
 		kr_send((kr_pid)atomic_load(&pair_b_pid), PAIR_PING, &i, sizeof i);
 		/* Take whatever comes until the pong of this round. */
