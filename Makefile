@@ -189,6 +189,9 @@ demo: $(B)/krbench $(EXAMPLES)
 	@echo
 	@echo "== processes: a ring of 10,000 passing a token 100 times =="
 	$(B)/ring 10000 100
+	@echo
+	@echo "== let it crash: a supervision tree repairs itself =="
+	$(B)/supervised
 
 # make test runs every suite, in order, even when one fails, and fails if any did.
 test:
