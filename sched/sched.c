@@ -542,6 +542,7 @@ static void switched_out(krx_sched *s, krx_task *t, bool may_defer)
 			s->deferred = t;
 			s->deferred_commit = s->park_commit;
 			s->deferred_arg = s->park_arg;
+			s->deferred_deadline = 0; /* armed above */
 			break;
 		}
 		if (s->park_commit && !s->park_commit(t, s->park_arg)) {
@@ -568,6 +569,11 @@ static void commit_deferred_slow(krx_sched *s)
 {
 	krx_task *t = s->deferred;
 	s->deferred = NULL;
+	/* Its timer is armed only now: a task woken before its commit (a
+	 * reply from its partner) never needed one. Timers fire only from the
+	 * loop, on this thread, so arming before the commit loses no race. */
+	if (s->deferred_deadline)
+		(void)krx_timers_add(&s->timers, s->deferred_deadline, t, AO_load(&t->state));
 	if (!s->deferred_commit(t, s->deferred_arg)) {
 		AO_store(&t->state, (AO_load(&t->state) & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE);
 		requeue_local(s, t, true);
@@ -629,14 +635,16 @@ void krx_sched_finish_handover(krx_sched *s)
 	krx_task *prev = s->handover;
 	s->handover = NULL;
 	commit_deferred(s);
-	/* The common case, a receive with no timeout, in short: what
-	 * switched_out does for it (direct_next has ruled out the rest). */
-	if (!s->park_deadline && s->park_commit && krx_st_status(s->park_word) == KRX_WAIT_RECV) {
+	/* The common case, a receive, in short: what switched_out does for
+	 * it (direct_next has ruled out the rest), but for its timer, armed
+	 * only if the commit is made (commit_deferred_slow). */
+	if (s->park_commit && krx_st_status(s->park_word) == KRX_WAIT_RECV) {
 		/* Release: as in switched_out. */
 		AO_store_release(&prev->state, s->park_word);
 		s->deferred = prev;
 		s->deferred_commit = s->park_commit;
 		s->deferred_arg = s->park_arg;
+		s->deferred_deadline = s->park_deadline;
 		return;
 	}
 	switched_out(s, prev, true);
