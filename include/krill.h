@@ -160,7 +160,7 @@ KR_API int kr_is_alive(kr_pid pid);
 enum kr_status {
 	KR_RUNNING = 1, /* on a scheduler now */
 	KR_RUNNABLE,    /* waiting for a scheduler */
-	KR_WAITING,     /* in a receive, a sleep or kr_blocking */
+	KR_WAITING,     /* in a receive, a sleep, kr_blocking or an I/O wait */
 	KR_EXITING
 };
 
@@ -441,6 +441,8 @@ KR_API void kr_free(void *ptr);
  * running others. Returns fn's result. From a host thread fn simply runs. */
 typedef long kr_blocking_fn(void *arg);
 KR_API long kr_blocking(kr_blocking_fn *fn, void *arg);
+
+#include "krill/io.h" /* I/O in processes: descriptors, sockets */
 
 #ifdef __cplusplus
 }

@@ -367,12 +367,12 @@ static int proc_info(kr_pid pid, kr_proc_info *out)
 	static const int status_of[] = {
 		[KRX_RUNNING] = KR_RUNNING, [KRX_RUNNABLE] = KR_RUNNABLE,
 		[KRX_WAIT_RECV] = KR_WAITING, [KRX_WAIT_OTHER] = KR_WAITING,
-		[KRX_DONE] = KR_EXITING,
+		[KRX_DONE] = KR_EXITING, [KRX_WAIT_IO] = KR_WAITING,
 	};
 	/* Relaxed loads throughout: a snapshot, checked below to belong to
 	 * this pid (it may have exited meanwhile). */
 	unsigned st = krx_st_status(AO_load(&p->task.state));
-	info.status = st <= KRX_DONE ? status_of[st] : KR_EXITING;
+	info.status = st < sizeof status_of / sizeof status_of[0] ? status_of[st] : KR_EXITING;
 	info.mailbox_len = krx_mailbox_len(&p->mbox);
 	info.heap_bytes = AO_load(&p->heap.bytes);
 	info.reductions = AO_load(&p->task.reductions);
