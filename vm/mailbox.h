@@ -52,7 +52,8 @@ enum krx_msg_kind {
 	KRX_SIG_MONITOR,   /* the sender monitors us: pub.ref */
 	KRX_SIG_DEMONITOR, /* ... no longer: pub.ref */
 	KRX_SIG_DOWN,      /* a process we monitor ended: payload kr_down_msg */
-	KRX_SIG_REPLY      /* a kr_call reply: pub.ref */
+	KRX_SIG_REPLY,     /* a kr_call reply: pub.ref */
+	KRX_SIG_FD         /* kr_fd_give: the receiver owns the descriptor (payload int) */
 };
 
 typedef struct krx_msg {

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "idxstack.h"
+#include "io.h"
 #include "mi.h"
 #include "registry.h"
 #include "signal.h"
@@ -288,6 +289,7 @@ void krx_proc_exited(krx_task *t)
 		krx_exit_report(p, who, &reason);
 	}
 	krx_signal_close(p);
+	krx_io_exited(p, pid); /* its descriptors, before anyone sees it gone */
 	/* The name goes before the pid dies, so that a process seen gone has
 	 * no name; and once more after, for a registration that raced the
 	 * end (full fence: live_pid is 0 before we look at named, see
@@ -327,8 +329,11 @@ void krx_procs_free(void)
 		krx_proc_ext *x = p ? krx_proc_ext_peek(p) : NULL;
 		if (p && AO_load(&p->live_pid)) {
 			krx_task_discard(&p->task);
+			/* Its descriptors are closed, given ones included, while
+			 * its pid still names it. */
+			krx_mailbox_close(&p->mbox, p->serial, NULL, krx_io_late_stop, p);
+			krx_io_stopped(p);
 			AO_store(&p->live_pid, 0);
-			krx_mailbox_close(&p->mbox, p->serial, NULL, NULL, NULL);
 			krx_heap_destroy(&p->heap, free_msg_block, NULL);
 		}
 		if (x) {
