@@ -435,12 +435,13 @@ Test(signal, spawn_with_monitor_sees_even_an_instant_crash)
 /* ---- order between a pair ---- */
 
 #define ORDER_N 2000
-static atomic_int order_ok;
+static atomic_int order_ok, order_trapping;
 
 static void order_receiver(void *arg)
 {
 	(void)arg;
 	kr_trap_exit(1);
+	atomic_store(&order_trapping, 1);
 	kr_msg *m;
 	for (int i = 0; i < ORDER_N; i++) {
 		if (kr_recv(&m, 5000) != 0)
@@ -463,6 +464,10 @@ static void order_receiver(void *arg)
 static void order_sender(void *arg)
 {
 	kr_pid to = *(kr_pid *)arg;
+	/* Not before it traps exits: the signal would end it before it ran
+	 * (its scheduler may be slow to wake, under qemu). */
+	while (!atomic_load(&order_trapping))
+		kr_sleep(1);
 	for (int i = 0; i < ORDER_N; i++)
 		kr_send(to, 1, &i, sizeof i);
 	kr_exit_sig(to, KR_EXIT_SHUTDOWN);
