@@ -221,11 +221,15 @@ install: lib $(B)/krill.pc
 	ln -sf libkrill.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libkrill.so.$(SOVERSION)
 	ln -sf libkrill.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libkrill.so
 	install -m 644 include/krill.h $(DESTDIR)$(INCDIR)/
+	install -d $(DESTDIR)$(INCDIR)/krill
+	install -m 644 $(wildcard include/krill/*.h) $(DESTDIR)$(INCDIR)/krill/
 	install -m 644 $(B)/krill.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libkrill.* $(DESTDIR)$(INCDIR)/krill.h \
+	      $(patsubst include/%,$(DESTDIR)$(INCDIR)/%,$(wildcard include/krill/*.h)) \
 	      $(DESTDIR)$(LIBDIR)/pkgconfig/krill.pc
+	rmdir $(DESTDIR)$(INCDIR)/krill 2>/dev/null || true
 
 clean:
 	rm -rf $(B)/obj $(B)/asan $(B)/tsan $(B)/valgrind $(B)/aarch64/obj $(B)/aarch64/krill_tests \
