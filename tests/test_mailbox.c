@@ -506,6 +506,10 @@ static void pair_a(void *arg)
 	(void)arg;
 	int next_pong = 0, next_extra = 0, next_out[PAIR_OUTSIDERS] = { 0 };
 	long outs = 0;
+	/* Before b can answer: the test's own store of our pid may come after
+	 * b's first pong (its thread can be descheduled right after the spawn),
+	 * which would then go to pid 0. */
+	atomic_store(&pair_a_pid, kr_self());
 	for (int i = 0; i < PAIR_ROUNDS; i++) {
 		kr_send((kr_pid)atomic_load(&pair_b_pid), PAIR_PING, &i, sizeof i);
 		/* Take whatever comes until the pong of this round. */
