@@ -63,13 +63,21 @@ static int fail(int err)
 	return KR_EIO;
 }
 
-/* A timeout as a deadline (0: none; timeout_ms 0 never waits). */
-static bool deadline_of(long timeout_ms, uint64_t *deadline)
+/*
+ * The start of every call that may wait: a process, sane arguments (ok:
+ * the call's own checks passed), and a timeout, turned into a deadline (0:
+ * none; timeout_ms 0 never waits). Charges the call's reductions, which may
+ * yield. 0 or the error to return.
+ */
+static int io_enter(int fd, bool ok, long timeout_ms, uint64_t *deadline)
 {
-	if (timeout_ms < 0 && timeout_ms != KR_INFINITY)
-		return false;
+	if (!krx_proc_self())
+		return KR_ENOTPROC;
+	if (fd < 0 || !ok || (timeout_ms < 0 && timeout_ms != KR_INFINITY))
+		return KR_EINVAL;
+	krx_task_charge(IO_REDS);
 	*deadline = timeout_ms > 0 ? krx_now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
-	return true;
+	return 0;
 }
 
 /*
@@ -262,11 +270,6 @@ KR_API int kr_fd_disown(int fd)
 	return 0;
 }
 
-static bool valid_pid(kr_pid pid)
-{
-	return pid > 0 && KRX_PID_SERIAL(pid) != 0 && KRX_PID_NODE(pid) == 0;
-}
-
 static int give(krx_sched *s, int fd, kr_pid to)
 {
 	krx_proc *p = s ? (krx_proc *)s->current : NULL;
@@ -292,7 +295,7 @@ static int give(krx_sched *s, int fd, kr_pid to)
 
 KR_API int kr_fd_give(int fd, kr_pid pid)
 {
-	if (!valid_pid(pid))
+	if (!krx_pid_valid(pid))
 		return KR_EINVAL;
 	krx_sched *s = krx_sched_self();
 	if (krx_vm_enter(s))
@@ -363,13 +366,10 @@ static int poll_once(int fd, unsigned events)
 
 KR_API int kr_wait_fd(int fd, unsigned events, long timeout_ms)
 {
-	if (!krx_proc_self())
-		return KR_ENOTPROC;
 	uint64_t deadline;
-	if (fd < 0 || !events || (events & ~(KR_READABLE | KR_WRITABLE)) ||
-	    !deadline_of(timeout_ms, &deadline))
-		return KR_EINVAL;
-	krx_task_charge(IO_REDS);
+	int err = io_enter(fd, events && !(events & ~(KR_READABLE | KR_WRITABLE)), timeout_ms, &deadline);
+	if (err)
+		return err;
 	if (timeout_ms == 0)
 		return poll_once(fd, events);
 	return wait_ready(fd, events, timeout_ms, deadline);
@@ -377,12 +377,10 @@ KR_API int kr_wait_fd(int fd, unsigned events, long timeout_ms)
 
 KR_API ssize_t kr_read(int fd, void *buf, size_t len, long timeout_ms)
 {
-	if (!krx_proc_self())
-		return KR_ENOTPROC;
 	uint64_t deadline;
-	if (fd < 0 || (!buf && len) || len > SSIZE_MAX || !deadline_of(timeout_ms, &deadline))
-		return KR_EINVAL;
-	krx_task_charge(IO_REDS);
+	int err = io_enter(fd, (buf || !len) && len <= SSIZE_MAX, timeout_ms, &deadline);
+	if (err)
+		return err;
 	for (;;) {
 		long n = neg_errno(read(fd, buf, len));
 		if (n >= 0)
@@ -399,14 +397,11 @@ KR_API ssize_t kr_read(int fd, void *buf, size_t len, long timeout_ms)
 
 KR_API ssize_t kr_write(int fd, const void *buf, size_t len, long timeout_ms)
 {
-	if (!krx_proc_self())
-		return KR_ENOTPROC;
 	uint64_t deadline;
-	if (fd < 0 || (!buf && len) || len > SSIZE_MAX || !deadline_of(timeout_ms, &deadline))
-		return KR_EINVAL;
-	krx_task_charge(IO_REDS);
+	int r = io_enter(fd, (buf || !len) && len <= SSIZE_MAX, timeout_ms, &deadline);
+	if (r)
+		return r;
 	size_t done = 0;
-	int r = 0;
 	while (done < len) {
 		long n = neg_errno(write(fd, (const char *)buf + done, len - done));
 		if (n >= 0) {
@@ -429,16 +424,14 @@ KR_API ssize_t kr_write(int fd, const void *buf, size_t len, long timeout_ms)
 
 KR_API int kr_accept(int fd, long timeout_ms)
 {
-	if (!krx_proc_self())
-		return KR_ENOTPROC;
 	uint64_t deadline;
-	if (fd < 0 || !deadline_of(timeout_ms, &deadline))
-		return KR_EINVAL;
-	krx_task_charge(IO_REDS);
+	int err = io_enter(fd, true, timeout_ms, &deadline);
+	if (err)
+		return err;
 	for (;;) {
 		long n = neg_errno(accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC));
 		if (n >= 0) {
-			int err = own(krx_proc_self(), (int)n, true);
+			err = own(krx_proc_self(), (int)n, true);
 			if (err)
 				close((int)n);
 			return err ? err : (int)n;
@@ -456,12 +449,10 @@ KR_API int kr_accept(int fd, long timeout_ms)
 
 KR_API int kr_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, long timeout_ms)
 {
-	if (!krx_proc_self())
-		return KR_ENOTPROC;
 	uint64_t deadline;
-	if (fd < 0 || !addr || !deadline_of(timeout_ms, &deadline))
-		return KR_EINVAL;
-	krx_task_charge(IO_REDS);
+	int err = io_enter(fd, addr != NULL, timeout_ms, &deadline);
+	if (err)
+		return err;
 	long n = neg_errno(connect(fd, addr, addrlen));
 	if (n == 0 || n == -EISCONN)
 		return 0;
