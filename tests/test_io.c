@@ -602,6 +602,129 @@ Test(io, a_trapped_or_normal_exit_signal_does_not_end_the_wait)
 	vm_stop();
 }
 
+/* ---- races: readiness against timeouts, kills against everything ---- */
+
+#define RACE_PAIRS (200 / VM_LIGHT_DIV)
+#define RACE_BYTES 300
+
+static atomic_int race_done;
+static atomic_long race_timeouts;
+
+/* Reads RACE_BYTES bytes, 0, 1, 2 ... in order, with a 1 ms timeout that
+ * keeps racing the writer's bytes: none may be lost, none seen twice. */
+static void race_reader(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	VM_CHECK(kr_fd_own(fd) == 0, "own");
+	unsigned char buf[64];
+	int got = 0;
+	long timeouts = 0;
+	while (got < RACE_BYTES) {
+		ssize_t n = kr_read(fd, buf, sizeof buf, 1);
+		if (n == KR_ETIMEDOUT) {
+			timeouts++;
+			continue;
+		}
+		VM_CHECK(n > 0, "kr_read: %zd (errno %d)", n, kr_last_errno());
+		if (n <= 0)
+			break;
+		for (ssize_t i = 0; i < n; i++, got++)
+			VM_CHECK(buf[i] == (unsigned char)got, "byte %d is %d", got, buf[i]);
+	}
+	atomic_fetch_add(&race_timeouts, timeouts);
+	atomic_fetch_add(&race_done, 1);
+}
+
+static void race_writer(void *arg)
+{
+	int fd = (int)((intptr_t)arg >> 8), seed = (int)((intptr_t)arg & 0xff);
+	VM_CHECK(kr_fd_own(fd) == 0, "own");
+	uint32_t r = (uint32_t)seed * 2654435761u + 1;
+	for (int i = 0; i < RACE_BYTES; i++) {
+		unsigned char b = (unsigned char)i;
+		VM_CHECK(kr_write(fd, &b, 1, 10000) == 1, "kr_write");
+		switch (vm_rand(&r) % 8) {
+		case 0: kr_sleep(1); break;
+		case 1: case 2: kr_yield(); break;
+		default: break;
+		}
+	}
+	/* Stay until the reader has it all: our end closes when we end. */
+	while (atomic_load(&race_done) < RACE_PAIRS && !atomic_load(&vm_abort))
+		kr_sleep(5);
+}
+
+Test(io, readiness_races_timeouts_without_loss_or_double, .timeout = 120)
+{
+	vm_start(0);
+	for (int i = 0; i < RACE_PAIRS; i++) {
+		int sv[2];
+		socket_pair(sv);
+		vm_spawn(race_reader, (void *)(intptr_t)sv[0]);
+		vm_spawn(race_writer, (void *)((intptr_t)sv[1] << 8 | (i & 0xff)));
+	}
+	cr_assert(VM_WAIT(atomic_load(&race_done) == RACE_PAIRS, 100000), "%d of %d readers done",
+	          atomic_load(&race_done), RACE_PAIRS);
+	cr_log_info("%ld timeouts raced the bytes", atomic_load(&race_timeouts));
+	cr_assert(VM_WAIT(vm_alive() == 0, 10000));
+	vm_assert_clean();
+	cr_assert_eq(io_waiting(), 0);
+	cr_assert_eq(io_owned(), 0);
+	vm_stop();
+}
+
+/* Processes that keep parking and waking on their descriptors (timeouts,
+ * a peer that writes now and then), killed at random moments: every one
+ * ends, no registration is left, every descriptor is closed. */
+#define KILL_PROCS (400 / VM_LIGHT_DIV)
+
+static void restless(void *arg)
+{
+	int fd = (int)(intptr_t)arg; /* given by the test, before we may have run */
+	char buf[16];
+	for (;;) {
+		ssize_t n = kr_read(fd, buf, sizeof buf, 1);
+		VM_CHECK(n > 0 || n == KR_ETIMEDOUT, "kr_read: %zd", n);
+		if (n <= 0 && n != KR_ETIMEDOUT)
+			return;
+	}
+}
+
+Test(io, kills_race_wake_ups_and_leave_nothing_behind, .timeout = 120)
+{
+	vm_start_quiet(0);
+	static int peers[KILL_PROCS], ends[KILL_PROCS];
+	static kr_pid pids[KILL_PROCS];
+	for (int i = 0; i < KILL_PROCS; i++) {
+		int sv[2];
+		socket_pair(sv);
+		ends[i] = sv[0];
+		peers[i] = sv[1];
+		pids[i] = vm_spawn(restless, (void *)(intptr_t)sv[0]);
+		/* Given at once: a kill may come before the process first runs,
+		 * and its descriptor must be closed all the same. */
+		cr_assert_eq(kr_fd_give(sv[0], pids[i]), 0);
+	}
+	uint32_t r = 7;
+	for (int i = 0; i < KILL_PROCS; i++) {
+		/* Some get a byte first, so the kill may meet a wake-up. */
+		if (vm_rand(&r) % 2)
+			(void)!write(peers[i], "k", 1);
+		if (vm_rand(&r) % 4 == 0)
+			usleep(vm_rand(&r) % 1000);
+		cr_assert_eq(kr_exit_sig(pids[i], KR_EXIT_KILL), 0);
+	}
+	cr_assert(VM_WAIT(vm_alive() == 0, 30000), "%zu processes survived their kill", vm_alive());
+	vm_assert_clean();
+	cr_assert_eq(io_waiting(), 0);
+	cr_assert_eq(io_owned(), 0);
+	for (int i = 0; i < KILL_PROCS; i++) {
+		cr_assert(fd_is_closed(ends[i]), "process %d's descriptor is open", i);
+		close(peers[i]);
+	}
+	vm_stop();
+}
+
 /* ---- ownership ---- */
 
 __attribute__((no_sanitize("null"), noinline)) static void store_null(void)
