@@ -122,45 +122,60 @@ typedef struct fd_pid {
 	kr_pid pid;
 } fd_pid;
 
+/* fd belongs to another process: none of it is ours to do. */
+static void try_to_take(void *arg)
+{
+	int fd = (int)(intptr_t)arg, r;
+	VM_CHECK((r = kr_fd_own(fd)) == KR_EEXIST, "own another's: %d", r);
+	VM_CHECK((r = kr_fd_disown(fd)) == KR_EINVAL, "disown another's: %d", r);
+	VM_CHECK((r = kr_fd_give(fd, kr_self())) == KR_EINVAL, "give another's to oneself: %d", r);
+	VM_CHECK(kr_fd_owner(fd) != kr_self(), "took it");
+}
+
 static void bad_arguments(void *arg)
 {
 	const fd_pid *a = arg;
-	const int sv[1] = { a->fd };
+	int fd = a->fd;
 	char buf[8];
 	int r;
 	VM_CHECK((r = kr_wait_fd(-1, KR_READABLE, 10)) == KR_EINVAL, "fd -1: %d", r);
-	VM_CHECK((r = kr_wait_fd(sv[0], 0, 10)) == KR_EINVAL, "no events: %d", r);
-	VM_CHECK((r = kr_wait_fd(sv[0], 8, 10)) == KR_EINVAL, "unknown events: %d", r);
-	VM_CHECK((r = kr_wait_fd(sv[0], KR_READABLE, -5)) == KR_EINVAL, "timeout -5: %d", r);
-	VM_CHECK((r = (int)kr_read(sv[0], NULL, 4, 10)) == KR_EINVAL, "read into NULL: %d", r);
+	VM_CHECK((r = kr_wait_fd(fd, 0, 10)) == KR_EINVAL, "no events: %d", r);
+	VM_CHECK((r = kr_wait_fd(fd, 8, 10)) == KR_EINVAL, "unknown events: %d", r);
+	VM_CHECK((r = kr_wait_fd(fd, KR_READABLE, -5)) == KR_EINVAL, "timeout -5: %d", r);
+	VM_CHECK((r = (int)kr_read(fd, NULL, 4, 10)) == KR_EINVAL, "read into NULL: %d", r);
 	VM_CHECK((r = (int)kr_write(-3, buf, 4, 10)) == KR_EINVAL, "write to -3: %d", r);
-	VM_CHECK((r = kr_connect(sv[0], NULL, 0, 10)) == KR_EINVAL, "connect to NULL: %d", r);
+	VM_CHECK((r = kr_connect(fd, NULL, 0, 10)) == KR_EINVAL, "connect to NULL: %d", r);
 	VM_CHECK((r = kr_accept(-1, 10)) == KR_EINVAL, "accept -1: %d", r);
 	VM_CHECK((r = kr_fd_own(-1)) == KR_EINVAL, "own -1: %d", r);
-	VM_CHECK((r = kr_fd_disown(sv[0])) == KR_EINVAL, "disown what is not ours: %d", r);
-	VM_CHECK((r = kr_fd_give(sv[0], a->pid)) == KR_EINVAL, "give what is not ours: %d", r);
-	VM_CHECK((r = kr_fd_give(sv[0], -7)) == KR_EINVAL, "give to a bad pid: %d", r);
+	VM_CHECK((r = kr_fd_disown(fd)) == KR_EINVAL, "disown what is not ours: %d", r);
+	VM_CHECK((r = kr_fd_give(fd, a->pid)) == KR_EINVAL, "give what is not ours: %d", r);
+	VM_CHECK((r = kr_fd_give(fd, -7)) == KR_EINVAL, "give to a bad pid: %d", r);
 
 	/* A descriptor that is not open: KR_EIO, errno EBADF. */
-	int spare = dup(sv[0]);
+	int spare = dup(fd);
 	close(spare);
 	VM_CHECK((r = kr_wait_fd(spare, KR_READABLE, 100)) == KR_EIO, "closed fd: %d", r);
 	VM_CHECK(kr_last_errno() == EBADF, "errno %d, want EBADF", kr_last_errno());
 	VM_CHECK((r = (int)kr_read(spare, buf, 1, 100)) == KR_EIO, "read closed fd: %d", r);
 	VM_CHECK((r = kr_fd_own(spare)) == KR_EINVAL, "own a closed fd: %d", r);
 	/* Accepting on a socket that does not listen. */
-	VM_CHECK((r = kr_accept(sv[0], 100)) == KR_EIO, "accept on a socketpair: %d", r);
+	VM_CHECK((r = kr_accept(fd, 100)) == KR_EIO, "accept on a socketpair: %d", r);
 	VM_CHECK(kr_last_errno() != 0, "no errno for the failed accept");
 
 	/* Owning: twice is once; another process cannot; disown ends it. */
-	VM_CHECK(kr_fd_own(sv[0]) == 0 && kr_fd_own(sv[0]) == 0, "own twice");
-	VM_CHECK(kr_fd_owner(sv[0]) == kr_self(), "owner %lld", (long long)kr_fd_owner(sv[0]));
-	VM_CHECK(kr_fd_disown(sv[0]) == 0 && kr_fd_owner(sv[0]) == 0, "disown");
+	VM_CHECK(kr_fd_own(fd) == 0 && kr_fd_own(fd) == 0, "own twice");
+	VM_CHECK(kr_fd_owner(fd) == kr_self(), "owner %lld", (long long)kr_fd_owner(fd));
+	kr_ref ref;
+	kr_spawn_opts o = { .monitor = &ref };
+	VM_CHECK(kr_spawn_opt(try_to_take, (void *)(intptr_t)fd, &o) > 0, "spawn");
+	kr_msg *down;
+	VM_CHECK(kr_recv_tag(&down, KR_TAG_DOWN, 10000) == 0, "no DOWN from try_to_take");
+	VM_CHECK(kr_fd_disown(fd) == 0 && kr_fd_owner(fd) == 0, "disown");
 	/* Giving to a process that is gone: it stays ours. */
-	VM_CHECK(kr_fd_own(sv[0]) == 0, "own again");
-	VM_CHECK((r = kr_fd_give(sv[0], a->pid)) == KR_ENOPROC, "give to the dead: %d", r);
-	VM_CHECK(kr_fd_owner(sv[0]) == kr_self(), "still ours after a failed give");
-	VM_CHECK(kr_fd_disown(sv[0]) == 0, "disown at the end");
+	VM_CHECK(kr_fd_own(fd) == 0, "own again");
+	VM_CHECK((r = kr_fd_give(fd, a->pid)) == KR_ENOPROC, "give to the dead: %d", r);
+	VM_CHECK(kr_fd_owner(fd) == kr_self(), "still ours after a failed give");
+	VM_CHECK(kr_fd_disown(fd) == 0, "disown at the end");
 	atomic_store(&args_done, 1);
 }
 

@@ -274,9 +274,9 @@ static int give(krx_sched *s, int fd, kr_pid to)
 {
 	krx_proc *p = s ? (krx_proc *)s->current : NULL;
 	kr_pid me = p ? pid_of(p) : 0;
-	if (to == me)
-		return 0;
 	AO_t *word = fd < 0 ? NULL : krx_poll_fd_word(fd);
+	if (word && to == me)
+		return AO_load(word) == (AO_t)me ? 0 : KR_EINVAL;
 	/* Full: see own. From a host thread, me is 0: only an unowned fd. */
 	if (!word || !AO_compare_and_swap_full(word, (AO_t)me, (AO_t)to))
 		return KR_EINVAL;

@@ -134,8 +134,8 @@ KR_API int kr_fd_disown(int fd);
  * no one. From then on fd is pid's, and closed when pid ends (even if pid
  * ends before it ever runs again). 0; KR_ENOPROC if pid is gone (fd stays
  * the caller's); KR_EINVAL if the caller does not own fd (or, from a host
- * thread, someone does), or pid is malformed; KR_ESTOPPED. Giving to
- * oneself does nothing.
+ * thread, someone does), or pid is malformed; KR_ESTOPPED. Giving a
+ * descriptor one owns to oneself does nothing.
  */
 KR_API int kr_fd_give(int fd, kr_pid pid);
 /* The pid of the process that owns fd, 0 if none, or KR_EINVAL for a bad
