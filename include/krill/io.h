@@ -18,8 +18,10 @@
  * EBADF ...). Timeouts are in milliseconds, as for kr_recv: 0 tries once
  * without waiting, KR_INFINITY waits for ever. Every call here but kr_close,
  * kr_fd_give, kr_fd_owner and kr_io_stats needs a process: from a host
- * thread it returns KR_ENOTPROC. As with errno (see docs), nothing here
- * survives the next krill call: read kr_last_errno() first.
+ * thread it returns KR_ENOTPROC. Unlike errno, which a process must read
+ * before its next krill call (it may resume on another thread),
+ * kr_last_errno() is the process's own and keeps its value until the
+ * process's next KR_EIO.
  *
  * Ownership: a process may own descriptors (kr_fd_own; kr_accept's new
  * descriptor is owned by its caller). When the process ends, for whatever
