@@ -32,7 +32,7 @@ ARM64_LIB := $(SYSROOT64)/usr/lib/aarch64-linux-gnu:$(SYSROOT64)/lib/aarch64-lin
 
 # Sources: every .c in sched/ and vm/, plus the assembly for the target arch.
 LIB_C     := $(wildcard sched/*.c vm/*.c)
-TEST_C    := $(wildcard tests/*.c)
+TEST_C    := $(wildcard tests/*.c tests/chaos/*.c)
 BENCH_C   := $(wildcard bench/*.c)
 HDRS      := $(wildcard include/*.h include/krill/*.h sched/*.h vm/*.h tests/*.h bench/*.h)
 
@@ -189,6 +189,9 @@ demo: $(B)/krbench $(EXAMPLES)
 	@echo
 	@echo "== processes: a ring of 10,000 passing a token 100 times =="
 	$(B)/ring 10000 100
+	@echo
+	@echo "== let it crash: a supervision tree repairs itself =="
+	$(B)/supervised
 
 # make test runs every suite, in order, even when one fails, and fails if any did.
 test:

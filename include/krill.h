@@ -442,7 +442,8 @@ KR_API void kr_free(void *ptr);
 typedef long kr_blocking_fn(void *arg);
 KR_API long kr_blocking(kr_blocking_fn *fn, void *arg);
 
-#include "krill/io.h" /* I/O in processes: descriptors, sockets */
+#include "krill/sup.h" /* supervisors */
+#include "krill/io.h"  /* I/O in processes: descriptors, sockets */
 
 #ifdef __cplusplus
 }

@@ -15,12 +15,6 @@ TestSuite(call, .fini = vm_fini, .timeout = 60);
 
 enum { T_ADD = 1, T_SLOW, T_DIE, T_SUM, T_NOTE };
 
-static void quiet(const char *line, void *ctx)
-{
-	(void)line;
-	(void)ctx;
-}
-
 /* Replies to T_ADD with the number plus one; sleeps before replying to
  * T_SLOW; ends without replying to T_DIE. */
 static void server(void *arg)
@@ -109,8 +103,7 @@ static void client(void *arg)
 Test(call, calls_replies_timeouts_and_dead_servers)
 {
 	static kr_pid srv;
-	kr_config cfg = { .schedulers = 2, .log = quiet };
-	vm_start_cfg(&cfg);
+	vm_start_quiet(2);
 	srv = vm_spawn_on(server, NULL, 1);
 	vm_spawn_on(client, &srv, 2);
 	cr_assert(VM_WAIT(atomic_load(&client_done) || atomic_load(&vm_fails), 20000));

@@ -29,21 +29,6 @@ TestSuite(io, .fini = vm_fini, .timeout = 60);
 
 /* ---- helpers ---- */
 
-static atomic_int io_reports;
-static void count_report(const char *line, void *ctx)
-{
-	(void)line;
-	(void)ctx;
-	atomic_fetch_add(&io_reports, 1);
-}
-
-/* Crash reports counted, not printed: some tests crash on purpose. */
-static void vm_start_quiet(unsigned schedulers)
-{
-	kr_config cfg = { .schedulers = schedulers, .log = count_report };
-	vm_start_cfg(&cfg);
-}
-
 /* Thousands of connections need thousands of descriptors. */
 static void raise_fd_limit(void)
 {
@@ -787,7 +772,7 @@ Test(io, an_owners_descriptors_are_closed_however_it_ends)
 		close(b[1]);
 		close(c[1]);
 	}
-	cr_assert_geq(atomic_load(&io_reports), 2, "the crash and the fault are reported");
+	cr_assert_geq(atomic_load(&vm_reports), 2, "the crash and the fault are reported");
 	vm_assert_clean();
 	vm_stop();
 }

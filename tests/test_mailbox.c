@@ -492,12 +492,15 @@ static void pair_b(void *arg)
 		VM_CHECK(rc == 0, "pair_b: recv round %ld: %d", i, rc);
 		if (rc)
 			return;
+		/* Reply to the sender: the test thread may not have published
+		 * pair_a_pid yet when the first ping comes. */
+		kr_pid a = m->sender;
 		long v = take_int(m);
 		VM_CHECK(v == (int)i, "pair_b: ping %ld, want %ld", v, i);
 		int x = (int)i;
-		kr_send((kr_pid)atomic_load(&pair_a_pid), PAIR_PONG, &x, sizeof x);
+		VM_CHECK(kr_send(a, PAIR_PONG, &x, sizeof x) == 0, "pair_b: pong %d", x);
 		if (i % 3 == 0)
-			kr_send((kr_pid)atomic_load(&pair_a_pid), PAIR_EXTRA, &x, sizeof x);
+			VM_CHECK(kr_send(a, PAIR_EXTRA, &x, sizeof x) == 0, "pair_b: extra %d", x);
 	}
 }
 
@@ -506,9 +509,8 @@ static void pair_a(void *arg)
 	(void)arg;
 	int next_pong = 0, next_extra = 0, next_out[PAIR_OUTSIDERS] = { 0 };
 	long outs = 0;
-	/* Before b can answer: the test's own store of our pid may come after
-	 * b's first pong (its thread can be descheduled right after the spawn),
-	 * which would then go to pid 0. */
+	/* Before the first ping: pair_b answers to this pid, and the test
+	 * thread may not have stored it yet. */
 	atomic_store(&pair_a_pid, kr_self());
 	for (int i = 0; i < PAIR_ROUNDS; i++) {
 		kr_send((kr_pid)atomic_load(&pair_b_pid), PAIR_PING, &i, sizeof i);

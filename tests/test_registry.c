@@ -12,20 +12,6 @@
 
 TestSuite(registry, .fini = vm_fini, .timeout = 60);
 
-static void quiet(const char *line, void *ctx)
-{
-	(void)line;
-	(void)ctx;
-}
-
-static void wait_forever(void *arg)
-{
-	(void)arg;
-	kr_msg *m;
-	while (!atomic_load(&vm_abort))
-		if (kr_recv(&m, 100) == 0)
-			kr_msg_free(m);
-}
 
 static atomic_int echo_got;
 
@@ -43,7 +29,7 @@ static void counts_messages(void *arg)
 Test(registry, register_whereis_send_named_unregister)
 {
 	vm_start(2);
-	kr_pid a = vm_spawn(counts_messages, NULL), b = vm_spawn(wait_forever, NULL);
+	kr_pid a = vm_spawn(counts_messages, NULL), b = vm_spawn(vm_wait_forever, NULL);
 	cr_assert_eq(kr_register("alpha", a), 0);
 	cr_assert_eq(kr_whereis("alpha"), a);
 	cr_assert_eq(kr_register("alpha", b), KR_EEXIST, "a name taken twice");
@@ -65,7 +51,7 @@ Test(registry, register_whereis_send_named_unregister)
 Test(registry, bad_names_and_pids)
 {
 	vm_start(1);
-	kr_pid a = vm_spawn(wait_forever, NULL);
+	kr_pid a = vm_spawn(vm_wait_forever, NULL);
 	char longname[KR_NAME_MAX + 2];
 	memset(longname, 'x', sizeof longname - 1);
 	longname[sizeof longname - 1] = 0;
@@ -80,7 +66,7 @@ Test(registry, bad_names_and_pids)
 	cr_assert_eq(kr_whereis(NULL), KR_EINVAL);
 	cr_assert_eq(kr_unregister(""), KR_EINVAL);
 	/* A well-formed pid of no process. */
-	kr_pid gone = vm_spawn(wait_forever, NULL);
+	kr_pid gone = vm_spawn(vm_wait_forever, NULL);
 	kr_exit_sig(gone, KR_EXIT_KILL);
 	cr_assert(VM_WAIT(!kr_is_alive(gone), 5000));
 	cr_assert_eq(kr_register("ghost", gone), KR_ENOPROC);
@@ -107,8 +93,7 @@ static void register_self_and_wait(void *arg)
 
 Test(registry, many_names_all_freed_when_their_processes_end)
 {
-	kr_config cfg = { .schedulers = 2, .log = quiet };
-	vm_start_cfg(&cfg);
+	vm_start_quiet(2);
 	kr_pid pids[MANY];
 	for (long i = 0; i < MANY; i++)
 		pids[i] = vm_spawn(register_self_and_wait, (void *)(intptr_t)i);

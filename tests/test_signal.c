@@ -15,29 +15,6 @@
 
 TestSuite(signal, .fini = vm_fini, .timeout = 60);
 
-/* Reports go here, so that the expected crashes do not flood stderr. */
-static atomic_int sig_reports;
-static void count_report(const char *line, void *ctx)
-{
-	(void)line;
-	(void)ctx;
-	atomic_fetch_add(&sig_reports, 1);
-}
-
-static void vm_start_quiet(unsigned schedulers)
-{
-	kr_config cfg = { .schedulers = schedulers, .log = count_report };
-	vm_start_cfg(&cfg);
-}
-
-static void wait_forever(void *arg)
-{
-	(void)arg;
-	kr_msg *m;
-	while (!atomic_load(&vm_abort))
-		if (kr_recv(&m, 100) == 0)
-			kr_msg_free(m);
-}
 
 static void crash_now(void *arg)
 {
@@ -58,11 +35,11 @@ static atomic_llong linked_pid;
 static void linked_victim(void *arg)
 {
 	(void)arg;
-	kr_pid c = kr_spawn(wait_forever, NULL);
+	kr_pid c = kr_spawn(vm_wait_forever, NULL);
 	atomic_store(&linked_pid, c);
 	VM_CHECK(kr_link(c) == 0, "kr_link");
 	atomic_store(&link_stage, 1);
-	wait_forever(NULL);
+	vm_wait_forever(NULL);
 }
 
 Test(signal, an_abnormal_end_kills_linked_processes)
@@ -100,7 +77,7 @@ Test(signal, normal_ends_and_normal_exit_signals_are_ignored)
 	vm_spawn(survives_normal, NULL);
 	cr_assert(VM_WAIT(atomic_load(&normal_survived), 5000));
 	vm_assert_clean();
-	cr_assert_eq(atomic_load(&sig_reports), 0, "a normal end was reported");
+	cr_assert_eq(atomic_load(&vm_reports), 0, "a normal end was reported");
 	vm_stop();
 }
 
@@ -142,7 +119,7 @@ static void trapper(void *arg)
 		kr_msg_free(m);
 	}
 	atomic_store(&trap_stage, 2);
-	wait_forever(NULL); /* until killed */
+	vm_wait_forever(NULL); /* until killed */
 	atomic_store(&trap_stage, 3); /* never */
 }
 
@@ -271,7 +248,7 @@ static void unlinker(void *arg)
 {
 	(void)arg;
 	kr_spawn_opts o = { .link = 1 };
-	kr_pid c = kr_spawn_opt(wait_forever, NULL, &o);
+	kr_pid c = kr_spawn_opt(vm_wait_forever, NULL, &o);
 	VM_CHECK(kr_unlink(c) == 0, "kr_unlink");
 	VM_CHECK(kr_unlink(c) == 0, "kr_unlink twice");
 	kr_exit_sig(c, KR_EXIT_ERROR);
@@ -314,7 +291,7 @@ static void chain_link(void *arg)
 			kr_crash("the end of the chain crashes");
 		}
 	}
-	wait_forever(NULL);
+	vm_wait_forever(NULL);
 }
 
 Test(signal, a_chain_of_linked_processes_all_die_from_one_crash, .timeout = 120)
@@ -327,8 +304,8 @@ Test(signal, a_chain_of_linked_processes_all_die_from_one_crash, .timeout = 120)
 	cr_assert(VM_WAIT(vm_alive() == 0, 60000), "%zu of %d still alive", vm_alive(), CHAIN_N);
 	cr_assert(!kr_is_alive(head));
 	/* One report per abnormal end: the crash and every process it took. */
-	cr_assert(VM_WAIT(atomic_load(&sig_reports) == CHAIN_N, 5000), "%d reports for %d ends",
-	          atomic_load(&sig_reports), CHAIN_N);
+	cr_assert(VM_WAIT(atomic_load(&vm_reports) == CHAIN_N, 5000), "%d reports for %d ends",
+	          atomic_load(&vm_reports), CHAIN_N);
 	vm_assert_clean();
 	vm_stop();
 }
@@ -355,7 +332,7 @@ static void monitor_checks(void *arg)
 	kr_msg_free(m);
 
 	/* Two monitors on one process: two DOWNs, each with its ref and the reason. */
-	kr_pid c = kr_spawn(wait_forever, NULL);
+	kr_pid c = kr_spawn(vm_wait_forever, NULL);
 	kr_ref r1 = kr_monitor(c), r2 = kr_monitor(c);
 	VM_CHECK(r1 > 0 && r2 > 0 && r1 != r2, "refs %lld %lld", (long long)r1, (long long)r2);
 	kr_exit_sig(c, KR_EXIT_SHUTDOWN);
@@ -372,7 +349,7 @@ static void monitor_checks(void *arg)
 	VM_CHECK(kr_recv_tag(&m, KR_TAG_DOWN, 50) == KR_ETIMEDOUT, "a third DOWN");
 
 	/* Demonitor before the end: no DOWN ever. */
-	c = kr_spawn(wait_forever, NULL);
+	c = kr_spawn(vm_wait_forever, NULL);
 	kr_ref r3 = kr_monitor(c);
 	VM_CHECK(kr_demonitor(r3, 0) == 0, "kr_demonitor");
 	kr_exit_sig(c, KR_EXIT_KILL);
@@ -441,33 +418,37 @@ static void order_receiver(void *arg)
 {
 	(void)arg;
 	kr_trap_exit(1);
+	/* Only now may the sender start: an exit signal that came before
+	 * this process traps exits would end it, as in Erlang. */
 	atomic_store(&order_trapping, 1);
 	kr_msg *m;
 	for (int i = 0; i < ORDER_N; i++) {
-		if (kr_recv(&m, 5000) != 0)
-			return;
+		int rc = kr_recv(&m, 5000);
+		VM_CHECK(rc == 0, "message %d: %d", i, rc);
+		if (rc != 0)
+			goto failed;
 		int v = -1;
 		if (m->tag == 1 && m->len == sizeof v)
 			memcpy(&v, m->data, sizeof v);
 		kr_msg_free(m);
+		VM_CHECK(v == i, "message %d: got %d (tag %s)", i, v, v < 0 ? "not 1" : "1");
 		if (v != i)
-			return;
+			goto failed;
 	}
 	/* The exit signal was sent after every message: it comes last. */
 	if (kr_recv(&m, 5000) != 0)
-		return;
+		goto failed;
 	const kr_exit_msg *e = kr_msg_exit(m);
 	atomic_store(&order_ok, e && e->reason.kind == KR_EXIT_SHUTDOWN ? 1 : 2);
 	kr_msg_free(m);
+	return;
+failed:
+	atomic_store(&order_ok, 2);
 }
 
 static void order_sender(void *arg)
 {
 	kr_pid to = *(kr_pid *)arg;
-	/* Not before it traps exits: the signal would end it before it ran
-	 * (its scheduler may be slow to wake, under qemu). */
-	while (!atomic_load(&order_trapping))
-		kr_sleep(1);
 	for (int i = 0; i < ORDER_N; i++)
 		kr_send(to, 1, &i, sizeof i);
 	kr_exit_sig(to, KR_EXIT_SHUTDOWN);
@@ -479,8 +460,10 @@ Test(signal, messages_and_an_exit_signal_from_one_sender_arrive_in_order)
 	vm_start_quiet(2);
 	/* On different schedulers, so the messages go through the send buffer. */
 	r = vm_spawn_on(order_receiver, NULL, 1);
+	cr_assert(VM_WAIT(atomic_load(&order_trapping), 5000));
 	vm_spawn_on(order_sender, &r, 2);
 	cr_assert(VM_WAIT(atomic_load(&order_ok), 10000));
+	vm_assert_clean();
 	cr_assert_eq(atomic_load(&order_ok), 1, "the exit signal overtook messages");
 	vm_stop();
 }

@@ -223,6 +223,32 @@ static inline uint64_t vm_dead_letters(void)
 	return kr_vm_stats_get(&s) == 0 ? s.dead_letters : UINT64_MAX;
 }
 
+/* A log hook for tests whose processes crash on purpose: reports are
+ * counted, not printed. */
+static atomic_int vm_reports;
+static inline void vm_quiet_log(const char *line, void *ctx)
+{
+	(void)line;
+	(void)ctx;
+	atomic_fetch_add(&vm_reports, 1);
+}
+
+static inline void vm_start_quiet(unsigned schedulers)
+{
+	kr_config cfg = { .schedulers = schedulers, .log = vm_quiet_log };
+	vm_start_cfg(&cfg);
+}
+
+/* A process that takes whatever comes until the test ends (or it is ended). */
+static inline void vm_wait_forever(void *arg)
+{
+	(void)arg;
+	kr_msg *m;
+	while (!atomic_load(&vm_abort))
+		if (kr_recv(&m, 100) == 0)
+			kr_msg_free(m);
+}
+
 /* A small, fast, per-caller pseudo-random sequence. */
 static inline uint32_t vm_rand(uint32_t *state)
 {

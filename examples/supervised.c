@@ -1,0 +1,143 @@
+/*
+ * supervised.c - a small supervision tree that repairs itself.
+ *
+ *     build/supervised
+ *
+ *     top        one_for_one, the root's child
+ *      └─ math   one_for_one, at most 2 restarts in 5 s
+ *          └─ divider   answers "100 / n" requests
+ *
+ * The root asks the divider for 100 / 5, then 100 / 0: the divider
+ * crashes, and math restarts it, so 100 / 4 is answered by a new divider.
+ * Then the root makes the divider crash twice more: three restarts within
+ * 5 s, one more than math allows, so math gives up and top restarts math
+ * (and with it a divider). Finally the root stops the tree. krill's own reports
+ * (crashes, restarts, giving up) are printed as they come, after a "|".
+ * Everything here uses only the public API (krill.h).
+ */
+#include <krill.h>
+#include <stdio.h>
+#include <string.h>
+
+enum { DIVIDE = 1, ANSWER };
+
+/* The worker: answers each request, and crashes on a division by zero. */
+static void divider(void *arg)
+{
+	(void)arg;
+	kr_msg *m;
+	while (kr_recv(&m, KR_INFINITY) == 0) {
+		int n;
+		memcpy(&n, m->data, sizeof n);
+		if (n == 0)
+			kr_crash("asked to divide 100 by zero");
+		int q = 100 / n;
+		kr_reply(m, ANSWER, &q, sizeof q);
+		kr_msg_free(m);
+	}
+}
+
+/* A supervisor child: its start function becomes the supervisor. */
+static void math(void *arg)
+{
+	(void)arg;
+	static const kr_child_spec children[] = { { .id = "divider", .start = divider } };
+	static const kr_sup_flags flags = { .strategy = KR_ONE_FOR_ONE, .max_restarts = 2,
+		                            .period_ms = 5000 };
+	kr_sup_run(&flags, children, 1);
+}
+
+/* The pid of the child with this id (children move: ask their supervisor). */
+static kr_pid child(kr_pid sup, const char *id)
+{
+	kr_sup_child v[4];
+	int n = kr_sup_which_children(sup, v, 4);
+	for (int i = 0; i < n && i < 4; i++)
+		if (!strcmp(v[i].id, id))
+			return v[i].pid;
+	return KR_ENOPROC;
+}
+
+static kr_pid last_divider;
+static int dividers;
+
+static void ask(kr_pid top, int n)
+{
+	kr_pid d = child(child(top, "math"), "divider");
+	if (d != last_divider) {
+		last_divider = d;
+		dividers++;
+	}
+	kr_msg *reply;
+	int rc = kr_call(d, DIVIDE, &n, sizeof n, &reply, 1000);
+	if (rc == 0) {
+		printf("100 / %d = %d, from divider #%d\n", n, *(const int *)reply->data, dividers);
+		kr_msg_free(reply);
+	} else {
+		printf("100 / %d: no answer from divider #%d (%s)\n", n, dividers, kr_strerror(rc));
+	}
+}
+
+/* Wait for the DOWN of this monitor. */
+static void wait_end(kr_ref ref)
+{
+	kr_msg *m;
+	while (kr_recv_tag(&m, KR_TAG_DOWN, KR_INFINITY) == 0) {
+		int mine = kr_msg_down(m)->ref == ref;
+		kr_msg_free(m);
+		if (mine)
+			return;
+	}
+}
+
+static void root(void *arg)
+{
+	(void)arg;
+	/* A supervisor's parent gets its exit signal when it ends: trap it. */
+	kr_trap_exit(1);
+	static const kr_child_spec children[] = {
+		{ .id = "math", .start = math, .type = KR_SUPERVISOR },
+	};
+	static const kr_sup_flags flags = { .strategy = KR_ONE_FOR_ONE, .max_restarts = 5,
+		                            .period_ms = 5000 };
+	kr_pid top = kr_sup_start_link(&flags, children, 1, "top");
+	if (top < 0) {
+		printf("the tree did not start: %s\n", kr_strerror((int)top));
+		return;
+	}
+	printf("started: top > math > divider\n");
+	ask(top, 5);
+	ask(top, 0);
+	ask(top, 4);
+
+	printf("two more crashes: three restarts in 5 s, one more than math allows\n");
+	kr_pid old_math = child(top, "math");
+	kr_ref ref = kr_monitor(old_math);
+	for (int i = 0; i < 2; i++)
+		ask(top, 0);
+	wait_end(ref); /* math gave up; top has had its exit before our next request */
+	printf("math was %s\n",
+	       child(top, "math") != old_math ? "restarted by top" : "not restarted");
+	ask(top, 10);
+
+	printf("stopping the tree\n");
+	ref = kr_monitor(top);
+	kr_exit_sig(top, KR_EXIT_SHUTDOWN);
+	wait_end(ref);
+	printf("stopped\n");
+}
+
+/* krill's reports: their first line (a crash report's backtrace follows). */
+static void print_report(const char *line, void *ctx)
+{
+	(void)ctx;
+	int n = (int)strcspn(line, "\n");
+	printf("  | %.*s\n", n, line);
+}
+
+int main(void)
+{
+	kr_config cfg = { .log = print_report };
+	int rc = kr_main(&cfg, root, NULL);
+	return rc < 0 ? 1 : 0;
+}
