@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "io.h"
 #include "msg.h"
 #include "vm.h"
 
@@ -186,8 +187,12 @@ enum krx_push krx_signal_send(krx_sched *s, kr_pid from, kr_pid to, unsigned kin
 	/* Release: the owner that sees the flag (acquire) finds the signal when
 	 * it takes its mailbox in. A busy owner looks at the flag when it
 	 * yields; a waiting one is woken below. */
-	if (kind == KRX_SIG_EXIT || kind == KRX_SIG_EXIT_LINK)
+	if (kind == KRX_SIG_EXIT || kind == KRX_SIG_EXIT_LINK) {
 		AO_store_release(&p->sigs, 1);
+		/* Not in a receive, but perhaps parked on a descriptor. */
+		if (r == KRX_PUSH_OK)
+			krx_poll_interrupt(&p->task);
+	}
 	if (r == KRX_PUSH_WAKE)
 		krx_task_wake_won(&p->task);
 	return r;
@@ -271,6 +276,9 @@ bool krx_signal_take(krx_proc *p, krx_msg *m)
 		return true;
 	case KRX_MSG_CALL:
 		return true; /* recorded when it is received (krx_call_taken) */
+	case KRX_SIG_FD:
+		krx_io_adopt(p, m);
+		return false;
 	}
 	return false;
 }
@@ -319,6 +327,9 @@ static void late_signal(krx_msg *m, void *ctx)
 	case KRX_MSG_CALL: /* never received: its caller hears of our end */
 		if ((x = krx_proc_ext_get(p)))
 			(void)monset_add(&x->calls, m->pub.ref, from);
+		break;
+	case KRX_SIG_FD:
+		krx_io_orphan(p, m); /* given to us, and we end: closed */
 		break;
 	}
 }

@@ -48,6 +48,11 @@ typedef struct krx_proc_ext {
 	                        * it ended itself */
 	int nbt;               /* frames in bt: where it crashed, if it did */
 	void *bt[KRX_BACKTRACE];
+	/* I/O (io.c): the descriptors it owns, and its last failure's figures. */
+	int *fds;
+	unsigned nfds, capfds;
+	int io_errno;          /* kr_last_errno */
+	size_t io_written;     /* kr_last_written */
 } krx_proc_ext;
 
 /* p's extension, made if it has none (by p itself, or by its spawner before
