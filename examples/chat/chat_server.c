@@ -78,7 +78,9 @@ enum {
 #define WAIT_SLICE_MS 20      /* a writer with a full socket looks at its mailbox this often */
 #define FLUSH_AT (64 * 1024)  /* a writer writes once it holds this much */
 #define TAKE_MAX 4096         /* ... or once it has taken this many messages */
-#define CHAT_BATCH (16 * 1024) /* a reader sends its room what it has once it holds this much */
+#define OUT_KEEP (16 * 1024)  /* a writer keeps an output buffer this big when it is idle */
+#define CHAT_BATCH 4096       /* a reader sends its room what it has once it holds this much */
+#define READ_CHUNK 4096       /* a reader reads this much at a time (and holds a line more) */
 #define BIN_MIN 512           /* lines this long are broadcast by reference (kr_bin) */
 #define KEY_MAX (5 + CHAT_NAME_MAX + 1) /* "room:" / "rsup:" + a name */
 #define PEER_MAX 24
@@ -470,8 +472,9 @@ static void flush(writer *w, long timeout_ms)
 	ssize_t n = kr_write(w->fd, w->buf + w->off, pending(w), timeout_ms);
 	if (n >= 0) {
 		w->off = w->len = 0;
-		/* A burst made the buffer big: give the memory back. */
-		if (w->cap > 4 * FLUSH_AT) {
+		/* A burst made the buffer big: give the memory back (ten
+		 * thousand idle connections should not hold their peak). */
+		if (w->cap > OUT_KEEP) {
 			kr_free(w->buf);
 			w->buf = NULL;
 			w->cap = 0;
@@ -1004,7 +1007,7 @@ static void reader_main(void *arg)
 	conn c = { .fd = h.fd, .writer = h.writer, .room_name = h.room };
 	memcpy(c.nick, h.nick, sizeof c.nick);
 	memcpy(c.peer, h.peer, sizeof c.peer);
-	c.incap = S.o.line_max + 1 + CHAT_BATCH;
+	c.incap = S.o.line_max + 1 + READ_CHUNK;
 	c.in = kr_alloc(c.incap);
 	c.batch = kr_alloc(CHAT_BATCH + S.o.line_max + CHAT_NAME_MAX + 3);
 	if (!c.in || !c.batch)
