@@ -419,7 +419,7 @@ static void end_connection(writer *w, int kind, const char *why)
 
 static void put(writer *w, const void *data, size_t len)
 {
-	if (w->dead)
+	if (w->dead || !len)
 		return;
 	if (pending(w) + len > S.o.out_max) {
 		char why[96];
@@ -581,17 +581,40 @@ static void rejoin(writer *w)
 	    n == 1 ? "" : "s");
 }
 
+static _Noreturn void linger(writer *w);
+
 /* Our reader ended: so do we (and the socket closes). A last word to the
- * client if it crashed. */
+ * client if it crashed or was stopped. */
 static _Noreturn void reader_down(writer *w, const kr_down_msg *d)
 {
 	if (d->reason.kind != KR_EXIT_NORMAL && !w->dead) {
 		char why[160];
 		say(w, "* disconnected: %s", kr_reason_format(&d->reason, why, sizeof why));
-		flush(w, 0);
+		linger(w);
 	}
 	kr_exit(KR_EXIT_NORMAL);
 	abort(); /* kr_exit does not return to a process */
+}
+
+/*
+ * End the connection gracefully: write what is left, send our FIN, and
+ * take (and drop) what the client still sends until it closes too, for a
+ * second at most. Closing a socket with unread input makes the kernel
+ * send a reset, and a client that gets a reset may lose the last lines we
+ * wrote ("* line too long": the rest of its line is still coming). The
+ * reader has stopped reading, so the socket's input is ours to take.
+ */
+static _Noreturn void linger(writer *w)
+{
+	flush(w, 1000);
+	shutdown(w->fd, SHUT_WR);
+	char sink[4096];
+	uint64_t until = now_ms() + 1000;
+	for (uint64_t t = now_ms(); t < until; t = now_ms())
+		if (kr_read(w->fd, sink, sizeof sink, (long)(until - t)) <= 0)
+			break;
+	kr_exit(KR_EXIT_NORMAL);
+	abort();
 }
 
 static void handle(writer *w, kr_msg *m)
@@ -614,8 +637,7 @@ static void handle(writer *w, kr_msg *m)
 	case T_QUIT:
 		if (m->len && *(const char *)m->data)
 			say(w, "* bye");
-		flush(w, 1000);
-		kr_exit(KR_EXIT_NORMAL);
+		linger(w);
 		break;
 	case KR_TAG_DOWN:
 		d = kr_msg_down(m);
@@ -786,7 +808,8 @@ static void handover_to(kr_pid reader, const handover *h, const char *rest, size
 	if (!m)
 		kr_crash("out of memory");
 	memcpy(m, h, sizeof *h);
-	memcpy(m + sizeof *h, rest, nrest);
+	if (nrest)
+		memcpy(m + sizeof *h, rest, nrest);
 	kr_send(reader, T_HANDOVER, m, sizeof *h + nrest);
 	kr_free(m);
 }
