@@ -189,9 +189,11 @@ $(B)/chat: $(B)/obj/examples/chat/chat.o $(B)/obj/$(CHAT_SRV:.c=.o) $(B)/libkril
 	$(CC) $(PROG_LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LIBS)
 $(B)/chat_load: $(B)/obj/examples/chat/chat_load.o $(B)/obj/bench/hist.o $(B)/libkrill.a
 	$(CC) $(PROG_LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LIBS)
-chat: $(B)/chat $(B)/chat_load
+$(B)/chat_demo: $(B)/obj/examples/chat/chat_demo.o $(B)/obj/$(CHAT_SRV:.c=.o) $(B)/libkrill.a
+	$(CC) $(PROG_LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LIBS)
+chat: $(B)/chat $(B)/chat_load $(B)/chat_demo
 
-demo: $(B)/krbench $(EXAMPLES)
+demo: $(B)/krbench $(EXAMPLES) $(B)/chat_demo
 	@echo "== the context switch, krill against glibc swapcontext =="
 	$(B)/krbench ctx
 	@echo
@@ -203,6 +205,9 @@ demo: $(B)/krbench $(EXAMPLES)
 	@echo
 	@echo "== let it crash: a supervision tree repairs itself =="
 	$(B)/supervised
+	@echo
+	@echo "== the chat server: a connection crashes, a room crashes, a room crashes too often =="
+	$(B)/chat_demo
 
 # make test runs every suite, in order, even when one fails, and fails if any did.
 test:
@@ -248,4 +253,4 @@ uninstall:
 clean:
 	rm -rf $(B)/obj $(B)/asan $(B)/tsan $(B)/valgrind $(B)/aarch64/obj $(B)/aarch64/krill_tests \
 	       $(B)/*.a $(B)/*.so $(B)/krbench $(B)/krill_tests $(B)/krill.pc $(EXAMPLES) \
-	       $(B)/chat $(B)/chat_load
+	       $(B)/chat $(B)/chat_load $(B)/chat_demo

@@ -404,8 +404,11 @@ static size_t pending(const writer *w)
 	return w->len - w->off;
 }
 
-/* The connection cannot go on (a slow client, a failed write): drop the
- * output and end the reader with this reason; its DOWN ends us. */
+static void leave_room(writer *w);
+
+/* The connection cannot go on (a slow client, a failed write): leave the
+ * room, drop the output and end the reader with this reason; its DOWN
+ * ends us. */
 static void end_connection(writer *w, int kind, const char *why)
 {
 	if (w->dead)
@@ -415,6 +418,7 @@ static void end_connection(writer *w, int kind, const char *why)
 	kr_reason r = { .kind = kind };
 	snprintf(r.text, sizeof r.text, "%s", why);
 	kr_exit_sig_reason(w->reader, &r);
+	leave_room(w);
 }
 
 static void put(writer *w, const void *data, size_t len)
@@ -606,6 +610,7 @@ static _Noreturn void reader_down(writer *w, const kr_down_msg *d)
  */
 static _Noreturn void linger(writer *w)
 {
+	leave_room(w); /* the room forgets us now, not when we have ended */
 	flush(w, 1000);
 	shutdown(w->fd, SHUT_WR);
 	char sink[4096];
