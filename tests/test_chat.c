@@ -258,6 +258,18 @@ static bool ends(client *c, long ms)
 	}
 }
 
+/* The end of a test: close these clients (a NULL-terminated list), then
+ * stop the server. */
+static void finish(client *c, ...)
+{
+	va_list ap;
+	va_start(ap, c);
+	for (; c; c = va_arg(ap, client *))
+		client_free(c);
+	va_end(ap);
+	server_stop();
+}
+
 /* A client greeted and in the lobby, then named. */
 static client *join_as(int port, const char *nick, const char *room)
 {
@@ -441,9 +453,7 @@ Test(chat, nick_join_who_and_quit)
 	say(a, "/quit");
 	expect(a, &l, "* bye");
 	cr_assert(ends(a, WAIT_MS));
-	client_free(a);
-	client_free(b);
-	server_stop();
+	finish(a, b, NULL);
 }
 
 /* The counts of the top, rooms, x's and the lobby's supervisors, asked
@@ -507,9 +517,7 @@ Test(chat, the_tree_has_a_supervisor_per_room_under_the_rooms_supervisor)
 	client_free(c);
 	ask_until(3, 2);
 	expect_counts(3, 2, 2, 0, 2);
-	client_free(a);
-	client_free(b);
-	server_stop();
+	finish(a, b, NULL);
 }
 
 /* ---- crashes ------------------------------------------------------------- */
@@ -534,10 +542,7 @@ Test(chat, a_crashed_connection_is_closed_and_its_room_carries_on)
 	expect_chat(a, "alice: still here");
 	expect_chat(c, "alice: still here");
 	who_is(c, 2, "alice", "carol", NULL);
-	client_free(a);
-	client_free(b);
-	client_free(c);
-	server_stop();
+	finish(a, b, c, NULL);
 }
 
 /* Crash the room's process and wait until both its members are back in
@@ -607,12 +612,7 @@ Test(chat, a_crashing_room_is_restarted_and_one_crashing_too_often_afresh)
 	expect_chat(c, "dave: y is fine");
 	expect_chat(d, "dave: y is fine");
 	who_is(c, 2, "carol", "dave", NULL);
-	client_free(a);
-	client_free(b);
-	client_free(c);
-	client_free(d);
-	client_free(e);
-	server_stop();
+	finish(a, b, c, d, e, NULL);
 }
 
 /* ---- bad input ----------------------------------------------------------- */
@@ -646,10 +646,7 @@ Test(chat, long_lines_end_the_connection_and_others_go_on)
 	say(b, "fine");
 	expect_chat(b, "bob: fine");
 	who_is(b, 1, "bob", NULL);
-	client_free(a);
-	client_free(b);
-	client_free(c);
-	server_stop();
+	finish(a, b, c, NULL);
 }
 
 Test(chat, binary_garbage_passes_through_byte_for_byte)
@@ -679,9 +676,7 @@ Test(chat, binary_garbage_passes_through_byte_for_byte)
 	cr_assert_eq(write(a->fd, "\n\r\n\n", 4), 4);
 	say(a, "after");
 	expect_chat(b, "alice: after");
-	client_free(a);
-	client_free(b);
-	server_stop();
+	finish(a, b, NULL);
 }
 
 Test(chat, abrupt_and_half_closed_connections_leave_the_room_and_the_others_go_on)
@@ -714,8 +709,7 @@ Test(chat, abrupt_and_half_closed_connections_leave_the_room_and_the_others_go_o
 	          base);
 	say(a, "alone");
 	expect_chat(a, "alice: alone");
-	client_free(a);
-	server_stop();
+	finish(a, NULL);
 }
 
 /* A client that never reads: its writer's backlog passes the bound and it
@@ -755,8 +749,5 @@ Test(chat, a_slow_reader_is_dropped_and_the_others_get_everything)
 	/* Its connection was closed: what it was sent, then the end. */
 	cr_assert(ends(slow, WAIT_MS));
 	who_is(a, 2, "alice", "bob", NULL);
-	client_free(a);
-	client_free(b);
-	client_free(slow);
-	server_stop();
+	finish(a, b, slow, NULL);
 }

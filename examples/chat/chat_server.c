@@ -152,6 +152,23 @@ static int valid_name(const char *s, size_t len)
 	return 1;
 }
 
+static int is_down_of(const kr_msg *m, void *ctx)
+{
+	const kr_down_msg *d = kr_msg_down(m);
+	return d && d->ref == *(const kr_ref *)ctx;
+}
+
+/* Wait for the DOWN of monitor ref (other messages stay queued): 0 or
+ * KR_ETIMEDOUT. */
+static int wait_down(kr_ref ref, long timeout_ms)
+{
+	kr_msg *m;
+	int rc = kr_recv_match(&m, is_down_of, &ref, timeout_ms);
+	if (rc == 0)
+		kr_msg_free(m);
+	return rc;
+}
+
 static uint64_t now_ms(void)
 {
 	struct timespec ts;
@@ -786,13 +803,7 @@ static _Noreturn void quit(conn *c, int bye)
 	char b = (char)bye;
 	kr_ref ref = kr_monitor(c->writer);
 	kr_send(c->writer, T_QUIT, &b, 1);
-	kr_msg *m;
-	while (kr_recv_tag(&m, KR_TAG_DOWN, 2 * CALL_MS) == 0) {
-		int done = kr_msg_down(m)->ref == ref;
-		kr_msg_free(m);
-		if (done)
-			break;
-	}
+	wait_down(ref, 2 * CALL_MS);
 	kr_exit(KR_EXIT_NORMAL);
 	abort();
 }
@@ -1236,14 +1247,9 @@ int chat_stop(kr_pid top)
 	int trapped = kr_trap_exit(1);
 	kr_ref ref = kr_monitor(top);
 	kr_exit_sig(top, KR_EXIT_SHUTDOWN);
-	kr_msg *m;
-	while (kr_recv_tag(&m, KR_TAG_DOWN, KR_INFINITY) == 0) {
-		int done = kr_msg_down(m)->ref == ref;
-		kr_msg_free(m);
-		if (done)
-			break;
-	}
+	wait_down(ref, KR_INFINITY);
 	/* Its exit message, through the link. */
+	kr_msg *m;
 	if (kr_recv_match(&m, is_exit_of, &top, 0) == 0)
 		kr_msg_free(m);
 	kr_trap_exit(trapped);
