@@ -507,7 +507,7 @@ static void flush(writer *w, long timeout_ms)
 		end_connection(w, KR_EXIT_SHUTDOWN, "write failed"); /* the client has gone */
 }
 
-/* Join the room's current process: 0, or an error. */
+/* Join the room's current process: its number of members, or an error. */
 static int join_room(writer *w, const char *name)
 {
 	kr_pid room = find("room:", name);
@@ -890,13 +890,14 @@ static void join_cmd(conn *c, const char *name, size_t len, const char *rest, si
 	kr_msg *r;
 	int rc = kr_call(c->writer, T_MOVE, &mv, sizeof mv, &r, 2 * CALL_MS);
 	if (rc || r->tag != T_OK) {
-		char e[160];
-		snprintf(e, sizeof e, "* cannot join %s: %.*s\n", room, rc ? 40 : (int)r->len,
-		         rc ? kr_strerror(rc) : (const char *)r->data);
-		if (!rc)
-			kr_msg_free(r);
-		h.fd = -1;
+		h.fd = -1; /* the new reader is not needed */
 		handover_to(next, &h, NULL, 0);
+		if (rc)
+			quit(c, 0); /* the writer has gone, or is stuck: we cannot know what it did */
+		char e[160];
+		snprintf(e, sizeof e, "* cannot join %s: %.*s\n", room, (int)r->len,
+		         (const char *)r->data);
+		kr_msg_free(r);
 		say_to(c, e);
 		return;
 	}
