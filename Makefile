@@ -2,6 +2,7 @@
 #
 #   make            build/libkrill.a, build/libkrill.so, build/krbench
 #   make demo       build and run the demonstration
+#   make chat       build/chat, build/chat_load, build/chat_demo (examples/chat/README.md)
 #   make test       the whole suite: native, ASan+UBSan, TSan, aarch64 under qemu
 #   make test-native | test-asan | test-tsan | test-aarch64   one suite alone
 #   make test-valgrind   the suite under memcheck (not part of make test: slow)
@@ -36,8 +37,8 @@ TEST_C    := $(wildcard tests/*.c tests/chaos/*.c)
 BENCH_C   := $(wildcard bench/*.c)
 HDRS      := $(wildcard include/*.h include/krill/*.h sched/*.h vm/*.h tests/*.h bench/*.h \
                         examples/chat/*.h)
-# The chat server (examples/chat/) is a small library that its program
-# (build/chat) and the test suite (tests/test_chat.c) share.
+# The chat server (examples/chat/) is a small library that its programs
+# (build/chat, build/chat_demo) and the test suite (tests/test_chat.c) share.
 CHAT_SRV  := examples/chat/chat_server.c
 
 WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
