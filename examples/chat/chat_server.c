@@ -754,6 +754,7 @@ typedef struct conn {
 	size_t nbatch;
 } conn;
 
+/* A notice for the client: text is written as it is (with its \n). */
 static void say_to(const conn *c, const char *text)
 {
 	kr_send(c->writer, T_SAY, text, strlen(text));
@@ -775,7 +776,7 @@ static void send_batch(conn *c)
 	if (room > 0)
 		kr_send(room, T_CHAT, c->batch, c->nbatch);
 	else
-		say_to(c, "* the room is down: your message was not delivered");
+		say_to(c, "* the room is down: your message was not delivered\n");
 	c->nbatch = 0;
 }
 
