@@ -92,5 +92,6 @@ int bench_skynet(int argc, char **argv);
 int bench_spawn(int argc, char **argv);
 int bench_fanin(int argc, char **argv);
 int bench_call(int argc, char **argv);
+int bench_restart(int argc, char **argv);
 
 #endif

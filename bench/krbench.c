@@ -8,6 +8,7 @@
  *     krbench spawn [--procs N] [--short]
  *     krbench fanin [--senders K] [--msgs M]
  *     krbench call [--rounds N] [--cross] [--cdf FILE]
+ *     krbench restart [--restarts N]
  *
  * The VM benchmarks also take --schedulers N (0 = online CPUs) and
  * --timeout SECS (see bench_vm_opts).
@@ -37,6 +38,7 @@ static const struct {
 	{ "fanin", bench_fanin, "[--senders K] [--msgs M]  K senders flooding one receiver" },
 	{ "call", bench_call,
 	  "[--rounds N] [--cross] [--cdf FILE]  request and reply: kr_call, kr_reply" },
+	{ "restart", bench_restart, "[--restarts N]  a supervisor restarting a crashing worker" },
 };
 
 #define VM_OPTS "(VM benchmarks also take --schedulers N, 0 = online CPUs, and --timeout SECS)"

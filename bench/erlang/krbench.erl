@@ -8,6 +8,7 @@
 %%     spawn [--procs N] [--short]
 %%     fanin [--senders K] [--msgs M] [--off-heap]
 %%     call [--rounds N] [--cross] [--unbound] [--cdf FILE] [--gen-server]
+%%     restart [--restarts N]
 %%
 %% Every subcommand also takes --schedulers N and --timeout SECS, as krbench
 %% does. The number of schedulers is fixed when the BEAM starts, so start it
@@ -28,7 +29,8 @@
 
 -define(BENCHES, [{"pingpong", bench_pingpong}, {"ring", bench_ring},
                   {"skynet", bench_skynet}, {"spawn", bench_spawn},
-                  {"fanin", bench_fanin}, {"call", bench_call}]).
+                  {"fanin", bench_fanin}, {"call", bench_call},
+                  {"restart", bench_restart}]).
 
 main() ->
     erlang:halt(dispatch(init:get_plain_arguments())).
