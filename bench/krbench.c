@@ -9,6 +9,7 @@
  *     krbench fanin [--senders K] [--msgs M]
  *     krbench call [--rounds N] [--cross] [--cdf FILE]
  *     krbench restart [--restarts N]
+ *     krbench tree [--sups N] [--workers M]
  *
  * The VM benchmarks also take --schedulers N (0 = online CPUs) and
  * --timeout SECS (see bench_vm_opts).
@@ -39,6 +40,7 @@ static const struct {
 	{ "call", bench_call,
 	  "[--rounds N] [--cross] [--cdf FILE]  request and reply: kr_call, kr_reply" },
 	{ "restart", bench_restart, "[--restarts N]  a supervisor restarting a crashing worker" },
+	{ "tree", bench_tree, "[--sups N] [--workers M]  build and shut down a supervision tree" },
 };
 
 #define VM_OPTS "(VM benchmarks also take --schedulers N, 0 = online CPUs, and --timeout SECS)"

@@ -9,6 +9,7 @@
 %%     fanin [--senders K] [--msgs M] [--off-heap]
 %%     call [--rounds N] [--cross] [--unbound] [--cdf FILE] [--gen-server]
 %%     restart [--restarts N]
+%%     tree [--sups N] [--workers M]
 %%
 %% Every subcommand also takes --schedulers N and --timeout SECS, as krbench
 %% does. The number of schedulers is fixed when the BEAM starts, so start it
@@ -30,7 +31,7 @@
 -define(BENCHES, [{"pingpong", bench_pingpong}, {"ring", bench_ring},
                   {"skynet", bench_skynet}, {"spawn", bench_spawn},
                   {"fanin", bench_fanin}, {"call", bench_call},
-                  {"restart", bench_restart}]).
+                  {"restart", bench_restart}, {"tree", bench_tree}]).
 
 main() ->
     erlang:halt(dispatch(init:get_plain_arguments())).
