@@ -94,5 +94,6 @@ int bench_fanin(int argc, char **argv);
 int bench_call(int argc, char **argv);
 int bench_restart(int argc, char **argv);
 int bench_tree(int argc, char **argv);
+int bench_cpu(int argc, char **argv);
 
 #endif

@@ -10,6 +10,7 @@
 %%     call [--rounds N] [--cross] [--unbound] [--cdf FILE] [--gen-server]
 %%     restart [--restarts N]
 %%     tree [--sups N] [--workers M]
+%%     cpu [--jobs N] [--work W] [--reps R]
 %%
 %% Every subcommand also takes --schedulers N and --timeout SECS, as krbench
 %% does. The number of schedulers is fixed when the BEAM starts, so start it
@@ -31,7 +32,8 @@
 -define(BENCHES, [{"pingpong", bench_pingpong}, {"ring", bench_ring},
                   {"skynet", bench_skynet}, {"spawn", bench_spawn},
                   {"fanin", bench_fanin}, {"call", bench_call},
-                  {"restart", bench_restart}, {"tree", bench_tree}]).
+                  {"restart", bench_restart}, {"tree", bench_tree},
+                  {"cpu", bench_cpu}]).
 
 main() ->
     erlang:halt(dispatch(init:get_plain_arguments())).
