@@ -205,7 +205,7 @@ cdf_plot() {
 	$style
 	set terminal svg size 860,820 dynamic enhanced font 'sans,13' background '#ffffff'
 	set output '$plots/$n-cdf.svg'
-	set multiplot layout 2,1 title '$title'
+	set multiplot layout 2,1 title '$title' noenhanced
 	set logscale x
 	set format x '10^{%T}'
 	set xlabel 'round trip, ns (log scale)'
