@@ -39,16 +39,27 @@ trap 'rm -rf "$tmp"' EXIT
 
 # --- tables and plot data: one pass of awk over the results ------------------
 #
-# Writes into $tmp: NAME.table (the markdown table of benchmark NAME, after a
-# line saying what it shows), names (the benchmarks in suite order), and the
-# plots' data: cdf-NAME-IMPL.dat (value, fraction: the run with the most
-# schedulers) and scale-NAME.dat (schedulers, krill, other[, plain loops]:
-# throughput from the medians; "?" where a figure is missing).
+# Writes into $tmp: names (the benchmarks in suite order), NAME.table (the
+# markdown table of benchmark NAME), and the plots' data: cdf-NAME-IMPL.dat
+# (value, fraction: the run with the most schedulers) and scale-NAME.dat
+# (schedulers, krill, other[, plain loops]: throughput from the medians; "?"
+# where a figure is missing). IMPL is krill or other: the BEAM, or for ctx
+# swapcontext.
 awk -v dir="$tmp" '
-function median(key,    n, i, j, v, a) {
+# Sort a[1..n] as numbers (a few values: insertion sort).
+function isort(a, n,    i, j, v) {
+	for (i = 2; i <= n; i++) {
+		v = a[i]
+		for (j = i - 1; j >= 1 && a[j] + 0 > v + 0; j--)
+			a[j + 1] = a[j]
+		a[j + 1] = v
+	}
+}
+# The median of the values kept under key, or "" if there are none.
+function median(key,    n, a) {
 	n = split(vals[key], a, " ")
 	if (n == 0) return ""
-	for (i = 2; i <= n; i++) { v = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > v; j--) a[j + 1] = a[j]; a[j + 1] = v }
+	isort(a, n)
 	return n % 2 ? a[(n + 1) / 2] + 0 : (a[n / 2] + a[n / 2 + 1]) / 2
 }
 # Rates as 37.0 M or 560 k; other figures whole from 100 up (130 ns, 4380
@@ -68,16 +79,18 @@ function ratio(k, b, better, f, other,    word, wins, r) {
 	if (r < 1.05) return sprintf("even (%.2fx)", r)
 	return sprintf("%s %.1fx %s", wins ? "krill" : other, r, word)
 }
-function field(line, f,    m) {
-	if (match(line, " " f "=[^ ]*")) return substr(line, RSTART + length(f) + 2, RLENGTH - length(f) - 2)
-	return ""
+# The value of key=value field f in line, or "".
+function field(line, f) {
+	if (!match(line, " " f "=[^ ]*")) return ""
+	return substr(line, RSTART + length(f) + 2, RLENGTH - length(f) - 2)
 }
-function out(v) { return v == "" ? "?" : v }
 # A table cell: the median, or why there is none.
 function cell(v, f, n, sc, impl) {
 	if (v != "") return human(v, f)
 	return failed[n, sc, impl] ? "failed" : "-"
 }
+function impl_of(s) { return s == "beam" || s == "ucontext" ? "other" : s }
+function out(v) { return v == "" ? "?" : v }
 $1 == "SUITE" {
 	split(substr($0, 7), s, "|")
 	n = s[1]
@@ -89,81 +102,99 @@ $1 == "SUITE" {
 	next
 }
 $1 == "RESULT" {
-	n = field($0, "case"); impl = field($0, "impl"); sc = field($0, "schedulers")
+	n = field($0, "case"); impl = impl_of(field($0, "impl")); sc = field($0, "schedulers")
 	if (sc == "") sc = "-"
-	if (impl == "ucontext" || impl == "beam") impl = "other"
-	if (!((n, sc) in seen)) { seen[n, sc] = 1; scheds[n] = scheds[n] (scheds[n] == "" ? "" : " ") sc }
-	for (i = 4; i <= NF; i++) {
+	if (!((n, sc) in seen)) { seen[n, sc] = 1; scheds[n] = scheds[n] " " sc }
+	for (i = 2; i <= NF; i++) {
 		split($i, kv, "=")
 		vals[n, sc, impl, kv[1]] = vals[n, sc, impl, kv[1]] " " kv[2]
 	}
 	next
 }
 $1 == "FAILED" {
-	impl = field($0, "impl")
-	failed[field($0, "case"), field($0, "schedulers"), impl == "beam" ? "other" : impl] = 1
+	failed[field($0, "case"), field($0, "schedulers"), impl_of(field($0, "impl"))] = 1
 	next
 }
 $1 == "CDF" {
-	# Keep the distribution of the run with the most schedulers.
-	impl = $4 == "beam" ? "other" : $4
-	# The curve starts from 0 at the first value.
-	if ($3 + 0 > cdf_s[$2, impl] + 0) { cdf_s[$2, impl] = $3; cdf[$2, impl] = $5 " 0\n"; last[$2, impl] = 0 }
-	if ($3 + 0 != cdf_s[$2, impl] + 0) next
-	# A point every 3% of the value at most (the histogram has one every
-	# 0.8%): the plot looks the same, and its file is a third the size.
-	if ($5 >= last[$2, impl] * 1.03 || $6 >= 1) {
-		cdf[$2, impl] = cdf[$2, impl] $5 " " $6 "\n"
-		last[$2, impl] = $5
+	# Keep the distribution of the run with the most schedulers, from 0 at
+	# its first value, with a point every 3% of the value at most (the
+	# histogram has one every 0.8%): the plot looks the same, and its file
+	# is a third the size.
+	k = $2 SUBSEP impl_of($4)
+	if ($3 + 0 > cdf_s[k] + 0) { cdf_s[k] = $3; cdf[k] = $5 " 0\n"; last[k] = 0 }
+	if ($3 + 0 == cdf_s[k] + 0 && ($5 >= last[k] * 1.03 || $6 >= 1)) {
+		cdf[k] = cdf[k] $5 " " $6 "\n"
+		last[k] = $5
 	}
 }
-END {
-	for (k in cdf) { split(k, p, SUBSEP); f = dir "/cdf-" p[1] "-" p[2] ".dat"; printf "%s", cdf[k] > f; close(f) }
-	for (i = 1; i <= nnames; i++) {
-		n = order[i]; print n > (dir "/names")
-		f = dir "/" n ".table"
-		nsc = split(scheds[n], sl, " ")
-		# Sort the scheduler counts (few): "-" stays alone.
-		for (a = 2; a <= nsc; a++) for (b = a; b > 1 && sl[b - 1] + 0 > sl[b] + 0; b--) { t = sl[b]; sl[b] = sl[b - 1]; sl[b - 1] = t }
-		printf "| figure | schedulers | krill | %s | ratio | command |\n|---|---|---|---|---|---|\n", other[n] > f
-		nr = split(rows[n], rl, SUBSEP)
-		for (r = 1; r <= nr; r++) {
-			split(rl[r], row, "|")
-			for (j = 1; j <= nsc; j++) {
-				sc = sl[j]
-				k = median(n SUBSEP sc SUBSEP "krill" SUBSEP row[1])
-				o = median(n SUBSEP sc SUBSEP "other" SUBSEP row[1])
-				cmd = "`krbench " args[n] (sc == "-" ? "" : " --schedulers " sc) "`"
-				gsub(/ --cdf/, "", cmd)
-				if (against[n] == "beam" && their[n] != "=") cmd = cmd "; BEAM: `" their[n] "`"
-				printf "| %s | %s | %s | %s | %s | %s |\n", j == 1 ? row[3] : "", sc,
-				       cell(k, row[1], n, sc, "krill"), cell(o, row[1], n, sc, "other"),
-				       ratio(k, o, row[2], row[1], other[n]), cmd > f
-			}
-		}
-		close(f)
-		if (n !~ /^(ring|skynet|fanin|cpu)$/) continue
-		f = dir "/scale-" n ".dat"
+# The table of benchmark n, over its scheduler counts sl[1..nsc].
+function table(n, sl, nsc,    f, nr, rl, r, row, j, sc, k, o, cmd) {
+	f = dir "/" n ".table"
+	printf "| figure | schedulers | krill | %s | ratio | command |\n", other[n] > f
+	print "|---|---|---|---|---|---|" > f
+	nr = split(rows[n], rl, SUBSEP)
+	for (r = 1; r <= nr; r++) {
+		split(rl[r], row, "|") # field, better, what
 		for (j = 1; j <= nsc; j++) {
 			sc = sl[j]
-			for (m = 1; m <= 2; m++) {
-				im = m == 1 ? "krill" : "other"; key = n SUBSEP sc SUBSEP im SUBSEP
-				if (n == "ring") { v = median(key "ns_per_msg"); y[m] = v == "" ? "" : 1e3 / v }
-				if (n == "skynet") { v = median(key "secs"); y[m] = v == "" ? "" : median(key "procs") / v / 1e6 }
-				if (n == "fanin") { v = median(key "msgs_per_s"); y[m] = v == "" ? "" : v / 1e6 }
-			}
-			if (n != "cpu") { printf "%s %s %s\n", sc, out(y[1]), out(y[2]) > f; continue }
-			# cpu: one run has both counts: its one-scheduler figures at 1.
-			split("secs_1 secs_n plain_secs plain_n_secs", cf, " ")
-			for (m = 1; m <= 3; m++) {
-				im = m == 2 ? "other" : "krill"; key = n SUBSEP sc SUBSEP im SUBSEP
-				v1 = median(key cf[m == 3 ? 3 : 1]); vn = median(key cf[m == 3 ? 4 : 2]); jobs = median(key "jobs")
-				lo[m] = v1 == "" ? "" : jobs / v1; hi[m] = vn == "" ? "" : jobs / vn
-			}
-			printf "1 %s %s %s\n%s %s %s %s\n", out(lo[1]), out(lo[2]), out(lo[3]), sc, out(hi[1]),
-			       out(hi[2]), out(hi[3]) > f
+			k = median(n SUBSEP sc SUBSEP "krill" SUBSEP row[1])
+			o = median(n SUBSEP sc SUBSEP "other" SUBSEP row[1])
+			cmd = "`krbench " args[n] (sc == "-" ? "" : " --schedulers " sc) "`"
+			sub(/ --cdf/, "", cmd)
+			if (against[n] == "beam" && their[n] != "=") cmd = cmd "; BEAM: `" their[n] "`"
+			printf "| %s | %s | %s | %s | %s | %s |\n", j == 1 ? row[3] : "", sc,
+			       cell(k, row[1], n, sc, "krill"), cell(o, row[1], n, sc, "other"),
+			       ratio(k, o, row[2], row[1], other[n]), cmd > f
 		}
+	}
+	close(f)
+}
+# Throughput of benchmark n at sc schedulers from impl, or "": millions of
+# messages or processes per second.
+function throughput(n, sc, impl,    key, v) {
+	key = n SUBSEP sc SUBSEP impl SUBSEP
+	if (n == "ring") { v = median(key "ns_per_msg"); return v == "" ? "" : 1e3 / v }
+	if (n == "skynet") { v = median(key "secs"); return v == "" ? "" : median(key "procs") / v / 1e6 }
+	v = median(key "msgs_per_s")
+	return v == "" ? "" : v / 1e6
+}
+# Jobs per second of cpu from impl, from its field t (one run of cpu has
+# the times at one scheduler and at all).
+function jobs_per_s(sc, impl, t,    key, v) {
+	key = "cpu" SUBSEP sc SUBSEP impl SUBSEP
+	v = median(key t)
+	return v == "" ? "" : median(key "jobs") / v
+}
+function scale(n, sl, nsc,    f, j, sc) {
+	f = dir "/scale-" n ".dat"
+	for (j = 1; j <= nsc; j++) {
+		sc = sl[j]
+		if (n != "cpu") {
+			printf "%s %s %s\n", sc, out(throughput(n, sc, "krill")), out(throughput(n, sc, "other")) > f
+			continue
+		}
+		printf "1 %s %s %s\n", out(jobs_per_s(sc, "krill", "secs_1")),
+		       out(jobs_per_s(sc, "other", "secs_1")), out(jobs_per_s(sc, "krill", "plain_secs")) > f
+		printf "%s %s %s %s\n", sc, out(jobs_per_s(sc, "krill", "secs_n")),
+		       out(jobs_per_s(sc, "other", "secs_n")), out(jobs_per_s(sc, "krill", "plain_n_secs")) > f
+	}
+	close(f)
+}
+END {
+	for (k in cdf) {
+		split(k, p, SUBSEP)
+		f = dir "/cdf-" p[1] "-" p[2] ".dat"
+		printf "%s", cdf[k] > f
 		close(f)
+	}
+	for (i = 1; i <= nnames; i++) {
+		n = order[i]
+		print n > (dir "/names")
+		nsc = split(scheds[n], sl, " ")
+		isort(sl, nsc) # "-" (no VM) comes alone
+		table(n, sl, nsc)
+		if (n ~ /^(ring|skynet|fanin|cpu)$/)
+			scale(n, sl, nsc)
 	}
 }' "$results"
 

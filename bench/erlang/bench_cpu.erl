@@ -17,8 +17,9 @@
 %% = (secs_1 / plain_secs - 1) * 100. The three runs are repeated --reps
 %% times (default 3), interleaved, and each figure is the median of its
 %% runs. --at-start: each worker starts its job as soon as it has started,
-%% unasked, as with krbench cpu --at-start. (krbench's plain_n_secs, the plain loops split over threads, has
-%% no counterpart here: there is no running outside the VM.)
+%% unasked, as with krbench cpu --at-start. (krbench's plain_n_secs, the
+%% plain loops split over threads, has no counterpart here: there is no
+%% running outside the VM.)
 -module(bench_cpu).
 -behaviour(supervisor).
 -export([run/1, init/1, start_worker/2, worker/2]).

@@ -42,7 +42,8 @@ run(Bench, Args) ->
         {ok, #{cross := true, schedulers := S}} when S < 2 ->
             krbench:note("krbench ~s: --cross needs at least 2 schedulers (have ~b)~n", [Bench, S]),
             2;
-        {ok, #{rounds := Rounds, cross := Cross, unbound := Unbound, schedulers := S, cdf := Cdf} = O} ->
+        {ok, #{rounds := Rounds, cross := Cross, unbound := Unbound, schedulers := S,
+               cdf := Cdf} = O} ->
             Placement = if Cross -> cross; Unbound -> beam; true -> same end,
             Mode = case O of
                        #{gen_server := true} -> gen_server;
@@ -79,7 +80,9 @@ root(Bench, Mode, Rounds, Warmup, Placement, Scheds, Cdf) ->
             Pong ! {stop, self()},
             PongOn = receive {Pong, On} -> On end,
             case write_cdf(Cdf, H) of
-                ok -> report(Bench, Mode, H, WallNs, ClockNs, Rounds, Placement, Scheds, PingOn, PongOn);
+                ok ->
+                    report(Bench, Mode, H, WallNs, ClockNs, Rounds, Placement, Scheds,
+                           PingOn, PongOn);
                 {error, Why} ->
                     krbench:note("krbench ~s: cannot write ~s: ~p~n", [Bench, Cdf, Why]),
                     1

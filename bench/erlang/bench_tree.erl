@@ -60,14 +60,16 @@ root(S, W, Scheds) ->
     {ok, Top} = supervisor:start_link(?MODULE, {top, S, W}),
     T1 = krbench:now_ns(),
     Procs = erlang:system_info(process_count) - Base,
-    krbench:note("tree: built in ~s s; shutting it down~n", [krbench:decimals(3, (T1 - T0) / 1.0e9)]),
+    krbench:note("tree: built in ~s s; shutting it down~n",
+                 [krbench:decimals(3, (T1 - T0) / 1.0e9)]),
     T2 = krbench:now_ns(),
     exit(Top, shutdown),
     wait_top(Top, Base),
     case krbench:wait_gone("tree", Base, "after the top ended") of
         error -> 1;
         ok when Procs =/= Want ->
-            krbench:note("krbench tree: ~b processes alive in the tree, expected ~b~n", [Procs, Want]),
+            krbench:note("krbench tree: ~b processes alive in the tree, expected ~b~n",
+                         [Procs, Want]),
             1;
         ok ->
             T3 = krbench:now_ns(),
