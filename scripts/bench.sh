@@ -138,8 +138,10 @@ busy_pct() {
 	sleep 1
 	b=$(head -n1 /proc/stat)
 	awk -v a="$a" -v b="$b" 'BEGIN {
-		na = split(a, x); split(b, y); total = 0
-		for (i = 2; i <= na; i++) total += y[i] - x[i]
+		split(a, x); split(b, y); total = 0
+		# user nice system idle iowait irq softirq steal (guest time is
+		# already in user and nice)
+		for (i = 2; i <= 9; i++) total += y[i] - x[i]
 		idle = (y[5] - x[5]) + (y[6] - x[6]) # idle + iowait
 		printf "%.0f", total ? 100 * (total - idle) / total : 0 }'
 }
