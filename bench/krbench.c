@@ -10,7 +10,7 @@
  *     krbench call [--rounds N] [--cross] [--cdf FILE]
  *     krbench restart [--restarts N]
  *     krbench tree [--sups N] [--workers M]
- *     krbench cpu [--jobs N] [--work W] [--reps R] [--check-from T]
+ *     krbench cpu [--jobs N] [--work W] [--reps R] [--check-from T] [--at-start]
  *
  * The VM benchmarks also take --schedulers N (0 = online CPUs) and
  * --timeout SECS (see bench_vm_opts).
@@ -43,8 +43,8 @@ static const struct {
 	{ "restart", bench_restart, "[--restarts N]  a supervisor restarting a crashing worker" },
 	{ "tree", bench_tree, "[--sups N] [--workers M]  build and shut down a supervision tree" },
 	{ "cpu", bench_cpu,
-	  "[--jobs N] [--work W] [--reps R] [--check-from T]  supervised CPU-bound jobs: 1 scheduler "
-	  "against all, and against a plain loop" },
+	  "[--jobs N] [--work W] [--reps R] [--check-from T] [--at-start]  supervised CPU-bound jobs: "
+	  "1 scheduler against all, and against a plain loop" },
 };
 
 #define VM_OPTS "(VM benchmarks also take --schedulers N, 0 = online CPUs, and --timeout SECS)"

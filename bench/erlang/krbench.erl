@@ -10,7 +10,7 @@
 %%     call [--rounds N] [--cross] [--unbound] [--cdf FILE] [--gen-server]
 %%     restart [--restarts N]
 %%     tree [--sups N] [--workers M]
-%%     cpu [--jobs N] [--work W] [--reps R]
+%%     cpu [--jobs N] [--work W] [--reps R] [--at-start]
 %%
 %% Every subcommand also takes --schedulers N and --timeout SECS, as krbench
 %% does. The number of schedulers is fixed when the BEAM starts, so start it
