@@ -201,12 +201,13 @@ test:
 	done; \
 	exit $$fail
 
-# The context switch, then every VM benchmark with one scheduler and with all
-# of them, krill and the BEAM (bench/erlang/) in alternation: scripts/bench.sh
-# prints a table per benchmark and writes every RESULT line to bench/results/.
-# KR_BENCH_RUNS (default 3) sets the runs of each; see the script for more.
+# The whole suite (the context switch, then every VM benchmark with one
+# scheduler and with all of them, krill and the BEAM (bench/erlang/) in
+# alternation): scripts/bench.sh prints a table per benchmark, writes the
+# results to bench/results/ and regenerates docs/BENCHMARKS.md and its plots
+# (scripts/bench-page.sh). KR_BENCH_RUNS (default 3) sets the runs of each;
+# see the script for more.
 bench: $(B)/krbench $(B)/.deps-bench
-	$(B)/krbench ctx
 	scripts/bench.sh
 
 # --- install ----------------------------------------------------------------
