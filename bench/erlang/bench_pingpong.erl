@@ -183,10 +183,11 @@ report(Bench, Mode, H, WallNs, ClockNs, Rounds, Placement, Scheds, PingOn, PongO
         Rounds ->
             P = fun(Pc) -> krbench_hist:percentile(H, Pc) end,
             Mean = krbench_hist:mean(H),
+            %% call's ns_per_call (issue 4's name for it) is the mean round trip.
             Server = case Mode of
                          ping -> [];
-                         call -> [{server, 'receive'}];
-                         gen_server -> [{server, gen_server}]
+                         call -> [{server, 'receive'}, {ns_per_call, {float, 1, Mean}}];
+                         gen_server -> [{server, gen_server}, {ns_per_call, {float, 1, Mean}}]
                      end,
             krbench:result(Bench,
                            [{schedulers, Scheds}, {placement, Placement},
