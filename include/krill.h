@@ -79,6 +79,8 @@ typedef struct kr_config {
 	size_t max_message;    /* largest payload kr_send copies; 0 = 64 MiB */
 	kr_log_fn *log;        /* reports; NULL = one line each on stderr */
 	void *log_ctx;
+	int no_reports;        /* nonzero: make no reports at all, not even the
+	                        * backtrace of a crash (a logger level of "none") */
 } kr_config;
 
 /* Start the VM: its scheduler threads, stack pool and process table.

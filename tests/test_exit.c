@@ -209,3 +209,19 @@ Test(exit, kr_main_returns_how_the_root_ended)
 	cr_assert_eq(kr_main(&cfg, root_shutdown, NULL), KR_EXIT_SHUTDOWN);
 	cr_assert_eq(kr_main(&cfg, NULL, NULL), KR_EINVAL);
 }
+
+/* no_reports: a crash makes no report at all, and still ends with its reason. */
+Test(exit, no_reports_means_no_report_and_the_same_reasons)
+{
+	how = 3;
+	atomic_store(&watched_kind, -1);
+	atomic_store(&log_n, 0);
+	kr_config cfg = { .schedulers = 1, .log = capture, .no_reports = 1 };
+	vm_start_cfg(&cfg);
+	vm_spawn(watcher, (void *)(intptr_t)5);
+	cr_assert(VM_WAIT(atomic_load(&watched_kind) >= 0, 5000));
+	cr_assert_eq(atomic_load(&watched_kind), KR_EXIT_ERROR);
+	cr_assert_str_eq(watched_text, "bad frame 5");
+	vm_stop();
+	cr_assert_eq(atomic_load(&log_n), 0, "a report with no_reports: %s", log_lines[0]);
+}

@@ -94,6 +94,7 @@ KR_API int kr_vm_start(const kr_config *user)
 		.watchdog_ms = cfg.watchdog_ms,
 		.log = cfg.log,
 		.log_ctx = cfg.log_ctx,
+		.no_reports = cfg.no_reports,
 		.hooks = { .task_main = krx_proc_main,
 		           .task_exit = krx_proc_exited,
 		           .task_fault = krx_proc_fault,
