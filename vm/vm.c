@@ -270,7 +270,12 @@ KR_API long kr_blocking(kr_blocking_fn *fn, void *arg)
 {
 	if (!fn)
 		return KR_EINVAL;
-	return krx_blocking(fn, arg);
+	long r = krx_blocking(fn, arg);
+	/* An exit signal that came while fn ran takes effect now. */
+	krx_task *t = krx_task_self();
+	if (t)
+		krx_proc_yielded(t);
+	return r;
 }
 
 /* ---- sending ---- */
