@@ -178,10 +178,11 @@ static void count_report(const char *line, void *ctx)
 	bool top = strstr(line, " top: ") != NULL;
 	if (!strncmp(line, "krill: process ", 15))
 		atomic_fetch_add(&reports, 1);
+	else if (strstr(line, " restarted as ") && top)
+		atomic_fetch_add(&top_restarts, 1);
 	else if (strstr(line, " restarted as "))
-		atomic_fetch_add(top                                          ? &top_restarts
-		                 : from_group(line, atomic_load(&burst_group)) ? &burst_restarts
-		                                                              : &group_restarts,
+		atomic_fetch_add(from_group(line, atomic_load(&burst_group)) ? &burst_restarts
+		                                                            : &group_restarts,
 		                 1);
 	else if (strstr(line, "reached max restart intensity"))
 		atomic_fetch_add(top ? &top_gave_up : &groups_gave_up, 1);
