@@ -174,7 +174,8 @@ static void root(void *arg)
 	for (int i = 0; i < 2; i++)
 		ask(top, 0);
 	wait_end(ref); /* math gave up; top has had its exit before our next request */
-	printf("math was %s\n", child(top, "math") != old_math ? "restarted by top" : "not restarted");
+	printf("math was %s\n",
+	       child(top, "math") != old_math ? "restarted by top" : "not restarted");
 	look_at_the_clock(top);
 
 	printf("\n4. recovered: the math branch answers again\n");

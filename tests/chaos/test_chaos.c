@@ -376,6 +376,7 @@ static struct {
 	int nflight;
 	int64_t window[GROUPS]; /* the start of each group's quota window, ns */
 	int used[GROUPS];       /* events in it */
+	bool burst_done;
 	bool failed;
 } cs;
 
@@ -492,7 +493,8 @@ static void await_group(int g, kr_pid old)
 		kr_sleep(1);
 	VM_CHECK(vm_now_ns() < end, "group %d did not come back whole", g);
 	cs.failed |= vm_now_ns() >= end;
-	cs.window[g] = cs.used[g] = 0; /* a new supervisor: no restarts yet */
+	cs.window[g] = 0; /* a new supervisor: no restarts yet */
+	cs.used[g] = 0;
 }
 
 /* Kill group g's supervisor, with its workers (through their links); the
@@ -525,15 +527,19 @@ static void burst(int g)
 	kr_pid sup = (kr_pid)atomic_load(&group_pid[g]);
 	kr_monitor(sup);
 	atomic_store(&burst_group, g);
-	kr_msg *m = NULL;
+	kr_msg *m;
+	int rc;
 	int64_t end = vm_now_ns() + (int64_t)WAIT_MS * 1000000;
-	while (vm_now_ns() < end && kr_recv_tag(&m, KR_TAG_DOWN, 0) != 0) {
+	while ((rc = kr_recv_tag(&m, KR_TAG_DOWN, 0)) != 0 && vm_now_ns() < end) {
 		int n = kr_sup_which_children(sup, v, PER_GROUP);
 		for (int i = 0; i < n && i < PER_GROUP; i++)
 			if (v[i].pid > 0 && kr_exit_sig(v[i].pid, KR_EXIT_KILL) == 0)
 				atomic_fetch_add(&burst_kills, 1);
 	}
 	atomic_store(&burst_group, -1);
+	cs.burst_done = true;
+	if (rc != 0)
+		m = NULL;
 	VM_CHECK(m, "group %d did not give up under a burst", g);
 	if (m) {
 		const kr_reason *r = &kr_msg_down(m)->reason;
@@ -566,7 +572,7 @@ static void chaos(void *arg)
 	int64_t progress = vm_now_ns();
 	int kind = -1;
 	for (long n = 0; n < chaos_events && !cs.failed && !atomic_load(&vm_abort);) {
-		if (n == chaos_events / 2 && !atomic_load(&burst_kills))
+		if (n == chaos_events / 2 && !cs.burst_done)
 			burst((int)(vm_rand(&cs.rnd) % GROUPS));
 		/* One of each kind first; a kind drawn waits for a worker to strike. */
 		if (kind < 0)
@@ -637,13 +643,21 @@ static void check_workers(void)
 	kr_free(v);
 }
 
+/* The processes of the whole tree, and the driver. */
+#define TREE_PROCS (WORKERS + GROUPS + 2)
+
+static size_t procs_alive(void)
+{
+	kr_vm_stats st;
+	return kr_vm_stats_get(&st) == 0 ? st.procs_alive : 0;
+}
+
 /* Are only the tree and the driver alive (the incarnations ended by the
  * chaos have finished exiting), and has every incarnation still alive
  * taken in all that was sent to it? */
 static bool all_taken_in(void)
 {
-	kr_vm_stats st;
-	if (kr_vm_stats_get(&st) != 0 || st.procs_alive != WORKERS + GROUPS + 2)
+	if (procs_alive() != TREE_PROCS)
 		return false;
 	for (int k = 0; k < WORKERS; k++) {
 		incarnation *w = atomic_load(&current[k]);
@@ -663,6 +677,8 @@ static void check_messages(void)
 	int64_t end = vm_now_ns() + (int64_t)WAIT_MS * 1000000;
 	while (!all_taken_in() && vm_now_ns() < end)
 		kr_sleep(10);
+	VM_CHECK(procs_alive() == TREE_PROCS, "%zu processes alive with the tree whole, not %d",
+	         procs_alive(), TREE_PROCS);
 	for (incarnation *w = atomic_load(&incarnations); w; w = w->next) {
 		unsigned long long sent = atomic_load(&w->sent), got = atomic_load(&w->received);
 		result.incarnations++;
@@ -675,7 +691,8 @@ static void check_messages(void)
 		result.alive++;
 		result.to_alive += sent;
 		VM_CHECK(w == atomic_load(&current[w->slot]),
-		         "%lld, an old incarnation of worker %d, is alive", (long long)w->pid, w->slot);
+		         "%lld, an old incarnation of worker %d, is alive", (long long)w->pid,
+		         w->slot);
 		VM_CHECK(got == sent, "worker %d (%lld) is alive and took in %llu of %llu messages",
 		         w->slot, (long long)w->pid, got, sent);
 	}
@@ -724,7 +741,8 @@ static void driver(void *arg)
 		kr_sleep(20);
 	VM_CHECK(tree_whole(), "the tree did not heal");
 	kr_sup_counts n;
-	VM_CHECK(kr_is_alive(top) && kr_whereis("top") == top, "the top supervisor is not the same");
+	VM_CHECK(kr_is_alive(top) && kr_whereis("top") == top,
+	         "the top supervisor is not the same");
 	VM_CHECK(kr_sup_count_children(top, &n) == 0 && n.active == GROUPS &&
 	                 n.supervisors == GROUPS,
 	         "the top's children: %zu active", n.active);
@@ -777,7 +795,9 @@ Test(chaos, a_supervised_workload_heals_after_faults_of_every_kind)
 	cr_assert_geq(chaos_events, NKINDS, "KR_CHAOS_EVENTS: at least one of each kind");
 	fprintf(stderr, "chaos: %ld events, seed %u (to replay: KR_CHAOS_SEED=%u)\n", chaos_events,
 	        chaos_seed, chaos_seed);
-	/* Long enough for the slowest build, at about ten times its speed. */
+	/* The deadline of a run that hangs: five minutes, and 10 ms an event
+	 * (a hundred times what one takes natively) times the build's
+	 * slowness. */
 	long budget_s = 300 + chaos_events * VM_LIGHT_DIV / 100;
 	alarm((unsigned)budget_s);
 	cr_assert_eq(fault_bus_map(), 0, "a page of an empty file: %s", strerror(errno));
@@ -799,8 +819,8 @@ Test(chaos, a_supervised_workload_heals_after_faults_of_every_kind)
 		long n = atomic_load(&landed[i]);
 		events += n;
 		worker_events += i == K_GROUP ? 0 : n;
-		len += snprintf(counts + len, sizeof counts - (size_t)len, "%s%s %ld", i ? ", " : "",
-		                kinds[i].name, n);
+		len += snprintf(counts + len, sizeof counts - (size_t)len, "%s%s %ld",
+		                i ? ", " : "", kinds[i].name, n);
 		cr_assert(n > 0 || (i == K_OVERFLOW && !atomic_load(&overflow_possible)),
 		          "no %s event", kinds[i].name);
 	}
@@ -818,14 +838,15 @@ Test(chaos, a_supervised_workload_heals_after_faults_of_every_kind)
 
 	fprintf(stderr,
 	        "chaos: %d workers in %d groups, %.1f s, seed %u; events: %s%s\n"
-	        "chaos: burst: %ld kill signals, %ld restarts; restarts besides: %ld by the groups, "
-	        "%ld by the top; %ld exit reports\n"
+	        "chaos: burst: %ld kill signals, %ld restarts; restarts besides: %ld by the "
+	        "groups, %ld by the top; %ld exit reports\n"
 	        "chaos: messages: %llu sent, %llu taken in; %llu to the %zu incarnations alive at "
 	        "the end, all taken in; %llu not taken in by %zu that ended; %zu heap bytes in "
 	        "the tree\n",
 	        WORKERS, GROUPS, vm_ms_since(t0) / 1000, chaos_seed, counts,
 	        atomic_load(&overflow_possible) ? "" : " (stacks have no faulting guard)",
-	        atomic_load(&burst_kills), atomic_load(&burst_restarts), gr, atomic_load(&top_restarts), atomic_load(&reports),
+	        atomic_load(&burst_kills), atomic_load(&burst_restarts), gr,
+	        atomic_load(&top_restarts), atomic_load(&reports),
 	        result.sent, result.received, result.to_alive, result.alive, result.unreceived,
 	        result.incarnations - result.alive, result.tree_heap);
 	vm_stop();
