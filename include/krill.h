@@ -160,7 +160,7 @@ KR_API int kr_is_alive(kr_pid pid);
 enum kr_status {
 	KR_RUNNING = 1, /* on a scheduler now */
 	KR_RUNNABLE,    /* waiting for a scheduler */
-	KR_WAITING,     /* in a receive, a sleep or kr_blocking */
+	KR_WAITING,     /* in a receive, a sleep, kr_blocking or an I/O wait */
 	KR_EXITING
 };
 
@@ -443,6 +443,7 @@ typedef long kr_blocking_fn(void *arg);
 KR_API long kr_blocking(kr_blocking_fn *fn, void *arg);
 
 #include "krill/sup.h" /* supervisors */
+#include "krill/io.h"  /* I/O in processes: descriptors, sockets */
 
 #ifdef __cplusplus
 }

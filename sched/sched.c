@@ -4,9 +4,10 @@
  *
  * Each scheduler thread loops: take a runnable task, switch to it, and when
  * it switches back (it yielded, parked or finished) decide what becomes of
- * it. Where work comes from, in order: the inject queue every 61st tick (so
- * it is never starved), the scheduler's inbox of bound tasks, due timers,
- * its own run queue, the inject queue, then stealing.
+ * it. Where work comes from, in order: the inject queue and the poller every
+ * 61st tick (so neither is ever starved), the scheduler's inbox of bound
+ * tasks, due timers, its own run queue, the inject queue, the poller, then
+ * stealing.
  *
  * When to block a thread, and when to wake one (after Go's runtime):
  *  - An idle scheduler first *spins*, stealing from the others, for up to
@@ -14,9 +15,11 @@
  *    a short gap between messages must not put a scheduler to sleep. At most
  *    about half the busy schedulers spin at once.
  *  - A scheduler that finds nothing parks on its own futex word after
- *    putting itself on the idle list and looking once more for work. A
- *    waker takes a scheduler off that list before waking it, so each wake
- *    is aimed and used once.
+ *    putting itself on the idle list and looking once more for work; while
+ *    tasks wait on descriptors, one parked scheduler waits in epoll instead
+ *    (poll.c), and is woken from there by an eventfd. A waker takes a
+ *    scheduler off that list before waking it, so each wake is aimed and
+ *    used once.
  *  - Making a task runnable wakes one parked scheduler only when no
  *    scheduler is spinning and there is a backlog another could take: a
  *    task in the LIFO slot alone is the running task's partner and wakes no
@@ -30,6 +33,7 @@
 #include "sched.h"
 
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +41,7 @@
 
 #include "futex.h"
 #include "mi.h"
+#include "poll.h"
 
 #define SPIN_NS 50000u      /* how long an idle scheduler looks for work */
 #define INJECT_EVERY 61     /* ticks between forced looks at the inject queue */
@@ -149,6 +154,7 @@ static void wake_sched(krx_sched *s, unsigned why)
 {
 	/* Release: the woken scheduler sees the work published before. */
 	AO_int_store_release(&s->wake_word, why);
+	krx_poll_kick(s); /* it may be asleep in epoll, where the futex wake does not reach */
 	krx_futex_wake(&s->wake_word, 1);
 }
 
@@ -253,7 +259,19 @@ static void park(krx_sched *s)
 			}
 			timeout = (int64_t)(next - now);
 		}
-		krx_futex_wait(&s->wake_word, 0, timeout);
+		int ready = krx_poll_sleep(s, timeout);
+		if (ready < 0) {
+			krx_futex_wait(&s->wake_word, 0, timeout);
+		} else if (ready > 0) {
+			/* Descriptors are ready: leave the idle list before their
+			 * tasks are queued here, so that no waker picks us for them. */
+			bool mine = unidle(s);
+			krx_poll_dispatch(s, ready);
+			if (!mine)
+				goto woken;
+			poke_watchdog();
+			return;
+		}
 	}
 woken:
 	poke_watchdog();
@@ -340,8 +358,13 @@ static krx_task *find_work(krx_sched *s)
 {
 	krx_task *t;
 	s->tick++;
-	if (s->tick % INJECT_EVERY == 0 && (t = krx_injectq_pop(&S.inject, &s->rq, 16)))
-		return t;
+	if (s->tick % INJECT_EVERY == 0) {
+		/* Ready descriptors are not starved by a VM that never idles
+		 * either: their tasks join the run queue. */
+		krx_poll_now(s);
+		if ((t = krx_injectq_pop(&S.inject, &s->rq, 16)))
+			return t;
+	}
 	if (!krx_inbox_empty(&s->inbox) && (t = krx_inbox_pop(&s->inbox)))
 		return t;
 	if (s->tick % TIMERS_EVERY == 0)
@@ -350,6 +373,8 @@ static krx_task *find_work(krx_sched *s)
 		return t;
 	fire_timers(s);
 	if ((t = krx_runq_get(&s->rq)) || (t = inbox_or_inject(s)))
+		return t;
+	if (krx_poll_now(s) && (t = krx_runq_get(&s->rq)))
 		return t;
 
 	/* Nothing here. Spin for a while before sleeping: stealing, if not
@@ -374,6 +399,7 @@ static krx_task *find_work(krx_sched *s)
 			if (s->spinning && (t = steal(s)))
 				return t;
 			fire_timers(s);
+			krx_poll_now(s);
 			if (krx_now_ns() > until)
 				break;
 		}
@@ -395,6 +421,12 @@ static void *sched_main(void *arg)
 	tls->sched = s;
 	tls->reds = KRX_REDUCTIONS;
 	krx_ctx_init_thread(&s->ctx);
+	/* A write to a peer that has gone fails with EPIPE instead of killing
+	 * the program (the signal stays pending on this thread, blocked). */
+	sigset_t sigpipe;
+	sigemptyset(&sigpipe);
+	sigaddset(&sigpipe, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &sigpipe, NULL);
 	if (!krx_fault_thread_start(s))
 		krx_sched_log("krill: scheduler %u has no signal stack: a fault in a process "
 		              "running on it will end the program", s->id);
@@ -542,6 +574,7 @@ static void switched_out(krx_sched *s, krx_task *t, bool may_defer)
 			s->deferred = t;
 			s->deferred_commit = s->park_commit;
 			s->deferred_arg = s->park_arg;
+			s->deferred_deadline = 0; /* armed above */
 			break;
 		}
 		if (s->park_commit && !s->park_commit(t, s->park_arg)) {
@@ -568,6 +601,11 @@ static void commit_deferred_slow(krx_sched *s)
 {
 	krx_task *t = s->deferred;
 	s->deferred = NULL;
+	/* Its timer is armed only now: a task woken before its commit (a
+	 * reply from its partner) never needed one. Timers fire only from the
+	 * loop, on this thread, so arming before the commit loses no race. */
+	if (s->deferred_deadline)
+		(void)krx_timers_add(&s->timers, s->deferred_deadline, t, AO_load(&t->state));
 	if (!s->deferred_commit(t, s->deferred_arg)) {
 		AO_store(&t->state, (AO_load(&t->state) & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE);
 		requeue_local(s, t, true);
@@ -629,14 +667,16 @@ void krx_sched_finish_handover(krx_sched *s)
 	krx_task *prev = s->handover;
 	s->handover = NULL;
 	commit_deferred(s);
-	/* The common case, a receive with no timeout, in short: what
-	 * switched_out does for it (direct_next has ruled out the rest). */
-	if (!s->park_deadline && s->park_commit && krx_st_status(s->park_word) == KRX_WAIT_RECV) {
+	/* The common case, a receive, in short: what switched_out does for
+	 * it (direct_next has ruled out the rest), but for its timer, armed
+	 * only if the commit is made (commit_deferred_slow). */
+	if (s->park_commit && krx_st_status(s->park_word) == KRX_WAIT_RECV) {
 		/* Release: as in switched_out. */
 		AO_store_release(&prev->state, s->park_word);
 		s->deferred = prev;
 		s->deferred_commit = s->park_commit;
 		s->deferred_arg = s->park_arg;
+		s->deferred_deadline = s->park_deadline;
 		return;
 	}
 	switched_out(s, prev, true);
@@ -665,6 +705,7 @@ void krx_task_init(krx_task *t, unsigned bound, krx_stack_pool *pool)
 	AO_int_store(&t->last_sched, 0);
 	AO_store(&t->reductions, 0);
 	AO_int_store(&t->guard, 0);
+	AO_store(&t->io_fd, 0);
 	AO_store(&t->state, seq + KRX_ST_SEQ_ONE + KRX_RUNNABLE);
 }
 
@@ -871,8 +912,15 @@ int krx_sched_start(const krx_sched_config *cfg)
 		return KR_ENOMEM;
 	S.scheds = krx_calloc_raw(S.n, sizeof *S.scheds);
 	S.idle_list = krx_calloc_raw(S.n, sizeof *S.idle_list);
+	if (!S.scheds || !S.idle_list || krx_poll_start(S.n)) {
+		krx_free_raw(S.scheds);
+		krx_free_raw(S.idle_list);
+		krx_stack_pool_destroy(&S.pool);
+		return KR_ENOMEM;
+	}
 	/* The fault handlers go in once nothing else can fail. */
-	if (!S.scheds || !S.idle_list || krx_fault_start(S.n, &cfg->hooks)) {
+	if (krx_fault_start(S.n, &cfg->hooks)) {
+		krx_poll_free();
 		krx_free_raw(S.scheds);
 		krx_free_raw(S.idle_list);
 		krx_stack_pool_destroy(&S.pool);
@@ -931,6 +979,7 @@ void krx_sched_free(void)
 		}
 	}
 	pthread_mutex_destroy(&S.pools_lock);
+	krx_poll_free();
 	krx_free_raw(S.scheds);
 	krx_free_raw(S.idle_list);
 	pthread_mutex_destroy(&S.inject.lock);

@@ -79,6 +79,7 @@ typedef struct krx_sched {
 	krx_task *deferred;
 	bool (*deferred_commit)(krx_task *t, void *arg);
 	void *deferred_arg;
+	uint64_t deferred_deadline; /* its timeout, armed with the commit (0: none) */
 	/* vm/'s own per-scheduler state (its send buffers), and whether it
 	 * has anything to flush when a task switches out. */
 	void *vm_local;

@@ -27,7 +27,9 @@ enum krx_status {
 	KRX_RUNNABLE = 1,
 	KRX_WAIT_RECV = 2,  /* in a receive: a message or a timeout wakes it */
 	KRX_WAIT_OTHER = 3, /* in a sleep or kr_blocking: only its own waker */
-	KRX_DONE = 4
+	KRX_DONE = 4,
+	KRX_WAIT_IO = 5     /* on a descriptor (poll.c): its poller, its timer, an
+	                     * interrupt or kr_close wakes it */
 };
 
 #define KRX_ST_STATUS 0x7u
@@ -51,6 +53,7 @@ typedef struct krx_task {
 	AO_t reductions;         /* spent in total (written by its scheduler) */
 	unsigned last_sched;     /* index + 1 of where it runs or last ran; 0 = never */
 	unsigned guard;          /* its stack's krx_guard_kind + 1; 0 before it runs */
+	AO_t io_fd;              /* fd + 1 while it waits on fd (poll.c); else 0 */
 } krx_task;
 
 #endif

@@ -1,21 +1,29 @@
 /*
- * call.c - request and reply, as gen_server:call does it.
+ * call.c - request and reply, with gen_server:call's guarantees.
  *
- * The caller monitors the server (so it learns if the server is gone or
- * ends before replying), sends the request with the monitor's reference,
- * and waits for a message that carries that reference: the reply, or the
- * DOWN. Three things keep a busy caller's mailbox clean and the wait cheap:
- *  - the wait starts its scan after the last message queued before the
- *    request was sent (Erlang's receive marker): nothing older can be the
- *    reply, so a long backlog is not scanned again at every wake-up;
- *  - a reply is a signal (KRX_SIG_REPLY) that becomes a message only if
- *    its reference is the one the caller waits for now; a reply that comes
- *    after the caller gave up is dropped as it arrives (what OTP 24 does
- *    with aliases);
- *  - the monitor is removed with flush, so no DOWN stays behind.
+ * gen_server:call monitors the server for the length of the call, so that
+ * the caller learns if the server is gone or ends before replying. Setting
+ * up and removing a monitor costs two signals each way, more than the call
+ * itself. krill gets the same guarantee from the request alone:
+ *  - a request to a process that is gone fails its push: KR_ENOPROC at once;
+ *  - a request is a message of kind KRX_MSG_CALL. The server records each
+ *    request it receives (krx_call_taken) until it replies to it, and its
+ *    exit path answers every request it received and did not reply to, and
+ *    every one still queued, with a CALL_DOWN (the server's end and reason);
+ *  - so the caller waits for exactly one of two things carrying its
+ *    reference: the reply or the CALL_DOWN.
+ * Both are signals that become messages only if their reference is the one
+ * the caller waits for now (krx_signal_take), so a reply or a CALL_DOWN
+ * that comes after the caller gave up is dropped as it arrives: nothing of
+ * a call is ever left in the mailbox (what OTP 24 does with aliases).
+ *
+ * The wait scans only what arrives after the request was sent (Erlang's
+ * receive marker): nothing older can be the answer, so a caller with a long
+ * backlog does not rescan it at every wake-up.
  */
 #include <string.h>
 
+#include "msg.h"
 #include "signal.h"
 #include "vm.h"
 
@@ -25,9 +33,9 @@ typedef struct awaited {
 
 static int is_answer(const kr_msg *m, void *ctx)
 {
-	kr_ref ref = ((const awaited *)ctx)->ref;
-	const kr_down_msg *d = kr_msg_down(m);
-	return d ? d->ref == ref : m->ref == ref;
+	/* Only the answers to this call carry its reference: a reply, or the
+	 * CALL_DOWN that became a KR_TAG_DOWN message. */
+	return m->ref == ((const awaited *)ctx)->ref;
 }
 
 KR_API int kr_call(kr_pid pid, uint64_t tag, const void *req, size_t len, kr_msg **reply,
@@ -38,49 +46,84 @@ KR_API int kr_call(kr_pid pid, uint64_t tag, const void *req, size_t len, kr_msg
 		*reply = NULL;
 	if (!p)
 		return KR_ENOTPROC;
-	if (!reply || pid <= 0 || (len && !req) || tag >= KR_TAG_RESERVED)
-		return KR_EINVAL;
+	if (!reply || pid <= 0 || (len && !req) || tag >= KR_TAG_RESERVED ||
+	    pid == (kr_pid)AO_load(&p->live_pid))
+		return KR_EINVAL; /* a call to oneself could only time out */
 	krx_proc_ext *x = krx_proc_ext_get(p);
 	if (!x)
 		return KR_ENOMEM;
 	/* The marker: everything queued now is older than any answer. */
 	(void)krx_mailbox_take(&p->mbox);
 	krx_msg *mark = p->mbox.tail;
-	kr_ref ref = kr_monitor(pid);
-	if (ref < 0)
-		return (int)ref;
+	kr_ref ref = krx_ref_new(krx_sched_self());
 	x->call_ref = ref;
-	int rc = krx_send_ref(pid, tag, ref, req, len);
+	int rc = krx_send_call(pid, tag, ref, req, len);
 	kr_msg *m = NULL;
 	if (rc == 0) {
 		awaited a = { ref };
 		krx_matcher mt = { .kind = KRX_MATCH_PRED, .pred = is_answer, .ctx = &a };
 		rc = krx_receive_after(&m, &mt, timeout_ms, mark);
+	} else if (rc > 0) {
+		rc = KR_ENOPROC; /* gone before we asked */
 	}
-	/* From here a late reply is dropped on arrival. */
-	p = krx_proc_self();
-	krx_proc_ext_peek(p)->call_ref = 0;
-	if (rc == 0 && kr_msg_down(m)) {
-		kr_msg_free(m); /* the monitor fired: the server is gone */
+	/* From here a late answer is dropped on arrival. */
+	krx_proc_ext_peek(krx_proc_self())->call_ref = 0;
+	if (rc == 0 && m->tag == KR_TAG_DOWN) {
+		kr_msg_free(m); /* the server ended before replying */
 		return KR_ENOPROC;
 	}
-	kr_demonitor(ref, 1);
 	if (rc == 0)
 		*reply = m;
 	return rc;
 }
 
+/* The reply, straight into the caller's queue when the caller is parked
+ * right here with its commit deferred and still waits for it (both are on
+ * this thread, so its call_ref may be read); false to send it as a signal. */
+static bool reply_direct(krx_sched *s, kr_pid me, const kr_msg *request, uint64_t tag,
+                         const void *data, size_t len)
+{
+	krx_proc *c = krx_proc_slot(request->sender);
+	if (!s || !c || krx_sched_deferred(s) != &c->task ||
+	    (kr_pid)AO_load(&c->live_pid) != request->sender)
+		return false;
+	krx_proc_ext *cx = krx_proc_ext_peek(c);
+	if (!cx || cx->call_ref != request->ref)
+		return false;
+	krx_msg *m = krx_msg_new(krx_vm_msg_cache(s), len);
+	if (!m)
+		return false;
+	m->pub.sender = me;
+	m->pub.tag = tag;
+	m->pub.ref = request->ref;
+	m->pub.len = len;
+	if (len)
+		memcpy(m + 1, data, len);
+	if (!krx_mailbox_deliver_parked(&c->mbox, m)) {
+		krx_msg_free(krx_vm_msg_cache(s), m);
+		return false;
+	}
+	krx_task_wake_deferred(s, &c->task);
+	return true;
+}
+
 KR_API int kr_reply(const kr_msg *request, uint64_t tag, const void *data, size_t len)
 {
-	if (!request || request->ref <= 0 || request->sender <= 0 || (len && !data))
+	if (!request || request->ref <= 0 || request->sender <= 0 || (len && !data) ||
+	    tag >= KR_TAG_RESERVED)
 		return KR_EINVAL;
 	krx_sched *s = krx_sched_self();
 	if (krx_vm_enter(s))
 		return KR_ESTOPPED;
 	krx_proc *p = s ? (krx_proc *)s->current : NULL;
 	kr_pid me = p ? (kr_pid)AO_load(&p->live_pid) : 0;
+	/* Answered: our end no longer concerns this caller. */
+	if (p)
+		(void)krx_call_replied(p, request->ref);
 	/* A caller that is gone or gave up drops it: not our error. */
-	(void)krx_signal_send(s, me, request->sender, KRX_SIG_REPLY, request->ref, tag, data, len);
+	if (!reply_direct(s, me, request, tag, data, len))
+		(void)krx_signal_send(s, me, request->sender, KRX_SIG_REPLY, request->ref, tag, data,
+		                      len);
 	krx_vm_leave(s);
 	if (p)
 		krx_task_charge(1);

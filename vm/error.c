@@ -20,6 +20,7 @@ KR_API const char *kr_strerror(int err)
 	case KR_EEXIST:    return "already exists";
 	case KR_ENOSYS:    return "not supported on this system";
 	case KR_ESTART:    return "a process that had to start did not";
+	case KR_EIO:       return "a system call failed (kr_last_errno says why)";
 	}
 	return "unknown error";
 }

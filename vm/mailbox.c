@@ -301,6 +301,8 @@ static inline __attribute__((always_inline)) int receive(kr_msg **out, const krx
 				continue;
 			krx_mailbox_remove(mb, prev, m);
 			krx_heap_link(&p->heap, &m->hb, KRX_HBLK_MSG);
+			if (__builtin_expect(m->hb.kind == KRX_MSG_CALL, 0))
+				krx_call_taken(p, m);
 			*out = &m->pub;
 			return 0;
 		}

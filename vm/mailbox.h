@@ -52,7 +52,11 @@ enum krx_msg_kind {
 	KRX_SIG_MONITOR,   /* the sender monitors us: pub.ref */
 	KRX_SIG_DEMONITOR, /* ... no longer: pub.ref */
 	KRX_SIG_DOWN,      /* a process we monitor ended: payload kr_down_msg */
-	KRX_SIG_REPLY      /* a kr_call reply: pub.ref */
+	KRX_SIG_REPLY,     /* a kr_call reply: pub.ref */
+	KRX_MSG_CALL,      /* a kr_call request: a message like any other for the
+	                    * receiver, but its receipt is recorded (call.c) */
+	KRX_SIG_CALL_DOWN, /* the server of our call ended first: payload kr_down_msg */
+	KRX_SIG_FD         /* kr_fd_give: the receiver owns the descriptor (payload int) */
 };
 
 typedef struct krx_msg {

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "idxstack.h"
+#include "io.h"
 #include "mi.h"
 #include "registry.h"
 #include "signal.h"
@@ -288,6 +289,7 @@ void krx_proc_exited(krx_task *t)
 		krx_exit_report(p, who, &reason);
 	}
 	krx_signal_close(p);
+	krx_io_exited(p, pid); /* its descriptors, before anyone sees it gone */
 	/* The name goes before the pid dies, so that a process seen gone has
 	 * no name; and once more after, for a registration that raced the
 	 * end (full fence: live_pid is 0 before we look at named, see
@@ -327,8 +329,11 @@ void krx_procs_free(void)
 		krx_proc_ext *x = p ? krx_proc_ext_peek(p) : NULL;
 		if (p && AO_load(&p->live_pid)) {
 			krx_task_discard(&p->task);
+			/* Its descriptors are closed, given ones included, while
+			 * its pid still names it. */
+			krx_mailbox_close(&p->mbox, p->serial, NULL, krx_io_late_stop, p);
+			krx_io_stopped(p);
 			AO_store(&p->live_pid, 0);
-			krx_mailbox_close(&p->mbox, p->serial, NULL, NULL, NULL);
 			krx_heap_destroy(&p->heap, free_msg_block, NULL);
 		}
 		if (x) {
@@ -367,12 +372,12 @@ static int proc_info(kr_pid pid, kr_proc_info *out)
 	static const int status_of[] = {
 		[KRX_RUNNING] = KR_RUNNING, [KRX_RUNNABLE] = KR_RUNNABLE,
 		[KRX_WAIT_RECV] = KR_WAITING, [KRX_WAIT_OTHER] = KR_WAITING,
-		[KRX_DONE] = KR_EXITING,
+		[KRX_DONE] = KR_EXITING, [KRX_WAIT_IO] = KR_WAITING,
 	};
 	/* Relaxed loads throughout: a snapshot, checked below to belong to
 	 * this pid (it may have exited meanwhile). */
 	unsigned st = krx_st_status(AO_load(&p->task.state));
-	info.status = st <= KRX_DONE ? status_of[st] : KR_EXITING;
+	info.status = st < sizeof status_of / sizeof status_of[0] ? status_of[st] : KR_EXITING;
 	info.mailbox_len = krx_mailbox_len(&p->mbox);
 	info.heap_bytes = AO_load(&p->heap.bytes);
 	info.reductions = AO_load(&p->task.reductions);

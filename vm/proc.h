@@ -26,6 +26,11 @@
 #define KRX_PID_INDEX(p) ((uint64_t)(p) & ((1u << KRX_PID_INDEX_BITS) - 1))
 #define KRX_PID_SERIAL(p) (((uint64_t)(p) >> KRX_PID_INDEX_BITS) & ((1u << KRX_PID_SERIAL_BITS) - 1))
 #define KRX_PID_NODE(p) ((uint64_t)(p) >> (KRX_PID_INDEX_BITS + KRX_PID_SERIAL_BITS))
+/* A well-formed pid of this node (not necessarily alive). */
+static inline bool krx_pid_valid(kr_pid pid)
+{
+	return pid > 0 && KRX_PID_SERIAL(pid) != 0 && KRX_PID_NODE(pid) == 0;
+}
 
 #define KRX_MIN_STACK ((size_t)16 << 10)
 #define KRX_MAX_STACK ((size_t)1 << 30)

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "io.h"
 #include "msg.h"
 #include "vm.h"
 
@@ -106,8 +107,9 @@ void krx_proc_ext_reset(krx_proc_ext *x)
 	krx_free_raw(x->links.v);
 	krx_free_raw(x->monitors.v);
 	krx_free_raw(x->watchers.v);
+	krx_free_raw(x->calls.v);
 	x->links = (krx_pidset){ 0 };
-	x->monitors = x->watchers = (krx_monset){ 0 };
+	x->monitors = x->watchers = x->calls = (krx_monset){ 0 };
 	x->call_ref = 0;
 	x->reason = (kr_reason){ 0 };
 	x->ended_by = 0;
@@ -185,8 +187,12 @@ enum krx_push krx_signal_send(krx_sched *s, kr_pid from, kr_pid to, unsigned kin
 	/* Release: the owner that sees the flag (acquire) finds the signal when
 	 * it takes its mailbox in. A busy owner looks at the flag when it
 	 * yields; a waiting one is woken below. */
-	if (kind == KRX_SIG_EXIT || kind == KRX_SIG_EXIT_LINK)
+	if (kind == KRX_SIG_EXIT || kind == KRX_SIG_EXIT_LINK) {
 		AO_store_release(&p->sigs, 1);
+		/* Not in a receive, but perhaps parked on a descriptor. */
+		if (r == KRX_PUSH_OK)
+			krx_poll_interrupt(&p->task);
+	}
 	if (r == KRX_PUSH_WAKE)
 		krx_task_wake_won(&p->task);
 	return r;
@@ -260,13 +266,35 @@ bool krx_signal_take(krx_proc *p, krx_msg *m)
 		return true;
 	}
 	case KRX_SIG_REPLY:
+	case KRX_SIG_CALL_DOWN:
 		x = krx_proc_ext_peek(p);
 		if (!x || !x->call_ref || x->call_ref != m->pub.ref)
 			return false; /* a call that gave up: dropped on arrival */
+		if (m->hb.kind == KRX_SIG_CALL_DOWN)
+			m->pub.tag = KR_TAG_DOWN;
 		m->hb.kind = KRX_MSG_USER;
 		return true;
+	case KRX_MSG_CALL:
+		return true; /* recorded when it is received (krx_call_taken) */
+	case KRX_SIG_FD:
+		krx_io_adopt(p, m);
+		return false;
 	}
 	return false;
+}
+
+void krx_call_taken(krx_proc *p, krx_msg *m)
+{
+	krx_proc_ext *x = krx_proc_ext_get(p);
+	/* Memory short: the caller then learns of our end only by its timeout. */
+	if (x)
+		(void)monset_add(&x->calls, m->pub.ref, m->pub.sender);
+}
+
+bool krx_call_replied(krx_proc *p, kr_ref ref)
+{
+	krx_proc_ext *x = krx_proc_ext_peek(p);
+	return x && monset_del(&x->calls, ref, NULL);
 }
 
 /* ---- the exit path ---- */
@@ -296,6 +324,13 @@ static void late_signal(krx_msg *m, void *ctx)
 		if ((x = krx_proc_ext_peek(p)))
 			monset_del(&x->watchers, m->pub.ref, NULL);
 		break;
+	case KRX_MSG_CALL: /* never received: its caller hears of our end */
+		if ((x = krx_proc_ext_get(p)))
+			(void)monset_add(&x->calls, m->pub.ref, from);
+		break;
+	case KRX_SIG_FD:
+		krx_io_orphan(p, m); /* given to us, and we end: closed */
+		break;
 	}
 }
 
@@ -320,6 +355,10 @@ void krx_signal_notify(krx_proc *p, kr_pid pid, const kr_reason *reason)
 	for (unsigned i = 0; i < x->monitors.n; i++)
 		krx_signal_send(s, pid, x->monitors.v[i].pid, KRX_SIG_DEMONITOR, x->monitors.v[i].ref, 0,
 		                NULL, 0);
+	for (unsigned i = 0; i < x->calls.n; i++) {
+		kr_down_msg d = { .ref = x->calls.v[i].ref, .pid = pid, .reason = *reason };
+		krx_signal_send(s, pid, x->calls.v[i].pid, KRX_SIG_CALL_DOWN, d.ref, 0, &d, sizeof d);
+	}
 }
 
 int krx_signal_spawn_link(krx_proc *parent, kr_pid parent_pid, krx_proc *child, kr_pid child_pid)

@@ -42,11 +42,17 @@ typedef struct krx_proc_ext {
 	krx_monset monitors;   /* the monitors it holds: ref -> target */
 	krx_monset watchers;   /* the monitors on it: ref -> watcher */
 	kr_ref call_ref;       /* the reply kr_call waits for; 0: none */
+	krx_monset calls;      /* requests taken but not replied to: ref -> caller */
 	kr_reason reason;      /* why it ends (kind mirrored in krx_proc.exit_kind) */
 	kr_pid ended_by;       /* the exit signal's sender (0: a host thread); -1 if
 	                        * it ended itself */
 	int nbt;               /* frames in bt: where it crashed, if it did */
 	void *bt[KRX_BACKTRACE];
+	/* I/O (io.c): the descriptors it owns, and its last failure's figures. */
+	int *fds;
+	unsigned nfds, capfds;
+	int io_errno;          /* kr_last_errno */
+	size_t io_written;     /* kr_last_written */
 } krx_proc_ext;
 
 /* p's extension, made if it has none (by p itself, or by its spawner before
@@ -72,6 +78,12 @@ bool krx_signal_take(krx_proc *p, krx_msg *m);
  * short to make the signal), having woken the target if it waited. */
 enum krx_push krx_signal_send(krx_sched *s, kr_pid from, kr_pid to, unsigned kind, kr_ref ref,
                               uint64_t tag, const void *payload, size_t len);
+
+/* call.c: m, a kr_call request, was just received by p (its owner): record
+ * it, so that p's end tells the caller if p ends before replying. */
+void krx_call_taken(krx_proc *p, krx_msg *m);
+/* p replies to the request with ref: true if it was one p had taken. */
+bool krx_call_replied(krx_proc *p, kr_ref ref);
 
 /* A fresh reference. */
 kr_ref krx_ref_new(krx_sched *s);

@@ -297,7 +297,8 @@ void krx_dead_letters(unsigned n)
 }
 
 /* Deliver m to pid; frees m if pid is gone. s: the sender's scheduler and
- * self the sending process, or both NULL for a host thread. */
+ * self the sending process, or both NULL for a host thread. Returns 0, or
+ * 1 when pid was gone (a dead letter: an error only to kr_call). */
 static int deliver(krx_sched *s, krx_proc *self, kr_pid to, krx_msg *m)
 {
 	/* Relaxed: our own pid, written before we first ran. */
@@ -319,10 +320,12 @@ static int deliver(krx_sched *s, krx_proc *self, kr_pid to, krx_msg *m)
 	if (p) {
 		/* To a process that last ran on another core and is busy: through
 		 * the outbox (one waiting for a message gets it at once). Relaxed:
-		 * where it ran is a hint. */
-		if (s && krx_outbox_add(s, p, serial, m,
-		                        AO_int_load(&p->task.last_sched) != s->id + 1 &&
-		                                !krx_mailbox_waiting(&p->mbox))) {
+		 * where it ran is a hint. Not a call's request: its caller must
+		 * know now whether the server is there. */
+		if (s && m->hb.kind == KRX_MSG_USER &&
+		    krx_outbox_add(s, p, serial, m,
+		                   AO_int_load(&p->task.last_sched) != s->id + 1 &&
+		                           !krx_mailbox_waiting(&p->mbox))) {
 			krx_task_charge(1 + backlog_penalty(p));
 			return 0;
 		}
@@ -340,7 +343,7 @@ static int deliver(krx_sched *s, krx_proc *self, kr_pid to, krx_msg *m)
 	case KRX_PUSH_DEAD:
 		krx_dead_letters(1);
 		krx_msg_free(krx_vm_msg_cache(s), m);
-		break;
+		return 1;
 	}
 	return 0;
 }
@@ -366,7 +369,8 @@ static bool valid_target(kr_pid to)
 }
 
 static inline __attribute__((always_inline)) int send_ref(kr_pid to, uint64_t tag, kr_ref ref,
-                                                          const void *data, size_t len)
+                                                          unsigned kind, const void *data,
+                                                          size_t len)
 {
 	krx_sched *self = krx_sched_self();
 	if (krx_vm_enter(self))
@@ -384,6 +388,7 @@ static inline __attribute__((always_inline)) int send_ref(kr_pid to, uint64_t ta
 	m->pub.tag = tag;
 	m->pub.len = len;
 	m->pub.ref = ref;
+	m->hb.kind = kind;
 	copy_payload(m + 1, data, len);
 	err = deliver(self, self ? (krx_proc *)self->current : NULL, to, m);
 out:
@@ -391,16 +396,17 @@ out:
 	return err;
 }
 
-int krx_send_ref(kr_pid to, uint64_t tag, kr_ref ref, const void *data, size_t len)
+int krx_send_call(kr_pid to, uint64_t tag, kr_ref ref, const void *data, size_t len)
 {
-	return send_ref(to, tag, ref, data, len);
+	return send_ref(to, tag, ref, KRX_MSG_CALL, data, len);
 }
 
 KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len)
 {
 	if (tag >= KR_TAG_RESERVED)
 		return KR_EINVAL;
-	return send_ref(to, tag, 0, data, len);
+	int rc = send_ref(to, tag, 0, KRX_MSG_USER, data, len);
+	return rc > 0 ? 0 : rc; /* a dead letter is not an error */
 }
 
 KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
@@ -419,7 +425,8 @@ KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
 	m->pub.bin = kr_bin_ref(bin);
 	m->pub.data = kr_bin_data(bin);
 	m->pub.len = kr_bin_size(bin);
-	err = deliver(self, self ? (krx_proc *)self->current : NULL, to, m);
+	deliver(self, self ? (krx_proc *)self->current : NULL, to, m);
+	err = 0; /* a dead letter is not an error */
 out:
 	krx_vm_leave(self);
 	return err;
