@@ -1,7 +1,7 @@
 /*
  * fault_util.h - code that faults on purpose, one way per fault kind, for
  * the tests that check krill contains it (test_fault.c, test_exit.c,
- * chaos/test_chaos.c).
+ * test_io.c, chaos/test_chaos.c).
  *
  * Each fault must really happen, on x86-64 and aarch64, at -O2 and under
  * the sanitizers: the compiler must not turn it into something else or
