@@ -190,10 +190,10 @@ demo: $(B)/krbench $(EXAMPLES)
 	@echo "== processes: a ring of 10,000 passing a token 100 times =="
 	$(B)/ring 10000 100
 	@echo
-	@echo "== let it crash: a tree of supervisors repairs one branch while the other works on =="
+	@echo "== let it crash: one branch of a tree fails and is repaired, the other works on =="
 	$(B)/supervised
 	@echo
-	@echo "== supervised jobs: a pool of workers; bad input crashes one, the pool replaces it =="
+	@echo "== supervised jobs: bad input crashes a worker, the pool replaces it =="
 	$(B)/jobs
 
 # make test runs every suite, in order, even when one fails, and fails if any did.

@@ -19,8 +19,10 @@
  * undisturbed, on the other workers. At the end the coordinator prints
  * the answers and stops the pool.
  *
- * krill's own reports (a crash, a restart) are printed after a "|".
- * Everything here uses only the public API (krill.h).
+ * krill's own reports (a crash, a restart) are printed after a "|"; they
+ * come from the other scheduler as well, so they may interleave with the
+ * coordinator's lines a little out of order. Everything here uses only
+ * the public API (krill.h).
  */
 #include <krill.h>
 #include <stdbool.h>
