@@ -77,7 +77,8 @@ static long count_primes(long n)
 	return count;
 }
 
-/* A worker of the pool: ask for a job, do it, send the answer, again. */
+/* A worker of the pool: ask for a job, do it, send the answer, again. Its
+ * argument is the coordinator's pid (a restarted worker gets it again). */
 static void worker(void *arg)
 {
 	kr_pid coordinator = (kr_pid)(intptr_t)arg;
