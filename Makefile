@@ -190,8 +190,11 @@ demo: $(B)/krbench $(EXAMPLES)
 	@echo "== processes: a ring of 10,000 passing a token 100 times =="
 	$(B)/ring 10000 100
 	@echo
-	@echo "== let it crash: a supervision tree repairs itself =="
+	@echo "== let it crash: one branch of a tree fails and is repaired, the other works on =="
 	$(B)/supervised
+	@echo
+	@echo "== supervised jobs: bad input crashes a worker, the pool replaces it =="
+	$(B)/jobs
 
 # make test runs every suite, in order, even when one fails, and fails if any did.
 test:
