@@ -378,7 +378,10 @@ KR_API const kr_down_msg *kr_msg_down(const kr_msg *msg);
  * KR_ESTOPPED. Safe from processes and host threads (sender 0). Messages
  * from one sender to one receiver arrive in the order sent. A message to a
  * busy process on another scheduler may be held and delivered in a batch:
- * at the latest when the sending process next waits, yields or exits. */
+ * at the latest when the sending process next waits, yields or exits. An
+ * exit signal that ends the sender takes effect only after the message is
+ * delivered (or counted as a dead letter). Tags at or above
+ * KR_TAG_RESERVED are krill's own: KR_EINVAL. */
 KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len);
 
 /* Take the oldest message, waiting up to timeout_ms (0 polls, KR_INFINITY
