@@ -204,8 +204,11 @@ demo: $(B)/krbench $(EXAMPLES) $(B)/chat_demo
 	@echo "== processes: a ring of 10,000 passing a token 100 times =="
 	$(B)/ring 10000 100
 	@echo
-	@echo "== let it crash: a supervision tree repairs itself =="
+	@echo "== let it crash: one branch of a tree fails and is repaired, the other works on =="
 	$(B)/supervised
+	@echo
+	@echo "== supervised jobs: bad input crashes a worker, the pool replaces it =="
+	$(B)/jobs
 	@echo
 	@echo "== the chat server: a connection crashes, a room crashes, a room crashes too often =="
 	$(B)/chat_demo
@@ -218,12 +221,13 @@ test:
 	done; \
 	exit $$fail
 
-# The context switch, then every VM benchmark with one scheduler and with all
-# of them, krill and the BEAM (bench/erlang/) in alternation: scripts/bench.sh
-# prints a table per benchmark and writes every RESULT line to bench/results/.
-# KR_BENCH_RUNS (default 3) sets the runs of each; see the script for more.
+# The whole suite (the context switch, then every VM benchmark with one
+# scheduler and with all of them, krill and the BEAM (bench/erlang/) in
+# alternation): scripts/bench.sh prints a table per benchmark, writes the
+# results to bench/results/ and regenerates docs/BENCHMARKS.md and its plots
+# (scripts/bench-page.sh). KR_BENCH_RUNS (default 3) sets the runs of each;
+# see the script for more.
 bench: $(B)/krbench $(B)/.deps-bench
-	$(B)/krbench ctx
 	scripts/bench.sh
 
 # --- install ----------------------------------------------------------------

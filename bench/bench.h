@@ -59,11 +59,13 @@ double bench_median(double *v, int n);
 int bench_opts(int argc, char **argv, const char *const *names, long *vals, int n);
 
 /* Options of a benchmark that runs on the VM: "--name VALUE" (a positive
- * number) or, with flag set, a bare "--name" that stores 1. */
+ * number, stored in *val), with flag set a bare "--name" that stores 1 in
+ * *val, or with str set "--name TEXT" (a file name, say) stored in *str. */
 typedef struct bench_opt {
 	const char *name;
 	long *val;
 	int flag;
+	const char **str;
 } bench_opt;
 
 /* Parse argv (argv[0] is the subcommand) against opts, plus the options every
@@ -89,5 +91,9 @@ int bench_ring(int argc, char **argv);
 int bench_skynet(int argc, char **argv);
 int bench_spawn(int argc, char **argv);
 int bench_fanin(int argc, char **argv);
+int bench_call(int argc, char **argv);
+int bench_restart(int argc, char **argv);
+int bench_tree(int argc, char **argv);
+int bench_cpu(int argc, char **argv);
 
 #endif

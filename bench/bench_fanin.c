@@ -139,7 +139,8 @@ int bench_fanin(int argc, char **argv)
 {
 	long senders = 100, msgs = 100000;
 	unsigned sched;
-	const bench_opt opts[] = { { "--senders", &senders, 0 }, { "--msgs", &msgs, 0 } };
+	const bench_opt opts[] = { { .name = "--senders", .val = &senders },
+				   { .name = "--msgs", .val = &msgs } };
 	if (bench_vm_opts(argc, argv, opts, 2, &sched) < 0)
 		return 2;
 	fanin f = { .senders = senders, .msgs = msgs,

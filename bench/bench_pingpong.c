@@ -1,5 +1,7 @@
 /*
- * bench_pingpong.c - the round trip of a small message between two processes.
+ * bench_pingpong.c - the round trip of a small message between two
+ * processes (krbench pingpong), and the same through kr_call and kr_reply
+ * (krbench call).
  *
  * ping sends an 8-byte message (the round's number) to pong, pong sends it
  * back, and ping times each round trip into a log-linear histogram (hist.h):
@@ -17,6 +19,13 @@
  * with no help from another core. --cross binds ping to scheduler 0 and pong
  * to scheduler 1, so every message crosses cores and every wake-up is a
  * cross-thread one (needs two schedulers).
+ *
+ * call: the same rounds as requests. ping calls pong with kr_call (which
+ * monitors pong, sends the request with a fresh reference, waits for the
+ * reply carrying it and removes the monitor) and pong answers with
+ * kr_reply: what gen_server:call and gen_server:reply do on the BEAM.
+ *
+ * --cdf FILE writes the round trips' distribution (hist_write_cdf) for a plot.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -29,8 +38,10 @@
 enum { TAG_PING = 1, TAG_STOP, TAG_DONE };
 
 typedef struct pingpong {
+	const char *bench; /* "pingpong" or "call" */
 	long rounds, warmup;
-	int cross;
+	int cross, call;
+	const char *cdf;   /* where to write the distribution, or NULL */
 	kr_pid root, pong;
 	hist *h;
 	uint64_t wall_ns;     /* the timed rounds, end to end */
@@ -59,10 +70,11 @@ static void pong_fn(void *arg)
 			kr_msg_free(m);
 			return;
 		}
-		r = kr_send(m->sender, TAG_PING, m->data, m->len);
+		r = pp->call ? kr_reply(m, TAG_PING, m->data, m->len)
+			     : kr_send(m->sender, TAG_PING, m->data, m->len);
 		kr_msg_free(m);
 		if (r < 0) {
-			fail(pp, "pong: kr_send", r);
+			fail(pp, "pong: kr_reply/kr_send", r);
 			return;
 		}
 	}
@@ -77,12 +89,17 @@ static void ping_fn(void *arg)
 	for (uint64_t i = 0; i < total; i++) {
 		kr_msg *m;
 		uint64_t back, t0 = bench_ticks();
-		int r = kr_send(pp->pong, TAG_PING, &i, sizeof i);
-		if (r == 0)
-			r = kr_recv(&m, KR_INFINITY);
+		int r;
+		if (pp->call) {
+			r = kr_call(pp->pong, TAG_PING, &i, sizeof i, &m, KR_INFINITY);
+		} else {
+			r = kr_send(pp->pong, TAG_PING, &i, sizeof i);
+			if (r == 0)
+				r = kr_recv(&m, KR_INFINITY);
+		}
 		uint64_t t1 = bench_ticks();
 		if (r < 0) {
-			fail(pp, "ping: kr_send/kr_recv", r);
+			fail(pp, pp->call ? "ping: kr_call" : "ping: kr_send/kr_recv", r);
 			break;
 		}
 		int ok = m->tag == TAG_PING && m->len == sizeof back && m->sender == pp->pong;
@@ -100,7 +117,7 @@ static void ping_fn(void *arg)
 		if (i >= warm)
 			hist_record(pp->h, (uint64_t)((double)(t1 - t0) * ns_per_tick + 0.5));
 		if ((i & 0xffff) == 0 && bench_now_ns() - last_note > 1000000000u) {
-			fprintf(stderr, "pingpong: %" PRIu64 "/%" PRIu64 " rounds\n", i, total);
+			fprintf(stderr, "%s: %" PRIu64 "/%" PRIu64 " rounds\n", pp->bench, i, total);
 			last_note = bench_now_ns();
 		}
 	}
@@ -136,15 +153,15 @@ static void root_fn(void *arg)
 	kr_spawn_opts pi = { .name = "ping", .bind_scheduler = 1 };
 	pp->pong = kr_spawn_opt(pong_fn, pp, &po);
 	if (pp->pong < 0) {
-		fprintf(stderr, "krbench pingpong: spawning pong: %s\n", kr_strerror((int)pp->pong));
+		fprintf(stderr, "krbench %s: spawning pong: %s\n", pp->bench, kr_strerror((int)pp->pong));
 		return;
 	}
 	kr_pid ping = kr_spawn_opt(ping_fn, pp, &pi);
 	if (ping < 0) {
-		fprintf(stderr, "krbench pingpong: spawning ping: %s\n", kr_strerror((int)ping));
+		fprintf(stderr, "krbench %s: spawning ping: %s\n", pp->bench, kr_strerror((int)ping));
 		return;
 	}
-	fprintf(stderr, "pingpong: %ld rounds (+%ld warm-up), %s\n", pp->rounds, pp->warmup,
+	fprintf(stderr, "%s: %ld rounds (+%ld warm-up), %s\n", pp->bench, pp->rounds, pp->warmup,
 		pp->cross ? "ping on scheduler 0, pong on scheduler 1" : "both on scheduler 0");
 	for (;;) {
 		kr_msg *m;
@@ -154,58 +171,85 @@ static void root_fn(void *arg)
 			break;
 		}
 		if (r != KR_ETIMEDOUT) {
-			fprintf(stderr, "krbench pingpong: waiting for ping: %s\n", kr_strerror(r));
+			fprintf(stderr, "krbench %s: waiting for ping: %s\n", pp->bench, kr_strerror(r));
 			return;
 		}
-		fprintf(stderr, "pingpong: still waiting for ping to finish\n");
+		fprintf(stderr, "%s: still waiting for ping to finish\n", pp->bench);
 	}
 	if (pp->err[0]) {
-		fprintf(stderr, "krbench pingpong: %s\n", pp->err);
+		fprintf(stderr, "krbench %s: %s\n", pp->bench, pp->err);
 		return;
 	}
 	hist *h = pp->h;
 	if (hist_count(h) != (uint64_t)pp->rounds) {
-		fprintf(stderr, "krbench pingpong: timed %" PRIu64 " rounds, wanted %ld\n", hist_count(h),
-			pp->rounds);
+		fprintf(stderr, "krbench %s: timed %" PRIu64 " rounds, wanted %ld\n", pp->bench,
+			hist_count(h), pp->rounds);
 		return;
 	}
-	printf("RESULT bench=pingpong impl=krill schedulers=%zu placement=%s rtt_mean_ns=%.1f "
+	const char *placement = pp->cross ? "cross" : "same";
+	if (pp->cdf && hist_write_cdf(h, pp->cdf, "krill round trips") < 0) {
+		fprintf(stderr, "krbench %s: cannot write %s\n", pp->bench, pp->cdf);
+		return;
+	}
+	/* call's ns_per_call (issue 4's name for it) is the mean round trip. */
+	char per_call[48] = "";
+	if (strcmp(pp->bench, "call") == 0)
+		snprintf(per_call, sizeof per_call, " ns_per_call=%.1f", hist_mean(h));
+	printf("RESULT bench=%s impl=krill schedulers=%zu placement=%s rtt_mean_ns=%.1f "
 	       "p50_ns=%" PRIu64 " p99_ns=%" PRIu64 " p999_ns=%" PRIu64 " max_ns=%" PRIu64
-	       " wall_ns_per_rtt=%.1f clock_ns=%" PRIu64 " rounds=%ld\n",
-	       st.schedulers, pp->cross ? "cross" : "same", hist_mean(h), hist_percentile(h, 50),
+	       " wall_ns_per_rtt=%.1f clock_ns=%" PRIu64 " rounds=%ld%s\n",
+	       pp->bench, st.schedulers, placement, hist_mean(h), hist_percentile(h, 50),
 	       hist_percentile(h, 99), hist_percentile(h, 99.9), hist_percentile(h, 100),
-	       (double)pp->wall_ns / (double)pp->rounds, pp->clock_ns, pp->rounds);
-	printf("pingpong (%s scheduler): round trip mean %.1f ns, p50 %" PRIu64 " ns, p99 %" PRIu64
+	       (double)pp->wall_ns / (double)pp->rounds, pp->clock_ns, pp->rounds, per_call);
+	printf("%s (%s scheduler): round trip mean %.1f ns, p50 %" PRIu64 " ns, p99 %" PRIu64
 	       " ns, p99.9 %" PRIu64 " ns, max %" PRIu64 " ns over %ld rounds (a clock read: %" PRIu64
 	       " ns)\n",
-	       pp->cross ? "cross" : "same", hist_mean(h), hist_percentile(h, 50), hist_percentile(h, 99),
+	       pp->bench, placement, hist_mean(h), hist_percentile(h, 50), hist_percentile(h, 99),
 	       hist_percentile(h, 99.9), hist_percentile(h, 100), pp->rounds, pp->clock_ns);
 	fflush(stdout);
 	pp->rc = 0;
 }
 
-int bench_pingpong(int argc, char **argv)
+/* krbench pingpong and krbench call: the same rounds, two ways. */
+static int run(int argc, char **argv, int call)
 {
 	long rounds = 1000000, cross = 0;
+	const char *cdf = NULL;
 	unsigned sched;
-	const bench_opt opts[] = { { "--rounds", &rounds, 0 }, { "--cross", &cross, 1 } };
-	if (bench_vm_opts(argc, argv, opts, 2, &sched) < 0)
+	const bench_opt opts[] = { { .name = "--rounds", .val = &rounds },
+				   { .name = "--cross", .val = &cross, .flag = 1 },
+				   { .name = "--cdf", .str = &cdf } };
+	if (bench_vm_opts(argc, argv, opts, 3, &sched) < 0)
 		return 2;
 	if (cross && bench_schedulers(sched) < 2) {
-		fprintf(stderr, "krbench pingpong: --cross needs at least 2 schedulers (have %u)\n",
+		fprintf(stderr, "krbench %s: --cross needs at least 2 schedulers (have %u)\n", argv[0],
 			bench_schedulers(sched));
 		return 2;
 	}
-	pingpong pp = { .rounds = rounds, .warmup = rounds / 10 < 10000 ? rounds / 10 : 10000,
-			.cross = (int)cross, .h = hist_new() };
+	pingpong pp = { .bench = call ? "call" : "pingpong", .rounds = rounds,
+			.warmup = rounds / 10 < 10000 ? rounds / 10 : 10000, .cross = (int)cross,
+			.call = call, .cdf = cdf, .h = hist_new() };
 	if (!pp.h) {
-		fprintf(stderr, "krbench pingpong: out of memory\n");
+		fprintf(stderr, "krbench %s: out of memory\n", pp.bench);
 		return 1;
 	}
+	/* Calibrate the clock (~50 ms of busy waiting) before the VM starts,
+	 * not in a process, which the watchdog would report. */
+	bench_ns_per_tick();
 	kr_config cfg = { .schedulers = sched };
 	int r = kr_main(&cfg, root_fn, &pp);
 	hist_free(pp.h);
-	if (bench_vm_failed("pingpong", r))
+	if (bench_vm_failed(pp.bench, r))
 		return 1;
 	return pp.rc;
+}
+
+int bench_pingpong(int argc, char **argv)
+{
+	return run(argc, argv, 0);
+}
+
+int bench_call(int argc, char **argv)
+{
+	return run(argc, argv, 1);
 }

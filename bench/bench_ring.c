@@ -137,7 +137,8 @@ int bench_ring(int argc, char **argv)
 {
 	long procs = 1000, rounds = 1000;
 	unsigned sched;
-	const bench_opt opts[] = { { "--procs", &procs, 0 }, { "--rounds", &rounds, 0 } };
+	const bench_opt opts[] = { { .name = "--procs", .val = &procs },
+				   { .name = "--rounds", .val = &rounds } };
 	if (bench_vm_opts(argc, argv, opts, 2, &sched) < 0)
 		return 2;
 	ring rg = { .procs = procs, .rounds = rounds, .pids = calloc((size_t)procs, sizeof(kr_pid)) };

@@ -266,7 +266,8 @@ int bench_spawn(int argc, char **argv)
 {
 	long procs = 1000000, short_lived = 0;
 	unsigned sched;
-	const bench_opt opts[] = { { "--procs", &procs, 0 }, { "--short", &short_lived, 1 } };
+	const bench_opt opts[] = { { .name = "--procs", .val = &procs },
+				   { .name = "--short", .val = &short_lived, .flag = 1 } };
 	if (bench_vm_opts(argc, argv, opts, 2, &sched) < 0)
 		return 2;
 	spawnb s = { .procs = procs, .short_lived = (int)short_lived };

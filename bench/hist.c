@@ -3,6 +3,7 @@
  * its error bound).
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,14 @@ static uint64_t bucket_lo(unsigned i, uint64_t *width)
 	return (uint64_t)(i - shift * HIST_SUB) << shift;
 }
 
+/* What a bucket reports for its values: its midpoint, within [min, max]. */
+static uint64_t bucket_value(const hist *h, unsigned i)
+{
+	uint64_t width, lo = bucket_lo(i, &width);
+	uint64_t v = lo + (width - 1) / 2;
+	return v < h->min ? h->min : v > h->max ? h->max : v;
+}
+
 uint64_t hist_percentile(const hist *h, double p)
 {
 	if (h->count == 0)
@@ -51,15 +60,8 @@ uint64_t hist_percentile(const hist *h, double p)
 	uint64_t seen = 0;
 	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
 		seen += h->b[i];
-		if (seen < rank)
-			continue;
-		uint64_t width, lo = bucket_lo(i, &width);
-		uint64_t v = lo + (width - 1) / 2;
-		if (v < h->min)
-			v = h->min;
-		if (v > h->max)
-			v = h->max;
-		return v;
+		if (seen >= rank)
+			return bucket_value(h, i);
 	}
 	return h->max; /* not reached: the buckets add up to count */
 }
@@ -86,4 +88,22 @@ void hist_merge(hist *dst, const hist *src)
 		dst->max = src->max;
 	dst->count += src->count;
 	dst->sum += src->sum;
+}
+
+int hist_write_cdf(const hist *h, const char *path, const char *what)
+{
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return -1;
+	fprintf(f, "# %s: %llu samples; value (ns), fraction at or below it\n", what,
+		(unsigned long long)h->count);
+	uint64_t seen = 0;
+	for (unsigned i = 0; i < HIST_BUCKETS && seen < h->count; i++) {
+		if (!h->b[i])
+			continue;
+		seen += h->b[i];
+		fprintf(f, "%llu %.6f\n", (unsigned long long)bucket_value(h, i),
+			(double)seen / (double)h->count);
+	}
+	return fclose(f) == 0 ? 0 : -1;
 }

@@ -63,5 +63,11 @@ double hist_mean(const hist *h);
 uint64_t hist_count(const hist *h);
 /* Add src's samples to dst. */
 void hist_merge(hist *dst, const hist *src);
+/* Write the distribution to path as text, for plotting a CDF: a comment
+ * line, then one "value fraction" line per non-empty bucket, in increasing
+ * order: the bucket's midpoint (clamped to [min, max], as percentiles are)
+ * and the fraction of samples at or below that bucket; the last line's
+ * fraction is 1. 0, or -1 with errno set if the file cannot be written. */
+int hist_write_cdf(const hist *h, const char *path, const char *what);
 
 #endif

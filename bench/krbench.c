@@ -2,11 +2,15 @@
  * krbench - krill's benchmarks, one subcommand each:
  *
  *     krbench ctx [--switches N] [--runs R]
- *     krbench pingpong [--rounds N] [--cross]
+ *     krbench pingpong [--rounds N] [--cross] [--cdf FILE]
  *     krbench ring [--procs N] [--rounds R]
  *     krbench skynet
  *     krbench spawn [--procs N] [--short]
  *     krbench fanin [--senders K] [--msgs M]
+ *     krbench call [--rounds N] [--cross] [--cdf FILE]
+ *     krbench restart [--restarts N]
+ *     krbench tree [--sups N] [--workers M]
+ *     krbench cpu [--jobs N] [--work W] [--reps R] [--check-from T] [--at-start]
  *
  * The VM benchmarks also take --schedulers N (0 = online CPUs) and
  * --timeout SECS (see bench_vm_opts).
@@ -28,11 +32,19 @@ static const struct {
 	const char *usage;
 } benches[] = {
 	{ "ctx", bench_ctx, "[--switches N] [--runs R]  context switch: krill against swapcontext" },
-	{ "pingpong", bench_pingpong, "[--rounds N] [--cross]  message round trip between two processes" },
+	{ "pingpong", bench_pingpong,
+	  "[--rounds N] [--cross] [--cdf FILE]  message round trip between two processes" },
 	{ "ring", bench_ring, "[--procs N] [--rounds R]  a token passed round a ring of processes" },
 	{ "skynet", bench_skynet, "  a 10-ary tree of 1,111,111 processes summing their indices" },
 	{ "spawn", bench_spawn, "[--procs N] [--short]  spawn rate and memory per waiting process" },
 	{ "fanin", bench_fanin, "[--senders K] [--msgs M]  K senders flooding one receiver" },
+	{ "call", bench_call,
+	  "[--rounds N] [--cross] [--cdf FILE]  request and reply: kr_call, kr_reply" },
+	{ "restart", bench_restart, "[--restarts N]  a supervisor restarting a crashing worker" },
+	{ "tree", bench_tree, "[--sups N] [--workers M]  build and shut down a supervision tree" },
+	{ "cpu", bench_cpu,
+	  "[--jobs N] [--work W] [--reps R] [--check-from T] [--at-start]  supervised CPU-bound jobs: "
+	  "1 scheduler against all, and against a plain loop" },
 };
 
 #define VM_OPTS "(VM benchmarks also take --schedulers N, 0 = online CPUs, and --timeout SECS)"
@@ -149,6 +161,10 @@ int bench_vm_opts(int argc, char **argv, const bench_opt *opts, int n, unsigned 
 			return -1;
 		}
 		const char *v = argv[++i];
+		if (j < n && opts[j].str) {
+			*opts[j].str = v;
+			continue;
+		}
 		int r = j < n                        ? parse_long(argv[0], a, v, 1, opts[j].val)
 			: !strcmp(a, "--schedulers") ? parse_long(argv[0], a, v, 0, &sched)
 						     : parse_long(argv[0], a, v, 1, &timeout);

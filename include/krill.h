@@ -79,6 +79,8 @@ typedef struct kr_config {
 	size_t max_message;    /* largest payload kr_send copies; 0 = 64 MiB */
 	kr_log_fn *log;        /* reports; NULL = one line each on stderr */
 	void *log_ctx;
+	int no_reports;        /* nonzero: make no reports at all, not even the
+	                        * backtrace of a crash (a logger level of "none") */
 } kr_config;
 
 /* Start the VM: its scheduler threads, stack pool and process table.
@@ -182,7 +184,9 @@ KR_API int kr_info(kr_pid pid, kr_proc_info *out);
  * budget it yields at that call. A loop that makes no krill calls should
  * call KR_CHECK() now and then: it costs a decrement and a branch, and
  * yields when the budget is spent. Harmless on a host thread. */
-KR_API extern long kr__tls_offset;
+KR_API extern long kr__tls_offset; /* internal, for KR_CHECK */
+/* Internal, for KR_CHECK: the budget is spent; yield (a process) or reset it
+ * (a host thread, which gets KR_ENOTPROC). */
 KR_API int kr__budget_spent(void);
 
 static inline long *kr__reductions_left(void)
@@ -253,6 +257,7 @@ KR_API int kr_exit_reason(const kr_reason *reason);
 /* End the calling process with KR_EXIT_ERROR and the formatted text
  * (printf-style, truncated to fit kr_reason.text). */
 KR_API int kr_crash(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Internal, for KR_ASSERT. */
 KR_API int kr__assert_failed(const char *cond, const char *file, int line);
 /* Crash the calling process (KR_EXIT_ERROR, naming cond, file and line)
  * unless cond holds. Always evaluated: not disabled by NDEBUG. */
@@ -269,6 +274,7 @@ KR_API int kr__assert_failed(const char *cond, const char *file, int line);
  * (the signal then comes from pid 0).
  */
 KR_API int kr_exit_sig(kr_pid pid, int kind);
+/* kr_exit_sig with a full reason (kind and text); KR_EINVAL for NULL. */
 KR_API int kr_exit_sig_reason(kr_pid pid, const kr_reason *reason);
 
 /* ------------------------------------------------------------------------ */
@@ -360,9 +366,10 @@ typedef struct kr_msg {
 	kr_ref ref;        /* a kr_call request's or reply's reference; 0 otherwise */
 } kr_msg;
 
-/* The payload of a KR_TAG_EXIT or KR_TAG_DOWN message, or NULL if msg is
- * not one. */
+/* The payload of a KR_TAG_EXIT message, or NULL if msg is not one (or is
+ * NULL). Safe from any thread. */
 KR_API const kr_exit_msg *kr_msg_exit(const kr_msg *msg);
+/* The payload of a KR_TAG_DOWN message, or NULL if msg is not one. */
 KR_API const kr_down_msg *kr_msg_down(const kr_msg *msg);
 
 /* Copy len bytes at data into a message for pid. Sending to a process that
@@ -371,27 +378,43 @@ KR_API const kr_down_msg *kr_msg_down(const kr_msg *msg);
  * KR_ESTOPPED. Safe from processes and host threads (sender 0). Messages
  * from one sender to one receiver arrive in the order sent. A message to a
  * busy process on another scheduler may be held and delivered in a batch:
- * at the latest when the sending process next waits, yields or exits. */
+ * at the latest when the sending process next waits, yields or exits. An
+ * exit signal that ends the sender takes effect only after the message is
+ * delivered (or counted as a dead letter). Tags at or above
+ * KR_TAG_RESERVED are krill's own: KR_EINVAL. */
 KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len);
 
-/* Take the oldest message. 0 and *out set, KR_ETIMEDOUT, or KR_ENOTPROC. */
+/* Take the oldest message, waiting up to timeout_ms (0 polls, KR_INFINITY
+ * waits for ever). 0 and *out set; KR_ETIMEDOUT; KR_EINVAL (out NULL);
+ * KR_ENOTPROC from a host thread. The message is the caller's: free it
+ * with kr_msg_free, or let the process's end do it. */
 KR_API int kr_recv(kr_msg **out, long timeout_ms);
-/* Take the oldest message with this tag; others stay, in order. */
+/* As kr_recv, but take the oldest message with this tag; the others stay,
+ * in order, for later receives. */
 KR_API int kr_recv_tag(kr_msg **out, uint64_t tag, long timeout_ms);
-/* Take the oldest message for which pred(msg, ctx) returns nonzero; others
- * stay, in order. pred must not call krill. */
+/* A selective receive's test: nonzero takes the message. */
 typedef int kr_match_fn(const kr_msg *msg, void *ctx);
+/* As kr_recv, but take the oldest message for which pred(msg, ctx) returns
+ * nonzero; the others stay, in order. pred must not call krill (KR_EINVAL
+ * if it is NULL). */
 KR_API int kr_recv_match(kr_msg **out, kr_match_fn *pred, void *ctx, long timeout_ms);
 
 /* Free a received message (from the process that received it). */
 KR_API void kr_msg_free(kr_msg *msg);
 
 /* Binaries: immutable byte strings shared by reference count, so large
- * payloads travel without copying. Safe from any thread. */
-KR_API kr_bin *kr_bin_new(const void *data, size_t len); /* refcount 1; NULL if out of memory */
-KR_API kr_bin *kr_bin_ref(kr_bin *bin);                  /* +1; returns bin */
-KR_API void kr_bin_unref(kr_bin *bin);                   /* -1; frees at 0 */
+ * payloads travel without copying. All of these are safe from any thread,
+ * VM running or not. */
+/* A binary holding a copy of len bytes at data, with one reference; NULL if
+ * memory is short (or data is NULL with len > 0). */
+KR_API kr_bin *kr_bin_new(const void *data, size_t len);
+/* Take one more reference to bin; returns bin (NULL stays NULL). */
+KR_API kr_bin *kr_bin_ref(kr_bin *bin);
+/* Drop one reference; the last one frees the binary. NULL is ignored. */
+KR_API void kr_bin_unref(kr_bin *bin);
+/* The binary's bytes (NULL for NULL), valid while a reference is held. */
 KR_API const void *kr_bin_data(const kr_bin *bin);
+/* The binary's length in bytes (0 for NULL). */
 KR_API size_t kr_bin_size(const kr_bin *bin);
 
 /* Send bin by reference: the message holds its own reference, the caller
@@ -428,18 +451,27 @@ KR_API int kr_reply(const kr_msg *request, uint64_t tag, const void *data, size_
  * past its max_heap ends it with KR_EXIT_HEAP_LIMIT (it does not return).
  * NULL when out of memory or called from a host thread. */
 KR_API void *kr_alloc(size_t size);
+/* kr_alloc of n zeroed elements of size bytes; NULL on overflow too. */
 KR_API void *kr_calloc(size_t n, size_t size);
+/* Resize a block from kr_alloc (NULL: allocate), as realloc; NULL, with ptr
+ * untouched, when memory is short, ptr is not one of the caller's blocks,
+ * or from a host thread. Past max_heap, as kr_alloc. */
 KR_API void *kr_realloc(void *ptr, size_t size);
+/* Free a block from kr_alloc. NULL, a pointer that is not one of the
+ * caller's live blocks, and calls from host threads are ignored. */
 KR_API void kr_free(void *ptr);
 
 /* ------------------------------------------------------------------------ */
 /* Blocking calls                                                            */
 /* ------------------------------------------------------------------------ */
 
+/* What kr_blocking runs. */
+typedef long kr_blocking_fn(void *arg);
 /* Run fn(arg), which may block (a read(), a sleep, a library call), on a
  * helper thread while the calling process waits, so the scheduler goes on
- * running others. Returns fn's result. From a host thread fn simply runs. */
-typedef long kr_blocking_fn(void *arg);
+ * running others. Returns fn's result (KR_EINVAL if fn is NULL). From a
+ * host thread fn simply runs. The process cannot be ended while fn runs:
+ * an exit signal takes effect when it returns. */
 KR_API long kr_blocking(kr_blocking_fn *fn, void *arg);
 
 #include "krill/sup.h" /* supervisors */

@@ -132,8 +132,15 @@ size_t krx_sched_stacks_in_use(void)
 	return AO_load(&S.stacks_in_use);
 }
 
+bool krx_sched_reporting(void)
+{
+	return !S.cfg.no_reports;
+}
+
 void krx_sched_log(const char *fmt, ...)
 {
+	if (S.cfg.no_reports)
+		return;
 	char line[512];
 	va_list ap;
 	va_start(ap, fmt);

@@ -50,6 +50,7 @@ typedef struct krx_sched_config {
 	unsigned watchdog_ms;
 	kr_log_fn *log;
 	void *log_ctx;
+	int no_reports;
 	krx_sched_hooks hooks;
 	void **vm_locals;     /* per scheduler, for vm/: its vm_local */
 } krx_sched_config;
@@ -222,5 +223,8 @@ long krx_blocking(long (*fn)(void *), void *arg);
 void krx_blocking_stop(void);
 
 void krx_sched_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* False when the VM makes no reports (kr_config.no_reports): code that
+ * prepares one (a backtrace, a formatted reason) may skip the work. */
+bool krx_sched_reporting(void);
 
 #endif

@@ -1,25 +1,28 @@
 #!/usr/bin/env bash
-# krill's VM benchmarks side by side with the BEAM (what `make bench` runs).
+# krill's benchmarks side by side with the BEAM (what `make bench` runs).
 #
-#   scripts/bench.sh [BENCHMARK...]   pingpong pingpong-cross ring skynet spawn spawn-short fanin
-#                                     (default: all of them)
+#   scripts/bench.sh [BENCHMARK...]   default: the whole suite below
 #
 # For each benchmark and each scheduler count (1, and all online CPUs) it runs
 # build/krbench and the same benchmark on the BEAM (bench/erlang/, compiled
 # into build/erlang) in alternation, run after run, so that both see the same
-# machine noise; then prints a table per benchmark: the median of each
-# implementation's headline figure and their ratio. Every RESULT line, under a
-# header describing the machine, goes to one file per invocation under
-# bench/results/. Without erl, krill runs alone and the tables say so.
+# machine noise. Every RESULT line, under a header describing the machine,
+# goes to one file per invocation under bench/results/; then
+# scripts/bench-page.sh turns that file into tables of medians and ratios
+# (printed here, and appended to the file as comments) and, after a run of the
+# whole suite, regenerates docs/BENCHMARKS.md and its plots. Without erl,
+# krill runs alone and the tables say so.
 #
 # Environment:
 #   KR_BENCH_RUNS=3        runs of each implementation per configuration
 #   KR_BENCH_TIMEOUT=300   seconds before a run counts as hung (passed as --timeout)
-#   KR_BENCH_OUT=FILE      where the RESULT lines go (default bench/results/DATE-HOST.txt)
+#   KR_BENCH_OUT=FILE      where the results go (default bench/results/DATE-HOST.txt)
 #   KR_BENCH_ERL=erl       the BEAM to run; KR_BENCH_ERL=none runs krill alone
+#   KR_BENCH_PAGE=FILE     the page to regenerate (default docs/BENCHMARKS.md, only
+#                          after the whole suite); KR_BENCH_PAGE=none never does
 #
-# Needs build/krbench (make build/krbench) and, for the BEAM, erlang-nox
-# (scripts/deps.sh bench); `make bench` sees to both.
+# Needs build/krbench (make build/krbench) and, for the BEAM and the plots,
+# erlang-nox and gnuplot-nox (scripts/deps.sh bench); `make bench` sees to all.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,18 +35,44 @@ ncpu=$(nproc)
 krbench=build/krbench
 beam_dir=build/erlang
 
-# name | krbench arguments | headline field | better (lower/higher) | what the figure is
-# A second line with the same name adds a second row to that benchmark's table.
-specs=(
-	"pingpong|pingpong|p50_ns|lower|ping-pong round trip, both on one scheduler: p50, ns"
-	"pingpong-cross|pingpong --cross|p50_ns|lower|ping-pong round trip across two schedulers: p50, ns"
-	"pingpong-cross|pingpong --cross|rtt_mean_ns|lower|the same, mean round trip (which the tail weighs on), ns"
-	"ring|ring|ns_per_msg|lower|ring of 1,000 processes, 1,000 laps: ns per message"
-	"skynet|skynet|secs|lower|skynet, 1,111,111 processes: seconds"
-	"spawn|spawn|spawn_per_s|higher|spawn 1,000,000 waiting processes: spawns per second"
-	"spawn|spawn|bytes_per_proc|lower|the same: resident bytes per waiting process"
-	"spawn-short|spawn --short|spawn_per_s|higher|spawn 1,000,000 short-lived processes: per second"
-	"fanin|fanin|msgs_per_s|higher|fan-in, 100 senders x 100,000 messages: messages per second"
+# The suite, one line per figure shown:
+#   name | krbench arguments | schedulers | against | their arguments | field | better | what
+# schedulers: "1,all" (one, and all online CPUs), "all", or "-" (not a VM
+# benchmark: no --schedulers). against: "beam" (bench/erlang/ with the
+# arguments given, "=" for krbench's) or "ucontext" (ctx prints that line
+# itself). better: lower, higher, or "-" for a figure that has no ratio.
+# Further lines of one name add rows to its table: only their last three
+# fields count. --cdf gets a file from this script, and the last run's
+# distribution goes into the results file for the CDF plots.
+suite=(
+	"ctx|ctx|-|ucontext|-|ns_per_switch|lower|one context switch, krill's against glibc's swapcontext: ns"
+	"pingpong|pingpong --cdf|1,all|beam|=|p50_ns|lower|ping-pong round trip, both on one scheduler: p50, ns"
+	"pingpong|||||p99_ns|lower|the same: p99, ns"
+	"pingpong-cross|pingpong --cross --cdf|all|beam|=|p50_ns|lower|ping-pong round trip across two schedulers: p50, ns"
+	"pingpong-cross|||||rtt_mean_ns|lower|the same: mean (which the tail weighs on), ns"
+	"call|call --cdf|1,all|beam|=|p50_ns|lower|request and reply (kr_call; the BEAM: the same call written out), both on one scheduler: p50, ns"
+	"call|||||p99_ns|lower|the same: p99, ns"
+	"call|||||ns_per_call|lower|the same: mean, ns per call"
+	"call-cross|call --cross --cdf|all|beam|=|p50_ns|lower|request and reply across two schedulers: p50, ns"
+	"call-cross|||||rtt_mean_ns|lower|the same: mean, ns"
+	"call-gen|call|1,all|beam|call --gen-server|p50_ns|lower|kr_call against gen_server:call, both on one scheduler: p50, ns"
+	"ring|ring|1,all|beam|=|ns_per_msg|lower|ring of 1,000 processes, 1,000 laps: ns per message"
+	"skynet|skynet|1,all|beam|=|secs|lower|skynet, 1,111,111 processes: seconds"
+	"spawn|spawn|1,all|beam|=|spawn_per_s|higher|spawn 1,000,000 waiting processes: spawns per second"
+	"spawn|||||bytes_per_proc|lower|the same: resident bytes per waiting process"
+	"spawn-short|spawn --short|1,all|beam|=|spawn_per_s|higher|spawn 1,000,000 short-lived processes: per second"
+	"fanin|fanin|1,all|beam|=|msgs_per_s|higher|fan-in, 100 senders x 100,000 messages: messages per second"
+	"restart|restart|1,all|beam|=|restarts_per_s|higher|a supervisor restarting a crashing worker, 20,000 times: restarts per second"
+	"restart|||||p50_ns|lower|the same, from the order to crash to the new child's hello: p50, ns"
+	"tree|tree|1,all|beam|=|start_ms|lower|a tree of 100 supervisors of 10 workers (1,101 processes): start, ms (median of 7)"
+	"tree|||||shutdown_ms|lower|the same: shutdown in order, ms (median of 7)"
+	"tree|||||start_ms_first|lower|the same: the first start (fresh stacks), ms"
+	"tree|||||procs|-|the same: processes in the tree (checked)"
+	"cpu|cpu|all|beam|=|secs_1|lower|1,000 supervised fib(27) jobs on one scheduler: seconds"
+	"cpu|||||secs_n|lower|the same on all schedulers: seconds"
+	"cpu|||||speedup|higher|the same: speedup (one scheduler's time over all's)"
+	"cpu|||||overhead_pct|-|the same: one scheduler's time over a plain loop's, % more"
+	"cpu|||||machine_speedup|-|plain loops on as many threads, without a VM: the machine's speedup then"
 )
 
 die() { echo "bench.sh: $*" >&2; exit 2; }
@@ -51,16 +80,24 @@ die() { echo "bench.sh: $*" >&2; exit 2; }
 [ "$runs" -ge 1 ] 2>/dev/null || die "KR_BENCH_RUNS wants a number >= 1, not '$runs'"
 [ -x "$krbench" ] || die "$krbench is missing: run make build/krbench (or make bench)"
 
+# spec NAME COLUMN: that column (1-based) of NAME's first suite line.
+spec() { printf '%s\n' "${suite[@]}" | awk -F'|' -v n="$1" -v c="$2" '$1 == n { print $c; exit }'; }
+
 # Which benchmarks: all, or those named on the command line.
-all_names=$(printf '%s\n' "${specs[@]}" | cut -d'|' -f1 | uniq)
+all_names=$(printf '%s\n' "${suite[@]}" | cut -d'|' -f1 | uniq)
+whole=1
 if [ $# -gt 0 ]; then
 	for n in "$@"; do
 		grep -qx -- "$n" <<<"$all_names" || die "no benchmark '$n' (have: $(tr '\n' ' ' <<<"$all_names"))"
 	done
 	names=("$@")
+	whole=0
 else
 	mapfile -t names <<<"$all_names"
 fi
+page=${KR_BENCH_PAGE:-}
+[ -z "$page" ] && [ "$whole" -eq 1 ] && page=docs/BENCHMARKS.md
+[ "$page" = none ] && page=
 
 # The BEAM, if there is one: compile the Erlang side every time (a second or
 # two), so a stale build/erlang can never be measured.
@@ -76,16 +113,40 @@ else
 	echo "          (scripts/deps.sh bench installs erlang-nox)" >&2
 fi
 
-# Scheduler counts: 1 and all; on a one-CPU machine they are the same.
-scheds=(1)
-[ "$ncpu" -gt 1 ] && scheds+=("$ncpu")
-sched_label() { if [ "$1" -eq "$ncpu" ] && [ "$1" -gt 1 ]; then echo "$1 (all)"; else echo "$1"; fi; }
+# sched_counts NAME: the scheduler counts NAME runs with; "-" for none.
+sched_counts() {
+	case $(spec "$1" 3) in
+	-) echo - ;;
+	all) [ "$ncpu" -gt 1 ] && echo "$ncpu" ;; # --cross and cpu's comparison need two
+	*) echo 1; [ "$ncpu" -gt 1 ] && echo "$ncpu" ;;
+	esac
+	return 0
+}
+
+# The implementations NAME's runs alternate between.
+impls() { if [ "$(spec "$1" 4)" = beam ] && [ "$have_beam" -eq 1 ]; then echo krill beam; else echo krill; fi; }
 
 # --- the results file and its header ----------------------------------------
 
 host=$(hostname -s 2>/dev/null || hostname)
 out=${KR_BENCH_OUT:-bench/results/$(date +%Y-%m-%dT%H%M)-$host.txt}
 mkdir -p "$(dirname "$out")"
+
+# busy_pct: how busy the CPUs were over one second (from /proc/stat), as a
+# percentage of all of them: before a run, that is the other tenants' load.
+busy_pct() {
+	local a b
+	a=$(head -n1 /proc/stat)
+	sleep 1
+	b=$(head -n1 /proc/stat)
+	awk -v a="$a" -v b="$b" 'BEGIN {
+		split(a, x); split(b, y); total = 0
+		# user nice system idle iowait irq softirq steal (guest time is
+		# already in user and nice)
+		for (i = 2; i <= 9; i++) total += y[i] - x[i]
+		idle = (y[5] - x[5]) + (y[6] - x[6]) # idle + iowait
+		printf "%.0f", total ? 100 * (total - idle) / total : 0 }'
+}
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
@@ -99,6 +160,9 @@ if [ "$have_beam" -eq 1 ]; then
 		V = case file:read_file(F) of {ok, B} -> string:trim(B); _ -> R end,
 		io:format("~s (erts ~s)", [V, erlang:system_info(version)]), halt().')
 fi
+echo "bench.sh: measuring how busy the machine is before we start..."
+busy=$(busy_pct)
+t_start=$(date +%s)
 {
 	echo "# krill benchmarks side by side with the BEAM: scripts/bench.sh ${names[*]}"
 	echo "# date:      $(date -Iseconds)"
@@ -109,43 +173,45 @@ fi
 	echo "# compiler:  $(${CC:-cc} --version | head -n1) (krbench: the Makefile's native flags, -O2)"
 	echo "# OTP:       $otp"
 	echo "# commit:    $commit"
-	echo "# load:      $(cut -d' ' -f1-3 /proc/loadavg) at the start"
+	echo "# load:      $(cut -d' ' -f1-3 /proc/loadavg) at the start; CPUs $busy% busy in the second before"
 	echo "# runs:      $runs of each implementation per configuration, alternating krill and BEAM"
 	echo "# krill:     $krbench BENCHMARK [options] --schedulers N --timeout $timeout_s"
 	echo "# BEAM:      $erl +S N:N +P 2000000 -noshell -pa $beam_dir -s krbench main -extra BENCHMARK [options] --schedulers N --timeout $timeout_s"
+	echo "# Lines: SUITE is a line of bench.sh's suite; RESULT a run's RESULT line with the suite's"
+	echo "# name for it in front (case=); FAILED a run that failed; CDF NAME SCHEDULERS IMPL VALUE"
+	echo "# FRACTION the last run's round-trip distribution."
+	for n in "${names[@]}"; do printf '%s\n' "${suite[@]}" | awk -v n="$n" -F'|' '$1 == n { print "SUITE " $0 }'; done
 } >"$out"
 
 # --- running ------------------------------------------------------------------
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-
-declare -A vals   # "name|sched|impl|field" -> the values of the runs, space-separated
 failures=0
-
-# The krbench arguments of benchmark $1 (every spec line of one name has the same).
-bench_args() { printf '%s\n' "${specs[@]}" | awk -F'|' -v n="$1" '$1 == n { print $2; exit }'; }
-# The headline fields of benchmark $1.
-bench_fields() { printf '%s\n' "${specs[@]}" | awk -F'|' -v n="$1" '$1 == n { print $3 }'; }
 
 # Progress: how many runs in all, so each line can say how far along we are.
 total=0
 for n in "${names[@]}"; do
-	for s in "${scheds[@]}"; do
-		[[ "$(bench_args "$n")" == *--cross* && "$s" -lt 2 ]] && continue
-		total=$((total + runs * (1 + have_beam)))
+	for s in $(sched_counts "$n"); do
+		for i in $(impls "$n"); do total=$((total + runs)); done
 	done
 done
 done_runs=0
 
-# run_one NAME SCHED IMPL RUN: one run, its RESULT line into $out, its headline
-# figures into vals. A failure is reported and counted, never fatal: a long
-# make bench should not lose the other benchmarks to one bad run.
+# run_one NAME SCHED IMPL RUN LAST: one run, its RESULT lines into $out (with
+# the last run's distribution, if it wrote one). A failure is reported and
+# counted, never fatal: a long make bench should not lose the other
+# benchmarks to one bad run.
 run_one() {
-	local n=$1 s=$2 impl=$3 r=$4
-	local -a args cmd
-	read -ra args <<<"$(bench_args "$n")"
-	args+=(--schedulers "$s" --timeout "$timeout_s")
+	local n=$1 s=$2 impl=$3 r=$4 last=$5
+	local -a args=() cmd
+	local line a
+	if [ "$impl" = beam ] && [ "$(spec "$n" 5)" != "=" ]; then line=$(spec "$n" 5); else line=$(spec "$n" 2); fi
+	for a in $line; do
+		args+=("$a")
+		[ "$a" = --cdf ] && args+=("$tmp/cdf")
+	done
+	[ "$s" != - ] && args+=(--schedulers "$s" --timeout "$timeout_s")
 	if [ "$impl" = krill ]; then
 		cmd=("$krbench" "${args[@]}")
 	else
@@ -157,7 +223,7 @@ run_one() {
 	printf '  [%d/%d] run %d/%d %-5s ' "$done_runs" "$total" "$r" "$runs" "$impl"
 	local t0 secs rc=0 hb
 	t0=$(date +%s.%N)
-	rm -f "$tmp/hb"
+	rm -f "$tmp/hb" "$tmp/cdf"
 	# A run can take a minute or more (cross-scheduler ping-pong on a loaded
 	# machine): every 15 s, say so, with the benchmark's own latest progress
 	# note from its stderr.
@@ -177,106 +243,50 @@ run_one() {
 	wait "$hb" 2>/dev/null || true
 	if [ -e "$tmp/hb" ]; then printf '\n        '; fi
 	secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-	local line
-	line=$(grep '^RESULT ' "$tmp/out" || true)
-	if [ "$rc" -ne 0 ] || [ "$(grep -c . <<<"$line")" -ne 1 ]; then
+	if [ "$rc" -ne 0 ] || ! grep -q "^RESULT .* impl=$impl " "$tmp/out"; then
 		printf 'FAILED (exit %d) after %s s: %s\n' "$rc" "$secs" "${cmd[*]}"
 		tail -n 5 "$tmp/err" | sed 's/^/      /'
+		echo "FAILED case=$n impl=$impl schedulers=$s exit=$rc" >>"$out"
 		failures=$((failures + 1))
 		return 0
 	fi
-	echo "$line" >>"$out"
-	local f v shown=""
-	for f in $(bench_fields "$n"); do
-		v=$(sed -n "s/.* $f=\([^ ]*\).*/\1/p" <<<"$line")
-		vals["$n|$s|$impl|$f"]+=" $v"
-		shown+="$f=$v "
+	sed -n "s/^RESULT /RESULT case=$n /p" "$tmp/out" >>"$out"
+	if [ "$last" -eq 1 ] && [ -s "$tmp/cdf" ]; then
+		awk -v p="CDF $n $s $impl" '!/^#/ { print p, $0 }' "$tmp/cdf" >>"$out"
+	fi
+	# The headline figures of this run, for whoever watches.
+	local f shown=""
+	for f in $(printf '%s\n' "${suite[@]}" | awk -F'|' -v n="$n" '$1 == n { print $6 }'); do
+		shown+="$f=$(sed -n "s/^RESULT .* impl=$impl .* $f=\([^ ]*\).*/\1/p" "$tmp/out" | head -n1) "
 	done
 	printf '%s(%s s)\n' "$shown" "$secs"
 }
 
-echo "bench.sh: $total runs; RESULT lines go to $out"
+echo "bench.sh: $total runs; the results go to $out"
 for n in "${names[@]}"; do
-	for s in "${scheds[@]}"; do
-		[[ "$(bench_args "$n")" == *--cross* && "$s" -lt 2 ]] && continue
-		echo "== $n, $(sched_label "$s") scheduler(s): krbench $(bench_args "$n") --schedulers $s"
+	for s in $(sched_counts "$n"); do
+		label="$s scheduler(s)"
+		[ "$s" = - ] && label="no VM"
+		[ "$s" = "$ncpu" ] && [ "$ncpu" -gt 1 ] && label="$s schedulers (all)"
+		echo "== $n, $label: krbench $(spec "$n" 2)$([ "$s" != - ] && echo " --schedulers $s")"
 		for r in $(seq "$runs"); do
-			run_one "$n" "$s" krill "$r"
-			if [ "$have_beam" -eq 1 ]; then run_one "$n" "$s" beam "$r"; fi
+			for i in $(impls "$n"); do run_one "$n" "$s" "$i" "$r" "$((r == runs))"; done
 		done
 	done
 done
+echo "# load:      $(cut -d' ' -f1-3 /proc/loadavg) at the end, after $(( ($(date +%s) - t_start + 30) / 60 )) min" >>"$out"
 
-# --- the tables ---------------------------------------------------------------
+# --- the tables and the page --------------------------------------------------
 
-# median VALUES...: the median, printed with enough digits for millions;
-# nothing when there are no values (every run failed).
-median() {
-	[ $# -gt 0 ] || return 0
-	printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 }
-		END { if (NR == 0) exit; m = NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
-		      printf "%.10g\n", m }'
-}
-
-# human VALUE FIELD: rates as 37.0 M or 560 k; other figures whole from 100
-# up (130 ns, 4380 bytes), with three digits below (63.2 ns, 0.384 s).
-human() {
-	awk -v v="$1" -v f="$2" 'BEGIN {
-		if (f ~ /_per_s$/ && v >= 1e6) printf "%.1f M", v / 1e6
-		else if (f ~ /_per_s$/ && v >= 1e4) printf "%.0f k", v / 1e3
-		else if (v >= 100) printf "%.0f", v
-		else printf "%.3g", v }'
-}
-
-# cell VALUE FIELD: a table cell; an empty median means every run failed.
-cell() { if [ -n "$1" ]; then human "$1" "$2"; else echo failed; fi; }
-
-# ratio KRILL BEAM BETTER FIELD: "krill 5.1x faster", "BEAM 1.7x smaller" ...
-ratio() {
-	awk -v k="$1" -v b="$2" -v better="$3" -v f="$4" 'BEGIN {
-		word = f ~ /bytes/ ? "smaller" : "faster"
-		if (k <= 0 || b <= 0) { print "-"; exit }
-		krill_wins = better == "lower" ? k < b : k > b
-		r = k > b ? k / b : b / k
-		if (r < 1.05) { printf "even (%.2fx)\n", r; exit }
-		printf "%s %.1fx %s\n", krill_wins ? "krill" : "BEAM", r, word }'
-}
-
-tables() {
-	local n s f better what line k b of="medians of $runs runs"
-	[ "$runs" -eq 1 ] && of="one run"
-	for n in "${names[@]}"; do
-		while IFS='|' read -r _ _ f better what; do
-			echo
-			echo "$n: $what ($better is better; $of)"
-			echo
-			echo "| schedulers | krill | BEAM | ratio |"
-			echo "|---|---|---|---|"
-			for s in "${scheds[@]}"; do
-				[[ "$(bench_args "$n")" == *--cross* && "$s" -lt 2 ]] && continue
-				# shellcheck disable=SC2086 # the values are a space-separated list
-				k=$(median ${vals["$n|$s|krill|$f"]:-})
-				# shellcheck disable=SC2086
-				b=$(median ${vals["$n|$s|beam|$f"]:-})
-				line="| $(sched_label "$s") | $(cell "$k" "$f") |"
-				if [ "$have_beam" -eq 0 ]; then
-					line+=" (no BEAM) | - |"
-				else
-					line+=" $(cell "$b" "$f") |"
-					if [ -n "$k" ] && [ -n "$b" ]; then line+=" $(ratio "$k" "$b" "$better" "$f") |"
-					else line+=" - |"; fi
-				fi
-				echo "$line"
-			done
-		done < <(printf '%s\n' "${specs[@]}" | awk -F'|' -v n="$n" '$1 == n')
-	done
-}
-
-tables | tee "$tmp/tables"
+scripts/bench-page.sh --tables "$out" | tee "$tmp/tables"
 # The tables go into the results file too, as comments, so it stands alone.
 sed 's/^/# /' "$tmp/tables" >>"$out"
 echo
-echo "bench.sh: RESULT lines and tables in $out"
+echo "bench.sh: results and tables in $out"
+if [ -n "$page" ]; then
+	scripts/bench-page.sh "$out" "$page"
+	echo "bench.sh: $page regenerated, with its plots"
+fi
 if [ "$failures" -gt 0 ]; then
 	echo "bench.sh: $failures run(s) FAILED (see above)" >&2
 	exit 1

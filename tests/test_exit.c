@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "fault_util.h"
 #include "krill.h"
 #include "vm_util.h"
 
@@ -56,13 +57,6 @@ static int how;
 static atomic_int watched_kind = -1;
 static char watched_text[sizeof(((kr_reason *)0)->text)];
 
-/* A null store that neither the compiler nor UBSan gets in the way of. */
-__attribute__((no_sanitize("null"), noinline)) static void store_null(void)
-{
-	volatile int *volatile p = NULL;
-	*p = 1;
-}
-
 /* Exported (krill's own build hides symbols by default): a crash report
  * names the functions a program exports (-rdynamic). */
 __attribute__((visibility("default"))) void exit_test_ender(void *arg);
@@ -78,7 +72,7 @@ void exit_test_ender(void *arg)
 	case 5: kr_exit(KR_EXIT_KILL); break;
 	case 6: { kr_reason r = { .kind = KR_EXIT_ERROR }; strcpy(r.text, "my own reason");
 		  kr_exit_reason(&r); break; }
-	case 7: store_null(); break;
+	case 7: fault_store_null(); break;
 	}
 	VM_CHECK(0, "way %d of ending returned", how);
 }
@@ -197,7 +191,7 @@ Test(exit, an_end_frees_heap_messages_and_name)
 
 static void root_normal(void *arg) { (void)arg; }
 static void root_crash(void *arg) { (void)arg; kr_crash("the root fails"); }
-static void root_segfault(void *arg) { (void)arg; store_null(); }
+static void root_segfault(void *arg) { (void)arg; fault_store_null(); }
 static void root_shutdown(void *arg) { (void)arg; kr_exit(KR_EXIT_SHUTDOWN); }
 
 Test(exit, kr_main_returns_how_the_root_ended)
@@ -208,4 +202,20 @@ Test(exit, kr_main_returns_how_the_root_ended)
 	cr_assert_eq(kr_main(&cfg, root_segfault, NULL), KR_EXIT_SEGFAULT);
 	cr_assert_eq(kr_main(&cfg, root_shutdown, NULL), KR_EXIT_SHUTDOWN);
 	cr_assert_eq(kr_main(&cfg, NULL, NULL), KR_EINVAL);
+}
+
+/* no_reports: a crash makes no report at all, and still ends with its reason. */
+Test(exit, no_reports_means_no_report_and_the_same_reasons)
+{
+	how = 3;
+	atomic_store(&watched_kind, -1);
+	atomic_store(&log_n, 0);
+	kr_config cfg = { .schedulers = 1, .log = capture, .no_reports = 1 };
+	vm_start_cfg(&cfg);
+	vm_spawn(watcher, (void *)(intptr_t)5);
+	cr_assert(VM_WAIT(atomic_load(&watched_kind) >= 0, 5000));
+	cr_assert_eq(atomic_load(&watched_kind), KR_EXIT_ERROR);
+	cr_assert_str_eq(watched_text, "bad frame 5");
+	vm_stop();
+	cr_assert_eq(atomic_load(&log_n), 0, "a report with no_reports: %s", log_lines[0]);
 }

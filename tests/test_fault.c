@@ -17,10 +17,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "ctx.h" /* krx_ctx_swap, in assembly */
+#include "fault_util.h"
 #include "krill.h"
 #include "vm_util.h"
 
@@ -75,83 +75,50 @@ static kr_pid spawn_named_on(kr_fn *fn, void *arg, const char *name, unsigned bi
 	return p;
 }
 
-/* ---- faults, one kind each ---- */
-
-/* A store through NULL. Volatile both: gcc turns a known null store into
- * a trap, and drops a plain store it can prove nobody reads. UBSan would
- * report it first (the ASan build has -fsanitize=undefined). */
-__attribute__((no_sanitize("null"), noinline)) static void store_null(void)
-{
-	volatile int *volatile p = NULL;
-	*p = 1;
-}
+/* ---- faults, one kind each (fault_util.h) ---- */
 
 static void null_store(void *arg)
 {
 	(void)arg;
-	store_null();
+	fault_store_null();
 }
-
-/* A page of a file that is 0 bytes long: touching it is SIGBUS. */
-static int bus_fd = -1;
-static void *bus_page;
 
 static void bus_touch(void *arg)
 {
 	(void)arg;
-	*(volatile char *)bus_page = 1;
+	fault_bus_touch();
 }
 
-/* In assembly, so that no compiler or UBSan check comes first. On aarch64
- * integer division by zero does not trap (the result is 0): there a
- * process raises SIGFPE itself (fpe_raised), which krill treats the same. */
 #if defined(__x86_64__)
 static void divide_by_zero(void *arg)
 {
 	(void)arg;
-	__asm__ volatile("xorl %%ecx, %%ecx\n\tmovl $1, %%eax\n\tcltd\n\tidivl %%ecx"
-	                 ::: "eax", "ecx", "edx", "cc");
+	fault_divide_by_zero();
 }
 #endif
 
 static void fpe_raised(void *arg)
 {
 	(void)arg;
-	raise(SIGFPE);
+	fault_raise_fpe();
 }
 
 static void illegal_instruction(void *arg)
 {
 	(void)arg;
-#if defined(__x86_64__)
-	__asm__ volatile("ud2");
-#else
-	__asm__ volatile("udf #0");
-#endif
+	fault_illegal();
 }
 
-/* ud2 on x86-64 (SIGILL), brk on aarch64 (SIGTRAP): both "illegal_instruction". */
 static void trap(void *arg)
 {
 	(void)arg;
-	__builtin_trap();
-}
-
-static volatile unsigned recurse_sink;
-
-__attribute__((noinline)) static unsigned recurse(unsigned depth)
-{
-	volatile char frame[256]; /* read after the call: the frame must stay */
-	frame[0] = (char)depth;
-	if (depth == UINT32_MAX)
-		return 0;
-	return recurse(depth + 1) + (unsigned)frame[0];
+	fault_trap();
 }
 
 static void overflow(void *arg)
 {
 	(void)arg;
-	recurse_sink = recurse(0);
+	fault_overflow();
 }
 
 /* Runs right behind the faulting process, bound to the same scheduler. */
@@ -202,13 +169,9 @@ Test(fault, a_null_dereference_ends_only_that_process)
 
 Test(fault, a_bus_error_ends_only_that_process)
 {
-	bus_fd = memfd_create("krill-bus", MFD_CLOEXEC);
-	cr_assert_geq(bus_fd, 0);
-	bus_page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, bus_fd, 0);
-	cr_assert_neq(bus_page, MAP_FAILED);
+	cr_assert_eq(fault_bus_map(), 0, "a page of an empty file: %s", strerror(errno));
 	expect_contained(bus_touch, "bus_error", NULL);
-	munmap(bus_page, 4096);
-	close(bus_fd);
+	fault_bus_unmap();
 }
 
 #if defined(__x86_64__)
@@ -299,7 +262,7 @@ Test(fault, a_fault_on_a_host_thread_reaches_the_hosts_own_handler)
 	cr_assert_eq(sigaction(SIGSEGV, &sa, &old), 0);
 	vm_start_logged(2);
 	if (sigsetjmp(host_jump, 1) == 0) {
-		store_null();
+		fault_store_null();
 		cr_assert_fail("the store through NULL did not fault");
 	}
 	cr_assert(host_handler_ran, "the host's handler did not run");

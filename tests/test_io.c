@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fault_util.h"
 #include "krill.h"
 #include "vm_util.h"
 
@@ -727,12 +728,6 @@ Test(io, kills_race_wake_ups_and_leave_nothing_behind, .timeout = 120)
 
 /* ---- ownership ---- */
 
-__attribute__((no_sanitize("null"), noinline)) static void store_null(void)
-{
-	volatile int *volatile p = NULL;
-	*p = 1;
-}
-
 static atomic_int owned_ready;
 
 /* Own three descriptors, then end: 0 returns, 1 crashes, 2 faults. */
@@ -746,7 +741,7 @@ static void own_then_end(void *arg)
 	kr_sleep(20);
 	switch (how) {
 	case 1: kr_crash("with three descriptors"); break;
-	case 2: store_null(); break;
+	case 2: fault_store_null(); break;
 	}
 }
 

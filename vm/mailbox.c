@@ -95,7 +95,8 @@ bool krx_mailbox_timeout(krx_mailbox *mb, AO_t expect)
 /* Owner: the signals among the messages of list (oldest first, linked
  * through next), acted on in order; what remains (user messages, and
  * signals that became messages) is returned in order, *n counting it. */
-static krx_msg *take_signals(krx_mailbox *mb, krx_msg *list, AO_t *n)
+static __attribute__((noinline, cold)) krx_msg *take_signals(krx_mailbox *mb, krx_msg *list,
+                                                            AO_t *n)
 {
 	krx_proc *p = (krx_proc *)((char *)mb - offsetof(krx_proc, mbox));
 	krx_msg_cache *c = krx_vm_msg_cache(krx_sched_self());
@@ -118,10 +119,12 @@ static krx_msg *take_signals(krx_mailbox *mb, krx_msg *list, AO_t *n)
 }
 
 /* Owner: append a chain given newest first to the private queue, oldest
- * first, acting on signals. Returns the first appended. */
-static krx_msg *append(krx_mailbox *mb, krx_msg *m)
+ * first, acting on signals (*signals set if there were any). Returns the
+ * first appended, and counts the chain's messages in *k. */
+static inline __attribute__((always_inline)) krx_msg *append(krx_mailbox *mb, krx_msg *m, AO_t *k,
+                                                             bool *signals)
 {
-	krx_msg *rev = NULL;
+	krx_msg *rev = NULL, *last = m;
 	AO_t n = 0;
 	unsigned kinds = 0;
 	while (m) {
@@ -132,11 +135,14 @@ static krx_msg *append(krx_mailbox *mb, krx_msg *m)
 		m = next;
 		n++;
 	}
-	if (kinds && !(rev = take_signals(mb, rev, &n)))
-		return NULL;
-	krx_msg *last = rev;
-	while (last->next)
-		last = last->next;
+	*k = n;
+	if (__builtin_expect(kinds != 0, 0)) {
+		*signals = true;
+		if (!(rev = take_signals(mb, rev, &n)))
+			return NULL;
+		for (last = rev; last->next;)
+			last = last->next;
+	}
 	if (mb->tail)
 		mb->tail->next = rev;
 	else
@@ -150,31 +156,30 @@ static krx_msg *append(krx_mailbox *mb, krx_msg *m)
 krx_msg *krx_mailbox_take(krx_mailbox *mb)
 {
 	krx_msg *first = NULL;
+	AO_t k;
+	bool signals = false;
 	AO_t h = AO_load(&mb->handoff);
 	if (h) {
 		AO_store(&mb->handoff, 0);
-		first = append(mb, (krx_msg *)h);
+		first = append(mb, (krx_msg *)h, &k, &signals);
 	}
 	/* Acquire: pairs with the senders' release, so the messages are whole. */
 	AO_t w = AO_load_acquire(&mb->in);
 	while (IS_MSG(w & PTR_MASK)) {
 		AO_t seen = AO_fetch_compare_and_swap_acquire(&mb->in, w, w & ~PTR_MASK);
 		if (seen == w) {
-			krx_msg *top = (krx_msg *)(w & PTR_MASK);
-			AO_t k = 0;
-			for (krx_msg *m = top; m; m = m->next)
-				k++;
+			krx_msg *got = append(mb, (krx_msg *)(w & PTR_MASK), &k, &signals);
 			/* Relaxed: a figure, as in push. An atomic subtraction per
 			 * drain (a batch), not per message. */
 			AO_fetch_and_add(&mb->stacked, (AO_t)0 - k);
-			krx_msg *got = append(mb, top);
 			if (!first)
 				first = got;
 			break;
 		}
 		w = seen;
 	}
-	krx_proc_end_if_told((krx_proc *)((char *)mb - offsetof(krx_proc, mbox)));
+	if (signals)
+		krx_proc_end_if_told((krx_proc *)((char *)mb - offsetof(krx_proc, mbox)));
 	return first;
 }
 

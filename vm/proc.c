@@ -283,7 +283,7 @@ void krx_proc_exited(krx_task *t)
 	kr_reason reason = { .kind = p->ending ? p->exit_kind : KR_EXIT_NORMAL };
 	if (p->ending && x)
 		memcpy(reason.text, x->reason.text, sizeof reason.text);
-	if (krx_exit_is_abnormal(reason.kind)) {
+	if (krx_exit_is_abnormal(reason.kind) && krx_sched_reporting()) {
 		char who[64];
 		krx_proc_name(t, who, sizeof who);
 		krx_exit_report(p, who, &reason);

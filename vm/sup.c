@@ -342,6 +342,8 @@ static void child_name(const child *c, kr_pid pid, char *buf, size_t len)
 static void report_reason(const sup *s, const child *c, kr_pid pid, const char *what,
                           const kr_reason *r)
 {
+	if (!krx_sched_reporting())
+		return;
 	char who[112], why[160];
 	child_name(c, pid, who, sizeof who);
 	krx_sched_log("krill: supervisor %s: child %s %s: %s", s->who, who, what,
@@ -629,7 +631,7 @@ static bool add_restart(sup *s)
 static int restart_child(sup *s, child *c)
 {
 	int rc = start_child(s, c);
-	if (rc == 0) {
+	if (rc == 0 && krx_sched_reporting()) {
 		char p[32];
 		krx_sched_log("krill: supervisor %s: child %s restarted as %s", s->who, c->sp->id,
 		              pid_str(c->pid, p, sizeof p));

@@ -94,6 +94,7 @@ KR_API int kr_vm_start(const kr_config *user)
 		.watchdog_ms = cfg.watchdog_ms,
 		.log = cfg.log,
 		.log_ctx = cfg.log_ctx,
+		.no_reports = cfg.no_reports,
 		.hooks = { .task_main = krx_proc_main,
 		           .task_exit = krx_proc_exited,
 		           .task_fault = krx_proc_fault,
@@ -269,7 +270,12 @@ KR_API long kr_blocking(kr_blocking_fn *fn, void *arg)
 {
 	if (!fn)
 		return KR_EINVAL;
-	return krx_blocking(fn, arg);
+	long r = krx_blocking(fn, arg);
+	/* An exit signal that came while fn ran takes effect now. */
+	krx_task *t = krx_task_self();
+	if (t)
+		krx_proc_yielded(t);
+	return r;
 }
 
 /* ---- sending ---- */

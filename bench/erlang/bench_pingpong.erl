@@ -1,5 +1,6 @@
 %% bench_pingpong - the round trip of a small message between two processes,
-%% the BEAM counterpart of bench/bench_pingpong.c.
+%% the BEAM counterpart of bench/bench_pingpong.c; and, for bench_call, the
+%% same rounds as calls.
 %%
 %% ping sends {self(), Round} to pong, pong sends {self(), Round} back, and
 %% ping times each round trip with erlang:monotonic_time(nanosecond) into the
@@ -18,25 +19,44 @@
 %% saw (ping_on, pong_on), so a placement that did not hold shows.
 %% --unbound spawns both without the option: the BEAM's own placement
 %% (placement=beam).
+%%
+%% Modes: ping (krbench pingpong), call and gen_server (krbench call, see
+%% bench_call): what ping sends and pong answers, nothing else, differs.
+%% --cdf FILE writes the round trips' distribution (krbench_hist:write_cdf).
 -module(bench_pingpong).
--export([run/1]).
+-export([run/1, run/2, sample/1]).
 
 run(Args) ->
-    Spec = [{"--rounds", rounds, 1000000}, {"--cross", cross, flag}, {"--unbound", unbound, flag}],
-    case krbench:opts("pingpong", Args, Spec) of
+    run("pingpong", Args).
+
+%% Bench is "pingpong" or "call"; call also takes --gen-server.
+run(Bench, Args) ->
+    Spec = [{"--rounds", rounds, 1000000}, {"--cross", cross, flag}, {"--unbound", unbound, flag},
+            {"--cdf", cdf, string}]
+        ++ [{"--gen-server", gen_server, flag} || Bench =:= "call"],
+    case krbench:opts(Bench, Args, Spec) of
         {error, Rc} -> Rc;
         {ok, #{cross := true, unbound := true}} ->
-            krbench:note("krbench pingpong: --cross and --unbound exclude each other~n", []),
+            krbench:note("krbench ~s: --cross and --unbound exclude each other~n", [Bench]),
             2;
         {ok, #{cross := true, schedulers := S}} when S < 2 ->
-            krbench:note("krbench pingpong: --cross needs at least 2 schedulers (have ~b)~n", [S]),
+            krbench:note("krbench ~s: --cross needs at least 2 schedulers (have ~b)~n", [Bench, S]),
             2;
-        {ok, #{rounds := Rounds, cross := Cross, unbound := Unbound, schedulers := S}} ->
+        {ok, #{rounds := Rounds, cross := Cross, unbound := Unbound, schedulers := S,
+               cdf := Cdf} = O} ->
             Placement = if Cross -> cross; Unbound -> beam; true -> same end,
-            krbench:run_root("pingpong", fun() -> root(Rounds, min(Rounds div 10, 10000), Placement, S) end)
+            Mode = case O of
+                       #{gen_server := true} -> gen_server;
+                       _ when Bench =:= "call" -> call;
+                       _ -> ping
+                   end,
+            krbench:run_root(Bench, fun() ->
+                                            root(Bench, Mode, Rounds, min(Rounds div 10, 10000),
+                                                 Placement, S, Cdf)
+                                    end)
     end.
 
-root(Rounds, Warmup, Placement, Scheds) ->
+root(Bench, Mode, Rounds, Warmup, Placement, Scheds, Cdf) ->
     ClockNs = clock_cost(),
     {PingOpt, PongOpt} = case Placement of
                              same -> {[{scheduler, 1}], [{scheduler, 1}]};
@@ -44,31 +64,62 @@ root(Rounds, Warmup, Placement, Scheds) ->
                              beam -> {[], []}
                          end,
     Root = self(),
-    Pong = spawn_opt(fun() -> pong([]) end, PongOpt),
-    Ping = spawn_opt(fun() -> Root ! {self(), ping(Pong, Rounds, Warmup)} end, PingOpt),
-    krbench:note("pingpong: ~b rounds (+~b warm-up), ~s~n",
-                 [Rounds, Warmup, case Placement of
+    Pong = start_pong(Mode, PongOpt),
+    Ping = spawn_opt(fun() -> Root ! {self(), ping(Mode, Pong, Rounds, Warmup)} end, PingOpt),
+    krbench:note("~s: ~b rounds (+~b warm-up), ~s~n",
+                 [Bench, Rounds, Warmup, case Placement of
                                       same -> "both bound to scheduler 1";
                                       cross -> "ping bound to scheduler 1, pong to scheduler 2";
                                       beam -> "placed by the BEAM"
                                   end]),
-    case wait_ping(Ping) of
+    case wait_ping(Bench, Ping) of
         {error, Why} ->
-            krbench:note("krbench pingpong: ~s~n", [Why]),
+            krbench:note("krbench ~s: ~s~n", [Bench, Why]),
             1;
         {ok, H, WallNs, PingOn} ->
             Pong ! {stop, self()},
             PongOn = receive {Pong, On} -> On end,
-            report(H, WallNs, ClockNs, Rounds, Placement, Scheds, PingOn, PongOn)
+            case write_cdf(Cdf, H) of
+                ok ->
+                    report(Bench, Mode, H, WallNs, ClockNs, Rounds, Placement, Scheds,
+                           PingOn, PongOn);
+                {error, Why} ->
+                    krbench:note("krbench ~s: cannot write ~s: ~p~n", [Bench, Cdf, Why]),
+                    1
+            end
     end.
 
-wait_ping(Ping) ->
+write_cdf(undefined, _) -> ok;
+write_cdf(File, H) -> krbench_hist:write_cdf(H, File, "beam round trips").
+
+wait_ping(Bench, Ping) ->
     receive
         {Ping, Result} -> Result
     after 5000 ->
-            krbench:note("pingpong: still waiting for ping to finish~n", []),
-            wait_ping(Ping)
+            krbench:note("~s: still waiting for ping to finish~n", [Bench]),
+            wait_ping(Bench, Ping)
     end.
+
+start_pong(ping, Opt) -> spawn_opt(fun() -> pong([]) end, Opt);
+start_pong(call, Opt) -> spawn_opt(fun() -> bench_call:server([]) end, Opt);
+start_pong(gen_server, Opt) ->
+    {ok, Pid} = gen_server:start(bench_call, [], [{spawn_opt, Opt}]),
+    Pid.
+
+%% One round: ping's side.
+exchange(ping, Pong, I) ->
+    Pong ! {self(), I},
+    receive Back -> Back end;
+exchange(call, Pong, I) ->
+    bench_call:call(Pong, I);
+exchange(gen_server, Pong, I) ->
+    gen_server:call(Pong, I, infinity).
+
+%% Is this round's answer the right one? (Matching builds no term.)
+answered(ping, Pong, I, {Pong, I}) -> true;
+answered(ping, _, _, _) -> false;
+answered(_, _, I, I) -> true;
+answered(_, _, _, _) -> false.
 
 pong(On) ->
     receive
@@ -79,34 +130,33 @@ pong(On) ->
             From ! {self(), sample(On)}
     end.
 
-ping(Pong, Rounds, Warmup) ->
+ping(Mode, Pong, Rounds, Warmup) ->
     T = krbench:now_ns(),
-    ping(Pong, 0, Rounds + Warmup, Warmup, krbench_hist:new(), 0, T, []).
+    ping(Mode, Pong, 0, Rounds + Warmup, Warmup, krbench_hist:new(), 0, T, []).
 
-ping(_, I, Total, _, H, Wall0, _, On) when I =:= Total ->
+ping(_, _, I, Total, _, H, Wall0, _, On) when I =:= Total ->
     {ok, H, krbench:now_ns() - Wall0, sample(On)};
-ping(Pong, I, Total, Warmup, H, Wall0, LastNote, On) ->
+ping(Mode, Pong, I, Total, Warmup, H, Wall0, LastNote, On) ->
     T0 = erlang:monotonic_time(nanosecond),
-    Pong ! {self(), I},
-    receive Back -> ok end,
+    Back = exchange(Mode, Pong, I),
     T1 = erlang:monotonic_time(nanosecond),
-    case Back of
-        {Pong, I} ->
+    case answered(Mode, Pong, I, Back) of
+        true ->
             H1 = if I >= Warmup -> krbench_hist:record(H, T1 - T0); true -> H end,
             W1 = if I =:= Warmup -> T0; true -> Wall0 end,
             if
                 I band 16#ffff =:= 0 ->
                     Note = if
                                T1 - LastNote > 1000000000 ->
-                                   krbench:note("pingpong: ~b/~b rounds~n", [I, Total]),
+                                   krbench:note("~s: ~b/~b rounds~n", [Mode, I, Total]),
                                    T1;
                                true -> LastNote
                            end,
-                    ping(Pong, I + 1, Total, Warmup, H1, W1, Note, sample(On));
+                    ping(Mode, Pong, I + 1, Total, Warmup, H1, W1, Note, sample(On));
                 true ->
-                    ping(Pong, I + 1, Total, Warmup, H1, W1, LastNote, On)
+                    ping(Mode, Pong, I + 1, Total, Warmup, H1, W1, LastNote, On)
             end;
-        _ ->
+        false ->
             {error, io_lib:format("ping: round ~b got back a wrong message: ~p", [I, Back])}
     end.
 
@@ -128,24 +178,31 @@ clock_cost(N, H) ->
     T1 = erlang:monotonic_time(nanosecond),
     clock_cost(N - 1, krbench_hist:record(H, T1 - T0)).
 
-report(H, WallNs, ClockNs, Rounds, Placement, Scheds, PingOn, PongOn) ->
+report(Bench, Mode, H, WallNs, ClockNs, Rounds, Placement, Scheds, PingOn, PongOn) ->
     case krbench_hist:count(H) of
         Rounds ->
             P = fun(Pc) -> krbench_hist:percentile(H, Pc) end,
             Mean = krbench_hist:mean(H),
-            krbench:result("pingpong",
+            %% call's ns_per_call (issue 4's name for it) is the mean round trip.
+            Server = case Mode of
+                         ping -> [];
+                         call -> [{server, 'receive'}, {ns_per_call, {float, 1, Mean}}];
+                         gen_server -> [{server, gen_server}, {ns_per_call, {float, 1, Mean}}]
+                     end,
+            krbench:result(Bench,
                            [{schedulers, Scheds}, {placement, Placement},
                             {rtt_mean_ns, {float, 1, Mean}}, {p50_ns, P(50)}, {p99_ns, P(99)},
                             {p999_ns, P(99.9)}, {max_ns, P(100)},
                             {wall_ns_per_rtt, {float, 1, WallNs / Rounds}}, {clock_ns, ClockNs},
-                            {rounds, Rounds}, {ping_on, on(PingOn)}, {pong_on, on(PongOn)}]),
-            io:format("pingpong (~s scheduler): round trip mean ~s ns, p50 ~b ns, p99 ~b ns, "
+                            {rounds, Rounds}, {ping_on, on(PingOn)}, {pong_on, on(PongOn)}
+                           | Server]),
+            io:format("~s (~s scheduler): round trip mean ~s ns, p50 ~b ns, p99 ~b ns, "
                       "p99.9 ~b ns, max ~b ns over ~b rounds (a clock read: ~b ns; "
                       "ping ran on scheduler ~s, pong on ~s)~n",
-                      [Placement, krbench:decimals(1, Mean), P(50), P(99), P(99.9), P(100), Rounds,
-                       ClockNs, on(PingOn), on(PongOn)]),
+                      [Bench, Placement, krbench:decimals(1, Mean), P(50), P(99), P(99.9), P(100),
+                       Rounds, ClockNs, on(PingOn), on(PongOn)]),
             0;
         N ->
-            krbench:note("krbench pingpong: timed ~b rounds, wanted ~b~n", [N, Rounds]),
+            krbench:note("krbench ~s: timed ~b rounds, wanted ~b~n", [Bench, N, Rounds]),
             1
     end.

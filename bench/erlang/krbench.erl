@@ -2,11 +2,15 @@
 %% the same work as their C counterparts in bench/bench_*.c and printing the
 %% same RESULT lines (see bench/bench.h) with impl=beam:
 %%
-%%     pingpong [--rounds N] [--cross] [--unbound]
+%%     pingpong [--rounds N] [--cross] [--unbound] [--cdf FILE]
 %%     ring [--procs N] [--rounds R]
 %%     skynet
 %%     spawn [--procs N] [--short]
 %%     fanin [--senders K] [--msgs M] [--off-heap]
+%%     call [--rounds N] [--cross] [--unbound] [--cdf FILE] [--gen-server]
+%%     restart [--restarts N]
+%%     tree [--sups N] [--workers M]
+%%     cpu [--jobs N] [--work W] [--reps R] [--at-start]
 %%
 %% Every subcommand also takes --schedulers N and --timeout SECS, as krbench
 %% does. The number of schedulers is fixed when the BEAM starts, so start it
@@ -27,7 +31,9 @@
 
 -define(BENCHES, [{"pingpong", bench_pingpong}, {"ring", bench_ring},
                   {"skynet", bench_skynet}, {"spawn", bench_spawn},
-                  {"fanin", bench_fanin}]).
+                  {"fanin", bench_fanin}, {"call", bench_call},
+                  {"restart", bench_restart}, {"tree", bench_tree},
+                  {"cpu", bench_cpu}]).
 
 main() ->
     erlang:halt(dispatch(init:get_plain_arguments())).
@@ -46,12 +52,14 @@ dispatch([]) ->
     2.
 
 %% Parse Args against Spec, a list of {"--name", Key, Default} (Default an
-%% integer: the option wants a positive number) or {"--name", Key, flag} (a
-%% bare option, false unless given), plus the options every benchmark takes.
+%% integer: the option wants a positive number), {"--name", Key, flag} (a
+%% bare option, false unless given) or {"--name", Key, string} (any text, a
+%% file name say; undefined unless given), plus the options every benchmark
+%% takes.
 %% Returns {ok, Map} or {error, ExitStatus} after saying what was wrong; on
 %% success the timeout is armed and the schedulers are set.
 opts(Bench, Args, Spec) ->
-    Defaults = maps:from_list([{K, case D of flag -> false; _ -> D end}
+    Defaults = maps:from_list([{K, case D of flag -> false; string -> undefined; _ -> D end}
                                || {_, K, D} <- Spec]),
     Common = [{"--schedulers", schedulers, 0}, {"--timeout", timeout, 600}],
     case parse(Bench, Args, Spec ++ Common, Defaults#{schedulers => 0, timeout => 600}) of
@@ -73,6 +81,9 @@ parse(Bench, [Name | Rest], Spec, Acc) ->
     case lists:keyfind(Name, 1, Spec) of
         {_, Key, flag} ->
             parse(Bench, Rest, Spec, Acc#{Key => true});
+        {_, Key, string} when Rest =/= [] ->
+            [V | Rest1] = Rest,
+            parse(Bench, Rest1, Spec, Acc#{Key => V});
         {_, Key, _} when Rest =/= [] ->
             [V | Rest1] = Rest,
             Min = case Key of schedulers -> 0; _ -> 1 end,

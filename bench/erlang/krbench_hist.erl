@@ -12,7 +12,7 @@
 %% The buckets live in a counters array (mutable, off the process heap), so
 %% recording a sample allocates nothing but the small record returned.
 -module(krbench_hist).
--export([new/0, record/2, percentile/2, mean/1, count/1]).
+-export([new/0, record/2, percentile/2, mean/1, count/1, write_cdf/3]).
 
 -define(SUB_BITS, 7).
 -define(SUB, 128).
@@ -57,11 +57,30 @@ percentile(#hist{b = B, count = C, min = Min, max = Max}, P) ->
 walk(B, I, Seen, Rank) ->
     Seen1 = Seen + counters:get(B, I + 1),
     if
-        Seen1 >= Rank ->
-            {Lo, Width} = bucket(I),
-            Lo + (Width - 1) div 2;
-        true ->
-            walk(B, I + 1, Seen1, Rank)
+        Seen1 >= Rank -> midpoint(I);
+        true -> walk(B, I + 1, Seen1, Rank)
+    end.
+
+midpoint(I) ->
+    {Lo, Width} = bucket(I),
+    Lo + (Width - 1) div 2.
+
+%% Write the distribution to File as hist_write_cdf does (bench/hist.h): a
+%% comment line, then "value fraction" for each non-empty bucket in
+%% increasing order, the value clamped to [min, max]. ok or {error, Why}.
+write_cdf(#hist{b = B, count = C, min = Min, max = Max}, File, What) ->
+    Lines = [io_lib:format("~b ~.6f~n", [min(max(midpoint(I), Min), Max), Seen / C])
+             || {I, Seen} <- cumulative(B, 0, 0, C)],
+    file:write_file(File, [io_lib:format("# ~s: ~b samples; value (ns), fraction at or below it~n",
+                                         [What, C]) | Lines]).
+
+%% {Bucket, samples at or below it} for the non-empty buckets, until all C
+%% samples are counted.
+cumulative(_, _, Seen, C) when Seen >= C -> [];
+cumulative(B, I, Seen, C) ->
+    case counters:get(B, I + 1) of
+        0 -> cumulative(B, I + 1, Seen, C);
+        N -> [{I, Seen + N} | cumulative(B, I + 1, Seen + N, C)]
     end.
 
 mean(#hist{count = 0}) -> 0.0;

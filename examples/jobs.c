@@ -1,0 +1,218 @@
+/*
+ * jobs.c - CPU-heavy jobs on a supervised pool of workers.
+ *
+ *     build/jobs
+ *
+ * The coordinator (the root process) has a list of jobs: "how many primes
+ * are there below n?". It starts a pool: a supervisor whose children are
+ * all made from one template (simple_one_for_one), and four workers in it.
+ *
+ *     coordinator ── pool (supervisor) ── worker, worker, worker, worker
+ *
+ * Each worker asks the coordinator for a job (a kr_call), computes the
+ * answer, sends it back, and asks again. Two inputs are bad: a worker
+ * given one crashes (a failed KR_ASSERT, or kr_crash), and the pool
+ * restarts it at once, fresh. The coordinator monitors the worker that
+ * holds each job, so it sees the crash too: it gives the job one more try
+ * (the fault may have been the worker's, not the job's) and, if that
+ * crashes as well, reports the job as failed. The other jobs go on,
+ * undisturbed, on the other workers. At the end the coordinator prints
+ * the answers and stops the pool.
+ *
+ * krill's own reports (a crash, a restart) are printed after a "|"; they
+ * come from the other scheduler as well, so they may interleave with the
+ * coordinator's lines a little out of order. Everything here uses only
+ * the public API (krill.h).
+ */
+#include <krill.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+enum { WANT_JOB = 1, JOB, ANSWER }; /* message tags */
+
+typedef struct job {
+	long n;       /* the input: count the primes below n */
+	long primes;  /* the answer */
+	int tries;    /* workers that crashed on it */
+	enum { WAITING, RUNNING, DONE, FAILED } state;
+	kr_ref watch; /* while RUNNING: our monitor of the worker that has it */
+} job;
+
+static job jobs[] = {
+	{ .n = 800000 }, { .n = 600000 }, { .n = 1000000 }, { .n = -7 }, /* bad: negative */
+	{ .n = 400000 }, { .n = 1200000 }, { .n = 700000 }, { .n = 500000 },
+	{ .n = 5000000000 },                                             /* bad: too big */
+	{ .n = 900000 }, { .n = 300000 },  { .n = 650000 },
+};
+#define NJOBS (int)(sizeof jobs / sizeof jobs[0])
+#define WORKERS 4
+#define TRIES 2 /* a job that crashes this many workers is bad input */
+
+/* What travels between coordinator and workers. */
+typedef struct task {
+	int id;     /* index in jobs[] */
+	long value; /* n in a JOB, the count in an ANSWER */
+} task;
+
+/* ---- the worker ---- */
+
+static long count_primes(long n)
+{
+	/* Bad input crashes the worker: no error path to write, the
+	 * supervisor and the coordinator deal with it. */
+	KR_ASSERT(n >= 2);
+	if (n > 10000000)
+		kr_crash("n = %ld is more than this pool takes on", n);
+	long count = 0;
+	for (long i = 2; i < n; i++) {
+		/* This loop makes no krill call: KR_CHECK lets the other
+		 * processes on this scheduler run now and then. */
+		KR_CHECK();
+		bool prime = true;
+		for (long d = 2; d * d <= i && prime; d++)
+			prime = i % d != 0;
+		count += prime;
+	}
+	return count;
+}
+
+/* A worker of the pool: ask for a job, do it, send the answer, again. Its
+ * argument is the coordinator's pid (a restarted worker gets it again). */
+static void worker(void *arg)
+{
+	kr_pid coordinator = (kr_pid)(intptr_t)arg;
+	for (;;) {
+		kr_msg *m;
+		if (kr_call(coordinator, WANT_JOB, NULL, 0, &m, KR_INFINITY) != 0)
+			return; /* the coordinator is gone */
+		task t;
+		memcpy(&t, m->data, sizeof t);
+		kr_msg_free(m);
+		t.value = count_primes(t.value);
+		kr_send(coordinator, ANSWER, &t, sizeof t);
+	}
+}
+
+/* ---- the coordinator ---- */
+
+/* Workers waiting for a job: their requests, answered when one is ready. */
+static kr_msg *waiting[WORKERS];
+static int nwaiting;
+
+/* Hand the jobs that wait to the workers that wait. */
+static void dispatch(void)
+{
+	for (int id = 0; id < NJOBS && nwaiting > 0; id++) {
+		if (jobs[id].state != WAITING)
+			continue;
+		kr_msg *request = waiting[--nwaiting];
+		jobs[id].state = RUNNING;
+		jobs[id].watch = kr_monitor(request->sender); /* a DOWN if it crashes */
+		task t = { id, jobs[id].n };
+		kr_reply(request, JOB, &t, sizeof t);
+		kr_msg_free(request);
+	}
+}
+
+/* The job whose worker this monitor watched. */
+static int job_watched_by(kr_ref ref)
+{
+	for (int id = 0; id < NJOBS; id++)
+		if (jobs[id].state == RUNNING && jobs[id].watch == ref)
+			return id;
+	return -1;
+}
+
+/* A worker crashed with job id (the pool reports why): try it again, or
+ * give up on it. */
+static void crashed(int id)
+{
+	if (++jobs[id].tries < TRIES) {
+		printf("job %2d (n = %ld): its worker crashed; trying once more\n", id, jobs[id].n);
+		jobs[id].state = WAITING;
+	} else {
+		printf("job %2d (n = %ld): crashed %d workers: bad input, given up\n", id,
+		       jobs[id].n, TRIES);
+		jobs[id].state = FAILED;
+	}
+}
+
+static void coordinator(void *arg)
+{
+	(void)arg;
+	/* If the pool gave up, we would get its exit as a message, not die. */
+	kr_trap_exit(1);
+	kr_child_spec tmpl = { .id = "worker", .start = worker, .restart = KR_PERMANENT };
+	kr_sup_flags flags = { .strategy = KR_SIMPLE_ONE_FOR_ONE, .max_restarts = 10,
+		               .period_ms = 10000 };
+	kr_pid pool = kr_sup_start_link(&flags, &tmpl, 1, "pool");
+	for (int i = 0; i < WORKERS; i++)
+		kr_sup_start_child(pool, NULL, (void *)(intptr_t)kr_self());
+	printf("%d jobs for a pool of %d workers\n", NJOBS, WORKERS);
+
+	int left = NJOBS;
+	while (left > 0) {
+		kr_msg *m;
+		kr_recv(&m, KR_INFINITY);
+		if (m->tag == WANT_JOB) {
+			waiting[nwaiting++] = m; /* answered by dispatch */
+		} else if (m->tag == ANSWER) {
+			task t;
+			memcpy(&t, m->data, sizeof t);
+			kr_demonitor(jobs[t.id].watch, 1); /* done: stop watching */
+			jobs[t.id].primes = t.value;
+			jobs[t.id].state = DONE;
+			printf("job %2d: %ld primes below %ld\n", t.id, t.value, jobs[t.id].n);
+			left--;
+			kr_msg_free(m);
+		} else if (kr_msg_down(m)) {
+			int id = job_watched_by(kr_msg_down(m)->ref);
+			if (id >= 0) {
+				crashed(id);
+				left -= jobs[id].state == FAILED;
+			}
+			kr_msg_free(m);
+		} else if (kr_msg_exit(m)) {
+			printf("the pool stopped; giving up\n");
+			kr_msg_free(m);
+			break;
+		}
+		dispatch();
+	}
+
+	kr_sup_counts counts;
+	kr_sup_count_children(pool, &counts);
+	int done = 0, failed = 0, crashes = 0;
+	for (int id = 0; id < NJOBS; id++) {
+		done += jobs[id].state == DONE;
+		failed += jobs[id].state == FAILED;
+		crashes += jobs[id].tries;
+	}
+	printf("summary: %d jobs done, %d failed; %d workers crashed and were replaced; "
+	       "the pool still has %zu workers\n",
+	       done, failed, crashes, counts.active);
+
+	/* Stop the pool (and its workers), as its parent. */
+	kr_ref ref = kr_monitor(pool);
+	kr_exit_sig(pool, KR_EXIT_SHUTDOWN);
+	kr_msg *m;
+	while (kr_recv_tag(&m, KR_TAG_DOWN, KR_INFINITY) == 0 && kr_msg_down(m)->ref != ref)
+		kr_msg_free(m);
+	kr_msg_free(m);
+	while (nwaiting > 0)
+		kr_msg_free(waiting[--nwaiting]);
+}
+
+/* krill's reports: their first line (a crash report's backtrace follows). */
+static void print_report(const char *line, void *ctx)
+{
+	(void)ctx;
+	printf("  | %.*s\n", (int)strcspn(line, "\n"), line);
+}
+
+int main(void)
+{
+	kr_config cfg = { .log = print_report };
+	return kr_main(&cfg, coordinator, NULL) < 0;
+}
