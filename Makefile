@@ -2,6 +2,7 @@
 #
 #   make            build/libkrill.a, build/libkrill.so, build/krbench
 #   make demo       build and run the demonstration
+#   make chat       build/chat, build/chat_load, build/chat_demo (examples/chat/README.md)
 #   make test       the whole suite: native, ASan+UBSan, TSan, aarch64 under qemu
 #   make test-native | test-asan | test-tsan | test-aarch64   one suite alone
 #   make test-valgrind   the suite under memcheck (not part of make test: slow)
@@ -34,7 +35,11 @@ ARM64_LIB := $(SYSROOT64)/usr/lib/aarch64-linux-gnu:$(SYSROOT64)/lib/aarch64-lin
 LIB_C     := $(wildcard sched/*.c vm/*.c)
 TEST_C    := $(wildcard tests/*.c tests/chaos/*.c)
 BENCH_C   := $(wildcard bench/*.c)
-HDRS      := $(wildcard include/*.h include/krill/*.h sched/*.h vm/*.h tests/*.h bench/*.h)
+HDRS      := $(wildcard include/*.h include/krill/*.h sched/*.h vm/*.h tests/*.h bench/*.h \
+                        examples/chat/*.h)
+# The chat server (examples/chat/) is a small library that its programs
+# (build/chat, build/chat_demo) and the test suite (tests/test_chat.c) share.
+CHAT_SRV  := examples/chat/chat_server.c
 
 WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 BASE      := -std=c11 -D_GNU_SOURCE -g -fno-omit-frame-pointer -fstack-clash-protection \
@@ -89,7 +94,7 @@ aarch64_RUN    := QEMU_LD_PREFIX=/ LD_LIBRARY_PATH=$(ARM64_LIB) $(QEMU) -L /
 
 FLAVOURS  := native asan tsan aarch64
 
-.PHONY: all lib demo test test-native test-asan test-tsan test-aarch64 test-valgrind bench install \
+.PHONY: all lib chat demo test test-native test-asan test-tsan test-aarch64 test-valgrind bench install \
         uninstall clean deps-native deps-aarch64 deps-bench
 
 all: lib $(B)/krbench
@@ -140,7 +145,7 @@ $(2)/obj/%.o: %.S scripts/krill-text.sh $(3)
 	$$(call krill_text,$(1))
 
 $(1)_LIB_OBJ  := $$(LIB_C:%.c=$(2)/obj/%.o) $(2)/obj/sched/ctx_$$($(1)_ARCH).o
-$(1)_TEST_OBJ := $$(TEST_C:%.c=$(2)/obj/%.o) \
+$(1)_TEST_OBJ := $$(TEST_C:%.c=$(2)/obj/%.o) $$(CHAT_SRV:%.c=$(2)/obj/%.o) \
                  $$(patsubst %.S,$(2)/obj/%.o,$$(wildcard tests/*_$$($(1)_ARCH).S))
 
 $(2)/libkrill.a: $$($(1)_LIB_OBJ)
@@ -180,7 +185,16 @@ EXAMPLES := $(patsubst examples/%.c,$(B)/%,$(wildcard examples/*.c))
 $(EXAMPLES): $(B)/%: $(B)/obj/examples/%.o $(B)/libkrill.a
 	$(CC) $(PROG_LDFLAGS) -o $@ $< $(B)/libkrill.a $(LIBS)
 
-demo: $(B)/krbench $(EXAMPLES)
+# The chat server and its load generator (examples/chat/).
+$(B)/chat: $(B)/obj/examples/chat/chat.o $(B)/obj/$(CHAT_SRV:.c=.o) $(B)/libkrill.a
+	$(CC) $(PROG_LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LIBS)
+$(B)/chat_load: $(B)/obj/examples/chat/chat_load.o $(B)/obj/bench/hist.o $(B)/libkrill.a
+	$(CC) $(PROG_LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LIBS)
+$(B)/chat_demo: $(B)/obj/examples/chat/chat_demo.o $(B)/obj/$(CHAT_SRV:.c=.o) $(B)/libkrill.a
+	$(CC) $(PROG_LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LIBS)
+chat: $(B)/chat $(B)/chat_load $(B)/chat_demo
+
+demo: $(B)/krbench $(EXAMPLES) $(B)/chat_demo
 	@echo "== the context switch, krill against glibc swapcontext =="
 	$(B)/krbench ctx
 	@echo
@@ -195,6 +209,9 @@ demo: $(B)/krbench $(EXAMPLES)
 	@echo
 	@echo "== supervised jobs: bad input crashes a worker, the pool replaces it =="
 	$(B)/jobs
+	@echo
+	@echo "== the chat server: a connection crashes, a room crashes, a room crashes too often =="
+	$(B)/chat_demo
 
 # make test runs every suite, in order, even when one fails, and fails if any did.
 test:
@@ -240,4 +257,5 @@ uninstall:
 
 clean:
 	rm -rf $(B)/obj $(B)/asan $(B)/tsan $(B)/valgrind $(B)/aarch64/obj $(B)/aarch64/krill_tests \
-	       $(B)/*.a $(B)/*.so $(B)/krbench $(B)/krill_tests $(B)/krill.pc $(EXAMPLES)
+	       $(B)/*.a $(B)/*.so $(B)/krbench $(B)/krill_tests $(B)/krill.pc $(EXAMPLES) \
+	       $(B)/chat $(B)/chat_load $(B)/chat_demo
