@@ -172,3 +172,53 @@ Test(call, bad_arguments)
 	vm_assert_clean();
 	vm_stop();
 }
+
+/* A call's request never overtakes a message its caller sent before it,
+ * even one held in the send buffer for a busy server on another scheduler. */
+#define OVERTAKE_ROUNDS (1000 / VM_LIGHT_DIV)
+enum { T_FIRST = 20, T_SECOND };
+static atomic_int overtake_done, overtaken;
+
+static void busy_server(void *arg)
+{
+	(void)arg;
+	kr_msg *m;
+	int expect = T_FIRST;
+	while (kr_recv(&m, 5000) == 0) {
+		if (m->tag != (uint64_t)expect)
+			atomic_fetch_add(&overtaken, 1);
+		expect = expect == T_FIRST ? T_SECOND : T_FIRST;
+		if (m->tag == T_SECOND)
+			kr_reply(m, T_SUM, NULL, 0);
+		kr_msg_free(m);
+		vm_spin_us(50); /* busy: its callers' sends are held in their outbox */
+	}
+}
+
+static void overtake_client(void *arg)
+{
+	kr_pid srv = *(kr_pid *)arg;
+	for (int i = 0; i < OVERTAKE_ROUNDS; i++) {
+		kr_msg *r;
+		kr_send(srv, T_FIRST, NULL, 0);
+		int rc = kr_call(srv, T_SECOND, NULL, 0, &r, 5000);
+		VM_CHECK(rc == 0, "call %d: %d", i, rc);
+		if (rc)
+			return;
+		kr_msg_free(r);
+	}
+	atomic_store(&overtake_done, 1);
+}
+
+Test(call, a_request_does_not_overtake_a_message_sent_before_it)
+{
+	static kr_pid srv;
+	vm_start(2);
+	srv = vm_spawn_on(busy_server, NULL, 2);
+	vm_spawn_on(overtake_client, &srv, 1);
+	cr_assert(VM_WAIT(atomic_load(&overtake_done) || atomic_load(&vm_fails), 60000));
+	vm_assert_clean();
+	cr_assert_eq(atomic_load(&overtaken), 0, "%d requests overtook a message sent before them",
+	             atomic_load(&overtaken));
+	vm_stop();
+}

@@ -335,6 +335,10 @@ static int deliver(krx_sched *s, krx_proc *self, kr_pid to, krx_msg *m)
 			krx_task_charge(1 + backlog_penalty(p));
 			return 0;
 		}
+		/* A request goes straight out; what the outbox holds goes first,
+		 * or the request would overtake messages sent before it. */
+		if (s && s->vm_pending && m->hb.kind != KRX_MSG_USER)
+			krx_outbox_flush(s);
 		r = krx_mailbox_push(&p->mbox, serial, m, m, 1);
 	}
 	switch (r) {
