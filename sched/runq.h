@@ -30,7 +30,7 @@
 
 #include "task.h"
 
-#define KRX_RUNQ_SIZE 256     /* a power of two */
+#define KRX_RUNQ_SIZE 256     /* a power of two (1,024 cost skynet 10%) */
 #define KRX_LIFO_STREAK 16
 
 typedef struct krx_runq {

@@ -18,7 +18,8 @@
 #include "san.h"
 
 #define KRX_MSG_SMALL 40   /* payload bytes of a cached block (128 in all) */
-#define KRX_MSG_CACHE 256  /* blocks one scheduler keeps */
+#define KRX_MSG_CACHE 1024 /* blocks one scheduler keeps (128 KiB): a broadcast
+                            * to hundreds comes back to the cache in a burst */
 
 #if KRX_ASAN || KRX_TSAN
 #define KRX_MSG_CACHING 0
