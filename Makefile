@@ -227,7 +227,7 @@ test:
 # results to bench/results/ and regenerates docs/BENCHMARKS.md and its plots
 # (scripts/bench-page.sh). KR_BENCH_RUNS (default 3) sets the runs of each;
 # see the script for more.
-bench: $(B)/krbench $(B)/.deps-bench
+bench: $(B)/krbench $(B)/chat $(B)/chat_load $(B)/.deps-bench
 	scripts/bench.sh
 
 # --- install ----------------------------------------------------------------

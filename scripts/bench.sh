@@ -73,6 +73,12 @@ suite=(
 	"cpu|||||speedup|higher|the same: speedup (one scheduler's time over all's)"
 	"cpu|||||overhead_pct|-|the same: one scheduler's time over a plain loop's, % more"
 	"cpu|||||machine_speedup|-|plain loops on as many threads, without a VM: the machine's speedup then"
+	"chat|chat --clients 1000 --rooms 10 --msgs 50000|all|beam|=|msgs_per_s|higher|the chat server, 1,000 clients in 10 rooms sending 50,000 lines: lines delivered per second"
+	"chat|||||p99_us|lower|the same: p99 latency from send to receipt, us"
+	"chat-10k|chat --clients 10000 --rooms 100 --msgs 100000|all|beam|=|msgs_per_s|higher|the chat server, 10,000 clients in 100 rooms sending 100,000 lines: lines delivered per second"
+	"chat-10k|||||p99_us|lower|the same: p99 latency, us"
+	"chat-bounded|chat --clients 1000 --rooms 10 --msgs 20000 --inflight 4|all|beam|=|p99_us|lower|the chat server at a load it keeps up with (4 lines in flight a room): p99 latency, us"
+	"chat-bounded|||||msgs_per_s|higher|the same: lines delivered per second"
 )
 
 die() { echo "bench.sh: $*" >&2; exit 2; }
@@ -212,7 +218,10 @@ run_one() {
 		[ "$a" = --cdf ] && args+=("$tmp/cdf")
 	done
 	[ "$s" != - ] && args+=(--schedulers "$s" --timeout "$timeout_s")
-	if [ "$impl" = krill ]; then
+	if [ "${args[0]}" = chat ]; then
+		# The chat server: a server and a load generator (chat-run.sh).
+		cmd=(scripts/chat-run.sh "$impl" "${args[@]:1}")
+	elif [ "$impl" = krill ]; then
 		cmd=("$krbench" "${args[@]}")
 	else
 		# +P: skynet and spawn keep over a million processes alive; the BEAM's
