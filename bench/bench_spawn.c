@@ -188,7 +188,8 @@ static void run_waiting(spawnb *s, size_t base, unsigned sched)
 	if (spawn_all(s, waiter_fn) < 0)
 		return;
 	uint64_t t_spawned = bench_now_ns(), note = t_spawned;
-	fprintf(stderr, "spawn: %ld spawn calls in %.3f s\n", n, (double)(t_spawned - t0) / 1e9);
+	fprintf(stderr, "spawn: %ld spawn calls in %.3f s, %ld started by then\n", n,
+		(double)(t_spawned - t0) / 1e9, atomic_load_explicit(&s->started, memory_order_relaxed));
 	for (unsigned spins = 0; atomic_load_explicit(&s->started, memory_order_relaxed) < n; spins++) {
 		uint64_t t = bench_now_ns();
 		if (t - note > 1000000000u) {

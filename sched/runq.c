@@ -19,6 +19,19 @@ void krx_runq_init(krx_runq *q)
 	memset(q, 0, sizeof *q);
 }
 
+/*
+ * When a task in the inject queue has waited too long. Spilled tasks wait
+ * there while later wake-ups fill the ring again ahead of them; once the
+ * head is overdue the schedulers serve the queue more often (find_work). A
+ * task that never ran is never overdue: hurrying new processes would turn a
+ * spawning tree (skynet) breadth-first, every process alive at once, and
+ * twice as slow.
+ */
+static void set_due(krx_task *t, uint64_t now)
+{
+	t->inject_due_ns = t->stack ? now + KRX_INJECT_DUE_NS : 0;
+}
+
 /* The ring is full: move half of it plus t to the inject queue, in order. */
 static bool put_slow(krx_runq *q, krx_task *t, AO_t h, krx_injectq *inject)
 {
@@ -32,8 +45,12 @@ static bool put_slow(krx_runq *q, krx_task *t, AO_t h, krx_injectq *inject)
 	if (!AO_compare_and_swap_release(&q->head, h, h + HALF))
 		return false;
 	batch[HALF] = t;
-	for (unsigned i = 0; i < HALF; i++)
+	uint64_t now = krx_now_ns();
+	for (unsigned i = 0; i < HALF; i++) {
 		batch[i]->next = batch[i + 1];
+		set_due(batch[i], now);
+	}
+	set_due(t, now);
 	krx_injectq_push_list(inject, batch[0], batch[HALF], HALF + 1);
 	return true;
 }
@@ -115,10 +132,12 @@ void krx_injectq_push_list(krx_injectq *q, krx_task *first, krx_task *last, unsi
 {
 	last->next = NULL;
 	pthread_mutex_lock(&q->lock);
-	if (q->tail)
+	if (q->tail) {
 		q->tail->next = first;
-	else
+	} else {
 		q->head = first;
+		AO_store(&q->head_due_ns, (AO_t)first->inject_due_ns); /* relaxed: a hint */
+	}
 	q->tail = last;
 	/* Relaxed: the count is a hint; the lock orders the list itself. */
 	AO_store(&q->n, AO_load(&q->n) + n);
@@ -127,6 +146,7 @@ void krx_injectq_push_list(krx_injectq *q, krx_task *first, krx_task *last, unsi
 
 void krx_injectq_push(krx_injectq *q, krx_task *t)
 {
+	set_due(t, krx_now_ns());
 	krx_injectq_push_list(q, t, t, 1);
 }
 
@@ -152,6 +172,8 @@ krx_task *krx_injectq_pop(krx_injectq *q, krx_runq *into, unsigned max)
 		}
 		if (!q->head)
 			q->tail = NULL;
+		else
+			AO_store(&q->head_due_ns, (AO_t)q->head->inject_due_ns); /* relaxed: a hint */
 		AO_store(&q->n, AO_load(&q->n) - taken);
 	}
 	pthread_mutex_unlock(&q->lock);

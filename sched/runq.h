@@ -28,10 +28,13 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "futex.h"
 #include "task.h"
 
 #define KRX_RUNQ_SIZE 256     /* a power of two (1,024 cost skynet 10%) */
 #define KRX_LIFO_STREAK 16
+/* A task that waited this long in the inject queue is overdue. */
+#define KRX_INJECT_DUE_NS 500000u
 
 typedef struct krx_runq {
 	AO_t head;  /* next to take; CAS by owner and thieves */
@@ -45,6 +48,7 @@ typedef struct krx_injectq {
 	pthread_mutex_t lock;
 	krx_task *head, *tail;
 	AO_t n;
+	AO_t head_due_ns; /* the head's inject_due_ns */
 } krx_injectq;
 
 void krx_runq_init(krx_runq *q);
@@ -108,6 +112,16 @@ void krx_injectq_push(krx_injectq *q, krx_task *t);
 void krx_injectq_push_list(krx_injectq *q, krx_task *first, krx_task *last, unsigned n);
 /* Take one task, moving up to max more into the owner's run queue. */
 krx_task *krx_injectq_pop(krx_injectq *q, krx_runq *into, unsigned max);
+/*
+ * Has the task at the head waited past its due time? A racy hint: a wrong
+ * answer only hastens or delays a few looks at the queue.
+ */
+static inline bool krx_injectq_overdue(krx_injectq *q)
+{
+	/* Relaxed: see above. */
+	uint64_t due = AO_load(&q->n) ? (uint64_t)AO_load(&q->head_due_ns) : 0;
+	return due && krx_now_ns() > due;
+}
 static inline bool krx_injectq_empty(krx_injectq *q)
 {
 	/* Relaxed: a hint; a task pushed just after the look is found by the

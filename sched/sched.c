@@ -5,9 +5,10 @@
  * Each scheduler thread loops: take a runnable task, switch to it, and when
  * it switches back (it yielded, parked or finished) decide what becomes of
  * it. Where work comes from, in order: the inject queue and the poller every
- * 61st tick (so neither is ever starved), the scheduler's inbox of bound
- * tasks, due timers, its own run queue, the inject queue, the poller, then
- * stealing.
+ * 61st tick (so neither is ever starved), the inject queue every other tick
+ * while its head is overdue (runq.c's set_due), the scheduler's inbox of
+ * bound tasks, due timers, its own run queue, the inject queue, the poller,
+ * then stealing.
  *
  * When to block a thread, and when to wake one (after Go's runtime):
  *  - An idle scheduler first *spins*, stealing from the others, for up to
@@ -370,6 +371,15 @@ static krx_task *find_work(krx_sched *s)
 		 * either: their tasks join the run queue. */
 		krx_poll_now(s);
 		if ((t = krx_injectq_pop(&S.inject, &s->rq, 16)))
+			return t;
+	} else if (s->tick & 1) {
+		/* Tasks spilled from full rings wait there while later
+		 * wake-ups fill the rings again ahead of them: while the oldest
+		 * is overdue, serve the queue every other tick. The clock is
+		 * read every 16th tick only. */
+		if ((s->tick & 15) == 1)
+			s->inject_overdue = krx_injectq_overdue(&S.inject);
+		if (s->inject_overdue && (t = krx_injectq_pop(&S.inject, NULL, 0)))
 			return t;
 	}
 	if (!krx_inbox_empty(&s->inbox) && (t = krx_inbox_pop(&s->inbox)))

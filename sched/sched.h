@@ -93,6 +93,7 @@ typedef struct krx_sched {
 	bool spinning;
 	uint32_t rand;
 	unsigned tick;
+	bool inject_overdue;      /* the inject queue's head is overdue (find_work) */
 } krx_sched;
 
 int krx_sched_start(const krx_sched_config *cfg);

@@ -277,6 +277,69 @@ Test(sched, ping_pong_starves_neither_ring_nor_global_queue_nor_timers)
 	vm_stop();
 }
 
+/* ---- a task spilled from a full run queue is not starved by later ones ----
+ *
+ * More yielders than a run queue holds, on one scheduler: the ring keeps
+ * the ones that yield back into it and spills the oldest to the inject
+ * queue, from which one task in 61 ticks used to come. Every run bumps one
+ * counter; the gap between a yielder's runs, counted in runs (not time, so
+ * a slow or preempted machine only helps), is its wait. In a fair queue it
+ * is about the number of yielders; while spilled tasks waited for the
+ * 61-tick look it was about 61 times that. The inject queue's head is
+ * served every other tick once it is overdue (0.5 ms), so the bound allows
+ * 20 times the fair wait. */
+
+#define SPILL_N KR_TEST_MIN(5000 / KR_TEST_SCALE, KR_TEST_MAX_LIVE_CTX * 3 / 4)
+#define SPILL_ROUNDS 40
+static atomic_long spill_started, spill_runs, spill_max_gap, spill_done;
+
+static void spill_yielder(void *arg)
+{
+	atomic_fetch_add(&spill_started, 1);
+	/* Gaps count only once every yielder is in the queues. */
+	while (atomic_load(&spill_started) < SPILL_N && !atomic_load(&vm_abort))
+		kr_yield();
+	long last = atomic_fetch_add(&spill_runs, 1), worst = 0;
+	for (int round = 0; round < SPILL_ROUNDS; round++) {
+		kr_yield();
+		long now = atomic_fetch_add(&spill_runs, 1);
+		if (now - last > worst)
+			worst = now - last;
+		last = now;
+	}
+	for (long seen = atomic_load(&spill_max_gap);
+	     worst > seen && !atomic_compare_exchange_weak(&spill_max_gap, &seen, worst);)
+		;
+	atomic_fetch_add(&spill_done, 1);
+}
+
+static void spill_spawner(void *arg)
+{
+	for (long i = 0; i < SPILL_N; i++)
+		if (kr_spawn(spill_yielder, NULL) <= 0) {
+			VM_CHECK(0, "spawn %ld failed", i);
+			atomic_store(&vm_abort, 1);
+			return;
+		}
+}
+
+Test(sched, a_task_spilled_from_a_full_run_queue_is_not_starved, .timeout = 120)
+{
+	vm_start(1);
+	vm_spawn(spill_spawner, NULL);
+	cr_assert(VM_WAIT(atomic_load(&spill_done) == SPILL_N || atomic_load(&vm_fails), 100000),
+	          "%ld of %d yielders done", atomic_load(&spill_done), SPILL_N);
+	vm_assert_clean();
+	long gap = atomic_load(&spill_max_gap);
+	cr_log_info("%d yielders on one scheduler: the longest wait was %ld runs of others", SPILL_N,
+	            gap);
+	cr_assert_lt(gap, 20L * SPILL_N,
+	             "a yielder waited %ld runs of others with %d yielders (fair: about %d)", gap,
+	             SPILL_N, SPILL_N);
+	cr_assert(VM_WAIT(vm_alive() == 0, 10000));
+	vm_stop();
+}
+
 /* ---- many timers ---- */
 
 #define TIMERS_N KR_TEST_MIN(2000 / KR_TEST_SCALE, KR_TEST_MAX_LIVE_CTX / 2)
