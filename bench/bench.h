@@ -95,5 +95,6 @@ int bench_call(int argc, char **argv);
 int bench_restart(int argc, char **argv);
 int bench_tree(int argc, char **argv);
 int bench_cpu(int argc, char **argv);
+int bench_touch(int argc, char **argv);
 
 #endif

@@ -11,6 +11,7 @@
  *     krbench restart [--restarts N]
  *     krbench tree [--sups N] [--workers M]
  *     krbench cpu [--jobs N] [--work W] [--reps R] [--check-from T] [--at-start]
+ *     krbench touch [--pages N] [--stride-kb K]
  *
  * The VM benchmarks also take --schedulers N (0 = online CPUs) and
  * --timeout SECS (see bench_vm_opts).
@@ -45,6 +46,8 @@ static const struct {
 	{ "cpu", bench_cpu,
 	  "[--jobs N] [--work W] [--reps R] [--check-from T] [--at-start]  supervised CPU-bound jobs: "
 	  "1 scheduler against all, and against a plain loop" },
+	{ "touch", bench_touch,
+	  "[--pages N] [--stride-kb K]  the machine's cost of a first touch of a page" },
 };
 
 #define VM_OPTS "(VM benchmarks also take --schedulers N, 0 = online CPUs, and --timeout SECS)"
