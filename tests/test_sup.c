@@ -838,6 +838,79 @@ Test(sup, dynamic_start_terminate_restart_delete_which_count)
 	vm_stop();
 }
 
+/* Thousands of dynamic children found by id: starting, refusing a
+ * duplicate, terminating, deleting and restarting each by its id. */
+#define BY_ID_N (4000 / KR_TEST_SCALE)
+
+static void idle_child(void *arg)
+{
+	(void)arg;
+	kr_msg *m;
+	while (kr_recv(&m, KR_INFINITY) == 0)
+		kr_msg_free(m);
+}
+
+static kr_child_spec idle_spec(char *id, size_t size, int i)
+{
+	snprintf(id, size, "conn-%d", i);
+	return (kr_child_spec){ .id = id, .start = idle_child };
+}
+
+static void drv_by_id(void *arg)
+{
+	(void)arg;
+	kr_pid s = kr_sup_start_link(NULL, NULL, 0, NULL);
+	char id[32];
+	kr_pid *pids = kr_calloc(BY_ID_N, sizeof *pids);
+	VM_CHECK(s > 0 && pids, "the supervisor: %lld", (long long)s);
+	for (int i = 0; i < BY_ID_N && pids; i++) {
+		kr_child_spec c = idle_spec(id, sizeof id, i);
+		pids[i] = kr_sup_start_child(s, &c, NULL);
+		VM_CHECK(pids[i] > 0, "start %s: %lld", id, (long long)pids[i]);
+		if (i % 97 == 0) {
+			kr_child_spec again = idle_spec(id, sizeof id, i / 2);
+			VM_CHECK(kr_sup_start_child(s, &again, NULL) == KR_EEXIST, "a duplicate %s", id);
+		}
+	}
+	/* Every other child stopped and deleted, by id. */
+	for (int i = 0; i < BY_ID_N && pids; i += 2) {
+		snprintf(id, sizeof id, "conn-%d", i);
+		VM_CHECK(kr_sup_terminate_child(s, id, 0) == 0, "terminate %s", id);
+		VM_CHECK(!kr_is_alive(pids[i]), "%s survived", id);
+		VM_CHECK(kr_sup_delete_child(s, id) == 0, "delete %s", id);
+	}
+	kr_sup_counts n;
+	VM_CHECK(kr_sup_count_children(s, &n) == 0 && n.specs == BY_ID_N / 2 &&
+	                 n.active == BY_ID_N / 2,
+	         "counts: %zu specs, %zu active", n.specs, n.active);
+	/* The deleted ids are unknown and free again; the kept ones are found. */
+	for (int i = 0; i < BY_ID_N && pids; i++) {
+		snprintf(id, sizeof id, "conn-%d", i);
+		if (i % 2 == 0) {
+			VM_CHECK(kr_sup_restart_child(s, id) == KR_ENOPROC, "%s was deleted", id);
+			kr_child_spec c = idle_spec(id, sizeof id, i);
+			VM_CHECK(kr_sup_start_child(s, &c, NULL) > 0, "start %s again", id);
+		} else {
+			VM_CHECK(kr_sup_restart_child(s, id) == KR_EEXIST, "%s is running", id);
+		}
+	}
+	snprintf(id, sizeof id, "conn-%d", BY_ID_N - 1);
+	VM_CHECK(kr_sup_terminate_child(s, id, 0) == 0, "terminate %s", id);
+	VM_CHECK(kr_sup_restart_child(s, id) > 0, "restart %s", id);
+	VM_CHECK(kr_sup_count_children(s, &n) == 0 && n.specs == BY_ID_N && n.active == BY_ID_N,
+	         "counts: %zu specs, %zu active", n.specs, n.active);
+	VM_CHECK(stop_sup(s) == KR_EXIT_SHUTDOWN, "stop");
+	kr_free(pids);
+	atomic_store(&drv_done, 1);
+}
+
+Test(sup, thousands_of_dynamic_children_by_id, .timeout = 120)
+{
+	start_vm(2);
+	run(drv_by_id, 100000);
+	vm_stop();
+}
+
 /* The spec's spawn options reach the child: its label, stack and heap. */
 static void heap_eater(void *arg)
 {

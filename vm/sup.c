@@ -70,6 +70,7 @@ typedef struct spec {
 typedef struct child {
 	struct child *prev, *next; /* start order */
 	struct child *hnext;       /* pid index chain */
+	struct child *inext;       /* id index chain (a child with its own spec) */
 	struct child *snext;       /* the list being stopped */
 	spec *sp;                  /* its own, or the template (simple_one_for_one) */
 	void *arg;
@@ -91,6 +92,8 @@ typedef struct sup {
 	size_t nchildren;
 	child **index;              /* pid -> running child */
 	size_t nbuckets, nrunning;
+	child **ids;                /* id -> child with its own spec; NULL: none yet */
+	size_t nids;                /* buckets in ids */
 	spec tmpl;                  /* simple_one_for_one's template */
 	uint64_t next_key;
 	int64_t *ring;              /* times of recent restarts (ms), a growable ring */
@@ -213,12 +216,52 @@ static child *by_pid(const sup *s, kr_pid pid)
 	return c;
 }
 
+/* ---- the id index: children with a spec of their own, by id ---- */
+
+static size_t id_bucket(size_t nb, const char *id)
+{
+	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+	for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+		h = (h ^ *p) * 0x100000001b3ull;
+	return (size_t)(h ^ h >> 32) & (nb - 1);
+}
+
 static child *by_id(const sup *s, const char *id)
 {
-	for (child *c = s->first; c; c = c->next)
-		if (!strcmp(c->sp->id, id))
-			return c;
-	return NULL;
+	child *c = s->ids ? s->ids[id_bucket(s->nids, id)] : NULL;
+	while (c && strcmp(c->sp->id, id))
+		c = c->inext;
+	return c;
+}
+
+/* Make room for one more id: the first table, or twice the buckets when
+ * they hold twice as many children. False only for a first table that
+ * memory cannot give (a full table's chains just grow longer). */
+static bool ids_reserve(sup *s)
+{
+	if (s->ids && s->nchildren < 2 * s->nids)
+		return true;
+	size_t nb = s->ids ? 2 * s->nids : 16;
+	child **v = kr_calloc(nb, sizeof *v);
+	if (!v)
+		return s->ids != NULL;
+	kr_free(s->ids);
+	s->ids = v;
+	s->nids = nb;
+	for (child *c = s->first; c; c = c->next) {
+		size_t i = id_bucket(nb, c->sp->id);
+		c->inext = v[i];
+		v[i] = c;
+	}
+	return true;
+}
+
+static void ids_remove(sup *s, child *c)
+{
+	child **p = &s->ids[id_bucket(s->nids, c->sp->id)];
+	while (*p != c)
+		p = &(*p)->inext;
+	*p = c->inext;
 }
 
 static child *by_key(const sup *s, uint64_t key)
@@ -279,6 +322,8 @@ static void set_stopped(sup *s, child *c)
 /* A new child after the others (not running). sp NULL: the template. */
 static child *child_add(sup *s, const spec *sp, void *arg)
 {
+	if (sp && !ids_reserve(s))
+		return NULL;
 	child *c = kr_calloc(1, sizeof *c);
 	if (!c)
 		return NULL;
@@ -289,6 +334,9 @@ static child *child_add(sup *s, const spec *sp, void *arg)
 		}
 		*c->sp = *sp;
 		c->arg = sp->arg;
+		size_t i = id_bucket(s->nids, sp->id);
+		c->inext = s->ids[i];
+		s->ids[i] = c;
 	} else {
 		c->sp = &s->tmpl;
 		c->arg = arg;
@@ -316,8 +364,10 @@ static void child_del(sup *s, child *c)
 	else
 		s->last = c->prev;
 	s->nchildren--;
-	if (c->sp != &s->tmpl)
+	if (c->sp != &s->tmpl) {
+		ids_remove(s, c);
 		kr_free(c->sp);
+	}
 	kr_free(c);
 }
 
