@@ -999,14 +999,6 @@ Test(io, echo_over_thousands_of_tcp_connections, .timeout = 300)
 /* ---- the poller and the schedulers ---- */
 
 /* A VM whose only process waits on a descriptor sleeps (in epoll). */
-static double cpu_ms(void)
-{
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
-	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
-}
-
 Test(io, an_idle_vm_with_a_process_waiting_on_a_descriptor_uses_no_cpu, .timeout = 30)
 {
 	vm_start(0);
@@ -1015,9 +1007,9 @@ Test(io, an_idle_vm_with_a_process_waiting_on_a_descriptor_uses_no_cpu, .timeout
 	kr_pid p = vm_spawn(waiting_status, (void *)(intptr_t)sv[0]);
 	cr_assert(VM_WAIT(io_waiting() == 1, 10000));
 	vm_host_sleep_ms(200); /* let spinning schedulers park */
-	double c0 = cpu_ms();
+	double c0 = vm_cpu_ms();
 	vm_host_sleep_ms(1000);
-	double used = cpu_ms() - c0;
+	double used = vm_cpu_ms() - c0;
 	cr_log_info("VM with a process on a descriptor: %.2f ms of CPU in 1 s", used);
 	cr_assert_lt(used, 30.0, "used %.1f ms of CPU in 1 s", used);
 	/* And it is still woken. */

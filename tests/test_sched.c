@@ -14,7 +14,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "krill.h"
@@ -374,21 +373,13 @@ Test(sched, many_timers_fire_no_earlier_than_asked)
 
 /* ---- an idle VM is idle ---- */
 
-static double cpu_ms(void)
-{
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
-	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
-}
-
 /* CPU burnt by the whole test process over 2 s of doing nothing. */
 static double idle_cpu_over_two_seconds(void)
 {
 	vm_host_sleep_ms(200); /* let spinning schedulers park */
-	double c0 = cpu_ms();
+	double c0 = vm_cpu_ms();
 	vm_host_sleep_ms(2000);
-	return cpu_ms() - c0;
+	return vm_cpu_ms() - c0;
 }
 
 /* 1% of one core over 2 s. */

@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -60,6 +61,15 @@ static inline int64_t vm_now_ns(void)
 static inline double vm_ms_since(int64_t t0)
 {
 	return (double)(vm_now_ns() - t0) / 1e6;
+}
+
+/* CPU time the whole test process has used, user and system, in ms. */
+static inline double vm_cpu_ms(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
 }
 
 /* Busy for about us microseconds of wall time, with no krill call. */
