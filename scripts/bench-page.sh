@@ -141,6 +141,8 @@ function table(n, sl, nsc,    f, nr, rl, r, row, j, sc, k, o, cmd) {
 			o = median(n SUBSEP sc SUBSEP "other" SUBSEP row[1])
 			cmd = "`krbench " args[n] (sc == "-" ? "" : " --schedulers " sc) "`"
 			sub(/ --cdf/, "", cmd)
+			# The chat rows run a server and its load (scripts/chat-run.sh).
+			sub(/^`krbench chat /, "`scripts/chat-run.sh krill ", cmd)
 			if (against[n] == "beam" && their[n] != "=") cmd = cmd "; BEAM: `" their[n] "`"
 			printf "| %s | %s | %s | %s | %s | %s |\n", j == 1 ? row[3] : "", sc,
 			       cell(k, row[1], n, sc, "krill"), cell(o, row[1], n, sc, "other"),
