@@ -297,7 +297,7 @@ int krx_poll_wait(int fd, unsigned events, uint64_t deadline, const AO_t *cancel
 		return fd < 0 || (size_t)fd >= P.max_fds ? KR_EINVAL : KR_ENOMEM;
 	waiter w = { .task = t, .fd = fd, .events = events, .cancel = cancel };
 	/* Relaxed: the commit's full fence publishes it (see arm). */
-	AO_store(&t->io_fd, (AO_t)fd + 1);
+	AO_int_store(&t->io_fd, (unsigned)fd + 1);
 	AO_t woke = krx_task_park(KRX_WAIT_IO, deadline, arm, &w);
 	/* Resumed, perhaps on another thread: t is the same task. */
 	if (!w.woken) {
@@ -308,7 +308,7 @@ int krx_poll_wait(int fd, unsigned events, uint64_t deadline, const AO_t *cancel
 			unlink_waiter(e, &w);
 		pthread_mutex_unlock(&e->lock);
 	}
-	AO_store(&t->io_fd, 0);
+	AO_int_store(&t->io_fd, 0);
 	if (w.err) {
 		*err = w.err;
 		return KR_EIO;
@@ -325,7 +325,7 @@ void krx_poll_interrupt(krx_task *t)
 	 * its commit sees the cancel word and does not park, or we see io_fd
 	 * and find its record under the entry's lock. */
 	AO_nop_full();
-	AO_t f = AO_load(&t->io_fd);
+	unsigned f = AO_int_load(&t->io_fd);
 	fd_entry *e = f ? entry((int)(f - 1), false) : NULL;
 	if (!e)
 		return;

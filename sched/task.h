@@ -53,8 +53,8 @@ typedef struct krx_task {
 	AO_t reductions;         /* spent in total (written by its scheduler) */
 	unsigned last_sched;     /* index + 1 of where it runs or last ran; 0 = never */
 	unsigned guard;          /* its stack's krx_guard_kind + 1; 0 before it runs */
-	AO_t io_fd;              /* fd + 1 while it waits on fd (poll.c); else 0 */
-	uint64_t inject_due_ns;  /* in the inject queue: overdue after this; 0 = never */
+	unsigned io_fd;          /* fd + 1 while it waits on fd (poll.c); else 0 */
+	uint32_t inject_due_us;  /* in the inject queue: overdue after this (runq.c); 0 = never */
 } krx_task;
 
 #endif

@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "idxstack.h"
 #include "io.h"
@@ -85,16 +84,11 @@ static bool ensure_chunk(uint64_t idx)
 	pthread_mutex_lock(&T.grow);
 	bool ok = true;
 	if (!AO_load(cp)) {
-		/* Straight from the kernel: zeroed, and committed a page at a
-		 * time as slots are first used (an allocator may commit a
-		 * block this size in larger steps: 128 bytes a process more,
-		 * measured with krbench spawn, when a slot outgrew 256). */
-		void *c = mmap(NULL, CHUNK * sizeof(krx_proc), PROT_READ | PROT_WRITE,
-		               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		ok = c != MAP_FAILED;
+		krx_proc *c = krx_calloc_raw(CHUNK, sizeof *c);
 		/* Release: a reader that sees the chunk sees it zeroed. */
-		if (ok)
+		if (c)
 			AO_store_release(cp, (AO_t)c);
+		ok = c != NULL;
 	}
 	pthread_mutex_unlock(&T.grow);
 	return ok;
@@ -348,8 +342,7 @@ void krx_procs_free(void)
 		}
 	}
 	for (size_t c = 0; c < T.nchunks; c++)
-		if (krx_proc_table.chunks[c])
-			munmap((void *)krx_proc_table.chunks[c], CHUNK * sizeof(krx_proc));
+		krx_free_raw((void *)krx_proc_table.chunks[c]);
 	krx_free_raw(krx_proc_table.chunks);
 	pthread_mutex_destroy(&T.grow);
 	memset(&T, 0, sizeof T);
