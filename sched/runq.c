@@ -29,7 +29,8 @@ void krx_runq_init(krx_runq *q)
  */
 static void set_due(krx_task *t, uint64_t now)
 {
-	t->inject_due_ns = t->stack ? now + KRX_INJECT_DUE_NS : 0;
+	/* Microseconds, wrapping every 71 minutes; never 0, which is "never". */
+	t->inject_due_us = t->stack ? (uint32_t)((now + KRX_INJECT_DUE_NS) / 1000) | 1 : 0;
 }
 
 /* The ring is full: move half of it plus t to the inject queue, in order. */
@@ -136,7 +137,7 @@ void krx_injectq_push_list(krx_injectq *q, krx_task *first, krx_task *last, unsi
 		q->tail->next = first;
 	} else {
 		q->head = first;
-		AO_store(&q->head_due_ns, (AO_t)first->inject_due_ns); /* relaxed: a hint */
+		AO_store(&q->head_due_us, (AO_t)first->inject_due_us); /* relaxed: a hint */
 	}
 	q->tail = last;
 	/* Relaxed: the count is a hint; the lock orders the list itself. */
@@ -173,11 +174,35 @@ krx_task *krx_injectq_pop(krx_injectq *q, krx_runq *into, unsigned max)
 		if (!q->head)
 			q->tail = NULL;
 		else
-			AO_store(&q->head_due_ns, (AO_t)q->head->inject_due_ns); /* relaxed: a hint */
+			AO_store(&q->head_due_us, (AO_t)q->head->inject_due_us); /* relaxed: a hint */
 		AO_store(&q->n, AO_load(&q->n) - taken);
 	}
 	pthread_mutex_unlock(&q->lock);
 	return t;
+}
+
+krx_task *krx_injectq_take(krx_injectq *q, unsigned max)
+{
+	if (krx_injectq_empty(q) || !max)
+		return NULL;
+	pthread_mutex_lock(&q->lock);
+	krx_task *first = q->head, *last = NULL;
+	unsigned taken = 0;
+	for (krx_task *t = first; t && taken < max; t = t->next) {
+		last = t;
+		taken++;
+	}
+	if (last) {
+		q->head = last->next;
+		last->next = NULL;
+		if (!q->head)
+			q->tail = NULL;
+		else
+			AO_store(&q->head_due_us, (AO_t)q->head->inject_due_us); /* relaxed: a hint */
+		AO_store(&q->n, AO_load(&q->n) - taken);
+	}
+	pthread_mutex_unlock(&q->lock);
+	return first;
 }
 
 void krx_inbox_push(krx_inbox *q, krx_task *t)

@@ -48,7 +48,7 @@ typedef struct krx_injectq {
 	pthread_mutex_t lock;
 	krx_task *head, *tail;
 	AO_t n;
-	AO_t head_due_ns; /* the head's inject_due_ns */
+	AO_t head_due_us; /* the head's inject_due_us */
 } krx_injectq;
 
 void krx_runq_init(krx_runq *q);
@@ -112,6 +112,8 @@ void krx_injectq_push(krx_injectq *q, krx_task *t);
 void krx_injectq_push_list(krx_injectq *q, krx_task *first, krx_task *last, unsigned n);
 /* Take one task, moving up to max more into the owner's run queue. */
 krx_task *krx_injectq_pop(krx_injectq *q, krx_runq *into, unsigned max);
+/* Take up to max tasks, oldest first, as a list linked by next; NULL if none. */
+krx_task *krx_injectq_take(krx_injectq *q, unsigned max);
 /*
  * Has the task at the head waited past its due time? A racy hint: a wrong
  * answer only hastens or delays a few looks at the queue.
@@ -119,8 +121,8 @@ krx_task *krx_injectq_pop(krx_injectq *q, krx_runq *into, unsigned max);
 static inline bool krx_injectq_overdue(krx_injectq *q)
 {
 	/* Relaxed: see above. */
-	uint64_t due = AO_load(&q->n) ? (uint64_t)AO_load(&q->head_due_ns) : 0;
-	return due && krx_now_ns() > due;
+	uint32_t due = AO_load(&q->n) ? (uint32_t)AO_load(&q->head_due_us) : 0;
+	return due && (int32_t)((uint32_t)(krx_now_ns() / 1000) - due) > 0;
 }
 static inline bool krx_injectq_empty(krx_injectq *q)
 {

@@ -6,9 +6,10 @@
  * it switches back (it yielded, parked or finished) decide what becomes of
  * it. Where work comes from, in order: the inject queue and the poller every
  * 61st tick (so neither is ever starved), the inject queue every other tick
- * while its head is overdue (runq.c's set_due), the scheduler's inbox of
- * bound tasks, due timers, its own run queue, the inject queue, the poller,
- * then stealing.
+ * while its head is overdue (runq.c's set_due), the LIFO slot, the
+ * scheduler's inbox of bound tasks every other pair of ticks (taking turns
+ * with the ring), due timers, its own run queue, the inbox, the inject
+ * queue, the poller, then stealing.
  *
  * When to block a thread, and when to wake one (after Go's runtime):
  *  - An idle scheduler first *spins*, stealing from the others, for up to
@@ -47,6 +48,7 @@
 #define SPIN_NS 50000u      /* how long an idle scheduler looks for work */
 #define INJECT_EVERY 61     /* ticks between forced looks at the inject queue */
 #define TIMERS_EVERY 16     /* ticks between timer checks while busy */
+#define OVERDUE_BATCH 32    /* tasks taken at once from an overdue inject queue */
 
 static struct {
 	AO_t running;
@@ -375,14 +377,23 @@ static krx_task *find_work(krx_sched *s)
 	} else if (s->tick & 1) {
 		/* Tasks spilled from full rings wait there while later
 		 * wake-ups fill the rings again ahead of them: while the oldest
-		 * is overdue, serve the queue every other tick. The clock is
-		 * read every 16th tick only. */
-		if ((s->tick & 15) == 1)
-			s->inject_overdue = krx_injectq_overdue(&S.inject);
-		if (s->inject_overdue && (t = krx_injectq_pop(&S.inject, NULL, 0)))
+		 * is overdue, serve the queue every other tick, taking a batch
+		 * at a time (one lock for many). The clock is read every 16th
+		 * tick only. */
+		if (!s->overdue && (s->tick & 15) == 1 && krx_injectq_overdue(&S.inject))
+			s->overdue = krx_injectq_take(&S.inject, OVERDUE_BATCH);
+		if ((t = s->overdue)) {
+			s->overdue = t->next;
 			return t;
+		}
 	}
-	if (!krx_inbox_empty(&s->inbox) && (t = krx_inbox_pop(&s->inbox)))
+	/* The task the last one woke runs next (within its streak). Then the
+	 * inbox and the run queue take turns: a bound task that yields goes
+	 * to the inbox, and must neither keep the ring from running nor be
+	 * kept from running by it. */
+	if (s->rq.lifo && s->rq.streak < KRX_LIFO_STREAK)
+		return krx_runq_get(&s->rq);
+	if ((s->tick & 2) && !krx_inbox_empty(&s->inbox) && (t = krx_inbox_pop(&s->inbox)))
 		return t;
 	if (s->tick % TIMERS_EVERY == 0)
 		fire_timers(s);
@@ -391,6 +402,10 @@ static krx_task *find_work(krx_sched *s)
 	fire_timers(s);
 	if ((t = krx_runq_get(&s->rq)) || (t = inbox_or_inject(s)))
 		return t;
+	if ((t = s->overdue)) {
+		s->overdue = t->next;
+		return t;
+	}
 	if (krx_poll_now(s) && (t = krx_runq_get(&s->rq)))
 		return t;
 
@@ -508,6 +523,27 @@ static void release_stack(krx_sched *s, krx_task *t)
 	AO_fetch_and_sub1(&S.stacks_in_use);
 }
 
+/*
+ * A task woken into the LIFO slot waits there until the running task's run
+ * ends, and no other scheduler can take it. While another scheduler idles,
+ * the running task is put on a short leash: if it goes on to wait (a
+ * ping-pong) its run ends sooner anyway; if it computes (a worker that has
+ * just reported to its supervisor), it yields after KRX_LIFO_LEASH
+ * reductions, its partner runs, and the idle scheduler can take the worker.
+ */
+static inline void leash(krx_sched *s)
+{
+	/* Relaxed: a hint; a scheduler that parks or wakes just after only
+	 * makes one run longer or shorter than it might have been. */
+	if (!AO_load(&S.npidle) && !AO_load(&S.nspinning))
+		return;
+	struct krx_tls *tls = krx_tls();
+	if (tls->reds > KRX_LIFO_LEASH) {
+		s->reds_forgiven += tls->reds - KRX_LIFO_LEASH;
+		tls->reds = KRX_LIFO_LEASH;
+	}
+}
+
 /* Queue t on s (s's own thread), or on its bound scheduler's inbox. */
 static inline void requeue_local(krx_sched *s, krx_task *t, bool lifo)
 {
@@ -523,6 +559,8 @@ static inline void requeue_local(krx_sched *s, krx_task *t, bool lifo)
 		__builtin_prefetch((char *)t->ctx.sp + 64);
 		/* The LIFO slot takes bound tasks too: thieves never see it. */
 		t = krx_runq_swap_lifo(&s->rq, t);
+		if (S.n > 1 && s->current)
+			leash(s);
 		if (!t)
 			return;
 	}
@@ -549,10 +587,15 @@ static inline void switch_in(krx_sched *s, krx_task *t)
 }
 
 /* t has left the CPU of s: count its reductions. */
-static inline void account(krx_task *t)
+static inline void account(krx_sched *s, krx_task *t)
 {
 	/* This thread is s's: the reductions left are those of t's run. */
-	AO_store(&t->reductions, AO_load(&t->reductions) + (AO_t)(KRX_REDUCTIONS - krx_tls()->reds));
+	long spent = KRX_REDUCTIONS - krx_tls()->reds;
+	if (__builtin_expect(s->reds_forgiven != 0, 0)) {
+		spent -= s->reds_forgiven;
+		s->reds_forgiven = 0;
+	}
+	AO_store(&t->reductions, AO_load(&t->reductions) + (AO_t)spent);
 }
 
 /* What becomes of t, which has switched out of s's CPU for s->reason.
@@ -571,8 +614,9 @@ static void switched_out(krx_sched *s, krx_task *t, bool may_defer)
 	switch (s->reason) {
 	case KRX_SW_YIELD:
 		requeue_local(s, t, false);
-		/* A backlog here while others sleep: wake one to steal. */
-		if (krx_runq_len(&s->rq) > 1)
+		/* A backlog here while others sleep: wake one to steal (the
+		 * LIFO slot's task runs here next; the ring's could go). */
+		if (krx_runq_len(&s->rq) + (s->rq.lifo != NULL) > 1)
 			wake_one();
 		break;
 	case KRX_SW_EXIT:
@@ -653,7 +697,7 @@ static void run_task(krx_sched *s, krx_task *t)
 	/* This thread is still s: the scheduler loop never migrates. The task
 	 * that switched back may not be t: t may have handed the CPU on. */
 	t = (krx_task *)s->current;
-	account(t);
+	account(s, t);
 	AO_store(&s->current, 0);
 	commit_deferred(s);
 	switched_out(s, t, false);
@@ -672,7 +716,7 @@ krx_task *krx_sched_direct_next(krx_sched *s, krx_task *t)
 		return NULL;
 	s->rq.lifo = NULL;
 	s->rq.streak++;
-	account(t);
+	account(s, t);
 	switch_in(s, next);
 	s->reason = KRX_SW_PARK;
 	s->handover = t;
@@ -722,7 +766,7 @@ void krx_task_init(krx_task *t, unsigned bound, krx_stack_pool *pool)
 	AO_int_store(&t->last_sched, 0);
 	AO_store(&t->reductions, 0);
 	AO_int_store(&t->guard, 0);
-	AO_store(&t->io_fd, 0);
+	AO_int_store(&t->io_fd, 0);
 	AO_store(&t->state, seq + KRX_ST_SEQ_ONE + KRX_RUNNABLE);
 }
 

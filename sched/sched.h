@@ -18,6 +18,7 @@
 #include "tls.h"
 
 #define KRX_REDUCTIONS 4000 /* a task's budget per run (the BEAM's is 4,000) */
+#define KRX_LIFO_LEASH 200  /* its budget once it has woken a task that waits for it */
 #define KRX_STACK_SIZES 8   /* distinct non-default stack sizes in one VM */
 
 typedef struct krx_sched_hooks {
@@ -93,7 +94,8 @@ typedef struct krx_sched {
 	bool spinning;
 	uint32_t rand;
 	unsigned tick;
-	bool inject_overdue;      /* the inject queue's head is overdue (find_work) */
+	krx_task *overdue;        /* taken from an overdue inject queue, to run (find_work) */
+	long reds_forgiven;       /* budget the running task lost to a leash (sched.c) */
 } krx_sched;
 
 int krx_sched_start(const krx_sched_config *cfg);

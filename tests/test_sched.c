@@ -156,6 +156,26 @@ Test(sched, kr_check_in_a_loop_lets_another_process_run)
 	vm_stop();
 }
 
+/* A bound process yields into its scheduler's inbox, which the loop looks
+ * at before the run queue: it must not keep the scheduler from a process
+ * in the ring. */
+static void bound_check_loop(void *arg)
+{
+	kr_spawn(mark_b, NULL); /* into this scheduler's ring */
+	check_loop(arg);
+}
+
+Test(sched, a_bound_process_looping_on_kr_check_lets_another_run)
+{
+	vm_start(1);
+	vm_spawn_on(bound_check_loop, NULL, 1);
+	int ok = VM_WAIT(atomic_load(&fair_b_ran), 10000);
+	atomic_store(&fair_stop, 1);
+	cr_assert(ok, "a bound process looping on KR_CHECK kept the only scheduler to itself");
+	cr_assert(VM_WAIT(vm_alive() == 0, 10000));
+	vm_stop();
+}
+
 /* The same from a process's spawn (the ring, not the global queue), and a
  * loop whose only krill calls are sends (reductions charged by the VM). */
 static atomic_long sink_count;
@@ -336,6 +356,55 @@ Test(sched, a_task_spilled_from_a_full_run_queue_is_not_starved, .timeout = 120)
 	             "a yielder waited %ld runs of others with %d yielders (fair: about %d)", gap,
 	             SPILL_N, SPILL_N);
 	cr_assert(VM_WAIT(vm_alive() == 0, 10000));
+	vm_stop();
+}
+
+/* ---- a task woken into the LIFO slot is not held by a computing waker ----
+ *
+ * The waker (a worker reporting to its supervisor, say) goes on computing,
+ * with KR_CHECK now and then, while another scheduler idles. Its partner
+ * waits in the LIFO slot, where no other scheduler looks; it must run long
+ * before the waker's full budget (4,000 reductions) is spent. Counted in
+ * the waker's checks, not in time. */
+
+static atomic_int leash_partner_ran;
+static atomic_long leash_checks_before, leash_checks;
+
+static void leash_partner(void *arg)
+{
+	kr_msg *m;
+	if (kr_recv(&m, 10000) == 0) {
+		kr_msg_free(m);
+		atomic_store(&leash_checks_before, atomic_load(&leash_checks));
+		atomic_store(&leash_partner_ran, 1);
+	}
+}
+
+static void leash_waker(void *arg)
+{
+	kr_pid partner = (kr_pid)(intptr_t)arg;
+	kr_sleep(20); /* the partner waits in its receive by now */
+	kr_send(partner, 1, NULL, 0);
+	for (long i = 0; i < 8000 && !atomic_load(&vm_abort); i++) {
+		vm_spin_us(5);
+		atomic_fetch_add(&leash_checks, 1);
+		KR_CHECK();
+	}
+}
+
+Test(sched, a_computing_waker_does_not_hold_its_partner_in_the_lifo_slot, .timeout = 60)
+{
+	vm_start(2);
+	/* Both on the first scheduler: the partner is woken into the waker's
+	 * LIFO slot, and the second scheduler idles. */
+	kr_pid partner = vm_spawn_on(leash_partner, NULL, 1);
+	vm_spawn_on(leash_waker, (void *)(intptr_t)partner, 1);
+	cr_assert(VM_WAIT(atomic_load(&leash_partner_ran), 20000), "the partner never ran");
+	long before = atomic_load(&leash_checks_before);
+	cr_log_info("the partner ran after %ld of the waker's checks", before);
+	cr_assert_lt(before, 1000, "the partner waited %ld of the waker's checks", before);
+	cr_assert(VM_WAIT(vm_alive() == 0, 20000));
+	vm_assert_clean();
 	vm_stop();
 }
 
