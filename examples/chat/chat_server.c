@@ -696,9 +696,8 @@ static void writer_main(void *arg)
 	if (st.fd < 0)
 		return; /* the reader has gone: the socket, if it gave it, closes with us */
 	w.fd = st.fd;
-	/* The greeting is written here, not sent by the reader: a message
-	 * sent just before a kr_call to the same process may arrive after
-	 * the call (see README.md, "A krill bug"); T_START is waited for. */
+	/* The greeting is written here, where the socket is: the reader
+	 * need not send it (T_START is waited for first). */
 	say(&w,
 	    "* welcome to krill chat, %s. Commands: /nick NAME, /join ROOM, /who, /quit; "
 	    "to see crashes repaired: /crash, /crashroom",
