@@ -151,6 +151,17 @@ void krx_injectq_push(krx_injectq *q, krx_task *t)
 	krx_injectq_push_list(q, t, t, 1);
 }
 
+/* The lock is held and n tasks were unlinked from the head. */
+static void after_taking(krx_injectq *q, unsigned n)
+{
+	if (!q->head)
+		q->tail = NULL;
+	else
+		AO_store(&q->head_due_us, (AO_t)q->head->inject_due_us); /* relaxed: a hint */
+	/* Relaxed: the count is a hint; the lock orders the list itself. */
+	AO_store(&q->n, AO_load(&q->n) - n);
+}
+
 krx_task *krx_injectq_pop(krx_injectq *q, krx_runq *into, unsigned max)
 {
 	if (krx_injectq_empty(q))
@@ -171,11 +182,7 @@ krx_task *krx_injectq_pop(krx_injectq *q, krx_runq *into, unsigned max)
 			AO_store_release(&into->tail, tail + 1);
 			taken++;
 		}
-		if (!q->head)
-			q->tail = NULL;
-		else
-			AO_store(&q->head_due_us, (AO_t)q->head->inject_due_us); /* relaxed: a hint */
-		AO_store(&q->n, AO_load(&q->n) - taken);
+		after_taking(q, taken);
 	}
 	pthread_mutex_unlock(&q->lock);
 	return t;
@@ -195,11 +202,7 @@ krx_task *krx_injectq_take(krx_injectq *q, unsigned max)
 	if (last) {
 		q->head = last->next;
 		last->next = NULL;
-		if (!q->head)
-			q->tail = NULL;
-		else
-			AO_store(&q->head_due_us, (AO_t)q->head->inject_due_us); /* relaxed: a hint */
-		AO_store(&q->n, AO_load(&q->n) - taken);
+		after_taking(q, taken);
 	}
 	pthread_mutex_unlock(&q->lock);
 	return first;
