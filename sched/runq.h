@@ -65,16 +65,21 @@ static inline krx_task *krx_runq_swap_lifo(krx_runq *q, krx_task *t)
 }
 /* Owner: the next task, or NULL. */
 krx_task *krx_runq_get_ring(krx_runq *q);
+/* Owner: the LIFO slot's task if it may run now (within its streak), or NULL. */
+static inline krx_task *krx_runq_get_lifo(krx_runq *q)
+{
+	krx_task *t = q->lifo;
+	if (!t || q->streak >= KRX_LIFO_STREAK)
+		return NULL;
+	q->lifo = NULL;
+	q->streak++;
+	return t;
+}
 static inline krx_task *krx_runq_get(krx_runq *q)
 {
 	/* The LIFO slot first, inline: a ping-pong's every turn comes here. */
-	krx_task *t = q->lifo;
-	if (t && q->streak < KRX_LIFO_STREAK) {
-		q->lifo = NULL;
-		q->streak++;
-		return t;
-	}
-	return krx_runq_get_ring(q);
+	krx_task *t = krx_runq_get_lifo(q);
+	return t ? t : krx_runq_get_ring(q);
 }
 /* Tasks in the ring (not counting the LIFO slot); racy, for heuristics. */
 static inline unsigned krx_runq_len(const krx_runq *q)

@@ -364,6 +364,15 @@ static void stop_spinning(krx_sched *s, bool found)
 		wake_one();
 }
 
+/* The next of the tasks taken from an overdue inject queue, or NULL. */
+static inline krx_task *take_overdue(krx_sched *s)
+{
+	krx_task *t = s->overdue;
+	if (t)
+		s->overdue = t->next;
+	return t;
+}
+
 static krx_task *find_work(krx_sched *s)
 {
 	krx_task *t;
@@ -382,17 +391,15 @@ static krx_task *find_work(krx_sched *s)
 		 * tick only. */
 		if (!s->overdue && (s->tick & 15) == 1 && krx_injectq_overdue(&S.inject))
 			s->overdue = krx_injectq_take(&S.inject, OVERDUE_BATCH);
-		if ((t = s->overdue)) {
-			s->overdue = t->next;
+		if ((t = take_overdue(s)))
 			return t;
-		}
 	}
 	/* The task the last one woke runs next (within its streak). Then the
 	 * inbox and the run queue take turns: a bound task that yields goes
 	 * to the inbox, and must neither keep the ring from running nor be
 	 * kept from running by it. */
-	if (s->rq.lifo && s->rq.streak < KRX_LIFO_STREAK)
-		return krx_runq_get(&s->rq);
+	if ((t = krx_runq_get_lifo(&s->rq)))
+		return t;
 	if ((s->tick & 2) && !krx_inbox_empty(&s->inbox) && (t = krx_inbox_pop(&s->inbox)))
 		return t;
 	if (s->tick % TIMERS_EVERY == 0)
@@ -402,10 +409,8 @@ static krx_task *find_work(krx_sched *s)
 	fire_timers(s);
 	if ((t = krx_runq_get(&s->rq)) || (t = inbox_or_inject(s)))
 		return t;
-	if ((t = s->overdue)) {
-		s->overdue = t->next;
+	if ((t = take_overdue(s)))
 		return t;
-	}
 	if (krx_poll_now(s) && (t = krx_runq_get(&s->rq)))
 		return t;
 
