@@ -603,6 +603,18 @@ static inline void account(krx_sched *s, krx_task *t)
 	AO_store(&t->reductions, AO_load(&t->reductions) + (AO_t)spent);
 }
 
+/*
+ * t has ended. Its park sequence number stays in the state word: the next
+ * task in this structure (the slot's next process) goes on counting from
+ * it, so a timer armed by one of t's parks can never match a park of its
+ * successor (krx_task_init). Relaxed: t is in no queue and parked nowhere;
+ * whoever reuses the structure gets it through the table's release.
+ */
+static inline void mark_done(krx_task *t)
+{
+	AO_store(&t->state, (AO_load(&t->state) & ~(AO_t)(KRX_ST_SEQ_ONE - 1)) | KRX_DONE);
+}
+
 /* What becomes of t, which has switched out of s's CPU for s->reason.
  * Runs on the scheduler's stack, or, after a direct switch, on the stack of
  * the task that runs next (which then waits for this to finish). */
@@ -626,7 +638,7 @@ static void switched_out(krx_sched *s, krx_task *t, bool may_defer)
 		break;
 	case KRX_SW_EXIT:
 		release_stack(s, t);
-		AO_store(&t->state, KRX_DONE);
+		mark_done(t);
 		S.cfg.hooks.task_exit(t);
 		break;
 	case KRX_SW_PARK: {
@@ -693,7 +705,7 @@ static void run_task(krx_sched *s, krx_task *t)
 {
 	if (!t->stack && !give_stack(s, t)) {
 		krx_sched_log("krill: out of stack address space; a process could not start");
-		AO_store(&t->state, KRX_DONE);
+		mark_done(t);
 		S.cfg.hooks.task_exit(t);
 		return;
 	}
@@ -1064,5 +1076,5 @@ void krx_task_discard(krx_task *t)
 		t->stack = NULL;
 		AO_fetch_and_sub1(&S.stacks_in_use);
 	}
-	AO_store(&t->state, (AO_load(&t->state) & ~(AO_t)KRX_ST_STATUS) | KRX_DONE);
+	mark_done(t);
 }

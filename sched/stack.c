@@ -1,7 +1,7 @@
 /*
  * stack.c - the stack pool: coroutine stacks carved from MAP_NORESERVE
  * reservations, a guard below each, recycled through per-scheduler caches and
- * a shared lock-free free list.
+ * a shared free list under a lock.
  *
  * A region is slots_per_region slots; a slot is one guard page followed by
  * stack_size usable bytes. The kernel commits a page only when a coroutine
@@ -14,14 +14,17 @@
  *    reached through an acquire ordered after that store: the carver's load
  *    of nregions, or the free list's acquire chain (every id on the list was
  *    carved before it was pushed).
- *  - The shared free list is an idxstack (idxstack.h): no ABA, no
- *    double-width CAS.
+ *  - The shared free list is a stack of slot ids under free_lock. The
+ *    schedulers' caches take and give stacks in batches of half a cache,
+ *    so the lock is taken once per KRX_STACK_CACHE / 2 stacks; a lock
+ *    instead of a lock-free stack because a tagged lock-free pop can be
+ *    fooled once its tag wraps (a pop stalled through 2^32 changes of the
+ *    head), and nothing here is hot enough to need one.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "stack.h"
-#include "idxstack.h"
 #include "san.h"
 
 #include <errno.h>
@@ -279,31 +282,33 @@ static krx_stack *carve(krx_stack_pool *pool)
 	return st;
 }
 
-static unsigned *link_at(void *pool, uint32_t id)
-{
-	return link_of(pool, id);
-}
-
-/* Push v[0..k) as one chain with one CAS; v[0] ends up on top. */
+/* Push v[0..k) as one chain; v[0] ends up on top. */
 static void push_batch(krx_stack_pool *pool, krx_stack **v, uint32_t k)
 {
-	/* Relaxed: nobody can reach these links before the push publishes them. */
+	/* The links of stacks we hold are ours until the push. */
 	for (uint32_t j = 0; j + 1 < k; j++)
-		AO_int_store(link_of(pool, v[j]->id), v[j + 1]->id + 1);
-	/* Count before pushing, uncount after popping: nfree never falls below
-	 * the list's real length, so it cannot wrap. Relaxed: a statistic. */
-	AO_fetch_and_add(&pool->nfree, k);
-	krx_idxstack_push(&pool->free_head, link_at, pool, v[0]->id, v[k - 1]->id);
+		*link_of(pool, v[j]->id) = v[j + 1]->id + 1;
+	pthread_mutex_lock(&pool->free_lock);
+	*link_of(pool, v[k - 1]->id) = pool->free_top;
+	pool->free_top = v[0]->id + 1;
+	/* Relaxed: written under the lock, read racily by the stats. */
+	AO_store(&pool->nfree, AO_load(&pool->nfree) + k);
+	pthread_mutex_unlock(&pool->free_lock);
 }
 
-static krx_stack *pop(krx_stack_pool *pool)
+/* Pop up to max stacks into out (the most recently pushed first). */
+static uint32_t pop_batch(krx_stack_pool *pool, krx_stack **out, uint32_t max)
 {
-	int64_t id = krx_idxstack_pop(&pool->free_head, link_at, pool);
-	if (id < 0)
-		return NULL;
-	/* Relaxed: a statistic (see push_batch). */
-	AO_fetch_and_sub1(&pool->nfree);
-	return slot_of(pool, (uint32_t)id);
+	uint32_t k = 0;
+	pthread_mutex_lock(&pool->free_lock);
+	while (k < max && pool->free_top) {
+		uint32_t id = pool->free_top - 1;
+		pool->free_top = *link_of(pool, id);
+		out[k++] = slot_of(pool, id);
+	}
+	AO_store(&pool->nfree, AO_load(&pool->nfree) - k);
+	pthread_mutex_unlock(&pool->free_lock);
+	return k;
 }
 
 /*
@@ -383,8 +388,13 @@ int krx_stack_pool_init(krx_stack_pool *pool, const krx_stack_opts *opts)
 	AO_store(&pool->mprotect_left, (AO_t)budget);
 	if ((err = pthread_mutex_init(&pool->grow_lock, NULL)))
 		return -err;
+	if ((err = pthread_mutex_init(&pool->free_lock, NULL))) {
+		pthread_mutex_destroy(&pool->grow_lock);
+		return -err;
+	}
 	if ((err = map_region(pool, &pool->regions[0]))) {
 		pthread_mutex_destroy(&pool->grow_lock);
+		pthread_mutex_destroy(&pool->free_lock);
 		return err;
 	}
 	AO_store(&pool->nregions, 1);
@@ -402,6 +412,7 @@ void krx_stack_pool_destroy(krx_stack_pool *pool)
 		free(pool->regions[r].next);
 	}
 	pthread_mutex_destroy(&pool->grow_lock);
+	pthread_mutex_destroy(&pool->free_lock);
 	memset(pool, 0, sizeof *pool);
 }
 
@@ -411,7 +422,11 @@ krx_stack *krx_stack_get(krx_stack_pool *pool, krx_stack_cache *cache)
 
 	if (cache && cache->n)
 		return cache->v[--cache->n];
-	if ((st = pop(pool)))
+	/* Refill half the cache under one lock: the shared list is touched
+	 * once per KRX_STACK_CACHE / 2 stacks a scheduler takes. */
+	if (cache && (cache->n = pop_batch(pool, cache->v, KRX_STACK_CACHE / 2)))
+		return cache->v[--cache->n];
+	if (!cache && pop_batch(pool, &st, 1))
 		return st;
 	return carve(pool);
 }

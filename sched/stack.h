@@ -55,7 +55,7 @@ typedef struct krx_stack_cache {
 typedef struct krx_stack_region {
 	char *base;          /* the reservation */
 	krx_stack *slots;    /* metadata, one per slot */
-	uint32_t *next;      /* free-list links (slot ids + 1; 0 ends), read atomically */
+	uint32_t *next;      /* free-list links (slot ids + 1; 0 ends), under free_lock */
 	uint32_t guarded;    /* slots [0, guarded) got MADV_GUARD_INSTALL when mapped */
 } krx_stack_region;
 
@@ -63,8 +63,9 @@ typedef struct krx_stack_pool {
 	size_t stack_size, slot_size, keep_bytes, page;
 	uint32_t slots_per_region;
 	krx_guard_kind best;            /* what the probe found works */
-	AO_t free_head;                 /* tagged: (tag << 32) | (slot id + 1) */
-	AO_t nfree;                     /* stacks on the shared free list */
+	pthread_mutex_t free_lock;      /* the shared free list: */
+	uint32_t free_top;              /* slot id + 1 of its top; 0: empty */
+	AO_t nfree;                     /* stacks on it (read racily by the stats) */
 	AO_t carved;                    /* slot ids taken by carvers (fetch-and-add); ids whose
 	                                 * region could not be mapped are lost, so stats count
 	                                 * carved slots from guards[] */

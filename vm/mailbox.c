@@ -27,7 +27,10 @@ void krx_mailbox_open(krx_mailbox *mb, uint32_t serial)
 {
 	mb->head = mb->tail = NULL;
 	AO_store(&mb->handoff, 0);
-	AO_store(&mb->stacked, 0);
+	/* Not stacked: a sender of the last incarnation may add its count
+	 * after this (its push won, then it was set aside); the close took
+	 * that count off already, so left alone the balance comes back to 0
+	 * (see krx_mailbox_len). */
 	AO_store(&mb->queued, 0);
 	/* Release: a sender whose CAS sees this serial sees the rest reset. */
 	AO_store_release(&mb->in, WORD(serial, 0));
@@ -76,8 +79,11 @@ size_t krx_mailbox_len(krx_mailbox *mb)
 {
 	/* Relaxed: each counter is exact, their sum a snapshot (a drain moves
 	 * messages from one to the other). A hand-off not yet taken counts as
-	 * one. The stacked count may be seen below zero for a moment: a drain
-	 * can subtract before a sender's add lands. */
+	 * one. The stacked count is a balance that outlives incarnations:
+	 * every push that wins adds its count after its CAS, and the drain or
+	 * the close that takes those messages off the stack subtracts it. It
+	 * may be seen below zero for a moment (the subtraction landed first,
+	 * perhaps in a later incarnation), never above the truth. */
 	long stacked = (long)AO_load(&mb->stacked);
 	size_t n = (stacked > 0 ? (size_t)stacked : 0) + AO_load(&mb->queued);
 	return n + (AO_load(&mb->handoff) != 0);
@@ -249,8 +255,15 @@ void krx_mailbox_close(krx_mailbox *mb, uint32_t serial, krx_msg_cache *c,
 	close_chain(oldest_first((krx_msg *)AO_load(&mb->handoff)), c, late, ctx);
 	AO_store(&mb->handoff, 0);
 	AO_t low = w & PTR_MASK;
-	if (IS_MSG(low))
-		close_chain(oldest_first((krx_msg *)low), c, late, ctx);
+	if (IS_MSG(low)) {
+		krx_msg *chain = oldest_first((krx_msg *)low);
+		AO_t k = 0;
+		for (krx_msg *m = chain; m; m = m->next)
+			k++;
+		/* Relaxed: a figure, balanced against the pushes' adds. */
+		AO_fetch_and_add(&mb->stacked, (AO_t)0 - k);
+		close_chain(chain, c, late, ctx);
+	}
 }
 
 /* ---- receive ---- */

@@ -1,17 +1,36 @@
 /*
  * proc.c - the process table: pids, spawn, exit, and looking processes up.
  *
- * The table is max_procs slots. Slot structures are allocated a chunk at a
- * time, on first use, and kept until the VM stops (type-stable: see proc.h).
- * Free slots are kept on a lock-free stack of indices (idxstack.h: no ABA,
- * no double-width CAS); indices never used yet are handed out by a counter.
+ * The table has room for max_procs live processes plus a little slack (see
+ * below). Slot structures are allocated a chunk at a time, on first use,
+ * and kept until the VM stops (type-stable: see proc.h).
+ *
+ * Pids live long. A pid is a slot index and that slot's serial, bumped at
+ * every reuse; a pid is reused only when its slot's serial comes round
+ * again, and Erlang promises that this does not happen while the pid can
+ * still be referred to in practice. So a freed slot is not handed out
+ * again soon: freed slots queue up first in first out, and are reused only
+ * while more than krx_slot_policy.cool others wait behind them (never-used
+ * slots are taken meanwhile); a slot therefore comes back at most once per
+ * `cool` process ends, and a pid recurs only after 2^24 of its slot's
+ * incarnations, about 2^36 process ends (a last-in first-out list brought a
+ * busy slot's pid back after 2^24 spawns: seconds).
+ *
+ * The shared queue is under a mutex, and each scheduler moves slots to and
+ * from it a batch at a time (krx_slot_cache), so spawn and exit take the
+ * lock once per `batch`. A pop that cannot be fooled by a stale head needs
+ * no tag. The live-process limit is kept by the `alive` count itself; the
+ * table has 2 * batch slots per scheduler more than max_procs, the most the
+ * schedulers' caches can hold, so a spawn under the limit always finds a
+ * slot.
  *
  * Invariants:
  *  - live_pid is the pid from the moment spawn publishes it until the exit
- *    hook clears it, and 0 otherwise; kr_is_alive and kr_info trust it.
- *  - A slot goes back on the free stack only after its process has fully
- *    exited: its mailbox is closed, so no message can land in it, and its
- *    task will never be queued again.
+ *    hook clears it, and 0 otherwise; kr_is_alive and kr_info trust it, and
+ *    every sender tests it before pushing (krx_proc_live).
+ *  - A slot goes back for reuse only after its process has fully exited:
+ *    its mailbox is closed, so no message can land in it, and its task
+ *    will never be queued again.
  */
 #include "proc.h"
 
@@ -22,7 +41,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "idxstack.h"
 #include "io.h"
 #include "mi.h"
 #include "registry.h"
@@ -33,12 +51,16 @@
 #define CHUNK KRX_PROC_CHUNK
 
 struct krx_proc_table krx_proc_table;
+krx_slot_policy_t krx_slot_policy = KRX_SLOT_POLICY_DEFAULT;
 
 static struct {
 	size_t nchunks;
-	pthread_mutex_t grow;
-	AO_t free_head;
-	AO_t fresh;            /* never-used indices start here */
+	size_t max_alive;      /* max_procs */
+	krx_slot_policy_t policy;
+	pthread_mutex_t lock;  /* the queue of free slots, fresh, and growing the table */
+	unsigned q_head, q_tail; /* index + 1 of the oldest and newest free slot; 0: none */
+	size_t q_n;
+	AO_t fresh;            /* never-used indices start here (written under the lock) */
 	AO_t alive;
 	AO_t spawned;
 } T;
@@ -50,17 +72,28 @@ static krx_proc *slot_at(uint64_t idx)
 	return c ? &c[idx & (CHUNK - 1)] : NULL;
 }
 
-int krx_procs_init(size_t max_procs)
+size_t krx_procs_slack(unsigned schedulers)
+{
+	krx_slot_policy_t pol = krx_slot_policy;
+	return (size_t)schedulers * 2 * (pol.batch ? pol.batch : 1);
+}
+
+int krx_procs_init(size_t max_procs, unsigned schedulers)
 {
 	memset(&T, 0, sizeof T);
-	if (max_procs > ((size_t)1 << KRX_PID_INDEX_BITS))
+	T.policy = krx_slot_policy;
+	if (!T.policy.batch)
+		T.policy.batch = 1;
+	size_t slots = max_procs + krx_procs_slack(schedulers);
+	if (slots > ((size_t)1 << KRX_PID_INDEX_BITS))
 		return KR_EINVAL;
-	T.nchunks = (max_procs + CHUNK - 1) / CHUNK;
+	T.max_alive = max_procs;
+	T.nchunks = (slots + CHUNK - 1) / CHUNK;
 	krx_proc_table.chunks = krx_calloc_raw(T.nchunks, sizeof *krx_proc_table.chunks);
 	if (!krx_proc_table.chunks)
 		return KR_ENOMEM;
-	krx_proc_table.max = max_procs;
-	pthread_mutex_init(&T.grow, NULL);
+	krx_proc_table.max = slots;
+	pthread_mutex_init(&T.lock, NULL);
 	return 0;
 }
 
@@ -76,47 +109,111 @@ uint64_t krx_procs_spawned(void)
 
 /* ---- slot allocation ---- */
 
+static krx_slot_cache *slot_cache(krx_sched *s)
+{
+	return s ? &((krx_vm_local *)s->vm_local)->slots : NULL;
+}
+
+/* Under the lock: make sure the chunk holding idx exists. */
 static bool ensure_chunk(uint64_t idx)
 {
 	AO_t *cp = &krx_proc_table.chunks[idx >> CHUNK_BITS];
-	if (AO_load_acquire(cp))
+	if (AO_load(cp))
 		return true;
-	pthread_mutex_lock(&T.grow);
-	bool ok = true;
-	if (!AO_load(cp)) {
-		krx_proc *c = krx_calloc_raw(CHUNK, sizeof *c);
-		/* Release: a reader that sees the chunk sees it zeroed. */
-		if (c)
-			AO_store_release(cp, (AO_t)c);
-		ok = c != NULL;
-	}
-	pthread_mutex_unlock(&T.grow);
-	return ok;
+	krx_proc *c = krx_calloc_raw(CHUNK, sizeof *c);
+	/* Release: a reader that sees the chunk sees it zeroed. */
+	if (c)
+		AO_store_release(cp, (AO_t)c);
+	return c != NULL;
 }
 
-static unsigned *free_link(void *ctx, uint32_t idx)
+/* Under the lock: the oldest free slot if enough wait behind it (or the
+ * table has no fresh ones left), else a fresh one; -1 if none. */
+static int64_t next_free_locked(void)
 {
-	(void)ctx;
-	return &slot_at(idx)->free_next;
-}
-
-static int64_t take_slot(void)
-{
-	int64_t idx = krx_idxstack_pop(&T.free_head, free_link, NULL);
-	if (idx >= 0)
+	size_t fresh = AO_load(&T.fresh);
+	if (T.q_n > T.policy.cool || (T.q_n && fresh >= krx_proc_table.max)) {
+		uint32_t idx = T.q_head - 1;
+		T.q_head = slot_at(idx)->free_next;
+		if (!T.q_head)
+			T.q_tail = 0;
+		T.q_n--;
 		return idx;
-	/* Relaxed: the counter only has to hand each index out once. */
-	AO_t fresh = AO_fetch_and_add1(&T.fresh);
-	if (fresh >= krx_proc_table.max) {
-		AO_fetch_and_sub1(&T.fresh);
-		return -1;
 	}
-	return ensure_chunk(fresh) ? (int64_t)fresh : -1;
+	if (fresh >= krx_proc_table.max || !ensure_chunk(fresh))
+		return -1;
+	AO_store(&T.fresh, fresh + 1); /* relaxed: written under the lock */
+	return (int64_t)fresh;
 }
 
-static void give_slot(uint32_t idx)
+/* Under the lock: queue the chain first..last (n slots, oldest first). */
+static void queue_locked(unsigned first, unsigned last, size_t n)
 {
-	krx_idxstack_push(&T.free_head, free_link, NULL, idx, idx);
+	if (T.q_tail)
+		slot_at(T.q_tail - 1)->free_next = first;
+	else
+		T.q_head = first;
+	T.q_tail = last;
+	slot_at(last - 1)->free_next = 0;
+	T.q_n += n;
+}
+
+static int64_t take_slot(krx_sched *s)
+{
+	krx_slot_cache *c = slot_cache(s);
+	if (c && c->nready) {
+		uint32_t idx = c->ready - 1;
+		c->ready = slot_at(idx)->free_next;
+		c->nready--;
+		return idx;
+	}
+	pthread_mutex_lock(&T.lock);
+	int64_t idx = next_free_locked();
+	/* A scheduler takes a batch: the lock once per batch of spawns. */
+	for (unsigned k = 1; c && idx >= 0 && k < T.policy.batch; k++) {
+		int64_t more = next_free_locked();
+		if (more < 0)
+			break;
+		slot_at((uint64_t)more)->free_next = c->ready;
+		c->ready = (unsigned)more + 1;
+		c->nready++;
+	}
+	pthread_mutex_unlock(&T.lock);
+	return idx;
+}
+
+static void give_slot(krx_sched *s, uint32_t idx)
+{
+	krx_slot_cache *c = slot_cache(s);
+	slot_at(idx)->free_next = 0;
+	if (!c) {
+		pthread_mutex_lock(&T.lock);
+		queue_locked(idx + 1, idx + 1, 1);
+		pthread_mutex_unlock(&T.lock);
+		return;
+	}
+	if (c->freed_tail)
+		slot_at(c->freed_tail - 1)->free_next = idx + 1;
+	else
+		c->freed_head = idx + 1;
+	c->freed_tail = idx + 1;
+	if (++c->nfreed < T.policy.batch)
+		return;
+	pthread_mutex_lock(&T.lock);
+	queue_locked(c->freed_head, c->freed_tail, c->nfreed);
+	pthread_mutex_unlock(&T.lock);
+	c->freed_head = c->freed_tail = 0;
+	c->nfreed = 0;
+}
+
+/* Count one more live process, unless max_procs are alive. */
+static bool reserve_alive(void)
+{
+	/* Relaxed: a counter; only its own atomicity matters. */
+	if (AO_fetch_and_add1(&T.alive) < T.max_alive)
+		return true;
+	AO_fetch_and_sub1(&T.alive);
+	return false;
 }
 
 /* ---- names ----
@@ -161,7 +258,15 @@ static void take_signals(krx_proc *p)
 	/* Acquire: pairs with the sender's release; the signal is in. */
 	if (!AO_load_acquire(&p->sigs))
 		return;
+	/* Full fence between clearing the flag and looking at the mailbox:
+	 * a sender pushes (CAS), then sets the flag. Without the fence our
+	 * clear could wait in the store buffer while the take below reads the
+	 * mailbox word from before a later sender's push, and then land after
+	 * that sender's flag: its signal (a kill) would sit unseen until the
+	 * next one. With it, either the take sees the push, or the clear is
+	 * ordered before the push and so before the sender's flag. */
 	AO_store(&p->sigs, 0);
+	AO_nop_full();
 	(void)krx_mailbox_take(&p->mbox); /* ends the process if one says so */
 }
 
@@ -193,9 +298,14 @@ static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
 		if (!(pool = krx_sched_pool_for(opts->stack_size)))
 			return KR_ENOMEM;
 	}
-	int64_t idx = take_slot();
-	if (idx < 0)
+	if (!reserve_alive())
 		return KR_ELIMIT;
+	krx_sched *s = krx_sched_self();
+	int64_t idx = take_slot(s);
+	if (idx < 0) {
+		AO_fetch_and_sub1(&T.alive);
+		return KR_ENOMEM; /* a chunk of the table could not be made */
+	}
 	krx_proc *p = slot_at((uint64_t)idx);
 	uint32_t serial = (p->serial + 1) & ((1u << KRX_PID_SERIAL_BITS) - 1);
 	if (!serial)
@@ -225,12 +335,12 @@ static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
 		if (x)
 			krx_proc_ext_reset(x);
 		krx_mailbox_close(&p->mbox, serial, NULL, NULL, NULL);
-		give_slot((uint32_t)idx);
+		give_slot(s, (uint32_t)idx);
+		AO_fetch_and_sub1(&T.alive);
 		return err;
 	}
-	/* Relaxed counters; release for live_pid: whoever sees the pid alive
+	/* A relaxed counter; release for live_pid: whoever sees the pid alive
 	 * sees the process set up. */
-	AO_fetch_and_add1(&T.alive);
 	AO_fetch_and_add1(&T.spawned);
 	AO_store_release(&p->live_pid, (AO_t)pid);
 	krx_task_spawn(&p->task);
@@ -306,8 +416,10 @@ void krx_proc_exited(krx_task *t)
 	if ((x = krx_proc_ext_peek(p)))
 		krx_proc_ext_reset(x);
 	p->ending = 0;
+	/* The slot first, then the count: a spawn that the count lets in
+	 * finds a slot (see the top). */
+	give_slot(krx_sched_self(), (uint32_t)KRX_PID_INDEX(pid));
 	AO_fetch_and_sub1(&T.alive);
-	give_slot((uint32_t)KRX_PID_INDEX(pid));
 }
 
 void krx_proc_name(krx_task *t, char *buf, size_t len)
@@ -344,7 +456,7 @@ void krx_procs_free(void)
 	for (size_t c = 0; c < T.nchunks; c++)
 		krx_free_raw((void *)krx_proc_table.chunks[c]);
 	krx_free_raw(krx_proc_table.chunks);
-	pthread_mutex_destroy(&T.grow);
+	pthread_mutex_destroy(&T.lock);
 	memset(&T, 0, sizeof T);
 	memset(&krx_proc_table, 0, sizeof krx_proc_table);
 }

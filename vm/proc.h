@@ -41,7 +41,7 @@ typedef struct krx_proc {
 	krx_task task;         /* first: a task pointer is a process pointer */
 	AO_t live_pid;         /* the pid while alive, 0 once it has exited */
 	uint32_t serial;       /* of the current or last incarnation */
-	unsigned free_next;    /* index + 1 of the next free slot */
+	unsigned free_next;    /* index + 1 of the next free slot (proc.c) */
 	krx_mailbox mbox;
 	krx_heap heap;
 	kr_fn *user_fn;        /* what the process runs */
@@ -77,7 +77,27 @@ static inline krx_proc *krx_proc_self(void)
 	return (krx_proc *)krx_task_self();
 }
 
-int krx_procs_init(size_t max_procs);
+/* How freed slots are reused (proc.c); tests of slot-reuse races set it
+ * before kr_vm_start. */
+typedef struct krx_slot_policy_t {
+	unsigned batch; /* slots moved between a scheduler and the shared list at once */
+	unsigned cool;  /* a freed slot is reused only behind this many others */
+} krx_slot_policy_t;
+#define KRX_SLOT_POLICY_DEFAULT ((krx_slot_policy_t){ .batch = 32, .cool = 4096 })
+extern krx_slot_policy_t krx_slot_policy;
+
+/* A scheduler's share of the free slots (vm.h's krx_vm_local holds one):
+ * slots taken from the shared queue to hand out, and slots freed here not
+ * yet given back. Index + 1 chains through free_next; 0 ends them. */
+typedef struct krx_slot_cache {
+	unsigned ready, nready;
+	unsigned freed_head, freed_tail, nfreed;
+} krx_slot_cache;
+
+/* Slots the table has beyond max_procs for n schedulers' caches. */
+size_t krx_procs_slack(unsigned schedulers);
+/* KR_EINVAL if max_procs and the slack do not fit the pid's index. */
+int krx_procs_init(size_t max_procs, unsigned schedulers);
 /* Free every process still alive (the schedulers are stopped) and the table. */
 void krx_procs_free(void);
 /* The structure a pid names, whoever lives there now; NULL if the pid is
@@ -92,6 +112,21 @@ static inline krx_proc *krx_proc_slot(kr_pid pid)
 	/* Acquire: pairs with the release that published the chunk. */
 	krx_proc *c = (krx_proc *)AO_load_acquire(&krx_proc_table.chunks[idx >> KRX_PROC_CHUNK_BITS]);
 	return c ? &c[idx & (KRX_PROC_CHUNK - 1)] : NULL;
+}
+/*
+ * The process pid names if it is alive, else NULL: what every sender
+ * (messages, signals) tests first. The push's CAS then settles a race with
+ * an exit that comes after this test: the mailbox word keeps the low 16
+ * bits of the serial, so a message could land in a later process only if
+ * this slot went through 65,536 incarnations between the test and the CAS,
+ * each needing krx_slot_policy.cool other process ends (see proc.c).
+ */
+static inline krx_proc *krx_proc_live(kr_pid pid)
+{
+	krx_proc *p = krx_proc_slot(pid);
+	/* Acquire: pairs with spawn's release of live_pid; the process is set
+	 * up. */
+	return p && (kr_pid)AO_load_acquire(&p->live_pid) == pid ? p : NULL;
 }
 size_t krx_procs_alive(void);
 uint64_t krx_procs_spawned(void);

@@ -157,7 +157,7 @@ _Noreturn void krx_proc_end(krx_proc *p)
 enum krx_push krx_signal_send(krx_sched *s, kr_pid from, kr_pid to, unsigned kind, kr_ref ref,
                               uint64_t tag, const void *payload, size_t len)
 {
-	krx_proc *p = krx_proc_slot(to);
+	krx_proc *p = krx_proc_live(to);
 	if (!p)
 		return KRX_PUSH_DEAD;
 	/* Messages this scheduler holds for delivery go first: a signal must

@@ -30,10 +30,12 @@ static AO_t host_calls; /* host-thread calls inside the VM now */
 
 int krx_vm_enter_host(void)
 {
-	/* Full, then a load: Dekker with kr_vm_stop's store and load. */
+	/* Full, then a load: Dekker with kr_vm_stop's store and load. The
+	 * load is an acquire too: it pairs with kr_vm_start's release, so a
+	 * caller that finds the door open sees the VM built behind it. */
 	AO_fetch_and_add1_full(&host_calls);
 	AO_nop_full();
-	if (AO_load(&accepting))
+	if (AO_load_acquire(&accepting))
 		return 0;
 	AO_fetch_and_sub1_release(&host_calls);
 	return KR_ESTOPPED;
@@ -59,7 +61,8 @@ KR_API int kr_vm_start(const kr_config *user)
 		cfg.max_message = DEFAULT_MAX_MESSAGE;
 	if (!cfg.watchdog_ms)
 		cfg.watchdog_ms = DEFAULT_WATCHDOG_MS;
-	if (cfg.schedulers > 1024 || cfg.max_procs > ((size_t)1 << KRX_PID_INDEX_BITS) ||
+	if (cfg.schedulers > 1024 ||
+	    cfg.max_procs > ((size_t)1 << KRX_PID_INDEX_BITS) - krx_procs_slack(cfg.schedulers) ||
 	    (cfg.stack_size && (cfg.stack_size < KRX_MIN_STACK || cfg.stack_size > KRX_MAX_STACK)))
 		return KR_EINVAL;
 
@@ -67,7 +70,7 @@ KR_API int kr_vm_start(const kr_config *user)
 	int err = KR_EEXIST;
 	if (krx_sched_running())
 		goto out;
-	if ((err = krx_procs_init(cfg.max_procs)))
+	if ((err = krx_procs_init(cfg.max_procs, cfg.schedulers)))
 		goto out;
 	if ((err = krx_registry_init())) {
 		krx_procs_free();
@@ -309,7 +312,7 @@ static int deliver(krx_sched *s, krx_proc *self, kr_pid to, krx_msg *m)
 {
 	/* Relaxed: our own pid, written before we first ran. */
 	m->pub.sender = self ? (kr_pid)AO_load(&self->live_pid) : 0;
-	krx_proc *p = krx_proc_slot(to);
+	krx_proc *p = krx_proc_live(to);
 	uint32_t serial = (uint32_t)KRX_PID_SERIAL(to);
 	enum krx_push r = KRX_PUSH_DEAD;
 	if (p && s && krx_sched_deferred(s) == &p->task) {

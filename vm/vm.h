@@ -20,6 +20,7 @@
 typedef struct krx_vm_local {
 	krx_outbox outbox;
 	krx_msg_cache msgs;
+	krx_slot_cache slots; /* free process slots (proc.c) */
 	uint64_t refs;        /* references made here (krx_ref_new) */
 } krx_vm_local;
 
