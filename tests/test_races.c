@@ -11,7 +11,7 @@
  *  - the mailbox length of a new process counting its predecessor's message;
  *  - the stack pool handing one stack out twice.
  *
- * Slot reuse: krill reuses a freed process slot only after thousands of
+ * Slot reuse: krill reuses a freed process slot only after a thousand
  * others (proc.c), so that pids live long. Tests of what happens when a
  * slot *is* reused ask for quick reuse through krx_slot_policy (a free
  * slot is handed out again at once), which is how krill behaved when
@@ -196,7 +196,7 @@ static void slot_churn(void *arg)
 	VM_CHECK(shortest >= REUSE_GAP, "a slot came back after %d spawns", shortest);
 }
 
-Test(races, a_freed_slot_comes_back_only_after_thousands_of_spawns)
+Test(races, a_freed_slot_comes_back_only_after_a_thousand_spawns)
 {
 	vm_start(1);
 	kr_pid p = vm_spawn(slot_churn, NULL);

@@ -41,7 +41,6 @@ typedef struct krx_proc {
 	krx_task task;         /* first: a task pointer is a process pointer */
 	AO_t live_pid;         /* the pid while alive, 0 once it has exited */
 	uint32_t serial;       /* of the current or last incarnation */
-	unsigned free_next;    /* index + 1 of the next free slot (proc.c) */
 	krx_mailbox mbox;
 	krx_heap heap;
 	kr_fn *user_fn;        /* what the process runs */
@@ -83,15 +82,17 @@ typedef struct krx_slot_policy_t {
 	unsigned batch; /* slots moved between a scheduler and the shared list at once */
 	unsigned cool;  /* a freed slot is reused only behind this many others */
 } krx_slot_policy_t;
-#define KRX_SLOT_POLICY_DEFAULT ((krx_slot_policy_t){ .batch = 32, .cool = 4096 })
+#define KRX_SLOT_POLICY_DEFAULT ((krx_slot_policy_t){ .batch = 32, .cool = 1024 })
 extern krx_slot_policy_t krx_slot_policy;
 
 /* A scheduler's share of the free slots (vm.h's krx_vm_local holds one):
- * slots taken from the shared queue to hand out, and slots freed here not
- * yet given back. Index + 1 chains through free_next; 0 ends them. */
+ * slots taken from the shared queue to hand out (from the end), and slots
+ * freed here not yet given back (oldest first). */
+#define KRX_SLOT_BATCH_MAX 64
 typedef struct krx_slot_cache {
-	unsigned ready, nready;
-	unsigned freed_head, freed_tail, nfreed;
+	unsigned nready, nfreed;
+	uint32_t ready[KRX_SLOT_BATCH_MAX];
+	uint32_t freed[KRX_SLOT_BATCH_MAX];
 } krx_slot_cache;
 
 /* Slots the table has beyond max_procs for n schedulers' caches. */
