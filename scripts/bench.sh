@@ -105,6 +105,13 @@ page=${KR_BENCH_PAGE:-}
 [ -z "$page" ] && [ "$whole" -eq 1 ] && page=docs/BENCHMARKS.md
 [ "$page" = none ] && page=
 
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# A BEAM that crashes writes erl_crash.dump into the current directory (the
+# repository's root) unless told otherwise: into $tmp, where a failed run's
+# report quotes its slogan (the reason), and the next run starts without it.
+export ERL_CRASH_DUMP=$tmp/erl_crash.dump
+
 # The BEAM, if there is one: compile the Erlang side every time (a second or
 # two), so a stale build/erlang can never be measured.
 have_beam=0
@@ -191,8 +198,6 @@ t_start=$(date +%s)
 
 # --- running ------------------------------------------------------------------
 
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 failures=0
 
 # Progress: how many runs in all, so each line can say how far along we are.
@@ -232,7 +237,7 @@ run_one() {
 	printf '  [%d/%d] run %d/%d %-5s ' "$done_runs" "$total" "$r" "$runs" "$impl"
 	local t0 secs rc=0 hb
 	t0=$(date +%s.%N)
-	rm -f "$tmp/hb" "$tmp/cdf"
+	rm -f "$tmp/hb" "$tmp/cdf" "$ERL_CRASH_DUMP"
 	# A run can take a minute or more (cross-scheduler ping-pong on a loaded
 	# machine): every 15 s, say so, with the benchmark's own latest progress
 	# note from its stderr.
@@ -255,6 +260,7 @@ run_one() {
 	if [ "$rc" -ne 0 ] || ! grep -q "^RESULT .* impl=$impl " "$tmp/out"; then
 		printf 'FAILED (exit %d) after %s s: %s\n' "$rc" "$secs" "${cmd[*]}"
 		tail -n 5 "$tmp/err" | sed 's/^/      /'
+		if [ -s "$ERL_CRASH_DUMP" ]; then sed -n 's/^Slogan: /      the BEAM crashed: /p' "$ERL_CRASH_DUMP"; fi
 		echo "FAILED case=$n impl=$impl schedulers=$s exit=$rc" >>"$out"
 		failures=$((failures + 1))
 		return 0
