@@ -15,9 +15,11 @@
 # changes as the host moves the virtual CPUs (on the 2-CPU AMD EPYC guests
 # this was written on, ~110-140 ns while they share a core complex and
 # ~460-520 ns while they do not, flipping from minute to minute). The
-# summary takes the medians of the runs by what the line cost around them:
-# "near" (under 250 ns before and after), "far" (over 350 ns both), and
-# "moved" (the host moved them during the run: not summarised).
+# summary sorts each implementation's runs into bands by their p50 (on a
+# shared machine the runs fall into a few distinct levels, and a median
+# across levels means nothing) and says, for each band, how many of its
+# runs had the line near (under 250 ns before and after) or far (over 350 ns
+# both); the rest saw the host move the CPUs during the run.
 #
 #   scripts/bench-cross.sh [RUNS]      RUNS of each (default 9)
 #
@@ -152,7 +154,8 @@ for r in $(seq "$runs"); do
 done | tee "$tmp/runs"
 echo "# load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "medians by where the host had the two CPUs (line: a cache line's round trip)"
+echo "each implementation's runs by their p50, in bands: how many, their median p50 and p99, and"
+echo "how many of them had the line near (under 250 ns before and after) or far (over 350 ns both)"
 echo
 awk '
 function isort(a, n,    i, j, v) {
@@ -160,22 +163,22 @@ function isort(a, n,    i, j, v) {
 }
 function med(s,    a, n) {
 	n = split(s, a, " "); if (!n) return "-"; isort(a, n)
-	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+	return sprintf("%.0f", n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2)
 }
-$2 == "?" || $3 == "?" || $4 == "?" { next }
+$1 ~ /^#/ || $2 == "?" || $3 == "?" || $4 == "?" { next }
 {
-	c = $2 < 250 && $3 < 250 ? "near" : $2 > 350 && $3 > 350 ? "far" : "moved"
-	k = c SUBSEP $1; n[k]++; line[k] = line[k] " " $2 " " $3; p50[k] = p50[k] " " $4; p99[k] = p99[k] " " $5
+	b = $4 < 600 ? 1 : $4 < 5000 ? 2 : $4 < 50000 ? 3 : 4
+	k = $1 SUBSEP b; n[k]++; p50[k] = p50[k] " " $4; p99[k] = p99[k] " " $5
+	if ($2 < 250 && $3 < 250) near[k]++
+	if ($2 > 350 && $3 > 350) far[k]++
 	if (!($1 in seen)) { seen[$1] = 1; order[++ni] = $1 }
 }
 END {
-	printf "| placement | implementation | runs | line, ns | p50, ns | p99, ns |\n|---|---|---|---|---|---|\n"
-	split("near far moved", cs, " ")
-	for (ci = 1; ci <= 3; ci++)
-		for (i = 1; i <= ni; i++) {
-			k = cs[ci] SUBSEP order[i]
-			if (!n[k]) continue
-			if (cs[ci] == "moved") printf "| moved | %s | %d | - | - | - |\n", order[i], n[k]
-			else printf "| %s | %s | %d | %s | %s | %s |\n", cs[ci], order[i], n[k], med(line[k]), med(p50[k]), med(p99[k])
+	split("under 0.6 us|0.6 to 5 us|5 to 50 us|over 50 us", bn, "|")
+	printf "| implementation | p50 band | runs | line near / far | p50, ns (median) | p99, ns (median) |\n|---|---|---|---|---|---|\n"
+	for (i = 1; i <= ni; i++)
+		for (b = 1; b <= 4; b++) {
+			k = order[i] SUBSEP b
+			if (n[k]) printf "| %s | %s | %d | %d / %d | %s | %s |\n", order[i], bn[b], n[k], near[k], far[k], med(p50[k]), med(p99[k])
 		}
 }' "$tmp/runs"
