@@ -232,7 +232,9 @@ bench: $(B)/krbench $(B)/chat $(B)/chat_load $(B)/.deps-bench
 
 # --- install ----------------------------------------------------------------
 
-$(B)/krill.pc: Makefile
+# Written at every install: it names PREFIX, which a previous install may have set otherwise.
+.PHONY: $(B)/krill.pc
+$(B)/krill.pc:
 	@mkdir -p $(B)
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
 	  'Name: krill' 'Description: Erlang-style process VM for C' 'Version: $(VERSION)' \

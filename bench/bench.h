@@ -96,5 +96,6 @@ int bench_restart(int argc, char **argv);
 int bench_tree(int argc, char **argv);
 int bench_cpu(int argc, char **argv);
 int bench_touch(int argc, char **argv);
+int bench_line(int argc, char **argv);
 
 #endif

@@ -12,6 +12,7 @@
  *     krbench tree [--sups N] [--workers M]
  *     krbench cpu [--jobs N] [--work W] [--reps R] [--check-from T] [--at-start]
  *     krbench touch [--pages N] [--stride-kb K]
+ *     krbench line
  *
  * The VM benchmarks also take --schedulers N (0 = online CPUs) and
  * --timeout SECS (see bench_vm_opts).
@@ -48,6 +49,7 @@ static const struct {
 	  "1 scheduler against all, and against a plain loop" },
 	{ "touch", bench_touch,
 	  "[--pages N] [--stride-kb K]  the machine's cost of a first touch of a page" },
+	{ "line", bench_line, "  the machine's cost of a cache line's round trip between two CPUs" },
 };
 
 #define VM_OPTS "(VM benchmarks also take --schedulers N, 0 = online CPUs, and --timeout SECS)"

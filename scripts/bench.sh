@@ -50,11 +50,13 @@ suite=(
 	"pingpong|||||p99_ns|lower|the same: p99, ns"
 	"pingpong-cross|pingpong --cross --cdf|all|beam|=|p50_ns|lower|ping-pong round trip across two schedulers: p50, ns"
 	"pingpong-cross|||||rtt_mean_ns|lower|the same: mean (which the tail weighs on), ns"
+	"pingpong-cross|||||line_rtt_ns|-|the machine at the start of krill's runs: a cache line's round trip between two CPUs, ns (the floor under the figures above)"
 	"call|call --cdf|1,all|beam|=|p50_ns|lower|request and reply (kr_call; the BEAM: the same call written out), both on one scheduler: p50, ns"
 	"call|||||p99_ns|lower|the same: p99, ns"
 	"call|||||ns_per_call|lower|the same: mean, ns per call"
 	"call-cross|call --cross --cdf|all|beam|=|p50_ns|lower|request and reply across two schedulers: p50, ns"
 	"call-cross|||||rtt_mean_ns|lower|the same: mean, ns"
+	"call-cross|||||line_rtt_ns|-|the machine at the start of krill's runs: a cache line's round trip between two CPUs, ns"
 	"call-gen|call|1,all|beam|call --gen-server|p50_ns|lower|kr_call against gen_server:call, both on one scheduler: p50, ns"
 	"ring|ring|1,all|beam|=|ns_per_msg|lower|ring of 1,000 processes, 1,000 laps: ns per message"
 	"skynet|skynet|1,all|beam|=|secs|lower|skynet, 1,111,111 processes: seconds"
@@ -104,6 +106,13 @@ fi
 page=${KR_BENCH_PAGE:-}
 [ -z "$page" ] && [ "$whole" -eq 1 ] && page=docs/BENCHMARKS.md
 [ "$page" = none ] && page=
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# A BEAM that crashes writes erl_crash.dump into the current directory (the
+# repository's root) unless told otherwise: into $tmp, where a failed run's
+# report quotes its slogan (the reason), and the next run starts without it.
+export ERL_CRASH_DUMP=$tmp/erl_crash.dump
 
 # The BEAM, if there is one: compile the Erlang side every time (a second or
 # two), so a stale build/erlang can never be measured.
@@ -191,8 +200,6 @@ t_start=$(date +%s)
 
 # --- running ------------------------------------------------------------------
 
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 failures=0
 
 # Progress: how many runs in all, so each line can say how far along we are.
@@ -232,7 +239,7 @@ run_one() {
 	printf '  [%d/%d] run %d/%d %-5s ' "$done_runs" "$total" "$r" "$runs" "$impl"
 	local t0 secs rc=0 hb
 	t0=$(date +%s.%N)
-	rm -f "$tmp/hb" "$tmp/cdf"
+	rm -f "$tmp/hb" "$tmp/cdf" "$ERL_CRASH_DUMP"
 	# A run can take a minute or more (cross-scheduler ping-pong on a loaded
 	# machine): every 15 s, say so, with the benchmark's own latest progress
 	# note from its stderr.
@@ -255,6 +262,7 @@ run_one() {
 	if [ "$rc" -ne 0 ] || ! grep -q "^RESULT .* impl=$impl " "$tmp/out"; then
 		printf 'FAILED (exit %d) after %s s: %s\n' "$rc" "$secs" "${cmd[*]}"
 		tail -n 5 "$tmp/err" | sed 's/^/      /'
+		if [ -s "$ERL_CRASH_DUMP" ]; then sed -n 's/^Slogan: /      the BEAM crashed: /p' "$ERL_CRASH_DUMP"; fi
 		echo "FAILED case=$n impl=$impl schedulers=$s exit=$rc" >>"$out"
 		failures=$((failures + 1))
 		return 0

@@ -31,31 +31,64 @@ done
 ulimit -n "$(ulimit -Hn)"
 
 # A port no socket uses now, below the ephemeral range (32768 and up here),
-# where the previous run's 10,000 client sockets may linger.
-port=$(( 10000 + RANDOM % 20000 ))
-while ss -tan 2>/dev/null | awk '{ print $4 }' | grep -q ":$port\$"; do port=$((port + 1)); done
+# where the previous run's 10,000 client sockets may linger (a port there
+# once made the BEAM's server fail with eaddrinuse). Another program may
+# still take it between this look and the server's bind (the machine may be
+# shared): a server that does not start is tried again on another port.
+free_port() {
+	local p=$(( 10000 + RANDOM % 20000 ))
+	while ss -tan 2>/dev/null | awk '{ print $4 }' | grep -q ":$p\$"; do p=$((p + 1)); done
+	echo "$p"
+}
 
 tmp=$(mktemp -d)
+# A BEAM that crashes writes erl_crash.dump into the current directory (the
+# repository's root) unless told otherwise: here, where cleanup removes it.
+export ERL_CRASH_DUMP=$tmp/erl_crash.dump
 server=
-cleanup() {
+stop_server() {
 	if [ -n "$server" ]; then
 		kill "$server" 2>/dev/null || true
 		wait "$server" 2>/dev/null || true
 	fi
+	server=
+}
+cleanup() {
+	stop_server
+	if [ -s "$ERL_CRASH_DUMP" ]; then sed -n 's/^Slogan: /chat-run.sh: the BEAM crashed: /p' "$ERL_CRASH_DUMP" >&2; fi
 	rm -rf "$tmp"
 	return 0
 }
 trap cleanup EXIT
 
-case $impl in
-krill) build/chat --port "$port" --schedulers "$sched" >"$tmp/server" 2>&1 & ;;
-beam) erl +S "$sched:$sched" +P 2000000 +Q 65536 -noshell -pa build/erlang -s chat main \
-	-extra --port "$port" >"$tmp/server" 2>&1 & ;;
-*) echo "chat-run.sh: krill or beam, not '$impl'" >&2; exit 2 ;;
-esac
-server=$!
-for _ in $(seq 200); do grep -q listening "$tmp/server" 2>/dev/null && break; sleep 0.05; done
-grep -q listening "$tmp/server" || { echo "chat-run.sh: the $impl server did not start" >&2; cat "$tmp/server" >&2; exit 1; }
+# start_server: start the server on $port in the background, and wait
+# until it says it listens; 1 if it does not within 10 s.
+start_server() {
+	case $impl in
+	krill) build/chat --port "$port" --schedulers "$sched" >"$tmp/server" 2>&1 & ;;
+	beam) erl +S "$sched:$sched" +P 2000000 +Q 65536 -noshell -pa build/erlang -s chat main \
+		-extra --port "$port" >"$tmp/server" 2>&1 & ;;
+	*) echo "chat-run.sh: krill or beam, not '$impl'" >&2; exit 2 ;;
+	esac
+	server=$!
+	for _ in $(seq 200); do
+		grep -q listening "$tmp/server" 2>/dev/null && return 0
+		kill -0 "$server" 2>/dev/null || break # it ended: no use waiting
+		sleep 0.05
+	done
+	grep -q listening "$tmp/server"
+}
+
+for try in 1 2 3; do
+	port=$(free_port)
+	start_server && break
+	stop_server
+	echo "chat-run.sh: the $impl server did not start on port $port (try $try of 3):" >&2
+	sed 's/^/    /' "$tmp/server" >&2
+	if [ -s "$ERL_CRASH_DUMP" ]; then sed -n 's/^Slogan: /    the BEAM crashed: /p' "$ERL_CRASH_DUMP" >&2; fi
+	rm -f "$ERL_CRASH_DUMP"
+	[ "$try" -lt 3 ] || exit 1
+done
 # The RESULT line, with the server's scheduler count for bench.sh's tables.
 build/chat_load "${load[@]}" --port "$port" --impl "$impl" --timeout "$timeout_s" |
 	sed "s/^\(RESULT bench=chat impl=[a-z]*\) /\1 schedulers=$sched /"

@@ -119,6 +119,7 @@ enum {
 	M_SLOW = 1 << 10,   /* trap exits, and take 100 ms to stop */
 	M_FAIL = 1 << 11,   /* init fails */
 	M_QUIT = 1 << 12,   /* init ends the process (before reporting) */
+	M_BADSTOP = 1 << 13, /* trap exits, and crash when told to stop: log "!x" */
 };
 
 enum { T_CRASH = 1, T_NORMAL, T_SHUTDOWN, T_PING, T_PONG, T_FAULT };
@@ -134,7 +135,7 @@ static int w_init(void *arg)
 	if (v & M_QUIT)
 		kr_exit(KR_EXIT_NORMAL);
 	/* Trap before reporting: the supervisor may stop us right after. */
-	if (v & (M_TRAP | M_IGNORE | M_SLOW))
+	if (v & (M_TRAP | M_IGNORE | M_SLOW | M_BADSTOP))
 		kr_trap_exit(1);
 	atomic_store(&wpid[i], kr_self());
 	ev("+%s", ids[i]);
@@ -158,6 +159,10 @@ static void w_main(void *arg)
 			}
 			if (v & M_SLOW)
 				kr_sleep(100);
+			if (v & M_BADSTOP) {
+				ev("!%s", ids[i]);
+				kr_crash("crashed while stopping");
+			}
 			ev("-%s", ids[i]);
 			kr_exit_reason(&r);
 		}
@@ -681,6 +686,62 @@ Test(sup, shutdown_timeouts_infinity_and_brutal_kill)
 {
 	start_vm(2);
 	run(drv_shutdown, 20000);
+	vm_stop();
+}
+
+/* ---- the report of a stop that did not go as planned ---- */
+
+static atomic_int c_acted;
+
+/* c's init, the first time: end a (crash) and then b (normally) while
+ * their supervisor waits for c to start, so that both of their exits are
+ * queued when it takes a's, and stops b. */
+static int c_init(void *arg)
+{
+	if (!atomic_exchange(&c_acted, 1)) {
+		kr_ref ra = kr_monitor(W(0));
+		kr_send(W(0), T_CRASH, NULL, 0);
+		VM_CHECK(wait_down(ra, NULL, 10000) == 0, "a did not end");
+		kr_ref rb = kr_monitor(W(1));
+		kr_send(W(1), T_NORMAL, NULL, 0);
+		VM_CHECK(wait_down(rb, NULL, 10000) == 0, "b did not end");
+	}
+	return w_init(arg);
+}
+
+static void drv_unclean_stops(void *arg)
+{
+	(void)arg;
+	kr_child_spec specs[] = { wspec(0, M_TRAP), wspec(1, M_TRAP) };
+	kr_sup_flags f = { .strategy = KR_REST_FOR_ONE, .max_restarts = 10 };
+	kr_pid s = kr_sup_start_link(&f, specs, 2, NULL);
+	kr_child_spec c = wspec(2, M_TRAP);
+	c.init = c_init;
+	VM_CHECK(kr_sup_start_child(s, &c, NULL) > 0, "c did not start");
+	/* s now takes a's end: it stops b (which had ended) and c, and restarts
+	 * all three. */
+	P_EV("+a +b +c -c +a +b +c");
+	VM_CHECK(log_lines("child b", "had already ended by itself when it was to be stopped: normal") ==
+	                 1,
+	         "no report that b had ended before it was stopped");
+	/* Told to stop, d crashes instead. */
+	kr_child_spec d = wspec(3, M_BADSTOP);
+	VM_CHECK(kr_sup_start_child(s, &d, NULL) > 0, "d did not start");
+	VM_CHECK(kr_sup_terminate_child(s, "d", 0) == 0, "terminate d");
+	P_EV("+a +b +c -c +a +b +c +d !d");
+	VM_CHECK(log_lines("child d", "ended with another reason than shutdown while being stopped: "
+	                              "error: crashed while stopping") == 1,
+	         "no report that d ended otherwise");
+	/* Those two, and no other stop was unclean (c's was clean). */
+	VM_CHECK(log_lines("while being stopped", NULL) == 1 && log_lines("to be stopped", NULL) == 1,
+	         "other reports of a stop");
+	atomic_store(&drv_done, 1);
+}
+
+Test(sup, a_stop_that_goes_otherwise_is_reported_as_what_happened)
+{
+	start_vm(2);
+	run(drv_unclean_stops, 20000);
 	vm_stop();
 }
 

@@ -78,6 +78,7 @@ typedef struct child {
 	uint64_t key;              /* names it in a TAG_RETRY */
 	bool restarting;           /* a restart failed; a retry is queued */
 	int stop;                  /* while being stopped: enum stop_state */
+	bool ended_first;          /* while being stopped: it had ended before it was asked to */
 	kr_ref mon;
 	kr_reason why;
 } child;
@@ -513,6 +514,21 @@ static bool stopped_cleanly(const child *c, long shutdown)
 	       (c->why.kind == KR_EXIT_NORMAL && c->sp->restart != KR_PERMANENT);
 }
 
+/* c did not end as a stop should end it (OTP's shutdown_error): say how it
+ * ended instead, in words a reader of the log needs no source for. */
+static void report_unclean_stop(const sup *s, const child *c, long shutdown, bool killed)
+{
+	char what[80];
+	if (c->ended_first)
+		snprintf(what, sizeof what, "had already ended by itself when it was to be stopped");
+	else if (killed && c->why.kind == KR_EXIT_KILLED)
+		snprintf(what, sizeof what, "did not stop within %ld ms", shutdown);
+	else
+		snprintf(what, sizeof what, "ended with another reason than %s while being stopped",
+		         shutdown == KR_SHUTDOWN_BRUTAL ? "kill" : "shutdown");
+	report_reason(s, c, c->pid, what, &c->why);
+}
+
 /*
  * Stop the running children on the list (linked by snext), all at once,
  * as `shutdown` says. Each is monitored and unlinked first, so that no
@@ -545,6 +561,7 @@ static void stop_list(sup *s, child *list, long shutdown)
 		child *c = by_pid(s, e->from);
 		c->why = e->reason;
 		c->stop = STOP_EXITED;
+		c->ended_first = true;
 		kr_msg_free(m);
 	}
 	int sig = shutdown == KR_SHUTDOWN_BRUTAL ? KR_EXIT_KILL : KR_EXIT_SHUTDOWN;
@@ -576,15 +593,10 @@ static void stop_list(sup *s, child *list, long shutdown)
 	}
 	for (child *c = list, *next; c; c = next) {
 		next = c->snext;
-		if (!stopped_cleanly(c, shutdown)) {
-			char what[64];
-			if (killed && c->why.kind == KR_EXIT_KILLED)
-				snprintf(what, sizeof what, "did not stop within %ld ms", shutdown);
-			else
-				snprintf(what, sizeof what, "ended otherwise while being stopped");
-			report_reason(s, c, c->pid, what, &c->why);
-		}
+		if (!stopped_cleanly(c, shutdown))
+			report_unclean_stop(s, c, shutdown, killed);
 		c->stop = STOP_NONE;
+		c->ended_first = false;
 		c->snext = NULL;
 		c->restarting = false;
 		set_stopped(s, c);

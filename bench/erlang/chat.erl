@@ -49,10 +49,23 @@ main() ->
                ["--port", P] -> list_to_integer(P);
                [] -> 5556
            end,
-    %% The tree is linked to this process, which lives for ever.
-    {ok, _} = start_link(Port),
-    io:format("chat: listening on 127.0.0.1:~b~n", [Port]),
-    receive stop -> ok end.
+    %% The tree is linked to this process, which lives as long as it does.
+    %% It traps exits so that a tree that cannot start (the port is taken)
+    %% or that gives up later is a message here, said in one line, and not
+    %% a crash of the boot process, which would leave an erl_crash.dump in
+    %% the current directory.
+    process_flag(trap_exit, true),
+    case start_link(Port) of
+        {ok, Top} ->
+            io:format("chat: listening on 127.0.0.1:~b~n", [Port]),
+            receive {'EXIT', Top, Why} -> fail("the server ended: ~p", [Why]) end;
+        {error, Why} ->
+            fail("cannot start on port ~b: ~p", [Port, Why])
+    end.
+
+fail(Fmt, Args) ->
+    io:format(standard_error, "chat: " ++ Fmt ++ "~n", Args),
+    erlang:halt(1).
 
 start_link(Port) ->
     supervisor:start_link({local, chat}, ?MODULE, {top, Port}).
