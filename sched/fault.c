@@ -67,7 +67,7 @@ static const int fault_signals[] = {
 
 #define ALT_STACK ((size_t)128 << 10)   /* the handler, backtrace(), a crash dump */
 #define TRAMP_STACK ((size_t)256 << 10) /* the task_fault hook: symbols, the log */
-#define RAW_FRAMES (KRX_FAULT_FRAMES + 8) /* room for the handler's own frames */
+#define RAW_FRAMES (KRX_FAULT_FRAMES + 16) /* room for the handler's frames, and a sanitizer's */
 
 typedef struct fault_local {
 	char *map;                 /* guard, alternate stack, guard, trampoline stack */
