@@ -2,8 +2,8 @@
  * test_fault.c - crash containment (sched/fault.c) through the public API:
  * a process that faults (segfault, bus error, fpe, illegal instruction,
  * stack overflow) ends alone, its scheduler runs the next process queued
- * behind it, the crash is reported through kr_config.log naming the kind,
- * a thousand faults in a row are all contained, a fault on a host thread
+ * behind it, the crash is reported through kr_config.log naming the kind
+ * and the function that faulted with its callers, a thousand faults in a row are all contained, a fault on a host thread
  * still reaches the host's own handler, the host's handlers are back after
  * kr_vm_stop, and a fault in krill's own code ends the program (SIGABRT)
  * after a crash dump.
