@@ -17,9 +17,11 @@
  *
  * Sanitizers and Valgrind must know about every switch, or they report
  * nonsense: ASan builds call __sanitizer_{start,finish}_switch_fiber around
- * the switch, TSan builds switch TSan fibers, and KRX_VALGRIND builds register
- * each coroutine stack. In a plain build all of that compiles away and
- * krx_ctx_switch() is a single call into the assembly.
+ * the switch, TSan builds switch TSan fibers, and every build registers each
+ * coroutine stack with Valgrind (a user's program linked with the installed
+ * library runs under memcheck as it is; outside Valgrind a registration is a
+ * few instructions that do nothing). The sanitizers' calls compile away in a
+ * plain build, and krx_ctx_switch() is a single call into the assembly.
  */
 #ifndef KRX_CTX_H
 #define KRX_CTX_H
@@ -52,9 +54,7 @@ struct krx_ctx {
 	void *tsan_fiber;
 	int tsan_owned;        /* created by us, so destroyed by us */
 #endif
-#if KRX_VALGRIND
-	unsigned vg_stack_id;
-#endif
+	unsigned vg_stack_id;  /* Valgrind's id for this coroutine's stack; 0: none */
 };
 
 /* The assembly primitives (ctx_<arch>.S). Use the wrappers below. */

@@ -39,6 +39,7 @@
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
+#include <valgrind/valgrind.h>
 
 #include "mi.h"
 #include "sched.h"
@@ -66,12 +67,13 @@ static const int fault_signals[] = {
 
 #define ALT_STACK ((size_t)128 << 10)   /* the handler, backtrace(), a crash dump */
 #define TRAMP_STACK ((size_t)256 << 10) /* the task_fault hook: symbols, the log */
-#define RAW_FRAMES (KRX_FAULT_FRAMES + 8) /* room for the handler's own frames */
+#define RAW_FRAMES (KRX_FAULT_FRAMES + 16) /* room for the handler's frames, and a sanitizer's */
 
 typedef struct fault_local {
 	char *map;                 /* guard, alternate stack, guard, trampoline stack */
 	size_t map_size;
 	char *tramp_lo, *tramp_hi;
+	unsigned vg_tramp;         /* Valgrind's id for the trampoline stack */
 	stack_t prev_alt;          /* the thread's own before ours (ASan gives one) */
 	volatile sig_atomic_t busy;
 	krx_fault fault;
@@ -464,6 +466,11 @@ bool krx_fault_thread_start(krx_sched *s)
 	L->map_size = size;
 	L->tramp_lo = map + page + F.alt_size + page;
 	L->tramp_hi = L->tramp_lo + TRAMP_STACK;
+	/* sigreturn jumps onto the trampoline stack, which then switches to
+	 * the scheduler's: tell memcheck it is a stack, so that both are
+	 * switches and not frames pushed or popped (see krx_ctx_make). The
+	 * alternate stack it knows already, from sigaltstack. */
+	L->vg_tramp = VALGRIND_STACK_REGISTER(L->tramp_lo, L->tramp_hi - 1);
 	return true;
 }
 
@@ -475,6 +482,9 @@ void krx_fault_thread_stop(krx_sched *s)
 	/* Give the thread its own alternate stack back: ASan unmaps whatever
 	 * is installed when the thread exits, believing it its own. */
 	sigaltstack(&L->prev_alt, NULL);
+	if (L->vg_tramp)
+		VALGRIND_STACK_DEREGISTER(L->vg_tramp);
+	L->vg_tramp = 0;
 	munmap(L->map, L->map_size);
 	L->map = NULL;
 	L->tramp_lo = L->tramp_hi = NULL;

@@ -144,7 +144,7 @@ void krx_sched_log(const char *fmt, ...)
 {
 	if (S.cfg.no_reports)
 		return;
-	char line[512];
+	char line[KRX_LOG_MAX];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof line, fmt, ap);

@@ -225,6 +225,9 @@ static inline void krx_task_charge(long reds)
 long krx_blocking(long (*fn)(void *), void *arg);
 void krx_blocking_stop(void);
 
+/* One report to kr_config.log (or stderr), cut at KRX_LOG_MAX - 1 bytes: room
+ * for a crash report's first line and its 32 frames. */
+#define KRX_LOG_MAX 4096
 void krx_sched_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* False when the VM makes no reports (kr_config.no_reports): code that
  * prepares one (a backtrace, a formatted reason) may skip the work. */

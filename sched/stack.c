@@ -36,6 +36,8 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <valgrind/memcheck.h>
+#include <valgrind/valgrind.h>
 
 #if KRX_ASAN
 #include <sanitizer/asan_interface.h>
@@ -148,12 +150,10 @@ static long default_mprotect_budget(void)
  */
 static uint32_t guard_region(krx_stack_pool *pool, char *base)
 {
-#if KRX_VALGRIND
-	/* Valgrind 3.19 does not know pidfd_open: one madvise per slot. */
-	(void)pool;
-	(void)base;
-	return 0;
-#endif
+	/* Valgrind 3.19 does not know pidfd_open, and says so on stderr:
+	 * one madvise per slot there. */
+	if (RUNNING_ON_VALGRIND)
+		return 0;
 	int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
 	if (pidfd < 0)
 		return 0;
@@ -337,6 +337,9 @@ static void recycle(krx_stack_pool *pool, krx_stack *st)
 #endif
 	if (edge > st->lo) {
 		const uintptr_t *w = (const uintptr_t *)edge - PROBE_WORDS;
+		/* Words of dead frames, or never written: memcheck would call
+		 * the read invalid or its value undefined. Any value will do. */
+		(void)VALGRIND_MAKE_MEM_DEFINED(w, PROBE_WORDS * sizeof *w);
 		for (int i = 0; i < PROBE_WORDS; i++)
 			mark |= w[i];
 	}

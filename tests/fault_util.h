@@ -50,24 +50,27 @@ __attribute__((no_sanitize("thread"))) static inline void fault_bus_touch(void)
 	*(volatile char *)fault_bus_page = 1;
 }
 
+/* The helpers below are always inlined: a crash report names the function
+ * that faulted, which is then their caller's (test_fault.c). */
+
 /* Integer division by zero (fpe), in assembly so that no compiler or UBSan
  * check comes first. On aarch64 it does not trap (the result is 0): there
  * fault_fpe raises SIGFPE instead, which krill treats the same. */
 #if defined(__x86_64__)
-static inline void fault_divide_by_zero(void)
+__attribute__((always_inline)) static inline void fault_divide_by_zero(void)
 {
 	__asm__ volatile("xorl %%ecx, %%ecx\n\tmovl $1, %%eax\n\tcltd\n\tidivl %%ecx"
 	                 ::: "eax", "ecx", "edx", "cc");
 }
 #endif
 
-static inline void fault_raise_fpe(void)
+__attribute__((always_inline)) static inline void fault_raise_fpe(void)
 {
 	raise(SIGFPE);
 }
 
 /* The fpe the architecture has: a division by zero, or the signal. */
-static inline void fault_fpe(void)
+__attribute__((always_inline)) static inline void fault_fpe(void)
 {
 #if defined(__x86_64__)
 	fault_divide_by_zero();
@@ -77,7 +80,7 @@ static inline void fault_fpe(void)
 }
 
 /* An undefined instruction: SIGILL on both architectures. */
-static inline void fault_illegal(void)
+__attribute__((always_inline)) static inline void fault_illegal(void)
 {
 #if defined(__x86_64__)
 	__asm__ volatile("ud2");

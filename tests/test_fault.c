@@ -2,8 +2,8 @@
  * test_fault.c - crash containment (sched/fault.c) through the public API:
  * a process that faults (segfault, bus error, fpe, illegal instruction,
  * stack overflow) ends alone, its scheduler runs the next process queued
- * behind it, the crash is reported through kr_config.log naming the kind,
- * a thousand faults in a row are all contained, a fault on a host thread
+ * behind it, the crash is reported through kr_config.log naming the kind
+ * and the function that faulted with its callers, a thousand faults in a row are all contained, a fault on a host thread
  * still reaches the host's own handler, the host's handlers are back after
  * kr_vm_stop, and a fault in krill's own code ends the program (SIGABRT)
  * after a crash dump.
@@ -19,7 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ctx.h" /* krx_ctx_swap, in assembly */
+#include "ctx.h"   /* krx_ctx_swap, in assembly */
+#include "fault.h" /* KRX_FAULT_FRAMES */
 #include "fault_util.h"
 #include "krill.h"
 #include "vm_util.h"
@@ -30,14 +31,14 @@ TestSuite(fault, .fini = vm_fini, .timeout = 60);
 
 #define CRASH_LINES 8
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char crash_lines[CRASH_LINES][256];
-static int crashes; /* lines saying "crashed:" */
+static char crash_lines[CRASH_LINES][4096]; /* a report: its line, then its frames */
+static int crashes; /* reports saying "crashed:" */
 
 static void capture_log(const char *line, void *ctx)
 {
 	(void)ctx;
 	if (!strstr(line, " crashed: "))
-		return; /* a backtrace line */
+		return; /* another report (the watchdog's) */
 	pthread_mutex_lock(&log_lock);
 	if (crashes < CRASH_LINES)
 		snprintf(crash_lines[crashes], sizeof crash_lines[0], "%s", line);
@@ -53,7 +54,7 @@ static int crash_count(void)
 	return n;
 }
 
-/* The first crash line, for asserts on the test thread. */
+/* The first crash report, for asserts on the test thread. */
 static void first_crash_line(char *out, size_t len)
 {
 	pthread_mutex_lock(&log_lock);
@@ -152,7 +153,7 @@ static void expect_contained(kr_fn *fn, const char *kind, const char *detail)
 	vm_assert_clean();
 
 	cr_assert(VM_WAIT(crash_count() == 1, 10000), "%d crash reports, not 1", crash_count());
-	char line[256], want[128];
+	char line[4096], want[128];
 	first_crash_line(line, sizeof line);
 	cr_log_info("%s", line);
 	snprintf(want, sizeof want, " faulty crashed: %s", kind);
@@ -206,6 +207,193 @@ Test(fault, a_stack_overflow_ends_only_that_process)
 		cr_skip_test("stacks have canaries, not faulting guards: overflow is not contained");
 	cr_log_info("stack guard: %s", guard);
 	expect_contained(overflow, "stack_overflow", NULL);
+}
+
+/* ---- the report names where the process faulted ---- */
+
+/*
+ * Each way faults in a function of its own, named in no other test,
+ * called from fault_test_caller, called from the process's function
+ * fault_test_entry. Exported (the test build hides symbols by default): a
+ * report names the functions a program exports (-rdynamic). The empty asm
+ * after each call keeps it from being a tail call, whose caller's frame
+ * would be gone.
+ */
+#define FAULT_TEST_FN __attribute__((visibility("default"), noinline))
+
+enum fault_way { WAY_SEGV, WAY_FPE, WAY_RAISED_FPE, WAY_ILL, WAY_OVERFLOW };
+
+FAULT_TEST_FN void fault_test_segv_here(void);
+FAULT_TEST_FN void fault_test_fpe_here(void);
+FAULT_TEST_FN void fault_test_raise_here(void);
+FAULT_TEST_FN void fault_test_ill_here(void);
+FAULT_TEST_FN unsigned fault_test_recurse_here(unsigned depth);
+FAULT_TEST_FN void fault_test_caller(enum fault_way way);
+FAULT_TEST_FN void fault_test_entry(void *arg);
+
+/* As fault_store_null, but here. */
+__attribute__((no_sanitize("null", "thread"))) void fault_test_segv_here(void)
+{
+	volatile int *volatile p = NULL;
+	*p = 1;
+}
+
+void fault_test_fpe_here(void)
+{
+	fault_fpe(); /* on aarch64, which has no trapping division: raise() */
+}
+
+void fault_test_raise_here(void)
+{
+	fault_raise_fpe();
+	__asm__ volatile("");
+}
+
+void fault_test_ill_here(void)
+{
+	fault_illegal();
+}
+
+/* As fault_recurse, but here. */
+unsigned fault_test_recurse_here(unsigned depth)
+{
+	volatile char frame[256];
+	frame[0] = (char)depth;
+	if (depth == UINT32_MAX)
+		return 0;
+	return fault_test_recurse_here(depth + 1) + (unsigned)frame[0];
+}
+
+void fault_test_caller(enum fault_way way)
+{
+	switch (way) {
+	case WAY_SEGV: fault_test_segv_here(); break;
+	case WAY_FPE: fault_test_fpe_here(); break;
+	case WAY_RAISED_FPE: fault_test_raise_here(); break;
+	case WAY_ILL: fault_test_ill_here(); break;
+	case WAY_OVERFLOW: fault_recurse_sink = fault_test_recurse_here(0); break;
+	}
+	__asm__ volatile("");
+}
+
+void fault_test_entry(void *arg)
+{
+	fault_test_caller((enum fault_way)(intptr_t)arg);
+	__asm__ volatile("");
+	VM_CHECK(0, "way %d of faulting returned", (int)(intptr_t)arg);
+}
+
+/* Frame #i of a report ("#i ./krill_tests(fn+0x1c) [0x...]") into out. */
+static bool report_frame(const char *report, int i, char *out, size_t len)
+{
+	char tag[24];
+	snprintf(tag, sizeof tag, "\n    #%d ", i);
+	const char *at = strstr(report, tag);
+	if (!at)
+		return false;
+	at += 5;
+	snprintf(out, len, "%.*s", (int)strcspn(at, "\n"), at);
+	return true;
+}
+
+static int report_frames(const char *report)
+{
+	int n = 0;
+	for (const char *at = report; (at = strstr(at, "\n    #")); at++)
+		n++;
+	return n;
+}
+
+/* Does this frame line name fn? backtrace_symbols writes "file(fn+0x..)". */
+static bool frame_names(const char *frame, const char *fn)
+{
+	char want[80];
+	snprintf(want, sizeof want, "(%s+", fn);
+	return strstr(frame, want) != NULL;
+}
+
+/*
+ * A process faults the given way: its report says kind, and its frames
+ * name names[0..n) one a frame in turn, names[0] at frame #0 (or, with
+ * `below`, under other frames: the libc of raise()). The report has
+ * `frames` frames, each whole; 0: those named are all there are, krill's
+ * own that entered the process left out.
+ */
+static void expect_frames(enum fault_way way, const char *kind, const char *const *names, int n,
+                          bool below, int frames)
+{
+	vm_start_logged(2);
+	spawn_named_on(fault_test_entry, (void *)(intptr_t)way, "faulty", 1);
+	cr_assert(VM_WAIT(crash_count() == 1, 10000), "%d crash reports, not 1", crash_count());
+	char report[4096], want[64], frame[512];
+	first_crash_line(report, sizeof report);
+	cr_log_info("%s", report);
+	snprintf(want, sizeof want, " faulty crashed: %s", kind);
+	cr_assert(strstr(report, want), "the report does not say \"%s\":\n%s", want, report);
+	int top = 0, total = report_frames(report);
+	while (below && top < total && report_frame(report, top, frame, sizeof frame) &&
+	       !frame_names(frame, names[0]))
+		top++;
+	for (int i = 0; i < n; i++) {
+		cr_assert(report_frame(report, top + i, frame, sizeof frame),
+		          "the report has no frame #%d (for %s):\n%s", top + i, names[i], report);
+		cr_assert(frame_names(frame, names[i]), "frame #%d is not %s's:\n%s", top + i,
+		          names[i], report);
+	}
+	int expected = frames ? frames : top + n;
+	cr_assert_eq(total, expected, "%d frames, not %d:\n%s", total, expected, report);
+	for (int i = 0; i < total; i++) {
+		cr_assert(report_frame(report, i, frame, sizeof frame), "no frame #%d:\n%s", i, report);
+		size_t len = strlen(frame);
+		cr_assert(len && frame[len - 1] == ']', "frame #%d is cut short:\n%s", i, report);
+	}
+	vm_assert_clean();
+	vm_stop();
+}
+
+Test(fault, the_report_of_a_segfault_names_the_faulting_function_and_its_callers)
+{
+	static const char *const names[] = { "fault_test_segv_here", "fault_test_caller",
+		                             "fault_test_entry" };
+	expect_frames(WAY_SEGV, "segfault", names, 3, false, 0);
+}
+
+#if defined(__x86_64__)
+Test(fault, the_report_of_a_division_by_zero_names_the_faulting_function_and_its_callers)
+{
+	static const char *const names[] = { "fault_test_fpe_here", "fault_test_caller",
+		                             "fault_test_entry" };
+	expect_frames(WAY_FPE, "fpe", names, 3, false, 0);
+}
+#endif
+
+/* raise() faults in libc, called by the process: its frames come first. */
+Test(fault, the_report_of_a_raised_fpe_names_the_function_that_raised_it)
+{
+	static const char *const names[] = { "fault_test_raise_here", "fault_test_caller",
+		                             "fault_test_entry" };
+	expect_frames(WAY_RAISED_FPE, "fpe", names, 3, true, 0);
+}
+
+Test(fault, the_report_of_an_illegal_instruction_names_the_faulting_function)
+{
+	static const char *const names[] = { "fault_test_ill_here", "fault_test_caller",
+		                             "fault_test_entry" };
+	expect_frames(WAY_ILL, "illegal_instruction", names, 3, false, 0);
+}
+
+/* The recursion fills all the frames a fault records (KRX_FAULT_FRAMES):
+ * its callers are too far down to show. */
+Test(fault, the_report_of_a_stack_overflow_names_the_recursing_function)
+{
+	vm_start(1);
+	const char *guard = vm_stats().stack_protection;
+	vm_stop();
+	if (!strcmp(guard, "canary"))
+		cr_skip_test("stacks have canaries, not faulting guards: overflow is not contained");
+	static const char *const names[] = { "fault_test_recurse_here", "fault_test_recurse_here",
+		                             "fault_test_recurse_here" };
+	expect_frames(WAY_OVERFLOW, "stack_overflow", names, 3, false, KRX_FAULT_FRAMES);
 }
 
 /* ---- many in a row ---- */

@@ -149,10 +149,35 @@ bool krx_exit_is_abnormal(int kind)
 	return kind != KR_EXIT_NORMAL && kind != KR_EXIT_SHUTDOWN;
 }
 
+/*
+ * A backtrace for the report of a process that ends itself, taken in
+ * krill's code (krx_proc_set_reason): the process's frames from the call
+ * into krill outwards. Krill's own frames at the top (this function, what
+ * called it, kr_crash) are left out, and so is what came before them (a
+ * sanitizer's backtrace wrapper). A return address points after its call:
+ * step back a byte to ask whose code the call was in.
+ */
+int krx_exit_backtrace(void **bt, int max)
+{
+	void *raw[KRX_BACKTRACE + 8];
+	int n = backtrace(raw, KRX_BACKTRACE + 8), top = 0;
+	for (int i = 0; i < n && i < 8; i++) {
+		if (krx_pc_in_krill((char *)raw[i] - (i > 0))) {
+			while (i < n && krx_pc_in_krill((char *)raw[i] - (i > 0)))
+				i++;
+			top = i;
+			break;
+		}
+	}
+	int k = n - top < max ? n - top : max;
+	memcpy(bt, raw + top, (size_t)(k > 0 ? k : 0) * sizeof *bt);
+	return k > 0 ? k : 0;
+}
+
 void krx_exit_report(krx_proc *p, const char *who, const kr_reason *reason)
 {
 	krx_proc_ext *x = krx_proc_ext_peek(p);
-	char why[160], line[4096];
+	char why[160], line[KRX_LOG_MAX];
 	kr_reason_format(reason, why, sizeof why);
 	size_t n;
 	if (x && x->ended_by == 0)
@@ -166,28 +191,24 @@ void krx_exit_report(krx_proc *p, const char *who, const kr_reason *reason)
 		                     (unsigned long long)KRX_PID_SERIAL(x->ended_by));
 	else
 		n = (size_t)snprintf(line, sizeof line, "krill: process %s crashed: %s", who, why);
-	/* The process's own frames: krill's (kr_crash and what called
-	 * backtrace, the entry trampoline) are left out at both ends, and so
-	 * is what came before krill's at the top (a sanitizer's backtrace
-	 * wrapper). A return address points after its call: step back a byte
-	 * to ask whose code the call was in. */
-	int lo = 0, hi = x ? x->nbt : 0;
-	for (int i = 0; i < hi && i < 8; i++) {
-		if (krx_pc_in_krill((char *)x->bt[i] - (i > 0))) {
-			while (i < hi && krx_pc_in_krill((char *)x->bt[i] - (i > 0)))
-				i++;
-			lo = i;
+	/* bt starts with the process's own frame where it crashed (the
+	 * faulting pc from fault.c, or its call into krill: see
+	 * krx_exit_backtrace) and ends with krill's frames that entered the
+	 * process's function, which are left out. bt[0] is never krill's, and
+	 * a faulting pc is no return address to step back from: it stays. */
+	int nbt = x ? x->nbt : 0;
+	while (nbt > 1 && krx_pc_in_krill((char *)x->bt[nbt - 1] - 1))
+		nbt--;
+	/* Whole frames only: a frame that does not fit ends the list. */
+	char **sym = nbt > 0 ? backtrace_symbols(x->bt, nbt) : NULL;
+	for (int i = 0; i < nbt && n < sizeof line; i++) {
+		int k = snprintf(line + n, sizeof line - n, "\n    #%d %s", i, sym ? sym[i] : "?");
+		if (k < 0 || (size_t)k >= sizeof line - n) {
+			line[n] = 0;
 			break;
 		}
+		n += (size_t)k;
 	}
-	while (hi > lo && krx_pc_in_krill((char *)x->bt[hi - 1] - 1))
-		hi--;
-	if (hi > lo && n < sizeof line) {
-		char **sym = backtrace_symbols(x->bt + lo, hi - lo);
-		for (int i = 0; i < hi - lo && n < sizeof line; i++)
-			n += (size_t)snprintf(line + n, sizeof line - n, "\n    #%d %s", i,
-			                      sym ? sym[i] : "?");
-		free(sym);
-	}
+	free(sym);
 	krx_sched_log("%s", line);
 }

@@ -143,7 +143,7 @@ void krx_proc_set_reason(krx_proc *p, int kind, const char *text, kr_pid from, b
 	x->reason.kind = kind;
 	snprintf(x->reason.text, sizeof x->reason.text, "%s", text ? text : "");
 	x->ended_by = from;
-	x->nbt = want_bt && krx_sched_reporting() ? backtrace(x->bt, KRX_BACKTRACE) : 0;
+	x->nbt = want_bt && krx_sched_reporting() ? krx_exit_backtrace(x->bt, KRX_BACKTRACE) : 0;
 }
 
 _Noreturn void krx_proc_end(krx_proc *p)

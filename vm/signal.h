@@ -107,6 +107,9 @@ void krx_proc_set_reason(krx_proc *p, int kind, const char *text, kr_pid from, b
 _Noreturn void krx_proc_heap_limit(krx_proc *p, size_t want);
 /* Not normal, not shutdown: reported, and propagated over links. */
 bool krx_exit_is_abnormal(int kind);
+/* A backtrace of the calling process for its crash report, from its call
+ * into krill outwards (krill's frames at the top left out); <= max frames. */
+int krx_exit_backtrace(void **bt, int max);
 /* Log the report of p's abnormal end (who: its name for the report). */
 void krx_exit_report(krx_proc *p, const char *who, const kr_reason *reason);
 
