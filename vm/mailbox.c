@@ -353,14 +353,23 @@ int krx_receive_after(kr_msg **out, const krx_matcher *mt, long timeout_ms, krx_
 	return receive(out, mt, timeout_ms, after);
 }
 
+/* kr_msg_free of a message that is not a live one of the caller's: crash
+ * the caller (Erlang's badarg) rather than free a block that another
+ * message, or another process, now uses. */
+static _Noreturn __attribute__((cold, noinline)) void msg_not_live(void)
+{
+	kr_crash("kr_msg_free: not a live message of this process (freed twice?)");
+	__builtin_unreachable();
+}
+
 KR_API void kr_msg_free(kr_msg *msg)
 {
 	krx_proc *p = krx_proc_self();
 	if (!msg || !p)
 		return;
 	krx_msg *m = (krx_msg *)((char *)msg - offsetof(krx_msg, pub));
-	if (m->hb.magic != KRX_HBLK_MSG)
-		return; /* not on a heap: not received, or freed already */
+	if (__builtin_expect(!krx_heap_live(&p->heap, &m->hb, KRX_HBLK_MSG), 0))
+		msg_not_live();
 	krx_heap_unlink(&p->heap, &m->hb);
 	krx_msg_free(krx_vm_msg_cache(krx_sched_self()), m);
 }

@@ -464,20 +464,37 @@ KR_API void *kr_calloc(size_t n, size_t size)
 	return ptr;
 }
 
+/* kr_free or kr_realloc of a block that is not a live one of the caller's:
+ * crash the caller, as Erlang crashes a caller on a bad argument, rather
+ * than corrupt its heap or another process's. */
+static _Noreturn __attribute__((cold, noinline)) void not_live(const char *call, const char *hint)
+{
+	kr_crash("%s: not a live block of this process (%s)", call, hint);
+	__builtin_unreachable();
+}
+
 KR_API void *kr_realloc(void *ptr, size_t size)
 {
 	krx_proc *p = krx_proc_self();
 	if (!p)
 		return NULL;
-	size_t old = krx_heap_block_size(ptr);
-	if (size > old && krx_heap_over_limit(&p->heap, size - old))
-		krx_proc_heap_limit(p, size - old);
-	return krx_heap_realloc(&p->heap, ptr, size);
+	if (!ptr)
+		return kr_alloc(size);
+	krx_hblk *b = krx_heap_block(&p->heap, ptr);
+	if (!b)
+		not_live("kr_realloc", "freed already?");
+	if (size > b->size && krx_heap_over_limit(&p->heap, size - b->size))
+		krx_proc_heap_limit(p, size - b->size);
+	return krx_heap_realloc(&p->heap, b, size);
 }
 
 KR_API void kr_free(void *ptr)
 {
 	krx_proc *p = krx_proc_self();
-	if (p)
-		krx_heap_free(&p->heap, ptr);
+	if (!p || !ptr)
+		return;
+	krx_hblk *b = krx_heap_block(&p->heap, ptr);
+	if (!b)
+		not_live("kr_free", "freed twice?");
+	krx_heap_free(&p->heap, b);
 }
