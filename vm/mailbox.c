@@ -10,6 +10,7 @@
 #include "msg.h"
 #include "proc.h"
 #include "signal.h"
+#include "timeout.h"
 #include "vm.h"
 
 #define PTR_MASK (((AO_t)1 << KRX_MB_SERIAL_SHIFT) - 1)
@@ -290,7 +291,7 @@ static inline __attribute__((always_inline)) int receive(kr_msg **out, const krx
 		*out = NULL;
 	if (!p)
 		return KR_ENOTPROC;
-	if (!out || (mt->kind == KRX_MATCH_PRED && !mt->pred))
+	if (!out || (mt->kind == KRX_MATCH_PRED && !mt->pred) || !krx_timeout_valid(timeout_ms))
 		return KR_EINVAL;
 	krx_task_charge(1);
 	p = krx_proc_self(); /* the charge may have yielded */

@@ -17,6 +17,7 @@
 #include "proc.h"
 #include "registry.h"
 #include "signal.h"
+#include "timeout.h"
 #include "vm.h"
 
 #define DEFAULT_MAX_PROCS ((size_t)1 << 20)
@@ -252,14 +253,16 @@ KR_API int kr_sleep(long ms)
 {
 	if (!krx_task_self())
 		return KR_ENOTPROC;
-	if (ms < 0)
+	if (!krx_timeout_valid(ms))
 		return KR_EINVAL;
 	if (ms == 0) {
 		krx_task_yield();
 		return 0;
 	}
 	/* `receive after ms`: a receive that matches nothing. Messages wake
-	 * it only to be queued; exit signals are acted on as they come. */
+	 * it only to be queued; exit signals are acted on as they come. With
+	 * KR_INFINITY it never returns (timer:sleep(infinity)): only an exit
+	 * signal ends it. */
 	krx_matcher none = { .kind = KRX_MATCH_NONE };
 	kr_msg *m;
 	(void)krx_receive_after(&m, &none, ms, NULL);
