@@ -416,10 +416,18 @@ int krx_send_call(kr_pid to, uint64_t tag, kr_ref ref, const void *data, size_t 
 
 KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len)
 {
+	if (tag >= KR_TAG_SUP)
+		return KR_EINVAL; /* krill's own tags */
+	int rc = send_ref(to, tag, 0, KRX_MSG_USER, data, len);
+	return rc > 0 ? 0 : rc; /* a dead letter is not an error */
+}
+
+int krx_send(kr_pid to, uint64_t tag, const void *data, size_t len)
+{
 	if (tag >= KR_TAG_RESERVED)
 		return KR_EINVAL;
 	int rc = send_ref(to, tag, 0, KRX_MSG_USER, data, len);
-	return rc > 0 ? 0 : rc; /* a dead letter is not an error */
+	return rc > 0 ? 0 : rc;
 }
 
 KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
@@ -429,7 +437,7 @@ KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
 		return KR_ESTOPPED;
 	int err = KR_EINVAL;
 	krx_msg *m = NULL;
-	if (!valid_target(to) || !bin)
+	if (!valid_target(to) || !bin || tag >= KR_TAG_SUP)
 		goto out;
 	err = KR_ENOMEM;
 	if (!(m = krx_msg_new(krx_vm_msg_cache(self), 0)))
