@@ -137,32 +137,43 @@ static atomic_int went_on;
 
 /* The issue's sequence: receive m1, free it, receive m2 (which, without a
  * guard, reuses m1's block), free m1 again (which would free m2), receive
- * m3 (which would land where m2 is read). The second free must end us. */
+ * m3 (which would land where m2 is read). The second free must end us.
+ * arg: the payload's size (a cached block, or one from the allocator). */
 static void frees_a_message_twice_across_a_receive(void *arg)
 {
-	(void)arg;
+	size_t len = (size_t)(uintptr_t)arg;
+	char *buf = calloc(1, len);
 	kr_pid me = kr_self();
 	kr_msg *m1, *m2, *m3;
-	kr_send(me, 1, "first", 6);
+	strcpy(buf, "first");
+	kr_send(me, 1, buf, len);
 	VM_CHECK(kr_recv(&m1, 1000) == 0, "m1");
 	kr_msg_free(m1);
-	kr_send(me, 2, "second", 7);
+	strcpy(buf, "second");
+	kr_send(me, 2, buf, len);
 	VM_CHECK(kr_recv(&m2, 1000) == 0, "m2");
 	kr_msg_free(m1);
 	atomic_store(&went_on, 1);
-	kr_send(me, 3, "third", 6);
+	strcpy(buf, "third");
+	kr_send(me, 3, buf, len);
+	free(buf);
 	if (kr_recv(&m3, 1000) == 0)
 		VM_CHECK(m2->tag == 2 && strcmp(m2->data, "second") == 0,
-		         "m2 now reads tag %llu \"%s\": the second free of m1 freed m2",
-		         (unsigned long long)m2->tag, (const char *)m2->data);
+		         "m2 (%zu bytes) now reads tag %llu \"%s\": the second free of m1 freed m2",
+		         len, (unsigned long long)m2->tag, (const char *)m2->data);
 }
 
 Test(api, a_message_freed_twice_across_a_receive_ends_the_caller)
 {
 	vm_start_logged(1);
-	kr_reason r = run_watched(frees_a_message_twice_across_a_receive, NULL);
-	cr_assert_eq(atomic_load(&went_on), 0, "the process went on after freeing m1 twice");
-	assert_crashed(r, MSG_NOT_LIVE);
+	size_t sizes[] = { 8, 1000, 60000 };
+	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+		kr_reason r = run_watched(frees_a_message_twice_across_a_receive,
+		                          (void *)(uintptr_t)sizes[i]);
+		cr_assert_eq(atomic_load(&went_on), 0,
+		             "the process went on after freeing m1 (%zu bytes) twice", sizes[i]);
+		assert_crashed(r, MSG_NOT_LIVE);
+	}
 	cr_assert(VM_WAIT(logged(MSG_NOT_LIVE), 5000), "no crash report names the double free");
 	vm_stop();
 }

@@ -53,9 +53,10 @@ void krx_msg_free_slow(krx_msg_cache *c, krx_msg *m)
 		krx_free_raw(m);
 		return;
 	}
-	krx_msg *prev = c->held;
+	krx_msg **slot = KRX_MSG_CACHING && m->hb.size == KRX_MSG_SMALL ? &c->held : &c->held_big;
+	krx_msg *prev = *slot;
 	poison_held(m, true);
-	c->held = m;
+	*slot = m;
 	if (!prev)
 		return;
 	poison_held(prev, false);
@@ -76,10 +77,13 @@ void krx_msg_free_chain(krx_msg_cache *c, krx_msg *m)
 
 void krx_msg_cache_flush(krx_msg_cache *c)
 {
-	if (c->held) {
-		poison_held(c->held, false);
-		krx_free_raw(c->held);
-		c->held = NULL;
+	krx_msg **held[] = { &c->held, &c->held_big };
+	for (int i = 0; i < 2; i++) {
+		if (*held[i]) {
+			poison_held(*held[i], false);
+			krx_free_raw(*held[i]);
+			*held[i] = NULL;
+		}
 	}
 	while (c->n)
 		krx_free_raw(c->v[--c->n]);

@@ -8,9 +8,10 @@
  * enters the allocator. The cache is bounded; a block freed into a full
  * cache goes back to mimalloc, which takes frees from any thread.
  *
- * The block freed last on a scheduler is held back (one deep, and only a
- * block of at most KRX_MSG_HOLD_MAX payload bytes): it is cached or freed
- * when the next one is, so an allocation never gets the block just freed.
+ * The block freed last on a scheduler is held back (one deep, a small one
+ * and one of another size up to KRX_MSG_HOLD_MAX payload bytes): it is
+ * cached or freed when the next one of its class is, so an allocation never
+ * gets the block just freed.
  * A message freed twice, with a receive in between, then still finds its
  * block dead (magic 0, heap.h) and kr_msg_free crashes the caller, instead
  * of freeing the message received in between that would otherwise have
@@ -47,7 +48,8 @@ _Static_assert(sizeof(krx_msg) + KRX_MSG_SMALL == 128, "a cached block is two ca
 
 typedef struct krx_msg_cache {
 	unsigned n;
-	krx_msg *held;          /* freed last: cached when the next one is freed */
+	krx_msg *held;          /* the small block freed last: cached when the next is freed */
+	krx_msg *held_big;      /* the same for the other blocks (sanitizer builds: all) */
 	krx_msg *v[KRX_MSG_CACHE];
 } krx_msg_cache;
 
@@ -77,7 +79,7 @@ static inline void krx_msg_free(krx_msg_cache *c, krx_msg *m)
 {
 	krx_msg *prev;
 	if (!KRX_MSG_CACHING || !c || m->pub.bin || m->hb.size != KRX_MSG_SMALL ||
-	    !(prev = c->held) || prev->hb.size != KRX_MSG_SMALL || c->n == KRX_MSG_CACHE) {
+	    !(prev = c->held) || c->n == KRX_MSG_CACHE) {
 		krx_msg_free_slow(c, m);
 		return;
 	}
