@@ -444,8 +444,6 @@ static void checks_alignment(void *arg)
 	kr_spawn_opts o = { .link = 1, .monitor = &ref };
 	kr_spawn_opt(crash_at_once, NULL, &o);
 	for (int k = 0; k < 2; k++) {
-		if (kr_recv_match(&m, NULL, NULL, 0) != KR_EINVAL)
-			VM_CHECK(0, "kr_recv_match without a predicate");
 		if (kr_recv(&m, 5000) == 0) {
 			VM_CHECK(kr_msg_down(m) || kr_msg_exit(m), "tag %llx", (unsigned long long)m->tag);
 			check_aligned(m->data, "signal message", m->len);
@@ -831,6 +829,9 @@ static void bad_arguments(void *arg)
 	VM_CHECK((rc = kr_send_named(NULL, 1, NULL, 0)) == KR_EINVAL, "send_named NULL: %d", rc);
 	VM_CHECK((rc = kr_send_named("nobody", 1, NULL, 0)) == KR_ENOPROC, "send_named: %d", rc);
 	VM_CHECK((rc = kr_info(kr_self(), NULL)) == KR_EINVAL, "kr_info NULL: %d", rc);
+	VM_CHECK((rc = kr_recv(NULL, 0)) == KR_EINVAL, "kr_recv(NULL): %d", rc);
+	VM_CHECK((rc = kr_recv_match(&r, NULL, NULL, 0)) == KR_EINVAL && r == NULL,
+	         "kr_recv_match without a predicate: %d", rc);
 	VM_CHECK((rc = (int)kr_spawn(NULL, NULL)) == KR_EINVAL, "kr_spawn(NULL): %d", rc);
 	VM_CHECK((rc = kr_vm_stop()) == KR_EINVAL, "kr_vm_stop from a process: %d", rc);
 	VM_CHECK((rc = kr_vm_start(NULL)) == KR_EEXIST, "kr_vm_start from a process: %d", rc);
