@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct krx_hblk {
 	/* Aligned to 16: a header is 32 bytes, and a message's header (a
@@ -62,18 +63,24 @@ static inline bool krx_heap_over_limit(krx_heap *h, size_t more)
 	return h->max && (more > h->max || AO_load(&h->bytes) > h->max - more);
 }
 
-/* Is b a live block of h, of this kind (KRX_HBLK_ALLOC or KRX_HBLK_MSG)? */
-static inline bool krx_heap_live(const krx_heap *h, const krx_hblk *b, uint32_t kind)
+/* Is the block whose header is at b a live block of h, of this kind
+ * (KRX_HBLK_ALLOC or KRX_HBLK_MSG)? b comes from a caller's pointer, which
+ * may be anything: the magic is read as bytes, without assuming that b is
+ * a header, or even aligned as one (UBSan would stop there; a bad pointer
+ * should end the caller, or fault, not be undefined in krill's own check). */
+static inline bool krx_heap_live(const krx_heap *h, const void *b, uint32_t kind)
 {
-	return b->magic == (kind ^ h->salt);
+	uint32_t magic;
+	memcpy(&magic, (const char *)b + offsetof(krx_hblk, magic), sizeof magic);
+	return magic == (kind ^ h->salt);
 }
 
 /* The block of h behind a pointer kr_alloc returned, or NULL if it is not
  * a live one (freed already, another process's, or a message's). */
 static inline krx_hblk *krx_heap_block(const krx_heap *h, void *ptr)
 {
-	krx_hblk *b = (krx_hblk *)ptr - 1;
-	return krx_heap_live(h, b, KRX_HBLK_ALLOC) ? b : NULL;
+	char *b = (char *)ptr - sizeof(krx_hblk);
+	return krx_heap_live(h, b, KRX_HBLK_ALLOC) ? (krx_hblk *)b : NULL;
 }
 
 void *krx_heap_alloc(krx_heap *h, size_t size);

@@ -368,9 +368,10 @@ KR_API void kr_msg_free(kr_msg *msg)
 	krx_proc *p = krx_proc_self();
 	if (!msg || !p)
 		return;
-	krx_msg *m = (krx_msg *)((char *)msg - offsetof(krx_msg, pub));
-	if (__builtin_expect(!krx_heap_live(&p->heap, &m->hb, KRX_HBLK_MSG), 0))
+	char *b = (char *)msg - offsetof(krx_msg, pub);
+	if (__builtin_expect(!krx_heap_live(&p->heap, b, KRX_HBLK_MSG), 0))
 		msg_not_live();
+	krx_msg *m = (krx_msg *)b;
 	krx_heap_unlink(&p->heap, &m->hb);
 	krx_msg_free(krx_vm_msg_cache(krx_sched_self()), m);
 }
