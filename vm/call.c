@@ -49,7 +49,8 @@ static int call(kr_pid pid, uint64_t tag, uint64_t tag_end, const void *req, siz
 		*reply = NULL;
 	if (!p)
 		return KR_ENOTPROC;
-	/* Relaxed: our own pid. A call to oneself could only time out. */
+	/* Relaxed: our own pid. A call to oneself would take its own request
+	 * (which carries the reference) for the answer. */
 	if (!reply || !krx_pid_valid(pid) || (len && !req) || tag >= tag_end ||
 	    !krx_timeout_valid(timeout_ms) || pid == (kr_pid)AO_load(&p->live_pid))
 		return KR_EINVAL;
