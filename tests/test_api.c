@@ -992,9 +992,24 @@ Test(api, negative_timeouts_other_than_infinity_are_einval_at_once)
 	close_fds(&f);
 }
 
-/* KR_INFINITY waits for ever: for a message, a reply, data. The test thread
- * gives each after the process has waited a while. */
+/* KR_INFINITY waits for ever, in every call that takes a timeout: for a
+ * message (any, by tag, by predicate), a reply, data, readiness, a
+ * connection. The test thread gives each only after the process has
+ * waited a while (stage k: the k-th wait). */
 static atomic_int inf_stage;
+
+static void waited(int64_t t0, const char *what)
+{
+	VM_CHECK(vm_ms_since(t0) >= 40, "%s(KR_INFINITY) returned after %.1f ms", what,
+	         vm_ms_since(t0));
+	atomic_fetch_add(&inf_stage, 1);
+}
+
+static int is_tag_22(const kr_msg *m, void *ctx)
+{
+	(void)ctx;
+	return m->tag == 22;
+}
 
 static void waits_for_ever(void *arg)
 {
@@ -1003,34 +1018,54 @@ static void waits_for_ever(void *arg)
 	int64_t t0 = vm_now_ns();
 	int rc = kr_recv(&m, KR_INFINITY);
 	VM_CHECK(rc == 0, "kr_recv(KR_INFINITY): %d", rc);
-	VM_CHECK(vm_ms_since(t0) >= 40, "kr_recv(KR_INFINITY) returned after %.1f ms",
-	         vm_ms_since(t0));
 	kr_pid srv = rc == 0 ? m->sender : 0;
 	if (rc == 0)
 		kr_msg_free(m);
-	atomic_store(&inf_stage, 1);
+	waited(t0, "kr_recv");
 	/* The sender is a slow server: kr_call(KR_INFINITY) waits for it. */
 	t0 = vm_now_ns();
 	rc = kr_call(srv, 1, NULL, 0, &m, KR_INFINITY);
 	VM_CHECK(rc == 0, "kr_call(KR_INFINITY): %d", rc);
-	VM_CHECK(vm_ms_since(t0) >= 40, "kr_call(KR_INFINITY) returned after %.1f ms",
-	         vm_ms_since(t0));
 	if (rc == 0)
 		kr_msg_free(m);
-	atomic_store(&inf_stage, 2);
+	waited(t0, "kr_call");
+	t0 = vm_now_ns();
+	rc = kr_recv_tag(&m, 21, KR_INFINITY);
+	VM_CHECK(rc == 0 && m->tag == 21, "kr_recv_tag(KR_INFINITY): %d", rc);
+	if (rc == 0)
+		kr_msg_free(m);
+	waited(t0, "kr_recv_tag");
+	t0 = vm_now_ns();
+	rc = kr_recv_match(&m, is_tag_22, NULL, KR_INFINITY);
+	VM_CHECK(rc == 0 && m->tag == 22, "kr_recv_match(KR_INFINITY): %d", rc);
+	if (rc == 0)
+		kr_msg_free(m);
+	waited(t0, "kr_recv_match");
 	char c = 0;
 	t0 = vm_now_ns();
 	ssize_t n = kr_read(f->a, &c, 1, KR_INFINITY);
 	VM_CHECK(n == 1 && c == 'z', "kr_read(KR_INFINITY): %zd", n);
-	VM_CHECK(vm_ms_since(t0) >= 40, "kr_read(KR_INFINITY) returned after %.1f ms",
-	         vm_ms_since(t0));
-	atomic_store(&inf_stage, 3);
+	waited(t0, "kr_read");
+	t0 = vm_now_ns();
+	rc = kr_wait_fd(f->a, KR_READABLE, KR_INFINITY);
+	VM_CHECK(rc == KR_READABLE, "kr_wait_fd(KR_INFINITY): %d", rc);
+	waited(t0, "kr_wait_fd");
+	t0 = vm_now_ns();
+	int conn = kr_accept(f->listener, KR_INFINITY);
+	VM_CHECK(conn >= 0, "kr_accept(KR_INFINITY): %d", conn);
+	waited(t0, "kr_accept");
+	/* These need not wait: the listener's backlog takes the connection,
+	 * the socket has room. */
+	rc = kr_connect(f->tcp, (struct sockaddr *)&f->addr, sizeof f->addr, KR_INFINITY);
+	VM_CHECK(rc == 0, "kr_connect(KR_INFINITY): %d", rc);
+	VM_CHECK((n = kr_write(f->a, "w", 1, KR_INFINITY)) == 1, "kr_write(KR_INFINITY): %zd", n);
+	atomic_fetch_add(&inf_stage, 1);
 }
 
 static void slow_server(void *arg)
 {
 	kr_pid client = (kr_pid)(intptr_t)arg;
-	kr_send(client, 1, NULL, 0); /* wait, then this wakes the first receive */
+	kr_send(client, 1, NULL, 0); /* this ends the first wait */
 	kr_msg *m;
 	if (kr_recv(&m, 10000) == 0) {
 		kr_sleep(50);
@@ -1039,24 +1074,44 @@ static void slow_server(void *arg)
 	}
 }
 
+/* Wait until p is in its k-th wait, and let it wait 50 ms more. */
+static void let_wait(kr_pid p, int k)
+{
+	cr_assert(VM_WAIT(atomic_load(&inf_stage) == k && vm_status(p) == KR_WAITING, 10000),
+	          "stage %d, want %d", atomic_load(&inf_stage), k);
+	vm_host_sleep_ms(50);
+	cr_assert_eq(atomic_load(&inf_stage), k, "wait %d ended early", k);
+}
+
 Test(api, infinity_waits_until_what_is_awaited_comes)
 {
 	vm_start_quiet(2);
 	io_fds f;
 	open_fds(&f);
 	kr_pid p = vm_spawn(waits_for_ever, &f);
-	cr_assert(VM_WAIT(vm_status(p) == KR_WAITING, 5000));
-	vm_host_sleep_ms(50);
-	cr_assert_eq(atomic_load(&inf_stage), 0);
-	cr_assert_eq(vm_status(p), KR_WAITING);
-	vm_spawn(slow_server, (void *)(intptr_t)p);
-	cr_assert(VM_WAIT(atomic_load(&inf_stage) == 2, 10000), "stage %d", atomic_load(&inf_stage));
-	vm_host_sleep_ms(50);
-	cr_assert_eq(atomic_load(&inf_stage), 2);
+	let_wait(p, 0);
+	vm_spawn(slow_server, (void *)(intptr_t)p); /* ends wait 0, and answers wait 1 late */
+	let_wait(p, 2);
+	cr_assert_eq(kr_send(p, 20, NULL, 0), 0); /* not the tag it waits for */
+	vm_host_sleep_ms(20);
+	cr_assert_eq(kr_send(p, 21, NULL, 0), 0);
+	let_wait(p, 3);
+	cr_assert_eq(kr_send(p, 22, NULL, 0), 0);
+	let_wait(p, 4);
 	cr_assert_eq(write(f.b, "z", 1), 1);
-	cr_assert(VM_WAIT(atomic_load(&inf_stage) == 3, 10000));
+	let_wait(p, 5);
+	cr_assert_eq(write(f.b, "y", 1), 1);
+	let_wait(p, 6);
+	int client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(client, 0);
+	cr_assert_eq(connect(client, (struct sockaddr *)&f.addr, sizeof f.addr), 0);
+	cr_assert(VM_WAIT(atomic_load(&inf_stage) == 8, 10000), "stage %d", atomic_load(&inf_stage));
+	char c;
+	cr_assert_eq(read(f.b, &c, 1), 1);
+	cr_assert_eq(c, 'w');
 	vm_assert_clean();
 	vm_stop();
+	close(client);
 	close_fds(&f);
 }
 
