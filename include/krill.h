@@ -4,8 +4,11 @@
  * Everything a host program may call is declared here, with the `kr_` prefix
  * for functions and types and `KR_` for macros and constants. Calls that can
  * fail return 0 (or a non-negative value) on success and a negative KR_E...
- * code on failure; kr_strerror() names the code. No call aborts on bad input
- * from its caller.
+ * code on failure; kr_strerror() names the code. No call aborts the program
+ * on bad input from its caller. Three calls end the calling process instead
+ * (KR_EXIT_ERROR, as Erlang crashes a caller on a bad argument), because
+ * going on would corrupt memory: kr_msg_free, kr_free and kr_realloc of a
+ * block that is not a live one of the caller's (freed twice, say).
  */
 #ifndef KRILL_H
 #define KRILL_H
@@ -60,7 +63,14 @@ KR_API const char *kr_version(void);
  */
 typedef int64_t kr_pid;
 
-/* Timeouts are in milliseconds: 0 polls, KR_INFINITY waits forever. */
+/*
+ * Timeouts. Every call that takes one (kr_recv, kr_recv_tag, kr_recv_match,
+ * kr_call, kr_sleep, and kr_wait_fd, kr_read, kr_write, kr_accept,
+ * kr_connect of krill/io.h) follows one rule: it is in milliseconds;
+ * KR_INFINITY waits for ever; 0 does not wait (a receive looks at what is
+ * there, kr_sleep yields); any other negative value is KR_EINVAL, returned
+ * at once, before the call does anything else.
+ */
 #define KR_INFINITY (-1L)
 
 /* Where krill writes reports: the watchdog's, and a crash report for every
@@ -100,7 +110,8 @@ typedef void kr_fn(void *arg);
 /* Start a VM, run fn(arg) as its first process, and stop the VM when that
  * process exits. Returns the root's exit status: 0 when it ended normally,
  * else its exit reason's kind (a KR_EXIT_... value, positive); or a negative
- * KR_E... code if the VM could not start. */
+ * KR_E... code if the VM could not start (KR_EINVAL for a NULL fn, and
+ * kr_vm_start's). */
 KR_API int kr_main(const kr_config *cfg, kr_fn *fn, void *arg);
 
 /* Counters of the whole VM, for tests and monitoring. */
@@ -113,7 +124,8 @@ typedef struct kr_vm_stats {
 	const char *stack_protection; /* "guard_install", "mprotect" or "canary" */
 } kr_vm_stats;
 
-/* Fill *out. KR_ESTOPPED if no VM runs. Safe from any thread. */
+/* Fill *out. KR_EINVAL (out NULL), KR_ESTOPPED if no VM runs. Safe from
+ * any thread. */
 KR_API int kr_vm_stats_get(kr_vm_stats *out);
 
 /* ------------------------------------------------------------------------ */
@@ -124,7 +136,8 @@ typedef int64_t kr_ref; /* a monitor or call reference: positive, unique in a VM
 
 typedef struct kr_spawn_opts {
 	size_t stack_size;       /* 0 = the VM's default; 16 KiB to 1 GiB (at most 8
-	                          * sizes besides the default in one VM) */
+	                          * sizes besides the default in one VM: a ninth
+	                          * is KR_ENOMEM) */
 	size_t max_heap;         /* bytes of kr_alloc heap; 0 = unlimited; past it the
 	                          * process exits with KR_EXIT_HEAP_LIMIT */
 	const char *name;        /* a label for reports (copied); may be NULL */
@@ -136,8 +149,8 @@ typedef struct kr_spawn_opts {
 } kr_spawn_opts;
 
 /* Create a process running fn(arg); it runs when a scheduler picks it up.
- * Returns its pid, or KR_ESTOPPED, KR_ELIMIT (max_procs reached), KR_ENOMEM.
- * Safe from processes and host threads. */
+ * Returns its pid, or KR_EINVAL (fn NULL), KR_ESTOPPED, KR_ELIMIT
+ * (max_procs reached), KR_ENOMEM. Safe from processes and host threads. */
 KR_API kr_pid kr_spawn(kr_fn *fn, void *arg);
 /* kr_spawn with options (NULL = defaults); KR_EINVAL for a bad option,
  * KR_ENOTPROC for link or monitor from a host thread. */
@@ -152,8 +165,9 @@ KR_API int kr_yield(void);
 
 /* Sleep at least ms milliseconds, as Erlang's `receive after ms`: messages
  * that arrive stay queued for later, and an exit signal ends the sleeper
- * as it would any process. 0, KR_EINVAL (ms < 0), or KR_ENOTPROC from a
- * host thread. */
+ * as it would any process. KR_INFINITY sleeps until an exit signal ends the
+ * process (timer:sleep(infinity)); 0 yields. 0, KR_EINVAL (a negative ms
+ * other than KR_INFINITY), or KR_ENOTPROC from a host thread. */
 KR_API int kr_sleep(long ms);
 
 /* 1 if pid names a live process, 0 if not. Safe from any thread. */
@@ -176,14 +190,34 @@ typedef struct kr_proc_info {
 	char name[32];                /* from kr_spawn_opts (truncated), or "" */
 } kr_proc_info;
 
-/* Fill *out for a live process. KR_ENOPROC if it is gone. Safe from any
- * thread; the figures may be stale by the time they are read. */
+/* Fill *out for a live process. KR_ENOPROC if it is gone, KR_EINVAL (out
+ * NULL), KR_ESTOPPED. Safe from any thread; the figures may be stale by the
+ * time they are read. */
 KR_API int kr_info(kr_pid pid, kr_proc_info *out);
 
-/* Reductions: every krill call costs some, and when a process has spent its
- * budget it yields at that call. A loop that makes no krill calls should
- * call KR_CHECK() now and then: it costs a decrement and a branch, and
- * yields when the budget is spent. Harmless on a host thread. */
+/*
+ * Reductions. Each time a process is scheduled it gets a budget of 4,000
+ * reductions (the BEAM's figure), and krill calls spend them: kr_send,
+ * kr_send_bin, kr_send_named, kr_reply, a receive (kr_recv, kr_recv_tag,
+ * kr_recv_match; kr_call is a send and a receive: 2), kr_link, kr_unlink,
+ * kr_monitor, kr_demonitor, kr_exit_sig, kr_info, kr_fd_own, kr_fd_give
+ * and KR_CHECK cost 1; kr_spawn and the I/O calls kr_wait_fd, kr_read,
+ * kr_write, kr_accept, kr_connect cost 10. The call that spends the last
+ * one yields. So a process yields every 4,000 sends, receives or
+ * KR_CHECKs, sooner if it waits (a receive that waits, kr_sleep,
+ * kr_blocking and kr_yield end the run; the next starts with a fresh
+ * budget). Two rules shorten a run further: a send to a process with more
+ * than 1,024 messages queued costs 64 more for each 1,024 (at most 4,000),
+ * so that a sender cannot outrun its receiver for ever; and a process that
+ * has just woken another while a scheduler idles keeps at most 200, so
+ * that the woken one soon runs (or is taken by the idle scheduler). The
+ * other calls (kr_alloc, kr_free, kr_msg_free, kr_self, kr_register ...)
+ * cost nothing.
+ *
+ * A loop that makes no krill calls should call KR_CHECK() now and then: it
+ * costs a decrement and a branch, and yields when the budget is spent.
+ * Harmless on a host thread.
+ */
 KR_API extern long kr__tls_offset; /* internal, for KR_CHECK */
 /* Internal, for KR_CHECK: the budget is spent; yield (a process) or reset it
  * (a host thread, which gets KR_ENOTPROC). */
@@ -252,10 +286,11 @@ KR_API char *kr_reason_format(const kr_reason *r, char *buf, size_t len);
  * messages, links, monitors and name are). Returns only from a host
  * thread, with KR_ENOTPROC, or for a bad kind, with KR_EINVAL. */
 KR_API int kr_exit(int kind);
-/* The same with a full reason. */
+/* The same with a full reason (KR_EINVAL for NULL). */
 KR_API int kr_exit_reason(const kr_reason *reason);
 /* End the calling process with KR_EXIT_ERROR and the formatted text
- * (printf-style, truncated to fit kr_reason.text). */
+ * (printf-style, truncated to fit kr_reason.text). Returns only from a
+ * host thread, with KR_ENOTPROC. */
 KR_API int kr_crash(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Internal, for KR_ASSERT. */
 KR_API int kr__assert_failed(const char *cond, const char *file, int line);
@@ -268,8 +303,12 @@ KR_API int kr__assert_failed(const char *cond, const char *file, int line);
  * the target whatever it does (reason KR_EXIT_KILLED); otherwise a target
  * that traps exits gets a KR_TAG_EXIT message instead, and one that does
  * not ends with the same reason, unless the reason is KR_EXIT_NORMAL, which
- * it ignores. A process that never calls krill (not even KR_CHECK) cannot
- * be ended until it does. 0, KR_EINVAL (a bad pid or kind), KR_ESTOPPED;
+ * it ignores. A process that sends KR_EXIT_NORMAL to itself is the
+ * exception, as in Erlang (exit(self(), normal)): it ends, with reason
+ * normal, at once if it does not trap exits (a normal end: no report, and
+ * linked processes ignore it); if it traps exits it gets the KR_TAG_EXIT
+ * message (from itself) instead. A process that never calls krill (not
+ * even KR_CHECK) cannot be ended until it does. 0, KR_EINVAL (a bad pid or kind), KR_ESTOPPED;
  * sending to a process that is gone does nothing. Safe from host threads
  * (the signal then comes from pid 0).
  */
@@ -288,12 +327,14 @@ KR_API int kr_exit_sig_reason(kr_pid pid, const kr_reason *reason);
  * trapped). Linking to a process that is gone is Erlang's link/1: a
  * trapping caller gets an exit message with KR_EXIT_NOPROC and kr_link
  * returns 0; a caller that does not trap exits ends with KR_EXIT_NOPROC.
- * KR_EINVAL for a bad pid or the caller's own, KR_ENOTPROC from a host
- * thread. Signals between one pair of processes arrive in the order sent.
+ * Linking to oneself does nothing and returns 0 (Erlang's link(self())).
+ * KR_EINVAL for a bad pid, KR_ENOMEM, KR_ENOTPROC from a host thread.
+ * Signals between one pair of processes arrive in the order sent.
  */
 KR_API int kr_link(kr_pid pid);
 /* Remove the link, if any (0 either way): no exit signal due to it arrives
- * after this returns (an exit message it already caused may be queued). */
+ * after this returns (an exit message it already caused may be queued).
+ * KR_EINVAL for a bad pid, KR_ENOTPROC from a host thread. */
 KR_API int kr_unlink(kr_pid pid);
 /* Trap exits (on nonzero) or not: a trapping process gets exit signals as
  * KR_TAG_EXIT messages (kr_exit_msg), except KR_EXIT_KILL. Returns the
@@ -310,12 +351,15 @@ KR_API int kr_trap_exit(int on);
 KR_API kr_ref kr_monitor(kr_pid pid);
 /* Remove a monitor: no DOWN message for it arrives after this returns. With
  * flush nonzero, a DOWN message already queued for it is removed too.
- * 0 (even if the monitor had fired), KR_EINVAL for a reference that is not
- * the caller's, KR_ENOTPROC. */
+ * 0, also if the monitor had fired or ref is not one of the caller's
+ * monitors (then nothing changes: as OTP's demonitor/2, which returns
+ * true); KR_EINVAL for ref <= 0 (no reference at all); KR_ENOTPROC. */
 KR_API int kr_demonitor(kr_ref ref, int flush);
 
-/* The messages signals turn into. Their tags are reserved: user tags must
- * stay below KR_TAG_RESERVED. */
+/* The messages signals turn into. Their tags are reserved, as are the
+ * supervisors' (from KR_TAG_SUP up, krill/sup.h): a program's tags must
+ * stay below KR_TAG_SUP, and kr_send, kr_send_bin, kr_send_named, kr_call
+ * and kr_reply return KR_EINVAL for a tag at or above it. */
 #define KR_TAG_RESERVED 0xffffffffffff0000ull
 #define KR_TAG_EXIT (KR_TAG_RESERVED + 1)  /* data: kr_exit_msg */
 #define KR_TAG_DOWN (KR_TAG_RESERVED + 2)  /* data: kr_down_msg */
@@ -339,14 +383,17 @@ typedef struct kr_down_msg {
 
 /* Give pid a name (at most KR_NAME_MAX bytes). A process has at most one
  * name, and a name at most one process; the name is freed when the process
- * ends. KR_EEXIST (name taken, or pid already named), KR_ENOPROC, KR_EINVAL,
- * KR_ESTOPPED. Safe from host threads. */
+ * ends. KR_EEXIST (name taken, or pid already named), KR_ENOPROC, KR_EINVAL
+ * (a bad name or pid), KR_ENOMEM, KR_ESTOPPED. Safe from host threads. */
 KR_API int kr_register(const char *name, kr_pid pid);
-/* Free a name: 0, or KR_ENOPROC if no process has it. */
+/* Free a name: 0, or KR_ENOPROC if no process has it, KR_EINVAL (a bad
+ * name), KR_ESTOPPED. */
 KR_API int kr_unregister(const char *name);
-/* The pid with this name, or KR_ENOPROC. Safe from host threads. */
+/* The pid with this name, or KR_ENOPROC, KR_EINVAL (a bad name),
+ * KR_ESTOPPED. Safe from host threads. */
 KR_API kr_pid kr_whereis(const char *name);
-/* kr_send to the process with this name; KR_ENOPROC if none has it. */
+/* kr_send to the process with this name; KR_ENOPROC if none has it,
+ * KR_EINVAL for a bad name or tag; else kr_send's errors. */
 KR_API int kr_send_named(const char *name, uint64_t tag, const void *data, size_t len);
 
 /* ------------------------------------------------------------------------ */
@@ -356,7 +403,10 @@ KR_API int kr_send_named(const char *name, uint64_t tag, const void *data, size_
 typedef struct kr_bin kr_bin;
 
 /* A received message. It lives on the receiving process's heap: free it
- * with kr_msg_free, or let it go when the process exits. */
+ * with kr_msg_free, or let it go when the process exits. Its payload (data)
+ * is aligned to 16 bytes, as malloc's memory is on x86-64 and aarch64
+ * (alignof(max_align_t)), whatever its size and whether it was copied or
+ * is a binary's, so it may be read in place as any C type. */
 typedef struct kr_msg {
 	kr_pid sender;     /* 0 when a host thread sent it */
 	uint64_t tag;      /* the sender's choice: what kind of message */
@@ -380,14 +430,15 @@ KR_API const kr_down_msg *kr_msg_down(const kr_msg *msg);
  * busy process on another scheduler may be held and delivered in a batch:
  * at the latest when the sending process next waits, yields or exits. An
  * exit signal that ends the sender takes effect only after the message is
- * delivered (or counted as a dead letter). Tags at or above
- * KR_TAG_RESERVED are krill's own: KR_EINVAL. */
+ * delivered (or counted as a dead letter). KR_EINVAL also for data NULL
+ * with len > 0, and for a tag at or above KR_TAG_SUP (krill's own). */
 KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len);
 
-/* Take the oldest message, waiting up to timeout_ms (0 polls, KR_INFINITY
- * waits for ever). 0 and *out set; KR_ETIMEDOUT; KR_EINVAL (out NULL);
- * KR_ENOTPROC from a host thread. The message is the caller's: free it
- * with kr_msg_free, or let the process's end do it. */
+/* Take the oldest message, waiting up to timeout_ms (the rule is at
+ * KR_INFINITY: 0 polls, KR_INFINITY waits for ever). 0 and *out set;
+ * KR_ETIMEDOUT; KR_EINVAL (out NULL, a bad timeout); KR_ENOTPROC from a
+ * host thread. The message is the caller's: free it with kr_msg_free, or
+ * let the process's end do it. */
 KR_API int kr_recv(kr_msg **out, long timeout_ms);
 /* As kr_recv, but take the oldest message with this tag; the others stay,
  * in order, for later receives. */
@@ -399,7 +450,21 @@ typedef int kr_match_fn(const kr_msg *msg, void *ctx);
  * if it is NULL). */
 KR_API int kr_recv_match(kr_msg **out, kr_match_fn *pred, void *ctx, long timeout_ms);
 
-/* Free a received message (from the process that received it). */
+/*
+ * Free a received message (from the process that received it; NULL, and
+ * calls from host threads, are ignored). Freeing a message that is not a
+ * live one of the caller's ends the caller with KR_EXIT_ERROR ("kr_msg_free:
+ * not a live message of this process (freed twice?)"), rather than free
+ * what another message or process now uses. Caught: another process's
+ * message (each process's heap marks its blocks its own way); a message
+ * freed already, until its block is reused (the block freed last on a
+ * scheduler is never the next one handed out, so a free, a receive and a
+ * second free are always caught). Not caught: a block reused for a later
+ * message to the same process is live again, and a stale pointer to it
+ * frees that message. Undefined: a pointer that never was a message's, and
+ * a second free of a message of over 64 KiB, whose block goes back to the
+ * allocator at once.
+ */
 KR_API void kr_msg_free(kr_msg *msg);
 
 /* Binaries: immutable byte strings shared by reference count, so large
@@ -418,7 +483,7 @@ KR_API const void *kr_bin_data(const kr_bin *bin);
 KR_API size_t kr_bin_size(const kr_bin *bin);
 
 /* Send bin by reference: the message holds its own reference, the caller
- * keeps theirs. Errors as kr_send. */
+ * keeps theirs. Errors as kr_send (KR_EINVAL for bin NULL too). */
 KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin);
 
 /* ------------------------------------------------------------------------ */
@@ -431,15 +496,19 @@ KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin);
  * and waits only for the reply carrying that reference (messages queued
  * before the call are not even looked at) or for the server's end.
  * 0 and *reply set (free it with kr_msg_free); KR_ENOPROC if the server is
- * gone or ends before replying; KR_ETIMEDOUT; KR_EINVAL; KR_ENOTPROC from a
- * host thread. Afterwards nothing of the call is left in the mailbox: a
- * reply that comes after a timeout is dropped on arrival.
+ * gone or ends before replying; KR_ETIMEDOUT; KR_EINVAL (a bad pid, the
+ * caller's own, a tag at or above KR_TAG_SUP, req NULL with len > 0, reply
+ * NULL, a bad timeout: nothing is sent); KR_ELIMIT (len above max_message);
+ * KR_ENOMEM; KR_ENOTPROC from a host thread. Afterwards nothing of the call
+ * is left in the mailbox: a reply that comes after a timeout is dropped on
+ * arrival.
  */
 KR_API int kr_call(kr_pid pid, uint64_t tag, const void *req, size_t len, kr_msg **reply,
                    long timeout_ms);
 /* Reply to a request received from kr_call (its ref is nonzero): the caller
- * gets (tag, data, len). KR_EINVAL if request is not a call's; replying to
- * a caller that is gone or gave up is not an error. */
+ * gets (tag, data, len). KR_EINVAL if request is not a call's, for data
+ * NULL with len > 0, or a tag at or above KR_TAG_SUP; replying to a caller
+ * that is gone or gave up is not an error. */
 KR_API int kr_reply(const kr_msg *request, uint64_t tag, const void *data, size_t len);
 
 /* ------------------------------------------------------------------------ */
@@ -449,16 +518,25 @@ KR_API int kr_reply(const kr_msg *request, uint64_t tag, const void *data, size_
 /* Allocate on the calling process's heap: everything still allocated is
  * freed when the process exits. An allocation that would take the process
  * past its max_heap ends it with KR_EXIT_HEAP_LIMIT (it does not return).
- * NULL when out of memory or called from a host thread. */
+ * The block is aligned to 16 bytes, as malloc's. NULL when out of memory
+ * or called from a host thread. */
 KR_API void *kr_alloc(size_t size);
 /* kr_alloc of n zeroed elements of size bytes; NULL on overflow too. */
 KR_API void *kr_calloc(size_t n, size_t size);
 /* Resize a block from kr_alloc (NULL: allocate), as realloc; NULL, with ptr
- * untouched, when memory is short, ptr is not one of the caller's blocks,
- * or from a host thread. Past max_heap, as kr_alloc. */
+ * untouched, when memory is short, or from a host thread. Past max_heap, as
+ * kr_alloc. A ptr that is not a live block of the caller's ends the caller,
+ * as kr_free ("kr_realloc: not a live block of this process (freed
+ * already?)"). */
 KR_API void *kr_realloc(void *ptr, size_t size);
-/* Free a block from kr_alloc. NULL, a pointer that is not one of the
- * caller's live blocks, and calls from host threads are ignored. */
+/* Free a block from kr_alloc. NULL, and calls from host threads, are
+ * ignored. A ptr that is not a live block of the caller's ends the caller
+ * with KR_EXIT_ERROR ("kr_free: not a live block of this process (freed
+ * twice?)"). Caught: another process's block; a block freed already, unless
+ * a later kr_alloc of the same process got it back from the allocator
+ * (which hands a block just freed to the next allocation of its size):
+ * then it is live again, and a stale pointer to it frees the new block.
+ * Undefined: a pointer that kr_alloc never returned. */
 KR_API void kr_free(void *ptr);
 
 /* ------------------------------------------------------------------------ */

@@ -56,8 +56,16 @@ Test(signal, an_abnormal_end_kills_linked_processes)
 	vm_stop();
 }
 
-/* A normal end does not propagate; an exit signal with normal is ignored. */
+/* A normal end does not propagate; an exit signal with normal from another
+ * process is ignored (from the process itself it is not: test_api.c). */
 static atomic_int normal_survived;
+
+static void sends_normal_exit(void *arg)
+{
+	kr_pid to = (kr_pid)(intptr_t)arg;
+	kr_exit_sig(to, KR_EXIT_NORMAL);
+	kr_send(to, 1, NULL, 0); /* after the signal, so it has been taken in */
+}
 
 static void survives_normal(void *arg)
 {
@@ -66,7 +74,9 @@ static void survives_normal(void *arg)
 	kr_pid c = kr_spawn_opt(end_normally, NULL, &o);
 	VM_CHECK(c > 0, "spawn_link: %lld", (long long)c);
 	kr_sleep(50);
-	kr_exit_sig(kr_self(), KR_EXIT_NORMAL);
+	kr_spawn(sends_normal_exit, (void *)(intptr_t)kr_self());
+	kr_msg *m;
+	VM_CHECK(kr_recv_tag(&m, 1, 5000) == 0, "no message after the exit signal");
 	kr_sleep(10);
 	atomic_store(&normal_survived, 1);
 }

@@ -25,6 +25,7 @@
 
 #include "msg.h"
 #include "signal.h"
+#include "timeout.h"
 #include "vm.h"
 
 typedef struct awaited {
@@ -38,17 +39,21 @@ static int is_answer(const kr_msg *m, void *ctx)
 	return m->ref == ((const awaited *)ctx)->ref;
 }
 
-KR_API int kr_call(kr_pid pid, uint64_t tag, const void *req, size_t len, kr_msg **reply,
-                   long timeout_ms)
+/* kr_call, with tags below tag_end allowed (a program's, or the
+ * supervisors' too). */
+static int call(kr_pid pid, uint64_t tag, uint64_t tag_end, const void *req, size_t len,
+                kr_msg **reply, long timeout_ms)
 {
 	krx_proc *p = krx_proc_self();
 	if (reply)
 		*reply = NULL;
 	if (!p)
 		return KR_ENOTPROC;
-	if (!reply || pid <= 0 || (len && !req) || tag >= KR_TAG_RESERVED ||
-	    pid == (kr_pid)AO_load(&p->live_pid))
-		return KR_EINVAL; /* a call to oneself could only time out */
+	/* Relaxed: our own pid. A call to oneself would take its own request
+	 * (which carries the reference) for the answer. */
+	if (!reply || !krx_pid_valid(pid) || (len && !req) || tag >= tag_end ||
+	    !krx_timeout_valid(timeout_ms) || pid == (kr_pid)AO_load(&p->live_pid))
+		return KR_EINVAL;
 	krx_proc_ext *x = krx_proc_ext_get(p);
 	if (!x)
 		return KR_ENOMEM;
@@ -75,6 +80,18 @@ KR_API int kr_call(kr_pid pid, uint64_t tag, const void *req, size_t len, kr_msg
 	if (rc == 0)
 		*reply = m;
 	return rc;
+}
+
+KR_API int kr_call(kr_pid pid, uint64_t tag, const void *req, size_t len, kr_msg **reply,
+                   long timeout_ms)
+{
+	return call(pid, tag, KR_TAG_SUP, req, len, reply, timeout_ms);
+}
+
+int krx_call(kr_pid pid, uint64_t tag, const void *req, size_t len, kr_msg **reply,
+             long timeout_ms)
+{
+	return call(pid, tag, KR_TAG_RESERVED, req, len, reply, timeout_ms);
 }
 
 /* The reply, straight into the caller's queue when the caller is parked
@@ -107,10 +124,12 @@ static bool reply_direct(krx_sched *s, kr_pid me, const kr_msg *request, uint64_
 	return true;
 }
 
-KR_API int kr_reply(const kr_msg *request, uint64_t tag, const void *data, size_t len)
+/* kr_reply, with tags below tag_end allowed (as call). */
+static int reply(const kr_msg *request, uint64_t tag, uint64_t tag_end, const void *data,
+                 size_t len)
 {
 	if (!request || request->ref <= 0 || request->sender <= 0 || (len && !data) ||
-	    tag >= KR_TAG_RESERVED)
+	    tag >= tag_end)
 		return KR_EINVAL;
 	krx_sched *s = krx_sched_self();
 	if (krx_vm_enter(s))
@@ -128,4 +147,14 @@ KR_API int kr_reply(const kr_msg *request, uint64_t tag, const void *data, size_
 	if (p)
 		krx_task_charge(1);
 	return 0;
+}
+
+KR_API int kr_reply(const kr_msg *request, uint64_t tag, const void *data, size_t len)
+{
+	return reply(request, tag, KR_TAG_SUP, data, len);
+}
+
+int krx_reply(const kr_msg *request, uint64_t tag, const void *data, size_t len)
+{
+	return reply(request, tag, KR_TAG_RESERVED, data, len);
 }

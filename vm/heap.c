@@ -8,11 +8,27 @@
 
 #include "mi.h"
 
+/* A salt for the next incarnation of h: the splitmix64 finaliser of the
+ * heap's address and its count of incarnations, so that two processes,
+ * whether they live at once or one after the other in the same slot,
+ * almost never share one (a chance of 2^-32). Never a kind's magic, so a
+ * live block's magic is never 0. */
+static uint32_t next_salt(krx_heap *h)
+{
+	uint64_t x = ((uint64_t)(uintptr_t)h ^ ((uint64_t)++h->gen << 40)) + 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	uint32_t s = (uint32_t)(x ^ (x >> 31));
+	return s == KRX_HBLK_ALLOC || s == KRX_HBLK_MSG ? s ^ 0x100u : s;
+}
+
 void krx_heap_init(krx_heap *h, size_t max)
 {
 	h->list.prev = h->list.next = &h->list;
 	h->list.size = 0;
+	h->list.magic = 0;
 	h->max = max;
+	h->salt = next_salt(h);
 	AO_store(&h->bytes, 0);
 }
 
@@ -21,7 +37,9 @@ void krx_heap_destroy(krx_heap *h, void (*free_msg)(krx_hblk *b, void *ctx), voi
 	krx_hblk *b = h->list.next;
 	while (b != &h->list) {
 		krx_hblk *next = b->next;
-		if (b->magic == KRX_HBLK_MSG)
+		bool msg = krx_heap_live(h, b, KRX_HBLK_MSG);
+		b->magic = 0; /* off the heap: a stale pointer to it is not live */
+		if (msg)
 			free_msg(b, ctx);
 		else
 			krx_free_raw(b);
@@ -29,7 +47,6 @@ void krx_heap_destroy(krx_heap *h, void (*free_msg)(krx_hblk *b, void *ctx), voi
 	}
 	krx_heap_init(h, h->max);
 }
-
 
 void *krx_heap_alloc(krx_heap *h, size_t size)
 {
@@ -39,39 +56,20 @@ void *krx_heap_alloc(krx_heap *h, size_t size)
 	if (!b)
 		return NULL;
 	b->size = size;
+	b->kind = 0;
 	krx_heap_link(h, b, KRX_HBLK_ALLOC);
 	return b + 1;
 }
 
-/* The block behind a pointer kr_alloc returned, or NULL if it is not one of
- * this heap's live blocks (a double free, a foreign pointer). */
-static krx_hblk *block_of(void *ptr)
+void krx_heap_free(krx_heap *h, krx_hblk *b)
 {
-	krx_hblk *b = (krx_hblk *)ptr - 1;
-	return b->magic == KRX_HBLK_ALLOC ? b : NULL;
-}
-
-size_t krx_heap_block_size(void *ptr)
-{
-	krx_hblk *b = ptr ? block_of(ptr) : NULL;
-	return b ? b->size : 0;
-}
-
-void krx_heap_free(krx_heap *h, void *ptr)
-{
-	krx_hblk *b;
-	if (!ptr || !(b = block_of(ptr)))
-		return;
 	krx_heap_unlink(h, b);
 	krx_free_raw(b);
 }
 
-void *krx_heap_realloc(krx_heap *h, void *ptr, size_t size)
+void *krx_heap_realloc(krx_heap *h, krx_hblk *b, size_t size)
 {
-	if (!ptr)
-		return krx_heap_alloc(h, size);
-	krx_hblk *b = block_of(ptr);
-	if (!b || size > SIZE_MAX - sizeof(krx_hblk))
+	if (size > SIZE_MAX - sizeof(krx_hblk))
 		return NULL;
 	if (size > b->size && krx_heap_over_limit(h, size - b->size))
 		return NULL;

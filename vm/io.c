@@ -36,6 +36,7 @@
 
 #include "futex.h"
 #include "signal.h"
+#include "timeout.h"
 #include "vm.h"
 
 #define IO_REDS 10 /* reductions per call: a system call costs a microsecond or more */
@@ -73,7 +74,7 @@ static int io_enter(int fd, bool ok, long timeout_ms, uint64_t *deadline)
 {
 	if (!krx_proc_self())
 		return KR_ENOTPROC;
-	if (fd < 0 || !ok || (timeout_ms < 0 && timeout_ms != KR_INFINITY))
+	if (fd < 0 || !ok || !krx_timeout_valid(timeout_ms))
 		return KR_EINVAL;
 	krx_task_charge(IO_REDS);
 	*deadline = timeout_ms > 0 ? krx_now_ns() + (uint64_t)timeout_ms * 1000000u : 0;

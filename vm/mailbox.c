@@ -10,6 +10,7 @@
 #include "msg.h"
 #include "proc.h"
 #include "signal.h"
+#include "timeout.h"
 #include "vm.h"
 
 #define PTR_MASK (((AO_t)1 << KRX_MB_SERIAL_SHIFT) - 1)
@@ -303,7 +304,7 @@ static inline __attribute__((always_inline)) int receive(kr_msg **out, const krx
 		*out = NULL;
 	if (!p)
 		return KR_ENOTPROC;
-	if (!out || (mt->kind == KRX_MATCH_PRED && !mt->pred))
+	if (!out || (mt->kind == KRX_MATCH_PRED && !mt->pred) || !krx_timeout_valid(timeout_ms))
 		return KR_EINVAL;
 	krx_task_charge(1);
 	p = krx_proc_self(); /* the charge may have yielded */
@@ -366,14 +367,24 @@ int krx_receive_after(kr_msg **out, const krx_matcher *mt, long timeout_ms, krx_
 	return receive(out, mt, timeout_ms, after);
 }
 
+/* kr_msg_free of a message that is not a live one of the caller's: crash
+ * the caller (Erlang's badarg) rather than free a block that another
+ * message, or another process, now uses. */
+static _Noreturn __attribute__((cold, noinline)) void msg_not_live(void)
+{
+	kr_crash("kr_msg_free: not a live message of this process (freed twice?)");
+	__builtin_unreachable();
+}
+
 KR_API void kr_msg_free(kr_msg *msg)
 {
 	krx_proc *p = krx_proc_self();
 	if (!msg || !p)
 		return;
-	krx_msg *m = (krx_msg *)((char *)msg - offsetof(krx_msg, pub));
-	if (m->hb.magic != KRX_HBLK_MSG)
-		return; /* not on a heap: not received, or freed already */
+	char *b = (char *)msg - offsetof(krx_msg, pub);
+	if (__builtin_expect(!krx_heap_live(&p->heap, b, KRX_HBLK_MSG), 0))
+		msg_not_live();
+	krx_msg *m = (krx_msg *)b;
 	krx_heap_unlink(&p->heap, &m->hb);
 	krx_msg_free(krx_vm_msg_cache(krx_sched_self()), m);
 }

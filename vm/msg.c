@@ -4,6 +4,11 @@
  */
 #include "msg.h"
 
+#include "san.h"
+#if KRX_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 krx_msg *krx_msg_new_slow(krx_msg_cache *c, size_t len)
 {
 	(void)c;
@@ -20,18 +25,45 @@ krx_msg *krx_msg_new_slow(krx_msg_cache *c, size_t len)
 	return m;
 }
 
+/* ASan: a held block is dead; poison all but its header, which kr_msg_free
+ * reads to see that it is. */
+static void poison_held(krx_msg *m, bool poison)
+{
+#if KRX_ASAN
+	char *body = (char *)&m->next;
+	size_t n = (size_t)((char *)(m + 1) + m->hb.size - body);
+	if (poison)
+		ASAN_POISON_MEMORY_REGION(body, n);
+	else
+		ASAN_UNPOISON_MEMORY_REGION(body, n);
+#else
+	(void)m;
+	(void)poison;
+#endif
+}
+
 void krx_msg_free_slow(krx_msg_cache *c, krx_msg *m)
 {
 	if (m->pub.bin) {
 		kr_bin_unref(m->pub.bin);
 		m->pub.bin = NULL;
-		if (KRX_MSG_CACHING && c && m->hb.size == KRX_MSG_SMALL && c->n < KRX_MSG_CACHE) {
-			m->pub.data = m + 1;
-			c->v[c->n++] = m;
-			return;
-		}
+		m->pub.data = m + 1;
 	}
-	krx_free_raw(m);
+	if (!c || m->hb.size > KRX_MSG_HOLD_MAX) {
+		krx_free_raw(m);
+		return;
+	}
+	krx_msg **slot = KRX_MSG_CACHING && m->hb.size == KRX_MSG_SMALL ? &c->held : &c->held_big;
+	krx_msg *prev = *slot;
+	poison_held(m, true);
+	*slot = m;
+	if (!prev)
+		return;
+	poison_held(prev, false);
+	if (KRX_MSG_CACHING && prev->hb.size == KRX_MSG_SMALL && c->n < KRX_MSG_CACHE)
+		c->v[c->n++] = prev;
+	else
+		krx_free_raw(prev);
 }
 
 void krx_msg_free_chain(krx_msg_cache *c, krx_msg *m)
@@ -45,6 +77,14 @@ void krx_msg_free_chain(krx_msg_cache *c, krx_msg *m)
 
 void krx_msg_cache_flush(krx_msg_cache *c)
 {
+	krx_msg **held[] = { &c->held, &c->held_big };
+	for (int i = 0; i < 2; i++) {
+		if (*held[i]) {
+			poison_held(*held[i], false);
+			krx_free_raw(*held[i]);
+			*held[i] = NULL;
+		}
+	}
 	while (c->n)
 		krx_free_raw(c->v[--c->n]);
 }

@@ -8,8 +8,23 @@
  * enters the allocator. The cache is bounded; a block freed into a full
  * cache goes back to mimalloc, which takes frees from any thread.
  *
+ * The block freed last on a scheduler is held back (one deep, a small one
+ * and one of another size up to KRX_MSG_HOLD_MAX payload bytes): it is
+ * cached or freed when the next one of its class is, so an allocation never
+ * gets the block just freed.
+ * A message freed twice, with a receive in between, then still finds its
+ * block dead (magic 0, heap.h) and kr_msg_free crashes the caller, instead
+ * of freeing the message received in between that would otherwise have
+ * reused the block.
+ *
+ * A payload starts at m + 1, 16-byte aligned (krill.h promises it): the
+ * block comes from malloc (16-byte aligned on x86-64 and aarch64) and the
+ * header's size is a multiple of 16.
+ *
  * Sanitizer builds cache nothing, so that a use after free of a message is
- * seen as one.
+ * seen as one. They hold a block back all the same (libc's allocator, like
+ * the cache, would hand the block just freed to the next allocation), and
+ * ASan's poisons all of it but the header while it is held.
  */
 #ifndef KRX_MSG_H
 #define KRX_MSG_H
@@ -17,9 +32,10 @@
 #include "mailbox.h"
 #include "san.h"
 
-#define KRX_MSG_SMALL 40   /* payload bytes of a cached block (128 in all) */
+#define KRX_MSG_SMALL 32   /* payload bytes of a cached block (128 in all) */
 #define KRX_MSG_CACHE 1024 /* blocks one scheduler keeps (128 KiB): a broadcast
                             * to hundreds comes back to the cache in a burst */
+#define KRX_MSG_HOLD_MAX (64u << 10) /* larger blocks are freed at once, not held */
 
 #if KRX_ASAN || KRX_TSAN
 #define KRX_MSG_CACHING 0
@@ -27,8 +43,13 @@
 #define KRX_MSG_CACHING 1
 #endif
 
+_Static_assert(sizeof(krx_msg) % 16 == 0, "a payload (at m + 1) must be 16-byte aligned");
+_Static_assert(sizeof(krx_msg) + KRX_MSG_SMALL == 128, "a cached block is two cache lines");
+
 typedef struct krx_msg_cache {
 	unsigned n;
+	krx_msg *held;          /* the small block freed last: cached when the next is freed */
+	krx_msg *held_big;      /* the same for the other blocks (sanitizer builds: all) */
 	krx_msg *v[KRX_MSG_CACHE];
 } krx_msg_cache;
 
@@ -51,16 +72,28 @@ static inline krx_msg *krx_msg_new(krx_msg_cache *c, size_t len)
 	return m;
 }
 
-/* Drop the message's binary, if any, and free the block. */
+/* Drop the message's binary, if any, and free the block: hold it back,
+ * and cache (or free) the one held before. c: the calling scheduler's
+ * cache, or NULL (a host thread: freed at once). */
 static inline void krx_msg_free(krx_msg_cache *c, krx_msg *m)
 {
+	krx_msg *prev;
 	if (!KRX_MSG_CACHING || !c || m->pub.bin || m->hb.size != KRX_MSG_SMALL ||
-	    c->n == KRX_MSG_CACHE) {
+	    !(prev = c->held) || c->n == KRX_MSG_CACHE) {
 		krx_msg_free_slow(c, m);
 		return;
 	}
-	c->v[c->n++] = m;
+	c->held = m;
+	c->v[c->n++] = prev;
 }
+
+/* kr_send, kr_call and kr_reply with the supervisors' tags too (from
+ * KR_TAG_SUP up to KR_TAG_RESERVED, which the public calls refuse): for
+ * sup.c's protocol (vm.c, call.c). */
+int krx_send(kr_pid to, uint64_t tag, const void *data, size_t len);
+int krx_call(kr_pid pid, uint64_t tag, const void *req, size_t len, kr_msg **reply,
+             long timeout_ms);
+int krx_reply(const kr_msg *request, uint64_t tag, const void *data, size_t len);
 
 /* Free every message of a chain linked through next. */
 void krx_msg_free_chain(krx_msg_cache *c, krx_msg *m);

@@ -248,6 +248,8 @@ KR_API kr_pid kr_whereis(const char *name)
 
 KR_API int kr_send_named(const char *name, uint64_t tag, const void *data, size_t len)
 {
+	if (tag >= KR_TAG_SUP)
+		return KR_EINVAL; /* krill's own tags, as kr_send */
 	kr_pid pid = kr_whereis(name);
 	return pid < 0 ? (int)pid : kr_send(pid, tag, data, len);
 }

@@ -6,7 +6,9 @@
  *  - An exit signal with KR_EXIT_KILL ends its target, trapping or not, with
  *    KR_EXIT_KILLED. Any other exit signal becomes a KR_TAG_EXIT message for
  *    a target that traps exits; for one that does not, it is ignored if the
- *    reason is normal and ends the target with that reason otherwise.
+ *    reason is normal (unless the target sent it to itself: exit(self(),
+ *    normal) ends the caller with reason normal) and ends the target with
+ *    that reason otherwise.
  *  - A process that ends sends an exit signal with its reason to each linked
  *    process (a link's signal is dropped by a receiver that has unlinked
  *    meanwhile) and a DOWN to each monitor on it (dropped by a watcher that
@@ -225,7 +227,11 @@ static bool take_exit(krx_proc *p, krx_msg *m)
 		m->pub.tag = KR_TAG_EXIT;
 		return true;
 	}
-	if (e.reason.kind != KR_EXIT_NORMAL)
+	/* normal is ignored, except from the process itself: Erlang's
+	 * exit(self(), normal) ends the caller, with reason normal. */
+	/* Relaxed: our own pid, written before we first ran. */
+	kr_pid me = (kr_pid)AO_load(&p->live_pid);
+	if (e.reason.kind != KR_EXIT_NORMAL || (m->hb.kind == KRX_SIG_EXIT && e.from == me))
 		krx_proc_set_reason(p, e.reason.kind, e.reason.text, e.from, false);
 	return false;
 }

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "msg.h"
 #include "proc.h"
 
 /* The protocol's tags (sup.h reserves KR_TAG_SUP and up). */
@@ -422,9 +423,9 @@ static void child_main(void *unused)
 	/* A supervisor reports from kr_sup_run, once its children have
 	 * started: it finds its parent in this note to itself. */
 	if (sm.type == KR_SUPERVISOR)
-		kr_send(kr_self(), TAG_PARENT, &parent, sizeof parent);
+		krx_send(kr_self(), TAG_PARENT, &parent, sizeof parent);
 	else
-		kr_send(parent, TAG_ACK, NULL, 0);
+		krx_send(parent, TAG_ACK, NULL, 0);
 	sm.start(sm.arg);
 }
 
@@ -460,7 +461,7 @@ static int start_child(sup *s, child *c)
 		return KR_ESTART;
 	}
 	start_msg sm = { .init = sp->init, .start = sp->start, .arg = c->arg, .type = sp->type };
-	int rc = kr_send(pid, TAG_START, &sm, sizeof sm);
+	int rc = krx_send(pid, TAG_START, &sm, sizeof sm);
 	if (rc) {
 		kr_unlink(pid);
 		kr_exit_sig(pid, KR_EXIT_KILL);
@@ -741,7 +742,7 @@ static void restart(sup *s, child *c)
 	}
 	if (failed) {
 		failed->restarting = true;
-		kr_send(s->self, TAG_RETRY, &failed->key, sizeof failed->key);
+		krx_send(s->self, TAG_RETRY, &failed->key, sizeof failed->key);
 	}
 }
 
@@ -860,7 +861,7 @@ static void do_which_children(sup *s, const kr_msg *m)
 	char *out = kr_alloc(len);
 	if (!out) {
 		int rc = KR_ENOMEM;
-		kr_reply(m, TAG_REPLY, &rc, sizeof rc);
+		krx_reply(m, TAG_REPLY, &rc, sizeof rc);
 		return;
 	}
 	int total = (int)s->nchildren;
@@ -873,7 +874,7 @@ static void do_which_children(sup *s, const kr_msg *m)
 			memcpy(w.id, c->sp->id, sizeof w.id);
 		memcpy(&v[i], &w, sizeof w);
 	}
-	kr_reply(m, TAG_REPLY, out, len);
+	krx_reply(m, TAG_REPLY, out, len);
 	kr_free(out);
 }
 
@@ -915,11 +916,11 @@ static void serve(sup *s, const kr_msg *m)
 		return;
 	case TAG_REQ_COUNT: {
 		kr_sup_counts n = do_count_children(s);
-		kr_reply(m, TAG_REPLY, &n, sizeof n);
+		krx_reply(m, TAG_REPLY, &n, sizeof n);
 		return;
 	}
 	}
-	kr_reply(m, TAG_REPLY, &r, sizeof r);
+	krx_reply(m, TAG_REPLY, &r, sizeof r);
 }
 
 /* ---- the supervisor ---- */
@@ -1032,7 +1033,7 @@ static void sup_main(void *arg)
 		rc = KR_ENOMEM;
 	kr_msg_free(m);
 	if (s && (rc = start_all(s, &why)) == 0) {
-		kr_send(parent, TAG_ACK, &rc, sizeof rc);
+		krx_send(parent, TAG_ACK, &rc, sizeof rc);
 		loop(s);
 	}
 	/* Failed. The name goes now: the exit path frees it only after the
@@ -1041,7 +1042,7 @@ static void sup_main(void *arg)
 	if (name[0] && rc != KR_EEXIST)
 		kr_unregister(name);
 	kr_unlink(parent);
-	kr_send(parent, TAG_ACK, &rc, sizeof rc);
+	krx_send(parent, TAG_ACK, &rc, sizeof rc);
 	end_with(&why);
 }
 
@@ -1081,7 +1082,7 @@ KR_API kr_pid kr_sup_start_link(const kr_sup_flags *flags, const kr_child_spec *
 	start_wait w = { 0 };
 	kr_spawn_opts o = { .name = name ? name : "supervisor", .link = 1, .monitor = &w.ref };
 	w.sup = kr_spawn_opt(sup_main, (void *)(intptr_t)self, &o);
-	int rc = w.sup < 0 ? (int)w.sup : kr_send(w.sup, TAG_INIT, im, len);
+	int rc = w.sup < 0 ? (int)w.sup : krx_send(w.sup, TAG_INIT, im, len);
 	kr_free(im);
 	if (w.sup < 0)
 		return w.sup;
@@ -1150,7 +1151,7 @@ KR_API int kr_sup_run(const kr_sup_flags *flags, const kr_child_spec *specs, siz
 	if (start_all(s, &why))
 		end_with(&why);
 	if (parent)
-		kr_send(parent, TAG_ACK, NULL, 0);
+		krx_send(parent, TAG_ACK, NULL, 0);
 	loop(s);
 }
 
@@ -1163,7 +1164,7 @@ static int request(kr_pid sup_pid, uint64_t tag, const void *req, size_t len, kr
 		return (int)self;
 	if (sup_pid <= 0 || sup_pid == self)
 		return sup_pid <= 0 ? KR_ENOPROC : KR_EINVAL;
-	int rc = kr_call(sup_pid, tag, req, len, reply_out, KR_INFINITY);
+	int rc = krx_call(sup_pid, tag, req, len, reply_out, KR_INFINITY);
 	return rc == KR_EINVAL ? KR_ENOPROC : rc; /* a malformed pid names no supervisor */
 }
 

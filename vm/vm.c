@@ -17,6 +17,7 @@
 #include "proc.h"
 #include "registry.h"
 #include "signal.h"
+#include "timeout.h"
 #include "vm.h"
 
 #define DEFAULT_MAX_PROCS ((size_t)1 << 20)
@@ -255,14 +256,16 @@ KR_API int kr_sleep(long ms)
 {
 	if (!krx_task_self())
 		return KR_ENOTPROC;
-	if (ms < 0)
+	if (!krx_timeout_valid(ms))
 		return KR_EINVAL;
 	if (ms == 0) {
 		krx_task_yield();
 		return 0;
 	}
 	/* `receive after ms`: a receive that matches nothing. Messages wake
-	 * it only to be queued; exit signals are acted on as they come. */
+	 * it only to be queued; exit signals are acted on as they come. With
+	 * KR_INFINITY it never returns (timer:sleep(infinity)): only an exit
+	 * signal ends it. */
 	krx_matcher none = { .kind = KRX_MATCH_NONE };
 	kr_msg *m;
 	(void)krx_receive_after(&m, &none, ms, NULL);
@@ -416,10 +419,18 @@ int krx_send_call(kr_pid to, uint64_t tag, kr_ref ref, const void *data, size_t 
 
 KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len)
 {
+	if (tag >= KR_TAG_SUP)
+		return KR_EINVAL; /* krill's own tags */
+	int rc = send_ref(to, tag, 0, KRX_MSG_USER, data, len);
+	return rc > 0 ? 0 : rc; /* a dead letter is not an error */
+}
+
+int krx_send(kr_pid to, uint64_t tag, const void *data, size_t len)
+{
 	if (tag >= KR_TAG_RESERVED)
 		return KR_EINVAL;
 	int rc = send_ref(to, tag, 0, KRX_MSG_USER, data, len);
-	return rc > 0 ? 0 : rc; /* a dead letter is not an error */
+	return rc > 0 ? 0 : rc;
 }
 
 KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
@@ -429,7 +440,7 @@ KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
 		return KR_ESTOPPED;
 	int err = KR_EINVAL;
 	krx_msg *m = NULL;
-	if (!valid_target(to) || !bin)
+	if (!valid_target(to) || !bin || tag >= KR_TAG_SUP)
 		goto out;
 	err = KR_ENOMEM;
 	if (!(m = krx_msg_new(krx_vm_msg_cache(self), 0)))
@@ -467,20 +478,37 @@ KR_API void *kr_calloc(size_t n, size_t size)
 	return ptr;
 }
 
+/* kr_free or kr_realloc of a block that is not a live one of the caller's:
+ * crash the caller, as Erlang crashes a caller on a bad argument, rather
+ * than corrupt its heap or another process's. */
+static _Noreturn __attribute__((cold, noinline)) void not_live(const char *call, const char *hint)
+{
+	kr_crash("%s: not a live block of this process (%s)", call, hint);
+	__builtin_unreachable();
+}
+
 KR_API void *kr_realloc(void *ptr, size_t size)
 {
 	krx_proc *p = krx_proc_self();
 	if (!p)
 		return NULL;
-	size_t old = krx_heap_block_size(ptr);
-	if (size > old && krx_heap_over_limit(&p->heap, size - old))
-		krx_proc_heap_limit(p, size - old);
-	return krx_heap_realloc(&p->heap, ptr, size);
+	if (!ptr)
+		return kr_alloc(size);
+	krx_hblk *b = krx_heap_block(&p->heap, ptr);
+	if (!b)
+		not_live("kr_realloc", "freed already?");
+	if (size > b->size && krx_heap_over_limit(&p->heap, size - b->size))
+		krx_proc_heap_limit(p, size - b->size);
+	return krx_heap_realloc(&p->heap, b, size);
 }
 
 KR_API void kr_free(void *ptr)
 {
 	krx_proc *p = krx_proc_self();
-	if (p)
-		krx_heap_free(&p->heap, ptr);
+	if (!p || !ptr)
+		return;
+	krx_hblk *b = krx_heap_block(&p->heap, ptr);
+	if (!b)
+		not_live("kr_free", "freed twice?");
+	krx_heap_free(&p->heap, b);
 }

@@ -15,8 +15,9 @@
  *
  * Errors are the KR_E... codes of krill.h, plus KR_EIO: a system call
  * failed, and kr_last_errno() says why (ECONNREFUSED, ECONNRESET, EPIPE,
- * EBADF ...). Timeouts are in milliseconds, as for kr_recv: 0 tries once
- * without waiting, KR_INFINITY waits for ever. Every call here but kr_close,
+ * EBADF ...). Timeouts follow krill.h's rule (at KR_INFINITY): in
+ * milliseconds, 0 tries once without waiting, KR_INFINITY waits for ever,
+ * any other negative value is KR_EINVAL at once. Every call here but kr_close,
  * kr_fd_give, kr_fd_owner and kr_io_stats needs a process: from a host
  * thread it returns KR_ENOTPROC. Unlike errno, which a process must read
  * before its next krill call (it may resume on another thread),
@@ -81,14 +82,15 @@ KR_API int kr_wait_fd(int fd, unsigned events, long timeout_ms);
  * Read at most len bytes into buf, as read(2), waiting up to timeout_ms for
  * data. Returns the bytes read (> 0), 0 at end of file (the peer closed),
  * KR_ETIMEDOUT, KR_EIO (kr_last_errno: ECONNRESET, EBADF ...), KR_EINVAL
- * (fd < 0, buf NULL with len > 0, bad timeout), KR_ENOTPROC.
+ * (fd < 0, buf NULL with len > 0, a bad timeout), KR_ENOTPROC.
  */
 KR_API ssize_t kr_read(int fd, void *buf, size_t len, long timeout_ms);
 
 /*
  * Write all len bytes of buf, waiting for room as often as needed, for at
  * most timeout_ms in all. Returns len, or a negative code: KR_ETIMEDOUT,
- * KR_EIO (kr_last_errno: EPIPE, ECONNRESET ...), KR_EINVAL, KR_ENOTPROC.
+ * KR_EIO (kr_last_errno: EPIPE, ECONNRESET ...), KR_EINVAL (fd < 0, buf
+ * NULL with len > 0, a bad timeout), KR_ENOTPROC.
  * A write that fails may have written part of buf first: kr_last_written()
  * then says how many bytes went out (0 to len - 1), so that a caller who
  * wants to can go on from there; on a stream socket, a peer has received
@@ -101,7 +103,7 @@ KR_API ssize_t kr_write(int fd, const void *buf, size_t len, long timeout_ms);
  * for one. Returns the new descriptor, non-blocking and close-on-exec, and
  * owned by the caller (see kr_fd_own; kr_fd_give hands it on). Errors:
  * KR_ETIMEDOUT, KR_EIO (kr_last_errno: EINVAL if fd does not listen,
- * EMFILE ...), KR_EINVAL, KR_ENOMEM, KR_ENOTPROC.
+ * EMFILE ...), KR_EINVAL (fd < 0, a bad timeout), KR_ENOMEM, KR_ENOTPROC.
  */
 KR_API int kr_accept(int fd, long timeout_ms);
 
@@ -109,7 +111,8 @@ KR_API int kr_accept(int fd, long timeout_ms);
  * Connect the non-blocking socket fd to addr, waiting up to timeout_ms for
  * the connection to be made. 0 once connected; KR_ETIMEDOUT (the attempt
  * is still under way: close the socket); KR_EIO (kr_last_errno:
- * ECONNREFUSED, ENETUNREACH ...); KR_EINVAL; KR_ENOTPROC.
+ * ECONNREFUSED, ENETUNREACH ...); KR_EINVAL (fd < 0, addr NULL, a bad
+ * timeout); KR_ENOTPROC.
  */
 KR_API int kr_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, long timeout_ms);
 
@@ -141,7 +144,7 @@ KR_API int kr_fd_disown(int fd);
  */
 KR_API int kr_fd_give(int fd, kr_pid pid);
 /* The pid of the process that owns fd, 0 if none, or KR_EINVAL for a bad
- * fd. Safe from any thread; the answer may be stale at once. */
+ * fd, KR_ESTOPPED. Safe from any thread; the answer may be stale at once. */
 KR_API kr_pid kr_fd_owner(int fd);
 
 /*

@@ -61,7 +61,9 @@ enum kr_child_type { KR_WORKER = 0, KR_SUPERVISOR };
 
 /* kr_child_spec.shutdown: how a child is stopped. A positive value is a
  * timeout in ms: the child gets an exit signal KR_EXIT_SHUTDOWN, and
- * KR_EXIT_KILL if it has not ended by then. */
+ * KR_EXIT_KILL if it has not ended by then. As for every timeout (krill.h,
+ * at KR_INFINITY), a negative value other than the two below is
+ * KR_EINVAL. */
 #define KR_SHUTDOWN_DEFAULT 0             /* 5000 ms for a worker, infinity for a supervisor */
 #define KR_SHUTDOWN_INFINITY KR_INFINITY  /* KR_EXIT_SHUTDOWN, and wait as long as it takes */
 #define KR_SHUTDOWN_BRUTAL (-2L)          /* KR_EXIT_KILL at once (brutal_kill) */
@@ -137,9 +139,9 @@ KR_API int kr_sup_run(const kr_sup_flags *flags, const kr_child_spec *specs, siz
  * The calls below are requests to the supervisor process (kr_call), so
  * they are served one at a time, between restarts. They are for
  * processes only (KR_ENOTPROC from a host thread), and must not be made by
- * a child of sup while it starts (sup is then waiting for that child).
- * KR_ENOPROC: sup is not alive (or ends before answering). A pid that is
- * not a supervisor's never answers.
+ * a child of sup while it starts (sup is then waiting for that child), nor
+ * by sup itself (KR_EINVAL). KR_ENOPROC: sup is not alive (or ends before
+ * answering). A pid that is not a supervisor's never answers.
  */
 
 /* Start a new child. For simple_one_for_one: spec must be NULL, and the
@@ -194,7 +196,8 @@ KR_API int kr_sup_count_children(kr_pid sup, kr_sup_counts *out);
 
 /* Message tags from KR_TAG_SUP up to KR_TAG_RESERVED are the supervisors'
  * own (their requests, and the start handshake with children): a program
- * must not send them. */
+ * cannot send them (kr_send, kr_send_bin, kr_send_named, kr_call and
+ * kr_reply return KR_EINVAL). */
 #define KR_TAG_SUP (KR_TAG_RESERVED - 0x100)
 
 #ifdef __cplusplus
