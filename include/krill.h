@@ -57,9 +57,12 @@ KR_API const char *kr_version(void);
 /* ------------------------------------------------------------------------ */
 
 /*
- * A process id: positive for a process, never reused while the process that
- * had it could be referred to (a table index plus a generation). Functions
- * that return a pid return a negative KR_E... code on failure.
+ * A process id: positive for a process. A table index plus that slot's
+ * generation; a freed slot is reused only after 1,024 other processes have
+ * ended, so a pid comes back only after some 2^34 process ends (hours of
+ * the fastest spawning), and a message or signal to a dead pid never
+ * reaches a later process. Functions that return a pid return a negative
+ * KR_E... code on failure.
  */
 typedef int64_t kr_pid;
 
@@ -81,7 +84,8 @@ typedef void kr_log_fn(const char *line, void *ctx);
 /* VM settings. A zeroed struct (or NULL) means every default. */
 typedef struct kr_config {
 	unsigned schedulers;   /* scheduler threads; 0 = online CPUs */
-	size_t max_procs;      /* live processes at most; 0 = 1,048,576 (like erl +P) */
+	size_t max_procs;      /* live processes at most; 0 = 1,048,576 (like erl +P);
+	                        * at most 2^26 - 64 * schedulers */
 	size_t stack_size;     /* default stack per process; 0 = 64 KiB; 16 KiB to 1 GiB */
 	int pin;               /* nonzero: pin scheduler i to CPU i */
 	unsigned watchdog_ms;  /* report a process that runs this long without
