@@ -11,6 +11,7 @@
  * with VM_CHECK (vm_util.h) and the test asserts vm_assert_clean().
  */
 #include <criterion/criterion.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,56 @@ Test(sched, a_burst_spawned_on_one_scheduler_is_run_by_both, .timeout = 120)
 Test(sched, a_burst_spawned_on_one_scheduler_is_run_by_all_four, .timeout = 120)
 {
 	burst_on(4); /* more schedulers than cores: stealing still spreads the work */
+}
+
+/* ---- work queued behind a long CPU burst is stolen ----
+ *
+ * The bursts above overflow the ring (256 tasks), and the overflow goes to
+ * the inject queue, where every scheduler finds it: they pass without any
+ * stealing. Here a process queues a few children on its own ring, far
+ * below its size, and then computes without one krill call (not even
+ * KR_CHECK) until they have all run, or for at most STEAL_BURST_S. Its own
+ * scheduler cannot run them meanwhile; only another scheduler taking them
+ * from that ring can. */
+
+#define STEAL_KIDS 8
+#define STEAL_BURST_S 20
+static atomic_int steal_burst_sched = -1, steal_kids_ran, steal_kids_here, steal_seen;
+
+static void steal_kid(void *arg)
+{
+	if (vm_my_scheduler() == atomic_load(&steal_burst_sched))
+		atomic_fetch_add(&steal_kids_here, 1);
+	atomic_fetch_add(&steal_kids_ran, 1);
+}
+
+static void steal_burster(void *arg)
+{
+	atomic_store(&steal_burst_sched, vm_my_scheduler());
+	for (int i = 0; i < STEAL_KIDS; i++)
+		VM_CHECK(kr_spawn(steal_kid, NULL) > 0, "spawn %d", i);
+	/* The burst: no krill call until the children have run elsewhere. */
+	int64_t end = vm_now_ns() + STEAL_BURST_S * (int64_t)1000000000;
+	while (atomic_load(&steal_kids_ran) < STEAL_KIDS && vm_now_ns() < end &&
+	       !atomic_load(&vm_abort))
+		;
+	atomic_store(&steal_seen, atomic_load(&steal_kids_ran) + 1);
+}
+
+Test(sched, work_queued_behind_a_long_burst_is_stolen_by_another_scheduler, .timeout = 60)
+{
+	/* Quiet: the watchdog reports the burst. */
+	vm_start_quiet(2);
+	vm_spawn(steal_burster, NULL);
+	cr_assert(VM_WAIT(atomic_load(&steal_seen), (STEAL_BURST_S + 10) * 1000));
+	int ran = atomic_load(&steal_seen) - 1;
+	cr_assert_eq(ran, STEAL_KIDS,
+	             "%d of %d processes queued behind a burst ran during its %d s: the rest were not stolen",
+	             ran, STEAL_KIDS, STEAL_BURST_S);
+	cr_assert_eq(atomic_load(&steal_kids_here), 0, "%d ran on the burst's own scheduler",
+	             atomic_load(&steal_kids_here));
+	cr_assert(VM_WAIT(vm_alive() == 0, 10000));
+	vm_stop();
 }
 
 /* ---- bind_scheduler keeps a process on its scheduler ---- */
@@ -686,15 +737,58 @@ Test(sched, many_processes_in_kr_blocking_at_once)
 
 /* ---- configuration ---- */
 
-Test(sched, schedulers_zero_means_online_cpus_and_pin_works)
+Test(sched, schedulers_zero_means_online_cpus)
 {
 	vm_start(0);
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	cr_assert_eq(vm_stats().schedulers, (size_t)cpus);
 	vm_stop();
-	kr_config cfg = { .schedulers = 2, .pin = 1 };
+}
+
+/* pin: scheduler i runs on CPU i and nowhere else, as its processes see
+ * from inside (their thread is the scheduler's); unpinned, a scheduler may
+ * run wherever the program may. */
+static cpu_set_t pin_mask[2];
+static atomic_int pin_cpu[2], pin_seen;
+
+static void pin_look(void *arg)
+{
+	int i = (int)(intptr_t)arg;
+	VM_CHECK(vm_my_scheduler() == i, "bound to scheduler %d, runs on %d", i, vm_my_scheduler());
+	VM_CHECK(sched_getaffinity(0, sizeof pin_mask[i], &pin_mask[i]) == 0, "sched_getaffinity: %s",
+	         strerror(errno));
+	atomic_store(&pin_cpu[i], sched_getcpu());
+	atomic_fetch_add(&pin_seen, 1);
+}
+
+static void pin_run(int pin)
+{
+	atomic_store(&pin_seen, 0);
+	kr_config cfg = { .schedulers = 2, .pin = pin };
 	vm_start_cfg(&cfg);
-	vm_spawn(mark_b, NULL);
-	cr_assert(VM_WAIT(atomic_load(&fair_b_ran), 10000));
+	for (int i = 0; i < 2; i++)
+		vm_spawn_on(pin_look, (void *)(intptr_t)i, (unsigned)i + 1);
+	cr_assert(VM_WAIT(atomic_load(&pin_seen) == 2, 10000));
 	vm_stop();
+}
+
+Test(sched, pin_binds_scheduler_i_to_cpu_i)
+{
+	cpu_set_t mine;
+	cr_assert_eq(sched_getaffinity(0, sizeof mine, &mine), 0);
+	if (!CPU_ISSET(0, &mine) || !CPU_ISSET(1, &mine))
+		cr_skip_test("this program may not run on both CPU 0 and CPU 1");
+	pin_run(1);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(CPU_COUNT(&pin_mask[i]), 1, "scheduler %d may run on %d CPUs with pin", i,
+		             CPU_COUNT(&pin_mask[i]));
+		cr_assert(CPU_ISSET(i, &pin_mask[i]), "scheduler %d is pinned to another CPU", i);
+		cr_assert_eq(atomic_load(&pin_cpu[i]), i, "scheduler %d ran on CPU %d", i,
+		             atomic_load(&pin_cpu[i]));
+	}
+	pin_run(0);
+	for (int i = 0; i < 2; i++)
+		cr_assert(CPU_EQUAL(&pin_mask[i], &mine),
+		          "unpinned scheduler %d may run on %d CPUs, the program on %d", i,
+		          CPU_COUNT(&pin_mask[i]), CPU_COUNT(&mine));
 }
