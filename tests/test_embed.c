@@ -10,10 +10,12 @@
  * vm_assert_clean().
  */
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "krill.h"
 #include "vm_util.h"
@@ -406,4 +408,81 @@ Test(embed, request_reply_from_the_host_across_restarts)
 		vm_stop();
 	}
 	chan_destroy(&c);
+}
+
+/* ---- a fault in krill's own code: the host gets a crash dump ----
+ *
+ * A bad pointer that krill's code dereferences cannot be contained (a
+ * fault in krill's code may leave its state half-changed): krill prints a
+ * crash dump on stderr and aborts the program (docs/faults.md). What a
+ * host needs from that dump: the signal, the address, that the fault was
+ * in krill's code, the scheduler and the process that was running, and a
+ * backtrace. The program is a child of the test, with its stderr on a
+ * pipe the test reads. */
+
+/* Exported: backtrace_symbols names exported functions only. */
+__attribute__((visibility("default"))) void embed_bad_binary_reader(void *arg);
+void embed_bad_binary_reader(void *arg)
+{
+	(void)arg;
+	/* kr_bin_size reads the binary's length: in krill's code, at an
+	 * address no one maps. */
+	volatile size_t n = kr_bin_size((const kr_bin *)(uintptr_t)0x1000);
+	(void)n;
+}
+
+static _Noreturn void crash_dump_child(int err_fd)
+{
+	dup2(err_fd, STDERR_FILENO);
+	kr_config cfg = { .schedulers = 1 };
+	if (kr_vm_start(&cfg) != 0)
+		_exit(90);
+	kr_spawn_opts o = { .name = "bad_reader" };
+	if (kr_spawn_opt(embed_bad_binary_reader, NULL, &o) <= 0)
+		_exit(91);
+	vm_host_sleep_ms(30000);
+	_exit(92); /* not aborted */
+}
+
+Test(embed, a_fault_in_krills_code_prints_a_crash_dump_and_aborts)
+{
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	fflush(NULL);
+	pid_t child = fork();
+	cr_assert_geq(child, 0, "fork: %s", strerror(errno));
+	if (child == 0) {
+		close(fds[0]);
+		crash_dump_child(fds[1]);
+	}
+	close(fds[1]);
+	static char out[16384];
+	size_t len = 0;
+	ssize_t n;
+	while (len < sizeof out - 1 && (n = read(fds[0], out + len, sizeof out - 1 - len)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		cr_assert_geq(n, 0, "read: %s", strerror(errno));
+		len += (size_t)n;
+	}
+	out[len] = 0;
+	close(fds[0]);
+	int status;
+	cr_assert_eq(waitpid(child, &status, 0), child);
+	cr_log_info("the child's stderr:\n%s", out);
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+	          "the program was not aborted (status %#x); its stderr:\n%s", status, out);
+	static const char *const want[] = {
+		"fatal SIGSEGV",                  /* the signal */
+		"at address 0x1008",              /* the address: the length field */
+		"in krill's code",                /* whose code faulted */
+		"on scheduler 0",                 /* where */
+		"running process <0.",            /* the process on that scheduler */
+		"bad_reader",                     /* ... by its name */
+		"a fault in krill itself",        /* what it means */
+		"kr_bin_size",                    /* the backtrace: the faulting function */
+		"embed_bad_binary_reader",        /* ... and the process's own frame */
+	};
+	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+		cr_assert_not_null(strstr(out, want[i]), "the crash dump lacks \"%s\":\n%s", want[i], out);
 }
