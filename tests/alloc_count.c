@@ -14,7 +14,10 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
-long vm_krill_blocks(void); /* declared for the tests in vm_util.h */
+/* Declared for the tests in vm_util.h. */
+long vm_krill_blocks(void);
+void vm_watch_free(const void *block);
+long vm_watched_frees(void);
 
 void *__real_mi_malloc(size_t size);
 void *__real_mi_calloc(size_t n, size_t size);
@@ -28,6 +31,9 @@ void __wrap_mi_free(void *p);
 /* Relaxed: a count read by the test thread once the VM's threads are
  * joined (kr_vm_stop), which orders every update before the read. */
 static atomic_long live_blocks;
+/* One block a test watches, and how often it has been freed since. */
+static _Atomic(const void *) watched;
+static atomic_long watched_frees;
 
 void *__wrap_mi_malloc(size_t size)
 {
@@ -57,12 +63,27 @@ void *__wrap_mi_realloc(void *p, size_t size)
 
 void __wrap_mi_free(void *p)
 {
-	if (p)
+	if (p) {
 		atomic_fetch_sub_explicit(&live_blocks, 1, memory_order_relaxed);
+		/* Relaxed: set before the racers start, read after they end. */
+		if (p == atomic_load_explicit(&watched, memory_order_relaxed))
+			atomic_fetch_add_explicit(&watched_frees, 1, memory_order_relaxed);
+	}
 	__real_mi_free(p);
 }
 
 long vm_krill_blocks(void)
 {
 	return atomic_load_explicit(&live_blocks, memory_order_relaxed);
+}
+
+void vm_watch_free(const void *block)
+{
+	atomic_store(&watched_frees, 0);
+	atomic_store(&watched, block);
+}
+
+long vm_watched_frees(void)
+{
+	return atomic_load(&watched_frees);
 }

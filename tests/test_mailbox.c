@@ -1024,47 +1024,71 @@ Test(mailbox, a_binary_sent_to_a_hundred_processes_is_shared_not_copied)
 	vm_stop();
 }
 
-/* Reference counting from many threads at once: host threads and
- * processes ref and unref one binary; ASan sees a double free or a leak. */
-#define BINRC_ROUNDS (20000 / VM_LIGHT_DIV)
+/* Reference counting from many threads at once: two processes on two
+ * schedulers and two host threads take and drop references to one binary
+ * the test holds, all at once, for BINRC_MS. An increment or a decrement
+ * lost to a race (a count updated with a load and a store) frees the
+ * binary while the test still holds it, or never: natively the test
+ * watches the binary's block (tests/alloc_count.c) and asserts that only
+ * its own last unref frees it, once; ASan sees a use after free, TSan a
+ * free racing the other holders. */
+#define BINRC_MS 300
+#define BINRC_RACERS 4
 static kr_bin *binrc;
-static atomic_int binrc_done;
+static atomic_llong binrc_until, binrc_rounds;
+static atomic_int binrc_done, binrc_bad;
 
-static void binrc_proc(void *arg)
+static void binrc_race(void)
 {
-	for (int i = 0; i < BINRC_ROUNDS; i++) {
-		kr_bin *b = kr_bin_ref(binrc);
-		VM_CHECK(b == binrc, "kr_bin_ref returned another pointer");
-		if (i % 64 == 0)
-			kr_yield();
-		kr_bin_unref(b);
-	}
+	int64_t until;
+	while (!(until = atomic_load(&binrc_until)) && !atomic_load(&vm_abort))
+		;
+	int bad = 0;
+	long rounds = 0;
+	do {
+		for (int i = 0; i < 1000; i++, rounds++) {
+			kr_bin *b = kr_bin_ref(binrc);
+			bad += b != binrc || *(const char *)kr_bin_data(b) != 's';
+			kr_bin_unref(b);
+		}
+	} while (vm_now_ns() < until);
+	atomic_fetch_add(&binrc_rounds, rounds);
+	atomic_fetch_add(&binrc_bad, bad);
 	atomic_fetch_add(&binrc_done, 1);
 }
 
+static void binrc_proc(void *arg) { binrc_race(); }
+
 static void *binrc_thread(void *arg)
 {
-	for (int i = 0; i < BINRC_ROUNDS; i++)
-		kr_bin_unref(kr_bin_ref(binrc));
+	binrc_race();
 	return NULL;
 }
 
-Test(mailbox, binary_refcounts_from_many_threads)
+Test(mailbox, binary_refcounts_from_many_threads, .timeout = 120)
 {
-	vm_start(2);
+	vm_start_quiet(2); /* the racing processes make no call that yields */
 	binrc = kr_bin_new("shared", 6);
 	cr_assert_not_null(binrc);
-	for (int i = 0; i < 8; i++)
-		vm_spawn(binrc_proc, NULL);
-	pthread_t t[2];
-	for (int i = 0; i < 2; i++)
-		pthread_create(&t[i], NULL, binrc_thread, NULL);
-	for (int i = 0; i < 2; i++)
+	vm_watch_free(binrc);
+	for (unsigned s = 1; s <= 2; s++)
+		vm_spawn_on(binrc_proc, NULL, s);
+	pthread_t t[BINRC_RACERS - 2];
+	for (int i = 0; i < BINRC_RACERS - 2; i++)
+		cr_assert_eq(pthread_create(&t[i], NULL, binrc_thread, NULL), 0);
+	atomic_store(&binrc_until, vm_now_ns() + BINRC_MS * 1000000LL);
+	for (int i = 0; i < BINRC_RACERS - 2; i++)
 		pthread_join(t[i], NULL);
-	cr_assert(VM_WAIT(atomic_load(&binrc_done) == 8, 30000));
+	cr_assert(VM_WAIT(atomic_load(&binrc_done) == BINRC_RACERS, 60000));
+	cr_log_info("%d racers: %lld references taken and dropped", BINRC_RACERS,
+	            atomic_load(&binrc_rounds));
+	cr_assert_eq(atomic_load(&binrc_bad), 0, "holders of a reference saw another binary");
+	cr_assert_eq(vm_watched_frees(), 0, "the binary was freed while the test held a reference");
 	cr_assert_eq(memcmp(kr_bin_data(binrc), "shared", 6), 0);
 	kr_bin_unref(binrc);
-	vm_assert_clean();
+	cr_assert_eq(vm_watched_frees(), VM_COUNTS_BLOCKS,
+	             "the last reference dropped, the binary was freed %ld times", vm_watched_frees());
+	vm_watch_free(NULL);
 	vm_stop();
 }
 
