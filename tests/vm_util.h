@@ -149,12 +149,6 @@ long vm_krill_blocks(void);
  * in the sanitizer builds the count stays 0). */
 void vm_watch_free(const void *block);
 long vm_watched_frees(void);
-/* Whether the two above count anything in this build. */
-#if KRX_ASAN || KRX_TSAN
-#define VM_COUNTS_BLOCKS 0
-#else
-#define VM_COUNTS_BLOCKS 1
-#endif
 /* The count when vm_start_cfg started the VM; -1: not started that way. */
 static long vm_blocks_at_start = -1;
 
