@@ -774,6 +774,34 @@ Test(proc, starting_twice_is_eexist)
 	vm_stop();
 }
 
+/* Settings krill.h rules out are KR_EINVAL, and no VM is left half
+ * started: stack_size outside 16 KiB to 1 GiB, and counts no machine has
+ * (the header gives no limit for schedulers and max_procs; these are far
+ * past any). The extremes of stack_size that are allowed start. */
+Test(proc, bad_settings_are_einval_and_start_nothing)
+{
+	const kr_config bad[] = {
+		{ .stack_size = (16 << 10) - 1 },
+		{ .stack_size = 1 },
+		{ .stack_size = ((size_t)1 << 30) + 1 },
+		{ .stack_size = SIZE_MAX },
+		{ .schedulers = 1u << 30 },
+		{ .max_procs = SIZE_MAX },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		int rc = kr_vm_start(&bad[i]);
+		cr_assert_eq(rc, KR_EINVAL, "setting %zu: kr_vm_start %d", i, rc);
+		kr_vm_stats st;
+		cr_assert_eq(kr_vm_stats_get(&st), KR_ESTOPPED, "setting %zu started a VM", i);
+		cr_assert_eq(kr_spawn(nothing, NULL), KR_ESTOPPED);
+	}
+	kr_config small = { .schedulers = 1, .stack_size = 16 << 10 };
+	vm_start_cfg(&small);
+	kr_pid p = vm_spawn(nothing, NULL);
+	cr_assert(VM_WAIT(!kr_is_alive(p), 10000), "a process on a 16 KiB stack did not run");
+	vm_stop();
+}
+
 /* kr_vm_stop from a process would wait for itself. */
 static atomic_int stop_from_proc_rc = -100;
 
@@ -1120,5 +1148,39 @@ Test(proc, stack_size_option_gives_a_deeper_stack)
 	cr_assert_gt(p, 0);
 	cr_assert(VM_WAIT(atomic_load(&deep_result) != 0, 10000));
 	cr_assert_eq(atomic_load(&deep_result), depth);
+	vm_stop();
+}
+
+/* At most 8 stack sizes besides the default in one VM (krill.h): each of
+ * 8 sizes works, and again, and the default asked for by its size does
+ * not take a ninth place; a ninth size fails, and leaves the rest working. */
+static atomic_int sizes_ran;
+
+static void count_run(void *arg) { atomic_fetch_add(&sizes_ran, 1); }
+
+Test(proc, eight_stack_sizes_besides_the_default_and_no_more)
+{
+	vm_start(2);
+	int ran = 0;
+	for (int round = 0; round < 2; round++) {
+		for (size_t k = 1; k <= 8; k++) {
+			kr_spawn_opts o = { .stack_size = (64 << 10) + k * (16 << 10) };
+			cr_assert_gt(kr_spawn_opt(count_run, NULL, &o), 0, "size %zu of 8, round %d", k,
+			             round);
+			ran++;
+		}
+		kr_spawn_opts dflt = { .stack_size = 64 << 10 };
+		cr_assert_gt(kr_spawn_opt(count_run, NULL, &dflt), 0, "the default size, asked for");
+		ran++;
+	}
+	kr_spawn_opts ninth = { .stack_size = 1 << 20 };
+	kr_pid p = kr_spawn_opt(count_run, NULL, &ninth);
+	cr_assert(p == KR_ENOMEM || p == KR_ELIMIT, "a ninth stack size: %lld", (long long)p);
+	kr_spawn_opts first = { .stack_size = (64 << 10) + (16 << 10) };
+	cr_assert_gt(kr_spawn_opt(count_run, NULL, &first), 0, "a size in use, after the ninth failed");
+	cr_assert_gt(kr_spawn(count_run, NULL), 0);
+	ran += 2;
+	cr_assert(VM_WAIT(atomic_load(&sizes_ran) == ran, 10000), "%d of %d ran",
+	          atomic_load(&sizes_ran), ran);
 	vm_stop();
 }
