@@ -788,6 +788,50 @@ Test(mailbox, waiting_selective_receive_wakes_only_for_a_match)
 	vm_stop();
 }
 
+/* Bad arguments to a receive are KR_EINVAL at once, even with a timeout
+ * that would wait for ever, and take nothing: no place for the message, or
+ * a selective receive with no test. */
+static atomic_int badrecv_done;
+
+static int match_tag_2(const kr_msg *m, void *ctx) { return m->tag == 2; }
+
+static void bad_receives(void *arg)
+{
+	kr_msg *m = (kr_msg *)&m;
+	int rc;
+	VM_CHECK((rc = kr_recv(NULL, 0)) == KR_EINVAL, "kr_recv(NULL, 0): %d", rc);
+	VM_CHECK((rc = kr_recv(NULL, KR_INFINITY)) == KR_EINVAL, "kr_recv(NULL, INFINITY): %d", rc);
+	VM_CHECK((rc = kr_recv_tag(NULL, 1, KR_INFINITY)) == KR_EINVAL, "kr_recv_tag(NULL): %d", rc);
+	VM_CHECK((rc = kr_recv_match(NULL, match_tag_2, NULL, KR_INFINITY)) == KR_EINVAL,
+	         "kr_recv_match(NULL): %d", rc);
+	VM_CHECK((rc = kr_recv_match(&m, NULL, NULL, KR_INFINITY)) == KR_EINVAL,
+	         "kr_recv_match without a test: %d", rc);
+	VM_CHECK(m == NULL, "*out was left %p", (void *)m);
+	/* The message sent before is still there, and the only one. */
+	VM_CHECK((rc = kr_recv(&m, 0)) == 0, "the message is gone: %d", rc);
+	if (rc == 0) {
+		VM_CHECK(m->tag == 2, "tag %llu", (unsigned long long)m->tag);
+		kr_msg_free(m);
+	}
+	VM_CHECK(kr_recv(&m, 0) == KR_ETIMEDOUT, "more than one message");
+	atomic_store(&badrecv_done, 1);
+}
+
+static void send_self_then(void *arg)
+{
+	kr_send(kr_self(), 2, NULL, 0);
+	bad_receives(arg);
+}
+
+Test(mailbox, bad_arguments_to_a_receive_are_einval_at_once)
+{
+	vm_start(1);
+	vm_spawn(send_self_then, NULL);
+	cr_assert(VM_WAIT(atomic_load(&badrecv_done) || atomic_load(&vm_fails), 10000),
+	          "a receive with a bad argument waited");
+	vm_stop();
+}
+
 /* ---- received messages live on the receiver's heap ---- */
 
 #define HEAPMSG_LEN 10000

@@ -802,6 +802,72 @@ Test(sched, many_processes_in_kr_blocking_at_once)
 	vm_stop();
 }
 
+/* kr_blocking(NULL) is KR_EINVAL, from a process and from a host thread. */
+static atomic_int blk_null_rc = 1;
+
+static void blocking_null(void *arg) { atomic_store(&blk_null_rc, (int)kr_blocking(NULL, arg)); }
+
+Test(sched, kr_blocking_without_fn_is_einval)
+{
+	vm_start(1);
+	cr_assert_eq(kr_blocking(NULL, NULL), KR_EINVAL, "from a host thread");
+	vm_spawn(blocking_null, NULL);
+	cr_assert(VM_WAIT(atomic_load(&blk_null_rc) != 1, 10000));
+	cr_assert_eq(atomic_load(&blk_null_rc), KR_EINVAL, "from a process: %d",
+	             atomic_load(&blk_null_rc));
+	vm_stop();
+}
+
+/* An exit signal that comes while fn runs waits for fn to return: the
+ * process is alive all the while (its job is on its stack), and ends as
+ * kr_blocking returns, before its next line. */
+static atomic_llong blkx_pid;
+static atomic_int blkx_fn_running, blkx_signalled, blkx_alive_in_fn = -1, blkx_after, blkx_kind = -1;
+
+static long blkx_fn(void *arg)
+{
+	atomic_store(&blkx_fn_running, 1);
+	while (!atomic_load(&blkx_signalled) && !atomic_load(&vm_abort))
+		vm_host_sleep_ms(1);
+	vm_host_sleep_ms(50); /* time for a signal that wrongly acts at once */
+	atomic_store(&blkx_alive_in_fn, kr_is_alive((kr_pid)atomic_load(&blkx_pid)));
+	return 7;
+}
+
+static void blkx_caller(void *arg)
+{
+	atomic_store(&blkx_pid, kr_self());
+	long r = kr_blocking(blkx_fn, NULL);
+	atomic_store(&blkx_after, (int)r); /* never: ended as kr_blocking returns */
+}
+
+static void blkx_watcher(void *arg)
+{
+	kr_ref ref;
+	kr_spawn_opts o = { .monitor = &ref };
+	VM_CHECK(kr_spawn_opt(blkx_caller, NULL, &o) > 0, "spawn");
+	kr_msg *m;
+	if (kr_recv_tag(&m, KR_TAG_DOWN, 20000) != 0)
+		return;
+	atomic_store(&blkx_kind, kr_msg_down(m)->reason.kind);
+	kr_msg_free(m);
+}
+
+Test(sched, kr_blocking_holds_an_exit_signal_until_fn_returns)
+{
+	vm_start_quiet(2);
+	vm_spawn(blkx_watcher, NULL);
+	cr_assert(VM_WAIT(atomic_load(&blkx_fn_running), 10000));
+	cr_assert_eq(kr_exit_sig((kr_pid)atomic_load(&blkx_pid), KR_EXIT_KILL), 0);
+	atomic_store(&blkx_signalled, 1);
+	cr_assert(VM_WAIT(atomic_load(&blkx_kind) != -1, 20000), "the caller never ended");
+	cr_assert_eq(atomic_load(&blkx_alive_in_fn), 1, "the process ended while fn ran");
+	cr_assert_eq(atomic_load(&blkx_after), 0, "the process ran on after kr_blocking returned");
+	cr_assert_eq(atomic_load(&blkx_kind), KR_EXIT_KILLED, "its reason: %s",
+	             kr_exit_kind_name(atomic_load(&blkx_kind)));
+	vm_stop();
+}
+
 /* ---- configuration ---- */
 
 Test(sched, schedulers_zero_means_online_cpus)
