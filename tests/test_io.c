@@ -409,6 +409,101 @@ Test(io, read_write_accept_and_connect_time_out)
 	close(wr[1]);
 }
 
+/* ---- a peer that has gone: EPIPE and ECONNRESET, never SIGPIPE ----
+ *
+ * Writing to a peer that has closed fails with KR_EIO and kr_last_errno
+ * EPIPE, and the program lives on: scheduler threads block SIGPIPE, whose
+ * default action would end the test's whole process. A TCP peer that
+ * reset the connection gives ECONNRESET, then EPIPE. A write parked for
+ * room wakes when its peer goes, with EPIPE, having written part of its
+ * buffer (kr_last_written). */
+static atomic_int gone_done;
+static atomic_llong gone_parked_written;
+
+static void write_to_closed_peer(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	VM_CHECK(kr_fd_own(fd) == 0, "own");
+	ssize_t n = kr_write(fd, "x", 1, 1000);
+	VM_CHECK(n == KR_EIO && kr_last_errno() == EPIPE, "kr_write: %zd, errno %d", n,
+	         kr_last_errno());
+	atomic_fetch_add(&gone_done, 1);
+}
+
+static void write_to_reset_peer(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	VM_CHECK(kr_fd_own(fd) == 0, "own");
+	ssize_t n = kr_write(fd, "x", 1, 1000);
+	VM_CHECK(n == KR_EIO && kr_last_errno() == ECONNRESET, "first kr_write: %zd, errno %d", n,
+	         kr_last_errno());
+	n = kr_write(fd, "x", 1, 1000);
+	VM_CHECK(n == KR_EIO && kr_last_errno() == EPIPE, "second kr_write: %zd, errno %d", n,
+	         kr_last_errno());
+	atomic_fetch_add(&gone_done, 1);
+}
+
+static void write_until_peer_goes(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	VM_CHECK(kr_fd_own(fd) == 0, "own");
+	size_t len = 16u << 20;
+	char *big = malloc(len);
+	VM_CHECK(big != NULL, "malloc");
+	if (!big)
+		return;
+	memset(big, 'w', len);
+	ssize_t n = kr_write(fd, big, len, 20000);
+	VM_CHECK(n == KR_EIO && kr_last_errno() == EPIPE, "kr_write: %zd, errno %d", n,
+	         kr_last_errno());
+	atomic_store(&gone_parked_written, (long long)kr_last_written());
+	free(big);
+	atomic_fetch_add(&gone_done, 1);
+}
+
+Test(io, writing_to_a_peer_that_has_gone_is_epipe_or_econnreset)
+{
+	vm_start(2);
+	/* A socketpair whose peer closed. */
+	int closed[2];
+	socket_pair(closed);
+	close(closed[1]);
+	vm_spawn(write_to_closed_peer, (void *)(intptr_t)closed[0]);
+	/* A TCP connection whose peer reset it (SO_LINGER 0, then close). */
+	struct sockaddr_in addr;
+	int lst = tcp_listener(&addr, 4);
+	int c = tcp_socket();
+	cr_assert_geq(c, 0);
+	int rc = connect(c, (struct sockaddr *)&addr, sizeof addr);
+	cr_assert(rc == 0 || errno == EINPROGRESS, "connect: %s", strerror(errno));
+	struct pollfd pfd = { .fd = c, .events = POLLOUT };
+	cr_assert_eq(poll(&pfd, 1, 10000), 1, "the connection was not made");
+	struct pollfd lp = { .fd = lst, .events = POLLIN };
+	cr_assert_eq(poll(&lp, 1, 10000), 1);
+	int a = accept(lst, NULL, NULL);
+	cr_assert_geq(a, 0, "accept: %s", strerror(errno));
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	cr_assert_eq(setsockopt(a, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+	close(a);
+	pfd = (struct pollfd){ .fd = c, .events = POLLIN };
+	cr_assert_eq(poll(&pfd, 1, 10000), 1, "the reset did not arrive");
+	vm_spawn(write_to_reset_peer, (void *)(intptr_t)c);
+	/* A write parked for room when its peer closes. */
+	int full[2];
+	socket_pair(full);
+	vm_spawn(write_until_peer_goes, (void *)(intptr_t)full[0]);
+	cr_assert(VM_WAIT(io_waiting() == 1, 10000), "the writer did not wait for room");
+	close(full[1]);
+	cr_assert(VM_WAIT(atomic_load(&gone_done) == 3, 20000), "%d of 3 writers done",
+	          atomic_load(&gone_done));
+	long long w = atomic_load(&gone_parked_written);
+	cr_assert(w > 0 && w < 16ll << 20, "kr_last_written %lld", w);
+	cr_assert(VM_WAIT(vm_alive() == 0, 10000));
+	cr_assert_eq(io_owned(), 0, "the writers' descriptors were not closed at their end");
+	vm_stop();
+	close(lst);
+}
+
 /* ---- several processes on one descriptor ---- */
 
 static atomic_int multi_ready, multi_done;
