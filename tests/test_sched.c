@@ -1,11 +1,13 @@
 /*
  * test_sched.c - scheduling seen through the public API: a burst spawned on
- * one scheduler is run by all (stealing), KR_CHECK and VM calls make a busy
- * process share its scheduler (reductions), the global queue and the ring
- * are not starved by a ping-pong pair in the LIFO slot, timers fire on
- * time, an idle VM stays idle, the watchdog reports long runs, and
- * kr_blocking keeps the scheduler free. Never a speed: only lower bounds on
- * time and "it happened at all, before a generous deadline".
+ * one scheduler is run by all (through the inject queue it overflows to),
+ * work queued behind a scheduler stuck in a long burst is stolen, KR_CHECK
+ * and VM calls make a busy process share its scheduler (reductions), the
+ * global queue and the ring are not starved by a ping-pong pair in the LIFO
+ * slot, timers fire on time, an idle VM stays idle, the watchdog reports
+ * long runs, pin binds each scheduler to its CPU, and kr_blocking keeps the
+ * scheduler free and holds exit signals back. Never a speed: only lower
+ * bounds on time and "it happened at all, before a generous deadline".
  *
  * Criterion asserts only on the test thread: processes record failures
  * with VM_CHECK (vm_util.h) and the test asserts vm_assert_clean().
