@@ -13,6 +13,7 @@
  * with VM_CHECK (vm_util.h) and the test asserts vm_assert_clean().
  */
 #include <criterion/criterion.h>
+#include <limits.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -226,6 +227,52 @@ Test(sched, a_bound_process_looping_on_kr_check_lets_another_run)
 	int ok = VM_WAIT(atomic_load(&fair_b_ran), 10000);
 	atomic_store(&fair_stop, 1);
 	cr_assert(ok, "a bound process looping on KR_CHECK kept the only scheduler to itself");
+	cr_assert(VM_WAIT(vm_alive() == 0, 10000));
+	vm_stop();
+}
+
+/* The budget: a process yields after 4,000 reductions, and KR_CHECK costs
+ * one. Beside another runnable process on one scheduler, a loop of
+ * KR_CHECKs lets it run every 4,000 checks: not much sooner (a yield per
+ * check would cost a switch each), not later (the other would wait). */
+#define BUDGET 4000
+static atomic_long budget_checks, budget_min_gap = LONG_MAX, budget_max_gap;
+static atomic_int budget_stop;
+
+static void budget_looper(void *arg)
+{
+	while (!atomic_load_explicit(&budget_stop, memory_order_relaxed)) {
+		atomic_fetch_add_explicit(&budget_checks, 1, memory_order_relaxed);
+		KR_CHECK();
+	}
+}
+
+static void budget_observer(void *arg)
+{
+	kr_yield();
+	long last = atomic_load(&budget_checks); /* the looper has run: from here on, whole turns */
+	for (int turn = 0; turn < 100; turn++) {
+		kr_yield();
+		long now = atomic_load(&budget_checks), gap = now - last;
+		last = now;
+		if (gap < atomic_load(&budget_min_gap))
+			atomic_store(&budget_min_gap, gap);
+		if (gap > atomic_load(&budget_max_gap))
+			atomic_store(&budget_max_gap, gap);
+	}
+	atomic_store(&budget_stop, 1);
+}
+
+Test(sched, a_process_yields_after_4000_checks)
+{
+	vm_start(1);
+	vm_spawn(budget_looper, NULL);
+	vm_spawn(budget_observer, NULL);
+	cr_assert(VM_WAIT(atomic_load(&budget_stop), 10000));
+	long lo = atomic_load(&budget_min_gap), hi = atomic_load(&budget_max_gap);
+	cr_log_info("the looper ran %ld to %ld checks a turn", lo, hi);
+	cr_assert(lo >= BUDGET - 10 && hi <= BUDGET + 10, "the looper ran %ld to %ld checks a turn, want %d",
+	          lo, hi, BUDGET);
 	cr_assert(VM_WAIT(vm_alive() == 0, 10000));
 	vm_stop();
 }
@@ -469,9 +516,11 @@ static void leash_waker(void *arg)
 	while (!(tid = atomic_load(&leash_other_tid)) && !atomic_load(&vm_abort))
 		kr_sleep(1);
 	/* The partner waits in its receive, and the other scheduler is
-	 * parked: the test's deadline ends the wait if it never parks. */
-	while (thread_state(tid) != 'S' && !atomic_load(&vm_abort))
+	 * parked. */
+	int64_t end = vm_now_ns() + 20 * (int64_t)1000000000;
+	while (thread_state(tid) != 'S' && vm_now_ns() < end && !atomic_load(&vm_abort))
 		kr_sleep(1);
+	VM_CHECK(thread_state(tid) == 'S', "the idle scheduler's thread never went to sleep");
 	VM_CHECK(vm_status(partner) == KR_WAITING, "the partner is not in its receive");
 	kr_send(partner, 1, NULL, 0);
 	for (long i = 0; i < 8000 && !atomic_load(&vm_abort); i++) {
