@@ -10,10 +10,12 @@
  * vm_assert_clean().
  */
 #include <criterion/criterion.h>
+#include <criterion/hooks.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sched.h>
+#include <spawn.h>
 #include <string.h>
 #include <sys/wait.h>
 
@@ -417,8 +419,11 @@ Test(embed, request_reply_from_the_host_across_restarts)
  * crash dump on stderr and aborts the program (docs/faults.md). What a
  * host needs from that dump: the signal, the address, that the fault was
  * in krill's code, the scheduler and the process that was running, and a
- * backtrace. The program is a child of the test, with its stderr on a
- * pipe the test reads. */
+ * backtrace. The program is this test binary run again (not forked: TSan
+ * and qemu-user cannot start threads in the child of a process that has
+ * some), with KR_TEST_CRASH_DUMP_CHILD in its environment and its stderr
+ * on a pipe the test reads; Criterion's first hook in it makes the fault
+ * (and never returns). */
 
 /* Exported: backtrace_symbols names exported functions only. */
 __attribute__((visibility("default"))) void embed_bad_binary_reader(void *arg);
@@ -431,9 +436,11 @@ void embed_bad_binary_reader(void *arg)
 	(void)n;
 }
 
-static _Noreturn void crash_dump_child(int err_fd)
+ReportHook(PRE_ALL)(struct criterion_test_set *tests)
 {
-	dup2(err_fd, STDERR_FILENO);
+	(void)tests;
+	if (!getenv("KR_TEST_CRASH_DUMP_CHILD"))
+		return;
 	kr_config cfg = { .schedulers = 1 };
 	if (kr_vm_start(&cfg) != 0)
 		_exit(90);
@@ -444,17 +451,34 @@ static _Noreturn void crash_dump_child(int err_fd)
 	_exit(92); /* not aborted */
 }
 
+extern char **environ;
+
 Test(embed, a_fault_in_krills_code_prints_a_crash_dump_and_aborts)
 {
 	int fds[2];
 	cr_assert_eq(pipe(fds), 0);
-	fflush(NULL);
-	pid_t child = fork();
-	cr_assert_geq(child, 0, "fork: %s", strerror(errno));
-	if (child == 0) {
-		close(fds[0]);
-		crash_dump_child(fds[1]);
-	}
+	/* This worker's environment, less BoxFort's (which would make the
+	 * child a Criterion worker too), plus the child's mark. */
+	size_t n_env = 0;
+	while (environ[n_env])
+		n_env++;
+	char **env = calloc(n_env + 2, sizeof *env);
+	cr_assert_not_null(env);
+	size_t k = 0;
+	for (size_t i = 0; i < n_env; i++)
+		if (strncmp(environ[i], "BXFI_", 5) != 0)
+			env[k++] = environ[i];
+	env[k] = "KR_TEST_CRASH_DUMP_CHILD=1";
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, fds[1], STDERR_FILENO);
+	posix_spawn_file_actions_addclose(&fa, fds[0]);
+	char *argv[] = { "krill_tests", NULL };
+	pid_t child;
+	int rc = posix_spawn(&child, "/proc/self/exe", &fa, NULL, argv, env);
+	posix_spawn_file_actions_destroy(&fa);
+	free(env);
+	cr_assert_eq(rc, 0, "posix_spawn: %s", strerror(rc));
 	close(fds[1]);
 	static char out[16384];
 	size_t len = 0;
