@@ -15,6 +15,7 @@
 #include <criterion/criterion.h>
 #include <limits.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -472,19 +473,30 @@ Test(sched, a_task_spilled_from_a_full_run_queue_is_not_starved, .timeout = 120)
  * partner: on a busy machine the second scheduler's thread may not have
  * started yet, or may be preempted half-way to parking, and then there is
  * no idle scheduler to hand the waker to. So the waker first waits until
- * that thread sleeps in the kernel (/proc says 'S'): parked, after which
- * nothing in this test wakes it. */
+ * that thread is parked: asleep in the kernel (/proc says 'S') and using
+ * no CPU, at five looks a millisecond apart (a thread that only waits for
+ * a lock a moment, qemu's own included, is asleep too, but not for long).
+ * After that nothing in this test wakes it. */
 
 static atomic_int leash_partner_ran;
 static atomic_long leash_checks_before, leash_checks, leash_other_tid;
 
 /* The state of thread tid of this program, as /proc shows it ('R'
- * running or runnable, 'S' asleep ...), or 0 if it cannot be read. */
-static char thread_state(long tid)
+ * running or runnable, 'S' asleep ...), or 0 if it cannot be read; and in
+ * *cpu_ns the CPU time it has used. */
+static char thread_state(long tid, unsigned long long *cpu_ns)
 {
 	char path[64], buf[512];
-	snprintf(path, sizeof path, "/proc/self/task/%ld/stat", tid);
+	*cpu_ns = 0;
+	snprintf(path, sizeof path, "/proc/self/task/%ld/schedstat", tid);
 	FILE *f = fopen(path, "r");
+	if (f) {
+		if (fscanf(f, "%llu", cpu_ns) != 1)
+			*cpu_ns = 0;
+		fclose(f);
+	}
+	snprintf(path, sizeof path, "/proc/self/task/%ld/stat", tid);
+	f = fopen(path, "r");
 	if (!f)
 		return 0;
 	size_t n = fread(buf, 1, sizeof buf - 1, f);
@@ -492,6 +504,21 @@ static char thread_state(long tid)
 	buf[n] = 0;
 	char *paren = strrchr(buf, ')'); /* the name may hold spaces */
 	return paren && paren[1] == ' ' ? paren[2] : 0;
+}
+
+/* Is thread tid parked? Asleep at five looks a millisecond apart, with no
+ * CPU used between them. From a process: it sleeps between the looks. */
+static bool thread_parked(long tid)
+{
+	unsigned long long cpu, was = 0;
+	for (int look = 0; look < 5; look++) {
+		if (look)
+			kr_sleep(1);
+		if (thread_state(tid, &cpu) != 'S' || (look && cpu != was))
+			return false;
+		was = cpu;
+	}
+	return true;
 }
 
 static void leash_tid(void *arg)
@@ -518,9 +545,10 @@ static void leash_waker(void *arg)
 	/* The partner waits in its receive, and the other scheduler is
 	 * parked. */
 	int64_t end = vm_now_ns() + 20 * (int64_t)1000000000;
-	while (thread_state(tid) != 'S' && vm_now_ns() < end && !atomic_load(&vm_abort))
+	bool parked;
+	while (!(parked = thread_parked(tid)) && vm_now_ns() < end && !atomic_load(&vm_abort))
 		kr_sleep(1);
-	VM_CHECK(thread_state(tid) == 'S', "the idle scheduler's thread never went to sleep");
+	VM_CHECK(parked, "the idle scheduler's thread never went to sleep");
 	VM_CHECK(vm_status(partner) == KR_WAITING, "the partner is not in its receive");
 	kr_send(partner, 1, NULL, 0);
 	for (long i = 0; i < 8000 && !atomic_load(&vm_abort); i++) {
