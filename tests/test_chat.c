@@ -531,10 +531,13 @@ Test(chat, a_crashed_connection_is_closed_and_its_room_carries_on)
 	/* bob is told, and his socket closes (its owner ended). */
 	expect(b, &l, "* disconnected: error: /crash by bob");
 	cr_assert(ends(b, WAIT_MS), "bob's connection was not closed");
-	/* The report names the connection and its room. */
+	/* The report names the connection and its room; its supervisor's
+	 * report comes after it, once the supervisor has taken the exit
+	 * signal in: wait for each. */
 	cr_assert(VM_WAIT(logged("conn ", " in lobby", "crashed: error: /crash by bob", NULL), WAIT_MS),
 	          "no crash report naming the connection:\n%s", log_buf);
-	cr_assert(logged("supervisor", "rsup lobby", "/crash by bob", NULL), "%s", log_buf);
+	cr_assert(VM_WAIT(logged("supervisor", "rsup lobby", "/crash by bob", NULL), WAIT_MS),
+	          "no report from the connection's supervisor:\n%s", log_buf);
 	/* The room forgot bob and goes on, for alice and for newcomers. */
 	who_is(a, 1, "alice", NULL);
 	client *c = join_as(port, "carol", NULL);
@@ -589,7 +592,8 @@ Test(chat, a_crashing_room_is_restarted_and_one_crashing_too_often_afresh)
 		expect_chat(c, s);
 		expect_chat(d, s);
 	}
-	cr_assert(logged("room x", "crashed: error: /crashroom by alice", NULL), "%s", log_buf);
+	cr_assert(VM_WAIT(logged("room x", "crashed: error: /crashroom by alice", NULL), WAIT_MS), "%s",
+	          log_buf);
 	/* The fourth: x's supervisor gives up, its members are disconnected,
 	 * and the rooms supervisor starts x afresh. */
 	say(a, "/crashroom");

@@ -10,10 +10,14 @@
  * vm_assert_clean().
  */
 #include <criterion/criterion.h>
+#include <criterion/hooks.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sched.h>
+#include <spawn.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "krill.h"
 #include "vm_util.h"
@@ -406,4 +410,103 @@ Test(embed, request_reply_from_the_host_across_restarts)
 		vm_stop();
 	}
 	chan_destroy(&c);
+}
+
+/* ---- a fault in krill's own code: the host gets a crash dump ----
+ *
+ * A bad pointer that krill's code dereferences cannot be contained (a
+ * fault in krill's code may leave its state half-changed): krill prints a
+ * crash dump on stderr and aborts the program (docs/faults.md). What a
+ * host needs from that dump: the signal, the address, that the fault was
+ * in krill's code, the scheduler and the process that was running, and a
+ * backtrace. The program is this test binary run again (not forked: TSan
+ * and qemu-user cannot start threads in the child of a process that has
+ * some), with KR_TEST_CRASH_DUMP_CHILD in its environment and its stderr
+ * on a pipe the test reads; Criterion's first hook in it makes the fault
+ * (and never returns). */
+
+/* Exported: backtrace_symbols names exported functions only. */
+__attribute__((visibility("default"))) void embed_bad_binary_reader(void *arg);
+void embed_bad_binary_reader(void *arg)
+{
+	(void)arg;
+	/* kr_bin_size reads the binary's length: in krill's code, at an
+	 * address no one maps. */
+	volatile size_t n = kr_bin_size((const kr_bin *)(uintptr_t)0x1000);
+	(void)n;
+}
+
+ReportHook(PRE_ALL)(struct criterion_test_set *tests)
+{
+	(void)tests;
+	if (!getenv("KR_TEST_CRASH_DUMP_CHILD"))
+		return;
+	kr_config cfg = { .schedulers = 1 };
+	if (kr_vm_start(&cfg) != 0)
+		_exit(90);
+	kr_spawn_opts o = { .name = "bad_reader" };
+	if (kr_spawn_opt(embed_bad_binary_reader, NULL, &o) <= 0)
+		_exit(91);
+	vm_host_sleep_ms(30000);
+	_exit(92); /* not aborted */
+}
+
+extern char **environ;
+
+Test(embed, a_fault_in_krills_code_prints_a_crash_dump_and_aborts)
+{
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	/* This worker's environment, less BoxFort's (which would make the
+	 * child a Criterion worker too), plus the child's mark. */
+	size_t n_env = 0;
+	while (environ[n_env])
+		n_env++;
+	char **env = calloc(n_env + 2, sizeof *env);
+	cr_assert_not_null(env);
+	size_t k = 0;
+	for (size_t i = 0; i < n_env; i++)
+		if (strncmp(environ[i], "BXFI_", 5) != 0)
+			env[k++] = environ[i];
+	env[k] = "KR_TEST_CRASH_DUMP_CHILD=1";
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, fds[1], STDERR_FILENO);
+	posix_spawn_file_actions_addclose(&fa, fds[0]);
+	char *argv[] = { "krill_tests", NULL };
+	pid_t child;
+	int rc = posix_spawn(&child, "/proc/self/exe", &fa, NULL, argv, env);
+	posix_spawn_file_actions_destroy(&fa);
+	free(env);
+	cr_assert_eq(rc, 0, "posix_spawn: %s", strerror(rc));
+	close(fds[1]);
+	static char out[16384];
+	size_t len = 0;
+	ssize_t n;
+	while (len < sizeof out - 1 && (n = read(fds[0], out + len, sizeof out - 1 - len)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		cr_assert_geq(n, 0, "read: %s", strerror(errno));
+		len += (size_t)n;
+	}
+	out[len] = 0;
+	close(fds[0]);
+	int status;
+	cr_assert_eq(waitpid(child, &status, 0), child);
+	cr_log_info("the child's stderr:\n%s", out);
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+	          "the program was not aborted (status %#x); its stderr:\n%s", status, out);
+	static const char *const want[] = {
+		"fatal SIGSEGV",                  /* the signal */
+		"at address 0x1008",              /* the address: the length field */
+		"in krill's code",                /* whose code faulted */
+		"on scheduler 0",                 /* where */
+		"running process <0.",            /* the process on that scheduler */
+		"bad_reader",                     /* ... by its name */
+		"a fault in krill itself",        /* what it means */
+		"kr_bin_size",                    /* the backtrace: the faulting function */
+		"embed_bad_binary_reader",        /* ... and the process's own frame */
+	};
+	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+		cr_assert_not_null(strstr(out, want[i]), "the crash dump lacks \"%s\":\n%s", want[i], out);
 }

@@ -154,6 +154,34 @@ Test(exit, a_fault_is_the_reason)
 	cr_assert_not_null(log_find("ender crashed: segfault"), "report: %s", log_lines[0]);
 }
 
+/* A kind that is no kind is KR_EINVAL, and the caller goes on; so is a
+ * NULL reason. */
+static atomic_int bad_kind_done;
+
+static void ends_badly(void *arg)
+{
+	(void)arg;
+	int rc;
+	VM_CHECK((rc = kr_exit(-1)) == KR_EINVAL, "kr_exit(-1): %d", rc);
+	VM_CHECK((rc = kr_exit(KR_EXIT_KILL + 1)) == KR_EINVAL, "kr_exit(KILL + 1): %d", rc);
+	VM_CHECK((rc = kr_exit(1000)) == KR_EINVAL, "kr_exit(1000): %d", rc);
+	VM_CHECK((rc = kr_exit_reason(NULL)) == KR_EINVAL, "kr_exit_reason(NULL): %d", rc);
+	kr_reason r = { .kind = KR_EXIT_KILL + 1 };
+	VM_CHECK((rc = kr_exit_reason(&r)) == KR_EINVAL, "kr_exit_reason(kind KILL + 1): %d", rc);
+	atomic_store(&bad_kind_done, 1);
+}
+
+Test(exit, a_bad_kind_is_einval_and_the_process_goes_on)
+{
+	atomic_store(&log_n, 0);
+	vm_start_captured(1);
+	kr_pid p = vm_spawn(ends_badly, NULL);
+	cr_assert(VM_WAIT(!kr_is_alive(p), 5000));
+	cr_assert_eq(atomic_load(&bad_kind_done), 1, "a bad kind ended the process");
+	cr_assert_eq(atomic_load(&log_n), 0, "reported: %s", log_lines[0]);
+	vm_stop();
+}
+
 /* ---- what an end frees ---- */
 
 static atomic_int holder_ready;

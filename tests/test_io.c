@@ -409,6 +409,101 @@ Test(io, read_write_accept_and_connect_time_out)
 	close(wr[1]);
 }
 
+/* ---- a peer that has gone: EPIPE and ECONNRESET, never SIGPIPE ----
+ *
+ * Writing to a peer that has closed fails with KR_EIO and kr_last_errno
+ * EPIPE, and the program lives on: scheduler threads block SIGPIPE, whose
+ * default action would end the test's whole process. A TCP peer that
+ * reset the connection gives ECONNRESET, then EPIPE. A write parked for
+ * room wakes when its peer goes, with EPIPE, having written part of its
+ * buffer (kr_last_written). */
+static atomic_int gone_done;
+static atomic_llong gone_parked_written;
+
+static void write_to_closed_peer(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	VM_CHECK(kr_fd_own(fd) == 0, "own");
+	ssize_t n = kr_write(fd, "x", 1, 1000);
+	VM_CHECK(n == KR_EIO && kr_last_errno() == EPIPE, "kr_write: %zd, errno %d", n,
+	         kr_last_errno());
+	atomic_fetch_add(&gone_done, 1);
+}
+
+static void write_to_reset_peer(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	VM_CHECK(kr_fd_own(fd) == 0, "own");
+	ssize_t n = kr_write(fd, "x", 1, 1000);
+	VM_CHECK(n == KR_EIO && kr_last_errno() == ECONNRESET, "first kr_write: %zd, errno %d", n,
+	         kr_last_errno());
+	n = kr_write(fd, "x", 1, 1000);
+	VM_CHECK(n == KR_EIO && kr_last_errno() == EPIPE, "second kr_write: %zd, errno %d", n,
+	         kr_last_errno());
+	atomic_fetch_add(&gone_done, 1);
+}
+
+static void write_until_peer_goes(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	VM_CHECK(kr_fd_own(fd) == 0, "own");
+	size_t len = 16u << 20;
+	char *big = malloc(len);
+	VM_CHECK(big != NULL, "malloc");
+	if (!big)
+		return;
+	memset(big, 'w', len);
+	ssize_t n = kr_write(fd, big, len, 20000);
+	VM_CHECK(n == KR_EIO && kr_last_errno() == EPIPE, "kr_write: %zd, errno %d", n,
+	         kr_last_errno());
+	atomic_store(&gone_parked_written, (long long)kr_last_written());
+	free(big);
+	atomic_fetch_add(&gone_done, 1);
+}
+
+Test(io, writing_to_a_peer_that_has_gone_is_epipe_or_econnreset)
+{
+	vm_start(2);
+	/* A socketpair whose peer closed. */
+	int closed[2];
+	socket_pair(closed);
+	close(closed[1]);
+	vm_spawn(write_to_closed_peer, (void *)(intptr_t)closed[0]);
+	/* A TCP connection whose peer reset it (SO_LINGER 0, then close). */
+	struct sockaddr_in addr;
+	int lst = tcp_listener(&addr, 4);
+	int c = tcp_socket();
+	cr_assert_geq(c, 0);
+	int rc = connect(c, (struct sockaddr *)&addr, sizeof addr);
+	cr_assert(rc == 0 || errno == EINPROGRESS, "connect: %s", strerror(errno));
+	struct pollfd pfd = { .fd = c, .events = POLLOUT };
+	cr_assert_eq(poll(&pfd, 1, 10000), 1, "the connection was not made");
+	struct pollfd lp = { .fd = lst, .events = POLLIN };
+	cr_assert_eq(poll(&lp, 1, 10000), 1);
+	int a = accept(lst, NULL, NULL);
+	cr_assert_geq(a, 0, "accept: %s", strerror(errno));
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	cr_assert_eq(setsockopt(a, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+	close(a);
+	pfd = (struct pollfd){ .fd = c, .events = POLLIN };
+	cr_assert_eq(poll(&pfd, 1, 10000), 1, "the reset did not arrive");
+	vm_spawn(write_to_reset_peer, (void *)(intptr_t)c);
+	/* A write parked for room when its peer closes. */
+	int full[2];
+	socket_pair(full);
+	vm_spawn(write_until_peer_goes, (void *)(intptr_t)full[0]);
+	cr_assert(VM_WAIT(io_waiting() == 1, 10000), "the writer did not wait for room");
+	close(full[1]);
+	cr_assert(VM_WAIT(atomic_load(&gone_done) == 3, 20000), "%d of 3 writers done",
+	          atomic_load(&gone_done));
+	long long w = atomic_load(&gone_parked_written);
+	cr_assert(w > 0 && w < 16ll << 20, "kr_last_written %lld", w);
+	cr_assert(VM_WAIT(vm_alive() == 0, 10000));
+	cr_assert_eq(io_owned(), 0, "the writers' descriptors were not closed at their end");
+	vm_stop();
+	close(lst);
+}
+
 /* ---- several processes on one descriptor ---- */
 
 static atomic_int multi_ready, multi_done;
@@ -608,11 +703,17 @@ Test(io, a_trapped_or_normal_exit_signal_does_not_end_the_wait)
 #define RACE_PAIRS (200 / VM_LIGHT_DIV)
 #define RACE_BYTES 300
 
-static atomic_int race_done;
+static atomic_int race_done, race_almost;
 static atomic_long race_timeouts;
 
 /* Reads RACE_BYTES bytes, 0, 1, 2 ... in order, with a 1 ms timeout that
- * keeps racing the writer's bytes: none may be lost, none seen twice. */
+ * keeps racing the writer's bytes: none may be lost, none seen twice. After
+ * a wait that timed out, the next one has no timeout (another byte always
+ * comes): a wake-up lost as a byte raced a timeout, or lost at all, then
+ * shows as a wait that never ends, where another 1 ms try would have found
+ * the byte and hidden it. Not even a long timeout: a timer firing makes
+ * its scheduler poll, and finds the byte as surely. */
+
 static void race_reader(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
@@ -620,28 +721,35 @@ static void race_reader(void *arg)
 	unsigned char buf[64];
 	int got = 0;
 	long timeouts = 0;
+	long wait = 1;
 	while (got < RACE_BYTES) {
-		ssize_t n = kr_read(fd, buf, sizeof buf, 1);
-		if (n == KR_ETIMEDOUT) {
+		ssize_t n = kr_read(fd, buf, sizeof buf, wait);
+		if (n == KR_ETIMEDOUT && wait == 1) {
 			timeouts++;
+			wait = KR_INFINITY;
 			continue;
 		}
-		VM_CHECK(n > 0, "kr_read: %zd (errno %d)", n, kr_last_errno());
+		VM_CHECK(n > 0, "kr_read (timeout %ld ms) after byte %d: %zd (errno %d)", wait, got, n,
+		         kr_last_errno());
 		if (n <= 0)
 			break;
+		wait = 1;
 		for (ssize_t i = 0; i < n; i++, got++)
 			VM_CHECK(buf[i] == (unsigned char)got, "byte %d is %d", got, buf[i]);
+		if (got == RACE_BYTES - 1)
+			atomic_fetch_add(&race_almost, 1);
 	}
 	atomic_fetch_add(&race_timeouts, timeouts);
 	atomic_fetch_add(&race_done, 1);
 }
 
+/* Writes all bytes but the last, which the test thread writes. */
 static void race_writer(void *arg)
 {
 	int fd = (int)((intptr_t)arg >> 8), seed = (int)((intptr_t)arg & 0xff);
 	VM_CHECK(kr_fd_own(fd) == 0, "own");
 	uint32_t r = (uint32_t)seed * 2654435761u + 1;
-	for (int i = 0; i < RACE_BYTES; i++) {
+	for (int i = 0; i < RACE_BYTES - 1; i++) {
 		unsigned char b = (unsigned char)i;
 		VM_CHECK(kr_write(fd, &b, 1, 10000) == 1, "kr_write");
 		switch (vm_rand(&r) % 8) {
@@ -650,25 +758,46 @@ static void race_writer(void *arg)
 		default: break;
 		}
 	}
-	/* Stay until the reader has it all: our end closes when we end. */
-	while (atomic_load(&race_done) < RACE_PAIRS && !atomic_load(&vm_abort))
-		kr_sleep(5);
+	/* Stay until the reader has it all (our end closes when we end),
+	 * with no timer: the test says when. */
+	kr_msg *m;
+	if (kr_recv(&m, KR_INFINITY) == 0)
+		kr_msg_free(m);
 }
 
 Test(io, readiness_races_timeouts_without_loss_or_double, .timeout = 120)
 {
+	static kr_pid writers[RACE_PAIRS];
+	static int ends[RACE_PAIRS];
 	vm_start(0);
 	for (int i = 0; i < RACE_PAIRS; i++) {
 		int sv[2];
 		socket_pair(sv);
+		ends[i] = sv[1];
 		vm_spawn(race_reader, (void *)(intptr_t)sv[0]);
-		vm_spawn(race_writer, (void *)((intptr_t)sv[1] << 8 | (i & 0xff)));
+		writers[i] = vm_spawn(race_writer, (void *)((intptr_t)sv[1] << 8 | (i & 0xff)));
 	}
-	cr_assert(VM_WAIT(atomic_load(&race_done) == RACE_PAIRS, 100000), "%d of %d readers done",
-	          atomic_load(&race_done), RACE_PAIRS);
-	cr_log_info("%ld timeouts raced the bytes", atomic_load(&race_timeouts));
-	cr_assert(VM_WAIT(vm_alive() == 0, 10000));
+	/* The last bytes come from outside, once every reader has waited for
+	 * its own long enough for the 1 ms timeout to have passed: into waits
+	 * with no timer, in a VM with nothing to do (a byte written by a
+	 * process is found at once by its scheduler's next poll, with or
+	 * without a wake-up; one from outside needs the poller's). */
+	cr_assert(VM_WAIT(atomic_load(&race_almost) == RACE_PAIRS || atomic_load(&vm_fails), 100000),
+	          "%d of %d readers near the end", atomic_load(&race_almost), RACE_PAIRS);
 	vm_assert_clean();
+	vm_host_sleep_ms(20);
+	for (int i = 0; i < RACE_PAIRS; i++) {
+		unsigned char b = (unsigned char)(RACE_BYTES - 1);
+		cr_assert_eq(write(ends[i], &b, 1), 1, "write: %s", strerror(errno));
+	}
+	cr_assert(VM_WAIT(atomic_load(&race_done) == RACE_PAIRS || atomic_load(&vm_fails), 30000),
+	          "%d of %d readers done: the others still wait for their last byte",
+	          atomic_load(&race_done), RACE_PAIRS);
+	vm_assert_clean();
+	cr_log_info("%ld timeouts raced the bytes", atomic_load(&race_timeouts));
+	for (int i = 0; i < RACE_PAIRS; i++)
+		cr_assert_eq(kr_send(writers[i], 1, NULL, 0), 0);
+	cr_assert(VM_WAIT(vm_alive() == 0, 10000));
 	cr_assert_eq(io_waiting(), 0);
 	cr_assert_eq(io_owned(), 0);
 	vm_stop();
@@ -676,16 +805,22 @@ Test(io, readiness_races_timeouts_without_loss_or_double, .timeout = 120)
 
 /* Processes that keep parking and waking on their descriptors (timeouts,
  * a peer that writes now and then), killed at random moments: every one
- * ends, no registration is left, every descriptor is closed. */
+ * ends, no registration is left, every descriptor is closed. Each makes 0
+ * to 3 waits with a 1 ms timeout, then waits with none: a kill that does
+ * not wake a process parked on a descriptor leaves it there for good,
+ * where a timeout would have let it notice the kill at its next call. */
 #define KILL_PROCS (400 / VM_LIGHT_DIV)
 
 static void restless(void *arg)
 {
 	int fd = (int)(intptr_t)arg; /* given by the test, before we may have run */
+	int shorts = (int)((uint32_t)fd * 2654435761u >> 30); /* 0 to 3 */
 	char buf[16];
-	for (;;) {
-		ssize_t n = kr_read(fd, buf, sizeof buf, 1);
-		VM_CHECK(n > 0 || n == KR_ETIMEDOUT, "kr_read: %zd", n);
+	for (int i = 0;; i++) {
+		long wait = i < shorts ? 1 : KR_INFINITY;
+		ssize_t n = kr_read(fd, buf, sizeof buf, wait);
+		VM_CHECK(n > 0 || (n == KR_ETIMEDOUT && wait == 1), "kr_read (timeout %ld): %zd", wait,
+		         n);
 		if (n <= 0 && n != KR_ETIMEDOUT)
 			return;
 	}

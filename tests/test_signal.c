@@ -91,6 +91,57 @@ Test(signal, normal_ends_and_normal_exit_signals_are_ignored)
 	vm_stop();
 }
 
+/* shutdown is a quiet end (never reported) but not a normal one: over a
+ * link it ends a process that does not trap exits, with the same reason,
+ * as in Erlang, where only normal is ignored. Seen by a monitor of each
+ * end; neither end is reported. */
+static atomic_int shut_ender_kind = -1, shut_partner_kind = -1;
+
+static void shut_ender(void *arg)
+{
+	kr_pid partner = (kr_pid)(intptr_t)arg;
+	VM_CHECK(kr_link(partner) == 0, "kr_link");
+	kr_exit(KR_EXIT_SHUTDOWN);
+}
+
+static int wait_down_kind(kr_ref ref, long ms)
+{
+	kr_msg *m;
+	if (kr_recv_tag(&m, KR_TAG_DOWN, ms) != 0)
+		return -2;
+	const kr_down_msg *d = kr_msg_down(m);
+	int kind = d && d->ref == ref ? d->reason.kind : -3;
+	kr_msg_free(m);
+	return kind;
+}
+
+static void shut_watcher(void *arg)
+{
+	kr_ref pref = 0, eref = 0;
+	kr_spawn_opts po = { .monitor = &pref };
+	kr_pid partner = kr_spawn_opt(vm_wait_forever, NULL, &po);
+	VM_CHECK(partner > 0, "spawn partner: %lld", (long long)partner);
+	kr_spawn_opts eo = { .monitor = &eref };
+	VM_CHECK(kr_spawn_opt(shut_ender, (void *)(intptr_t)partner, &eo) > 0, "spawn ender");
+	atomic_store(&shut_ender_kind, wait_down_kind(eref, 5000));
+	atomic_store(&shut_partner_kind, wait_down_kind(pref, 5000));
+}
+
+Test(signal, a_linked_shutdown_ends_a_process_that_does_not_trap)
+{
+	vm_start_quiet(2);
+	vm_spawn(shut_watcher, NULL);
+	cr_assert(VM_WAIT(atomic_load(&shut_partner_kind) != -1, 15000));
+	cr_assert_eq(atomic_load(&shut_ender_kind), KR_EXIT_SHUTDOWN, "the ender's reason: %d",
+	             atomic_load(&shut_ender_kind));
+	cr_assert_eq(atomic_load(&shut_partner_kind), KR_EXIT_SHUTDOWN,
+	             "the linked partner's reason: %d (-2: it did not end)",
+	             atomic_load(&shut_partner_kind));
+	cr_assert(VM_WAIT(vm_alive() == 0, 5000));
+	cr_assert_eq(atomic_load(&vm_reports), 0, "a shutdown was reported");
+	vm_stop();
+}
+
 /* trap_exit: a linked crash and exit signals arrive as messages, in order,
  * with sender and reason; kill still kills. */
 static atomic_int trap_stage;

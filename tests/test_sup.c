@@ -689,6 +689,138 @@ Test(sup, shutdown_timeouts_infinity_and_brutal_kill)
 	vm_stop();
 }
 
+/* ---- the defaults: shutdown, restart intensity, strategy ---- */
+
+/* KR_SHUTDOWN_DEFAULT: a worker that ignores its shutdown is killed after
+ * 5000 ms; a child supervisor is waited for as long as it takes (its own
+ * child here takes 5500 ms to be killed, after which it ends with shutdown,
+ * not killed). Both at once, in two processes. */
+static atomic_int dflt_parts;
+
+static void dflt_worker_part(void *arg)
+{
+	(void)arg;
+	kr_trap_exit(1);
+	kr_child_spec specs[] = { wspec(0, M_IGNORE) }; /* shutdown: the default */
+	kr_pid s = kr_sup_start_link(NULL, specs, 1, NULL);
+	kr_ref ref = kr_monitor(W(0));
+	int64_t t0 = vm_now_ns();
+	int rc = kr_sup_terminate_child(s, "a", 0);
+	double ms = vm_ms_since(t0);
+	kr_reason r = { .kind = -1 };
+	VM_CHECK(rc == 0 && wait_down(ref, &r, 1000) == 0, "terminate a: %d", rc);
+	VM_CHECK(r.kind == KR_EXIT_KILLED, "a worker ignoring its shutdown ended %s, want killed",
+	         kr_exit_kind_name(r.kind));
+	VM_CHECK(ms >= 4999.0, "killed after %.0f ms; a worker's default is 5000", ms);
+	stop_sup(s);
+	atomic_fetch_add(&dflt_parts, 1);
+}
+
+static void slow_to_stop_sup(void *arg)
+{
+	(void)arg;
+	kr_child_spec w = wspec(1, M_IGNORE);
+	w.shutdown = 5500;
+	kr_sup_run(NULL, &w, 1);
+}
+
+static void dflt_sup_part(void *arg)
+{
+	(void)arg;
+	kr_trap_exit(1);
+	kr_child_spec c = { .id = "C", .start = slow_to_stop_sup, .type = KR_SUPERVISOR };
+	kr_pid s = kr_sup_start_link(NULL, &c, 1, NULL);
+	kr_sup_child v = { .pid = 0 };
+	VM_CHECK(kr_sup_which_children(s, &v, 1) == 1 && v.pid > 0, "the child supervisor");
+	kr_ref ref = kr_monitor(v.pid);
+	int64_t t0 = vm_now_ns();
+	int rc = kr_sup_terminate_child(s, "C", 0);
+	double ms = vm_ms_since(t0);
+	kr_reason r = { .kind = -1 };
+	VM_CHECK(rc == 0 && wait_down(ref, &r, 1000) == 0, "terminate C: %d", rc);
+	VM_CHECK(r.kind == KR_EXIT_SHUTDOWN, "a child supervisor ended %s, want shutdown (waited for)",
+	         kr_exit_kind_name(r.kind));
+	VM_CHECK(ms >= 5499.0, "C stopped after %.0f ms, before its own child's 5500", ms);
+	stop_sup(s);
+	atomic_fetch_add(&dflt_parts, 1);
+}
+
+static void drv_default_shutdown(void *arg)
+{
+	(void)arg;
+	VM_CHECK(kr_spawn(dflt_sup_part, NULL) > 0, "spawn");
+	dflt_worker_part(NULL);
+	int64_t end = vm_now_ns() + (int64_t)30000 * 1000000;
+	while (atomic_load(&dflt_parts) < 2 && vm_now_ns() < end)
+		kr_sleep(10);
+	VM_CHECK(atomic_load(&dflt_parts) == 2, "the child supervisor was never stopped");
+	atomic_store(&drv_done, 1);
+}
+
+Test(sup, the_default_shutdown_is_5000_ms_for_a_worker_and_infinity_for_a_supervisor)
+{
+	start_vm(2);
+	run(drv_default_shutdown, 40000);
+	vm_stop();
+}
+
+/* Zeroed flags (or none): one_for_one, at most 1 restart in 5000 ms. One
+ * restart is made, and only of the child that ended; a second at once is
+ * one too many; two 4 s apart are still too many, two 5.2 s apart are not.
+ * The two last at once, in two processes. */
+static atomic_int intens_parts;
+
+static void intens_apart(void *arg)
+{
+	long apart_ms = (long)(intptr_t)arg;
+	int i = apart_ms < 5000 ? 4 : 5;
+	kr_trap_exit(1);
+	kr_sup_flags zero = { 0 };
+	kr_child_spec specs[] = { wspec(i, 0) };
+	kr_pid s = kr_sup_start_link(&zero, specs, 1, NULL);
+	kr_ref ref = kr_monitor(s);
+	end_child(s, W(i), T_CRASH);
+	kr_sleep(apart_ms);
+	end_child(s, W(i), T_CRASH);
+	bool gave_up = wait_down(ref, NULL, 1000) == 0;
+	VM_CHECK(gave_up == (apart_ms < 5000), "two restarts %ld ms apart: the supervisor %s", apart_ms,
+	         gave_up ? "gave up (the period is shorter than 5000 ms)"
+	                 : "went on (the period is longer than 5000 ms)");
+	if (!gave_up)
+		stop_sup(s);
+	atomic_fetch_add(&intens_parts, 1);
+}
+
+static void drv_default_intensity(void *arg)
+{
+	(void)arg;
+	kr_child_spec specs[] = { wspec(2, 0), wspec(3, 0) };
+	kr_pid s = kr_sup_start_link(NULL, specs, 2, NULL);
+	kr_ref ref = kr_monitor(s);
+	kr_pid c = W(2), d = W(3);
+	VM_CHECK(end_child(s, c, T_CRASH) == KR_EXIT_ERROR, "c's reason");
+	VM_CHECK(kr_is_alive(s), "one restart is allowed by default");
+	VM_CHECK(W(2) != c && kr_is_alive(W(2)) && W(3) == d, "one_for_one: only c is restarted");
+	end_child(s, W(2), T_CRASH);
+	kr_reason r = { .kind = -1 };
+	VM_CHECK(wait_down(ref, &r, 10000) == 0, "a second restart at once was allowed");
+	VM_CHECK(r.kind == KR_EXIT_SHUTDOWN, "the supervisor's reason: %d", r.kind);
+	VM_CHECK(kr_spawn(intens_apart, (void *)(intptr_t)4000) > 0, "spawn");
+	intens_apart((void *)(intptr_t)5200);
+	int64_t end = vm_now_ns() + (int64_t)30000 * 1000000;
+	while (atomic_load(&intens_parts) < 2 && vm_now_ns() < end)
+		kr_sleep(10);
+	VM_CHECK(atomic_load(&intens_parts) == 2, "the 4 s case never finished");
+	atomic_store(&drv_done, 1);
+}
+
+Test(sup, the_default_intensity_is_one_restart_in_5000_ms_one_for_one)
+{
+	start_vm(2);
+	run(drv_default_intensity, 40000);
+	vm_stop();
+}
+
 /* ---- the report of a stop that did not go as planned ---- */
 
 static atomic_int c_acted;
