@@ -98,8 +98,9 @@ typedef struct kr_config {
 } kr_config;
 
 /* Start the VM: its scheduler threads, stack pool and process table.
- * KR_EEXIST if a VM is running, KR_EINVAL for bad settings, KR_ENOMEM.
- * Call from a host thread. */
+ * KR_EEXIST if a VM is running, KR_EINVAL for bad settings (more than 1,024
+ * schedulers, max_procs past its ceiling, stack_size out of range),
+ * KR_ENOMEM. Call from a host thread. */
 KR_API int kr_vm_start(const kr_config *cfg);
 
 /* Stop the VM: every process is stopped where it is (at its next call into
@@ -141,7 +142,7 @@ typedef int64_t kr_ref; /* a monitor or call reference: positive, unique in a VM
 typedef struct kr_spawn_opts {
 	size_t stack_size;       /* 0 = the VM's default; 16 KiB to 1 GiB (at most 8
 	                          * sizes besides the default in one VM: a ninth
-	                          * is KR_ENOMEM) */
+	                          * is KR_ELIMIT) */
 	size_t max_heap;         /* bytes of kr_alloc heap; 0 = unlimited; past it the
 	                          * process exits with KR_EXIT_HEAP_LIMIT */
 	const char *name;        /* a label for reports (copied); may be NULL */
@@ -427,8 +428,10 @@ KR_API const kr_exit_msg *kr_msg_exit(const kr_msg *msg);
 KR_API const kr_down_msg *kr_msg_down(const kr_msg *msg);
 
 /* Copy len bytes at data into a message for pid. Sending to a process that
- * is gone is not an error (it is counted as a dead letter), as in Erlang.
- * KR_EINVAL for a bad pid, KR_ELIMIT above max_message, KR_ENOMEM,
+ * is gone, or to a well-formed pid that never named one, is not an error
+ * (it is counted as a dead letter), as in Erlang. KR_EINVAL for a pid that
+ * cannot be this VM's (<= 0, or another node's), KR_ELIMIT above
+ * max_message, KR_ENOMEM,
  * KR_ESTOPPED. Safe from processes and host threads (sender 0). Messages
  * from one sender to one receiver arrive in the order sent. A message to a
  * busy process on another scheduler may be held and delivered in a batch:

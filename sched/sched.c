@@ -94,24 +94,28 @@ krx_stack_pool *krx_sched_pool(void)
 	return &S.pool;
 }
 
-krx_stack_pool *krx_sched_pool_for(size_t size)
+int krx_sched_pool_for(size_t size, krx_stack_pool **out)
 {
 	size_t page = S.pool.page;
 	size = (size + page - 1) / page * page;
+	*out = &S.pool;
 	if (size == S.pool.stack_size)
-		return &S.pool;
+		return 0;
 	for (int i = 0; i < KRX_STACK_SIZES; i++) {
 		/* Acquire: pairs with the release below; the pool is whole. */
 		krx_stack_pool *p = (krx_stack_pool *)AO_load_acquire(&S.other_pools[i]);
-		if (p && p->stack_size == size)
-			return p;
+		if (p && p->stack_size == size) {
+			*out = p;
+			return 0;
+		}
 	}
-	krx_stack_pool *found = NULL;
+	int err = KR_ELIMIT; /* every place taken, by other sizes */
 	pthread_mutex_lock(&S.pools_lock);
-	for (int i = 0; i < KRX_STACK_SIZES && !found; i++) {
+	for (int i = 0; i < KRX_STACK_SIZES && err == KR_ELIMIT; i++) {
 		krx_stack_pool *p = (krx_stack_pool *)AO_load(&S.other_pools[i]);
 		if (p && p->stack_size == size) {
-			found = p;
+			*out = p;
+			err = 0;
 		} else if (!p) {
 			/* Fewer slots per region: these pools are for a few
 			 * processes with unusual needs. */
@@ -119,15 +123,16 @@ krx_stack_pool *krx_sched_pool_for(size_t size)
 			p = krx_alloc_raw(sizeof *p);
 			if (p && krx_stack_pool_init(p, &so) == 0) {
 				AO_store_release(&S.other_pools[i], (AO_t)p);
-				found = p;
+				*out = p;
+				err = 0;
 			} else {
 				krx_free_raw(p);
-				break;
+				err = KR_ENOMEM;
 			}
 		}
 	}
 	pthread_mutex_unlock(&S.pools_lock);
-	return found;
+	return err;
 }
 
 size_t krx_sched_stacks_in_use(void)

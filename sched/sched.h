@@ -110,8 +110,9 @@ bool krx_sched_running(void);
 unsigned krx_sched_count(void);
 krx_stack_pool *krx_sched_pool(void);
 /* The pool for stacks of this size (rounded up to pages), made on first
- * use; NULL when KRX_STACK_SIZES sizes are taken or memory is short. */
-krx_stack_pool *krx_sched_pool_for(size_t size);
+ * use, in *out: 0, KR_ELIMIT when KRX_STACK_SIZES other sizes are taken,
+ * or KR_ENOMEM. */
+int krx_sched_pool_for(size_t size, krx_stack_pool **out);
 size_t krx_sched_stacks_in_use(void);
 
 /* The scheduler this thread is, or NULL (read afresh: see tls.h). */

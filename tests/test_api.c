@@ -841,7 +841,7 @@ static void bad_arguments(void *arg)
 		if (k < 8)
 			VM_CHECK(p > 0, "stack size %zu: %lld", o.stack_size, (long long)p);
 		else
-			VM_CHECK(p == KR_ENOMEM, "a ninth stack size: %lld", (long long)p);
+			VM_CHECK(p == KR_ELIMIT, "a ninth stack size: %lld", (long long)p);
 	}
 	atomic_store(&codes_checked, 1);
 }

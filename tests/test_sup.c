@@ -436,6 +436,17 @@ static void drv_restart_types(void *arg)
 	VM_CHECK(kr_sup_restart_child(s, "x") == KR_ENOPROC, "a temporary child's spec was kept");
 	kr_sup_counts n;
 	VM_CHECK(kr_sup_count_children(s, &n) == 0 && n.specs == 2 && n.active == 2, "counts");
+	/* Reported as OTP's child_terminated: every end of the permanent
+	 * child, the normal one included; only the crashes of the others. */
+	VM_CHECK(log_lines("child p ", "terminated: normal") == 1 &&
+	                 log_lines("child p ", "terminated: shutdown") == 1 &&
+	                 log_lines("child p ", "terminated: error") == 1,
+	         "the permanent child's three ends were not each reported");
+	VM_CHECK(log_lines("child t ", "terminated: normal") == 0 &&
+	                 log_lines("child t ", "terminated: shutdown") == 0 &&
+	                 log_lines("child t ", "terminated: error") == 1,
+	         "the transient child's reports");
+	VM_CHECK(log_lines("child x ", "terminated: error") == 1, "the temporary child's crash");
 	atomic_store(&drv_done, 1);
 }
 
@@ -466,7 +477,7 @@ static void drv_intensity(void *arg)
 	VM_CHECK(r.kind == KR_EXIT_SHUTDOWN && strstr(r.text, "intensity"), "its reason: %d %s",
 	         r.kind, r.text);
 	VM_CHECK(ev_is("+a +b +a +a -b"), "events \"%s\"", ev_now());
-	VM_CHECK(log_lines("reached max restart intensity", NULL) == 1, "no intensity report");
+	VM_CHECK(log_lines("reached max restart intensity (", NULL) == 1, "no intensity report");
 	atomic_store(&drv_done, 1);
 }
 
@@ -618,8 +629,8 @@ static void drv_escalation(void *arg)
 	P_EV("+B +C +w +w +C +w +w +B +C +w +w +C +w");
 	VM_CHECK(kr_is_alive(a), "A gave up");
 	/* C gave up three times (twice under the first B), B once. */
-	VM_CHECK(log_lines("reached max restart intensity", NULL) == 4, "%d intensity reports",
-	         log_lines("reached max restart intensity", NULL));
+	VM_CHECK(log_lines("reached max restart intensity (", NULL) == 4, "%d intensity reports",
+	         log_lines("reached max restart intensity (", NULL));
 	kr_sup_child v;
 	VM_CHECK(kr_sup_which_children(a, &v, 1) == 1 && v.pid > 0 && v.type == KR_SUPERVISOR,
 	         "A's child");

@@ -345,8 +345,9 @@ static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
 	if (opts->stack_size) {
 		if (opts->stack_size < KRX_MIN_STACK || opts->stack_size > KRX_MAX_STACK)
 			return KR_EINVAL;
-		if (!(pool = krx_sched_pool_for(opts->stack_size)))
-			return KR_ENOMEM;
+		int err = krx_sched_pool_for(opts->stack_size, &pool);
+		if (err)
+			return err;
 	}
 	if (!reserve_alive())
 		return KR_ELIMIT;

@@ -751,7 +751,10 @@ static void child_ended(sup *s, child *c, const kr_reason *reason)
 {
 	kr_pid pid = c->pid;
 	set_stopped(s, c);
-	if (abnormal(reason->kind))
+	/* As OTP's child_terminated: every end of a permanent child (it was
+	 * meant to run for ever, so even a normal end is news), and the
+	 * abnormal ends of the others. */
+	if (abnormal(reason->kind) || c->sp->restart == KR_PERMANENT)
 		report_reason(s, c, pid, "terminated", reason);
 	bool again = c->sp->restart == KR_PERMANENT ||
 	             (c->sp->restart == KR_TRANSIENT && abnormal(reason->kind));

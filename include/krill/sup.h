@@ -14,9 +14,10 @@
  * reverse start order and ends with KR_EXIT_SHUTDOWN, and its own
  * supervisor decides what to do. Supervisors of supervisors make trees.
  *
- * Reports (a child ended abnormally, a child was restarted, a child did
- * not start, the restart intensity was reached) go through kr_config.log,
- * one line each.
+ * Reports (a child ended abnormally, or a permanent one ended at all; a
+ * child was restarted, did not start, or did not end as a stop should end
+ * it; the restart intensity was reached) go through kr_config.log, one
+ * line each.
  */
 #ifndef KRILL_SUP_H
 #define KRILL_SUP_H

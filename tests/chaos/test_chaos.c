@@ -184,7 +184,7 @@ static void count_report(const char *line, void *ctx)
 		atomic_fetch_add(from_group(line, atomic_load(&burst_group)) ? &burst_restarts
 		                                                            : &group_restarts,
 		                 1);
-	else if (strstr(line, "reached max restart intensity"))
+	else if (strstr(line, "reached max restart intensity ("))
 		atomic_fetch_add(top ? &top_gave_up : &groups_gave_up, 1);
 }
 
