@@ -11,8 +11,10 @@
  * so), so that an overflow or a runaway allocation ends quickly.
  *
  * The workload: a worker that has been quiet for a few milliseconds sends
- * one to three numbered messages to random workers of its group; it takes
- * in whatever it is sent, and answers calls.
+ * one to three numbered messages to random workers of its group, as long
+ * as the chaos's events have left tokens for them (200 messages an event,
+ * so that a slow build on a busy machine does not drown its own chaos);
+ * it takes in whatever it is sent, and answers calls.
  *
  * The chaos: one process makes a fixed count of events (EVENTS, or
  * KR_CHAOS_EVENTS), drawn from a PRNG seeded with KR_CHAOS_SEED or the
@@ -218,10 +220,28 @@ static int worker_init(void *arg)
 	return 0;
 }
 
+/* The workload is paced by the chaos: each event lets the workers send
+ * TOKENS_PER_EVENT more messages. Paced by the clock instead, a slow build
+ * on a busy machine fell behind: its workers' wake-ups and messages filled
+ * the run queues, the chaos process waited behind thousands of them at
+ * every step, the run got slower still, and more messages were sent per
+ * event (2,600 under ASan at a load of 10, against 200 natively) until the
+ * test ran out of time. Workers without a token wait longer. */
+#define TOKENS_PER_EVENT 200
+static atomic_long send_tokens;
+
+static bool take_token(void)
+{
+	if (atomic_fetch_sub(&send_tokens, 1) > 0)
+		return true;
+	atomic_fetch_add(&send_tokens, 1);
+	return false;
+}
+
 static void send_some(int k, stream *out, uint32_t *rnd)
 {
 	int g = k / PER_GROUP;
-	for (int n = 1 + (int)(vm_rand(rnd) % 3); n > 0; n--) {
+	for (int n = 1 + (int)(vm_rand(rnd) % 3); n > 0 && take_token(); n--) {
 		int j = (int)(vm_rand(rnd) % PER_GROUP);
 		incarnation *to = atomic_load(&current[g * PER_GROUP + j]);
 		if (!to)
@@ -300,7 +320,9 @@ static void worker(void *arg)
 	uint32_t rnd = (uint32_t)k * 2654435761u ^ (uint32_t)kr_self();
 	while (!atomic_load(&vm_abort)) {
 		kr_msg *m;
-		if (kr_recv(&m, 10 + vm_rand(&rnd) % 40) != 0) {
+		long quiet_ms = atomic_load(&send_tokens) > 0 ? 10 + vm_rand(&rnd) % 40
+		                                               : 100 + vm_rand(&rnd) % 400;
+		if (kr_recv(&m, quiet_ms) != 0) {
 			if (!atomic_load(&quiet))
 				send_some(k, out, &rnd);
 			continue;
@@ -472,6 +494,7 @@ static int pick(int kind)
 static void strike(int k, int kind)
 {
 	kr_pid pid = atomic_load(&current[k])->pid;
+	atomic_fetch_add(&send_tokens, TOKENS_PER_EVENT);
 	cs.used[k / PER_GROUP]++;
 	cs.flight[cs.nflight++] = (shot){ kr_monitor(pid), pid, kind };
 	if (kind == K_KILL) {
@@ -703,6 +726,7 @@ static void driver(void *arg)
 {
 	(void)arg;
 	kr_trap_exit(1);
+	atomic_store(&send_tokens, 10 * TOKENS_PER_EVENT);
 	kr_vm_stats before, after;
 	kr_vm_stats_get(&before);
 	size_t heap_before = heap_of(kr_self());
