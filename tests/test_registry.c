@@ -131,7 +131,9 @@ Test(registry, many_names_all_freed_when_their_processes_end)
  * of the test before it; with either fence removed the name outlived its
  * process within 13 to 634 rounds, every run. */
 #define RACE_MS (VM_LIGHT_DIV > 1 ? 2000 : 1000)
-#define RACE_STEP_MAX 64
+#define RACE_MS_MAX (8 * RACE_MS) /* to see the process gone RACE_GONE_MIN times */
+#define RACE_GONE_MIN 20
+#define RACE_STEP_MAX 1024
 #define RACE_DELAY_MAX 100000
 
 static atomic_long race_ready, race_go; /* rounds: the ender runs; go */
@@ -169,11 +171,19 @@ static void expect_name_gone(long round)
 static void racer(void *arg)
 {
 	(void)arg;
-	int64_t end = vm_now_ns() + RACE_MS * (int64_t)1000000;
+	int64_t start = vm_now_ns(), end = start + RACE_MS * (int64_t)1000000,
+	        end_max = start + RACE_MS_MAX * (int64_t)1000000;
 	kr_spawn_opts o = { .bind_scheduler = 2 };
 	long step = 1;
 	int last = 0;
-	for (long round = 1; vm_now_ns() < end && !atomic_load(&vm_abort); round++) {
+	/* RACE_MS at least; longer, up to RACE_MS_MAX, until registrations
+	 * have found the process gone often enough: on a slow build or a busy
+	 * machine the edge takes longer to find (TSan once found it 0 times
+	 * in a second, 100-200 times in most runs). */
+	for (long round = 1;
+	     (vm_now_ns() < end || (atomic_load(&race_noproc) < RACE_GONE_MIN && vm_now_ns() < end_max)) &&
+	     !atomic_load(&vm_abort);
+	     round++) {
 		kr_pid p = kr_spawn_opt(end_on_go, (void *)(intptr_t)round, &o);
 		VM_CHECK(p > 0, "spawn: %lld", (long long)p);
 		if (p <= 0)
@@ -217,7 +227,7 @@ Test(registry, a_registration_racing_the_end_leaves_no_name, .timeout = 120)
 	kr_config cfg = { .schedulers = 2, .pin = 1 };
 	vm_start_cfg(&cfg);
 	vm_spawn_on(racer, NULL, 1);
-	cr_assert(VM_WAIT(atomic_load(&race_done), RACE_MS + 60000));
+	cr_assert(VM_WAIT(atomic_load(&race_done), RACE_MS_MAX + 60000));
 	cr_log_info("registration races: %d rounds, %d registered, %d found it gone", atomic_load(&race_rounds),
 	            atomic_load(&race_ok), atomic_load(&race_noproc));
 	cr_assert_gt(atomic_load(&race_noproc), 0, "no registration ever found the process gone");
