@@ -60,7 +60,7 @@ static struct {
 	size_t max_alive;      /* max_procs */
 	krx_slot_policy_t policy;
 	pthread_mutex_t lock;  /* the queue of free slots, fresh, and growing the table */
-	uint32_t *cooling;     /* a ring of freed slots, oldest at c_head */
+	uint32_t *cooling;     /* a ring of freed slots, oldest at c_head; c_cap a power of 2 */
 	size_t c_cap, c_head, c_n;
 	uint32_t *eligible;    /* a stack of slots that have cooled */
 	size_t e_cap, e_n;
@@ -160,16 +160,16 @@ static bool free_locked(uint32_t idx)
 		if (!c)
 			return false;
 		for (size_t i = 0; i < T.c_n; i++)
-			c[i] = T.cooling[(T.c_head + i) % T.c_cap];
+			c[i] = T.cooling[(T.c_head + i) & (T.c_cap - 1)];
 		krx_free_raw(T.cooling);
 		T.cooling = c;
 		T.c_cap = cap;
 		T.c_head = 0;
 	}
-	T.cooling[(T.c_head + T.c_n++) % T.c_cap] = idx;
+	T.cooling[(T.c_head + T.c_n++) & (T.c_cap - 1)] = idx;
 	if (T.c_n > T.policy.cool && room_for(&T.eligible, &T.e_cap, T.e_n)) {
 		T.eligible[T.e_n++] = T.cooling[T.c_head];
-		T.c_head = (T.c_head + 1) % T.c_cap;
+		T.c_head = (T.c_head + 1) & (T.c_cap - 1);
 		T.c_n--;
 	}
 	return true;
@@ -191,7 +191,7 @@ static int64_t next_free_locked(void)
 	if (!T.c_n)
 		return -1;
 	uint32_t idx = T.cooling[T.c_head];
-	T.c_head = (T.c_head + 1) % T.c_cap;
+	T.c_head = (T.c_head + 1) & (T.c_cap - 1);
 	T.c_n--;
 	return idx;
 }
