@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "msg.h"
+#include "send.h"
 #include "signal.h"
 #include "timeout.h"
 #include "vm.h"
@@ -94,36 +95,6 @@ int krx_call(kr_pid pid, uint64_t tag, const void *req, size_t len, kr_msg **rep
 	return call(pid, tag, KR_TAG_RESERVED, req, len, reply, timeout_ms);
 }
 
-/* The reply, straight into the caller's queue when the caller is parked
- * right here with its commit deferred and still waits for it (both are on
- * this thread, so its call_ref may be read); false to send it as a signal. */
-static bool reply_direct(krx_sched *s, kr_pid me, const kr_msg *request, uint64_t tag,
-                         const void *data, size_t len)
-{
-	krx_proc *c = krx_proc_slot(request->sender);
-	if (!s || !c || krx_sched_deferred(s) != &c->task ||
-	    (kr_pid)AO_load(&c->live_pid) != request->sender)
-		return false;
-	krx_proc_ext *cx = krx_proc_ext_peek(c);
-	if (!cx || cx->call_ref != request->ref)
-		return false;
-	krx_msg *m = krx_msg_new(krx_vm_msg_cache(s), len);
-	if (!m)
-		return false;
-	m->pub.sender = me;
-	m->pub.tag = tag;
-	m->pub.ref = request->ref;
-	m->pub.len = len;
-	if (len)
-		memcpy(m + 1, data, len);
-	if (!krx_mailbox_deliver_parked(&c->mbox, m)) {
-		krx_msg_free(krx_vm_msg_cache(s), m);
-		return false;
-	}
-	krx_task_wake_deferred(s, &c->task);
-	return true;
-}
-
 /* kr_reply, with tags below tag_end allowed (as call). */
 static int reply(const kr_msg *request, uint64_t tag, uint64_t tag_end, const void *data,
                  size_t len)
@@ -140,9 +111,7 @@ static int reply(const kr_msg *request, uint64_t tag, uint64_t tag_end, const vo
 	if (p)
 		(void)krx_call_replied(p, request->ref);
 	/* A caller that is gone or gave up drops it: not our error. */
-	if (!reply_direct(s, me, request, tag, data, len))
-		(void)krx_signal_send(s, me, request->sender, KRX_SIG_REPLY, request->ref, tag, data,
-		                      len);
+	(void)krx_signal_send(s, me, request->sender, KRX_SIG_REPLY, request->ref, tag, data, len);
 	krx_vm_leave(s);
 	if (p)
 		krx_task_charge(1);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "mi.h"
+#include "signal.h"
 
 /* A salt for the next incarnation of h: the splitmix64 finaliser of the
  * heap's address and its count of incarnations, so that two processes,
@@ -82,4 +83,61 @@ void *krx_heap_realloc(krx_heap *h, krx_hblk *b, size_t size)
 	nb->size = size;
 	krx_heap_link(h, nb, KRX_HBLK_ALLOC);
 	return nb + 1;
+}
+
+/* ---- the process heap calls ---- */
+
+KR_API void *kr_alloc(size_t size)
+{
+	krx_proc *p = krx_proc_self();
+	if (!p)
+		return NULL;
+	if (krx_heap_over_limit(&p->heap, size))
+		krx_proc_heap_limit(p, size);
+	return krx_heap_alloc(&p->heap, size);
+}
+
+KR_API void *kr_calloc(size_t n, size_t size)
+{
+	if (size && n > SIZE_MAX / size)
+		return NULL;
+	void *ptr = kr_alloc(n * size);
+	if (ptr)
+		memset(ptr, 0, n * size);
+	return ptr;
+}
+
+/* kr_free or kr_realloc of a block that is not a live one of the caller's:
+ * crash the caller, as Erlang crashes a caller on a bad argument, rather
+ * than corrupt its heap or another process's. */
+static _Noreturn __attribute__((cold, noinline)) void not_live(const char *call, const char *hint)
+{
+	kr_crash("%s: not a live block of this process (%s)", call, hint);
+	__builtin_unreachable();
+}
+
+KR_API void *kr_realloc(void *ptr, size_t size)
+{
+	krx_proc *p = krx_proc_self();
+	if (!p)
+		return NULL;
+	if (!ptr)
+		return kr_alloc(size);
+	krx_hblk *b = krx_heap_block(&p->heap, ptr);
+	if (!b)
+		not_live("kr_realloc", "freed already?");
+	if (size > b->size && krx_heap_over_limit(&p->heap, size - b->size))
+		krx_proc_heap_limit(p, size - b->size);
+	return krx_heap_realloc(&p->heap, b, size);
+}
+
+KR_API void kr_free(void *ptr)
+{
+	krx_proc *p = krx_proc_self();
+	if (!p || !ptr)
+		return;
+	krx_hblk *b = krx_heap_block(&p->heap, ptr);
+	if (!b)
+		not_live("kr_free", "freed twice?");
+	krx_heap_free(&p->heap, b);
 }

@@ -87,14 +87,6 @@ static inline void krx_msg_free(krx_msg_cache *c, krx_msg *m)
 	c->v[c->n++] = prev;
 }
 
-/* kr_send, kr_call and kr_reply with the supervisors' tags too (from
- * KR_TAG_SUP up to KR_TAG_RESERVED, which the public calls refuse): for
- * sup.c's protocol (vm.c, call.c). */
-int krx_send(kr_pid to, uint64_t tag, const void *data, size_t len);
-int krx_call(kr_pid pid, uint64_t tag, const void *req, size_t len, kr_msg **reply,
-             long timeout_ms);
-int krx_reply(const kr_msg *request, uint64_t tag, const void *data, size_t len);
-
 /* Free every message of a chain linked through next. */
 void krx_msg_free_chain(krx_msg_cache *c, krx_msg *m);
 /* Give every cached block back (a scheduler that stops). */

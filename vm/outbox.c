@@ -5,6 +5,7 @@
  */
 #include "outbox.h"
 
+#include "send.h"
 #include "vm.h"
 
 static krx_outbox *outbox_of(krx_sched *s)
@@ -14,14 +15,7 @@ static krx_outbox *outbox_of(krx_sched *s)
 
 static void deliver_entry(krx_sched *s, krx_outbox_entry *e)
 {
-	enum krx_push r = krx_mailbox_push(&e->to->mbox, e->serial, e->newest, e->oldest, e->n);
-	if (r == KRX_PUSH_DEAD) {
-		e->oldest->next = NULL;
-		krx_msg_free_chain(krx_vm_msg_cache(s), e->newest);
-		krx_dead_letters(e->n);
-	} else if (r == KRX_PUSH_WAKE) {
-		krx_task_wake_won(&e->to->task);
-	}
+	krx_deliver_batch(s, e->to, e->serial, e->newest, e->oldest, e->n);
 }
 
 void krx_outbox_flush(krx_sched *s)

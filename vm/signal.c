@@ -22,6 +22,7 @@
 
 #include "io.h"
 #include "msg.h"
+#include "send.h"
 #include "vm.h"
 
 /* ---- sets: small arrays, owner-only ---- */
@@ -159,45 +160,8 @@ _Noreturn void krx_proc_end(krx_proc *p)
 enum krx_push krx_signal_send(krx_sched *s, kr_pid from, kr_pid to, unsigned kind, kr_ref ref,
                               uint64_t tag, const void *payload, size_t len)
 {
-	krx_proc *p = krx_proc_live(to);
-	if (!p)
-		return KRX_PUSH_DEAD;
-	/* Messages this scheduler holds for delivery go first: a signal must
-	 * not overtake a message its sender sent before it. */
-	if (s && s->vm_pending)
-		krx_outbox_flush(s);
-	/* Nor may it land behind the back of a parked partner's direct
-	 * deliveries: make that partner's commit now. */
-	if (s && krx_sched_deferred(s) == &p->task)
-		krx_sched_undefer(s);
-	krx_msg_cache *c = krx_vm_msg_cache(s);
-	krx_msg *m = krx_msg_new(c, len);
-	if (!m)
-		return KRX_PUSH_DEAD;
-	m->hb.kind = kind;
-	m->pub.sender = from;
-	m->pub.tag = tag;
-	m->pub.ref = ref;
-	m->pub.len = len;
-	if (len)
-		memcpy(m + 1, payload, len);
-	enum krx_push r = krx_mailbox_push(&p->mbox, (uint32_t)KRX_PID_SERIAL(to), m, m, 1);
-	if (r == KRX_PUSH_DEAD) {
-		krx_msg_free(c, m);
-		return r;
-	}
-	/* Release: the owner that sees the flag (acquire) finds the signal when
-	 * it takes its mailbox in. A busy owner looks at the flag when it
-	 * yields; a waiting one is woken below. */
-	if (kind == KRX_SIG_EXIT || kind == KRX_SIG_EXIT_LINK) {
-		AO_store_release(&p->sigs, 1);
-		/* Not in a receive, but perhaps parked on a descriptor. */
-		if (r == KRX_PUSH_OK)
-			krx_poll_interrupt(&p->task);
-	}
-	if (r == KRX_PUSH_WAKE)
-		krx_task_wake_won(&p->task);
-	return r;
+	krx_msg *m = krx_msg_build(s, kind, from, tag, ref, payload, len, NULL);
+	return m ? krx_deliver(s, to, m) : KRX_PUSH_DEAD;
 }
 
 static enum krx_push send_exit(krx_sched *s, kr_pid from, kr_pid to, unsigned kind,

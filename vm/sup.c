@@ -35,6 +35,7 @@
 
 #include "msg.h"
 #include "proc.h"
+#include "send.h"
 
 /* The protocol's tags (sup.h reserves KR_TAG_SUP and up). */
 enum {

@@ -16,6 +16,7 @@
 #include "outbox.h"
 #include "proc.h"
 #include "registry.h"
+#include "send.h"
 #include "signal.h"
 #include "timeout.h"
 #include "vm.h"
@@ -47,8 +48,6 @@ void krx_vm_leave_host(void)
 	/* Release: our reads of the VM happen before stop frees it. */
 	AO_fetch_and_sub1_release(&host_calls);
 }
-static AO_t dead_letters;
-static size_t max_message;
 
 KR_API int kr_vm_start(const kr_config *user)
 {
@@ -77,8 +76,7 @@ KR_API int kr_vm_start(const kr_config *user)
 		krx_procs_free();
 		goto out;
 	}
-	max_message = cfg.max_message;
-	AO_store(&dead_letters, 0);
+	krx_send_init(cfg.max_message);
 	locals = krx_calloc_raw(cfg.schedulers, sizeof *locals);
 	void **local_ptrs = krx_calloc_raw(cfg.schedulers, sizeof *local_ptrs);
 	err = KR_ENOMEM;
@@ -162,7 +160,7 @@ KR_API int kr_vm_stats_get(kr_vm_stats *out)
 		.schedulers = krx_sched_count(),
 		.procs_alive = krx_procs_alive(),
 		.procs_spawned = krx_procs_spawned(),
-		.dead_letters = AO_load(&dead_letters),
+		.dead_letters = krx_dead_letters_count(),
 		.stacks_in_use = krx_sched_stacks_in_use(),
 		.stack_protection = krx_guard_kind_name(ss.best),
 	};
@@ -282,233 +280,4 @@ KR_API long kr_blocking(kr_blocking_fn *fn, void *arg)
 	if (t)
 		krx_proc_yielded(t);
 	return r;
-}
-
-/* ---- sending ---- */
-
-/*
- * Sending to a process with a long queue costs the sender more (the BEAM
- * does the same): senders that outrun their receiver yield sooner, the
- * receiver gets the CPU, and the backlog, which the receiver must take in
- * one piece, stays bounded instead of growing until memory runs out.
- */
-#define BACKLOG_FREE 1024 /* a queue this long costs senders nothing extra */
-
-static long backlog_penalty(krx_proc *p)
-{
-	size_t len = krx_mailbox_len(&p->mbox);
-	if (len <= BACKLOG_FREE)
-		return 0;
-	return len / BACKLOG_FREE * 64 > KRX_REDUCTIONS ? KRX_REDUCTIONS : (long)(len / BACKLOG_FREE * 64);
-}
-
-void krx_dead_letters(unsigned n)
-{
-	/* Relaxed: a statistic. As in Erlang, not an error. */
-	AO_fetch_and_add(&dead_letters, n);
-}
-
-/* Deliver m to pid; frees m if pid is gone. s: the sender's scheduler and
- * self the sending process, or both NULL for a host thread. Returns 0, or
- * 1 when pid was gone (a dead letter: an error only to kr_call). */
-static int deliver(krx_sched *s, krx_proc *self, kr_pid to, krx_msg *m)
-{
-	/* Relaxed: our own pid, written before we first ran. */
-	m->pub.sender = self ? (kr_pid)AO_load(&self->live_pid) : 0;
-	krx_proc *p = krx_proc_live(to);
-	uint32_t serial = (uint32_t)KRX_PID_SERIAL(to);
-	enum krx_push r = KRX_PUSH_DEAD;
-	if (p && s && krx_sched_deferred(s) == &p->task) {
-		/* Parked right here, its commit not yet made: straight in,
-		 * unless others' messages came first (it must take them in
-		 * itself), or the pid is a stale one of that slot. */
-		if (p->serial == serial && krx_mailbox_deliver_parked(&p->mbox, m)) {
-			krx_task_wake_deferred(s, &p->task);
-			krx_task_charge(1);
-			return 0;
-		}
-		krx_sched_undefer(s);
-	}
-	if (p) {
-		/* To a process that last ran on another core and is busy: through
-		 * the outbox (one waiting for a message gets it at once). Relaxed:
-		 * where it ran is a hint. Not a call's request: its caller must
-		 * know now whether the server is there. */
-		if (s && m->hb.kind == KRX_MSG_USER &&
-		    krx_outbox_add(s, p, serial, m,
-		                   AO_int_load(&p->task.last_sched) != s->id + 1 &&
-		                           !krx_mailbox_waiting(&p->mbox))) {
-			krx_task_charge(1 + backlog_penalty(p));
-			return 0;
-		}
-		/* A request goes straight out; what the outbox holds goes first,
-		 * or the request would overtake messages sent before it. */
-		if (s && s->vm_pending && m->hb.kind != KRX_MSG_USER)
-			krx_outbox_flush(s);
-		r = krx_mailbox_push(&p->mbox, serial, m, m, 1);
-	}
-	switch (r) {
-	case KRX_PUSH_WAKE:
-		/* It was waiting, so its queue was empty: no backlog to charge. */
-		krx_task_wake_won(&p->task);
-		krx_task_charge(1);
-		break;
-	case KRX_PUSH_OK:
-		krx_task_charge(1 + backlog_penalty(p));
-		break;
-	case KRX_PUSH_DEAD:
-		krx_dead_letters(1);
-		krx_msg_free(krx_vm_msg_cache(s), m);
-		return 1;
-	}
-	return 0;
-}
-
-/* memcpy, with small payloads (the common case) copied inline. */
-static inline void copy_payload(void *dst, const void *src, size_t len)
-{
-	if (len >= 8 && len <= 16) {
-		uint64_t a, b;
-		memcpy(&a, src, 8);
-		memcpy(&b, (const char *)src + len - 8, 8);
-		memcpy(dst, &a, 8);
-		memcpy((char *)dst + len - 8, &b, 8);
-	} else if (len) {
-		memcpy(dst, src, len);
-	}
-}
-
-/* A well-formed local pid? (The VM is running: the caller has entered.) */
-static bool valid_target(kr_pid to)
-{
-	return to > 0 && KRX_PID_SERIAL(to) != 0 && KRX_PID_NODE(to) == 0;
-}
-
-static inline __attribute__((always_inline)) int send_ref(kr_pid to, uint64_t tag, kr_ref ref,
-                                                          unsigned kind, const void *data,
-                                                          size_t len)
-{
-	krx_sched *self = krx_sched_self();
-	if (krx_vm_enter(self))
-		return KR_ESTOPPED;
-	int err = KR_EINVAL;
-	krx_msg *m = NULL;
-	if (!valid_target(to) || (len && !data))
-		goto out;
-	err = KR_ELIMIT;
-	if (len > max_message)
-		goto out;
-	err = KR_ENOMEM;
-	if (!(m = krx_msg_new(krx_vm_msg_cache(self), len)))
-		goto out;
-	m->pub.tag = tag;
-	m->pub.len = len;
-	m->pub.ref = ref;
-	m->hb.kind = kind;
-	copy_payload(m + 1, data, len);
-	err = deliver(self, self ? (krx_proc *)self->current : NULL, to, m);
-out:
-	krx_vm_leave(self);
-	return err;
-}
-
-int krx_send_call(kr_pid to, uint64_t tag, kr_ref ref, const void *data, size_t len)
-{
-	return send_ref(to, tag, ref, KRX_MSG_CALL, data, len);
-}
-
-KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len)
-{
-	if (tag >= KR_TAG_SUP)
-		return KR_EINVAL; /* krill's own tags */
-	int rc = send_ref(to, tag, 0, KRX_MSG_USER, data, len);
-	return rc > 0 ? 0 : rc; /* a dead letter is not an error */
-}
-
-int krx_send(kr_pid to, uint64_t tag, const void *data, size_t len)
-{
-	if (tag >= KR_TAG_RESERVED)
-		return KR_EINVAL;
-	int rc = send_ref(to, tag, 0, KRX_MSG_USER, data, len);
-	return rc > 0 ? 0 : rc;
-}
-
-KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
-{
-	krx_sched *self = krx_sched_self();
-	if (krx_vm_enter(self))
-		return KR_ESTOPPED;
-	int err = KR_EINVAL;
-	krx_msg *m = NULL;
-	if (!valid_target(to) || !bin || tag >= KR_TAG_SUP)
-		goto out;
-	err = KR_ENOMEM;
-	if (!(m = krx_msg_new(krx_vm_msg_cache(self), 0)))
-		goto out;
-	m->pub.tag = tag;
-	m->pub.bin = kr_bin_ref(bin);
-	m->pub.data = kr_bin_data(bin);
-	m->pub.len = kr_bin_size(bin);
-	deliver(self, self ? (krx_proc *)self->current : NULL, to, m);
-	err = 0; /* a dead letter is not an error */
-out:
-	krx_vm_leave(self);
-	return err;
-}
-
-/* ---- the process heap ---- */
-
-KR_API void *kr_alloc(size_t size)
-{
-	krx_proc *p = krx_proc_self();
-	if (!p)
-		return NULL;
-	if (krx_heap_over_limit(&p->heap, size))
-		krx_proc_heap_limit(p, size);
-	return krx_heap_alloc(&p->heap, size);
-}
-
-KR_API void *kr_calloc(size_t n, size_t size)
-{
-	if (size && n > SIZE_MAX / size)
-		return NULL;
-	void *ptr = kr_alloc(n * size);
-	if (ptr)
-		memset(ptr, 0, n * size);
-	return ptr;
-}
-
-/* kr_free or kr_realloc of a block that is not a live one of the caller's:
- * crash the caller, as Erlang crashes a caller on a bad argument, rather
- * than corrupt its heap or another process's. */
-static _Noreturn __attribute__((cold, noinline)) void not_live(const char *call, const char *hint)
-{
-	kr_crash("%s: not a live block of this process (%s)", call, hint);
-	__builtin_unreachable();
-}
-
-KR_API void *kr_realloc(void *ptr, size_t size)
-{
-	krx_proc *p = krx_proc_self();
-	if (!p)
-		return NULL;
-	if (!ptr)
-		return kr_alloc(size);
-	krx_hblk *b = krx_heap_block(&p->heap, ptr);
-	if (!b)
-		not_live("kr_realloc", "freed already?");
-	if (size > b->size && krx_heap_over_limit(&p->heap, size - b->size))
-		krx_proc_heap_limit(p, size - b->size);
-	return krx_heap_realloc(&p->heap, b, size);
-}
-
-KR_API void kr_free(void *ptr)
-{
-	krx_proc *p = krx_proc_self();
-	if (!p || !ptr)
-		return;
-	krx_hblk *b = krx_heap_block(&p->heap, ptr);
-	if (!b)
-		not_live("kr_free", "freed twice?");
-	krx_heap_free(&p->heap, b);
 }

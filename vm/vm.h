@@ -44,13 +44,6 @@ static inline int krx_vm_enter(krx_sched *self)
 /* A process has ended (its exit path): kr_main waits for its root's. */
 void krx_vm_proc_ended(kr_pid pid, int kind);
 
-/* kr_call's request: a message of kind KRX_MSG_CALL with ref. 0, 1 when
- * the process is gone, or a negative error. */
-int krx_send_call(kr_pid to, uint64_t tag, kr_ref ref, const void *data, size_t len);
-
-/* Count n messages sent to processes that were gone. */
-void krx_dead_letters(unsigned n);
-
 static inline void krx_vm_leave(krx_sched *self)
 {
 	if (!self)

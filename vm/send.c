@@ -1,0 +1,259 @@
+/*
+ * send.c - every way a message enters a mailbox (see send.h): the builder,
+ * the delivery and its ordering rules, the public sends, dead letters.
+ */
+#include "send.h"
+
+#include <string.h>
+
+#include "msg.h"
+#include "outbox.h"
+#include "poll.h"
+#include "proc.h"
+#include "signal.h"
+#include "vm.h"
+
+static AO_t dead_letters;
+static size_t max_message;
+
+void krx_send_init(size_t max)
+{
+	max_message = max;
+	AO_store(&dead_letters, 0);
+}
+
+void krx_dead_letters(unsigned n)
+{
+	/* Relaxed: a statistic. As in Erlang, not an error. */
+	AO_fetch_and_add(&dead_letters, n);
+}
+
+uint64_t krx_dead_letters_count(void)
+{
+	return AO_load(&dead_letters);
+}
+
+/* ---- building ---- */
+
+/* memcpy, with small payloads (the common case) copied inline. */
+static inline void copy_payload(void *dst, const void *src, size_t len)
+{
+	if (len >= 8 && len <= 16) {
+		uint64_t a, b;
+		memcpy(&a, src, 8);
+		memcpy(&b, (const char *)src + len - 8, 8);
+		memcpy(dst, &a, 8);
+		memcpy((char *)dst + len - 8, &b, 8);
+	} else if (len) {
+		memcpy(dst, src, len);
+	}
+}
+
+krx_msg *krx_msg_build(krx_sched *s, unsigned kind, kr_pid from, uint64_t tag, kr_ref ref,
+                       const void *data, size_t len, kr_bin *bin)
+{
+	krx_msg *m = krx_msg_new(krx_vm_msg_cache(s), bin ? 0 : len);
+	if (!m)
+		return NULL;
+	m->hb.kind = kind;
+	m->pub.sender = from;
+	m->pub.tag = tag;
+	m->pub.ref = ref;
+	if (bin) {
+		m->pub.bin = kr_bin_ref(bin);
+		m->pub.data = kr_bin_data(bin);
+		m->pub.len = kr_bin_size(bin);
+	} else {
+		m->pub.len = len;
+		copy_payload(m + 1, data, len);
+	}
+	return m;
+}
+
+/* ---- delivering ---- */
+
+/*
+ * Sending to a process with a long queue costs the sender more (the BEAM
+ * does the same): senders that outrun their receiver yield sooner, the
+ * receiver gets the CPU, and the backlog, which the receiver must take in
+ * one piece, stays bounded instead of growing until memory runs out.
+ */
+#define BACKLOG_FREE 1024 /* a queue this long costs senders nothing extra */
+
+static long backlog_penalty(krx_proc *p)
+{
+	size_t len = krx_mailbox_len(&p->mbox);
+	if (len <= BACKLOG_FREE)
+		return 0;
+	return len / BACKLOG_FREE * 64 > KRX_REDUCTIONS ? KRX_REDUCTIONS : (long)(len / BACKLOG_FREE * 64);
+}
+
+static bool is_signal(const krx_msg *m)
+{
+	return m->hb.kind != KRX_MSG_USER && m->hb.kind != KRX_MSG_CALL;
+}
+
+/* May m go straight into the queue of p, parked here with its commit
+ * deferred? User messages and requests need nothing done as they are
+ * taken in; a reply only if p waits for it now (p is parked on this
+ * thread, so its call_ref may be read: the reply then is what taking it
+ * in would make of it, a user message). */
+static bool direct_ok(krx_proc *p, const krx_msg *m)
+{
+	if (!is_signal(m))
+		return true;
+	if (m->hb.kind != KRX_SIG_REPLY)
+		return false;
+	krx_proc_ext *x = krx_proc_ext_peek(p);
+	return x && x->call_ref && x->call_ref == m->pub.ref;
+}
+
+static void dead(krx_sched *s, krx_msg *m)
+{
+	if (!is_signal(m))
+		krx_dead_letters(1);
+	krx_msg_free(krx_vm_msg_cache(s), m);
+}
+
+/* After a push that won: raise an exit signal's flag (a busy target looks
+ * at it when it yields; one parked on a descriptor is interrupted), and
+ * wake the target if it waited in a receive. */
+static void after_push(krx_proc *p, unsigned kind, enum krx_push r)
+{
+	if (kind == KRX_SIG_EXIT || kind == KRX_SIG_EXIT_LINK) {
+		/* Release: the owner that sees the flag (acquire) finds the
+		 * signal when it takes its mailbox in. */
+		AO_store_release(&p->sigs, 1);
+		if (r == KRX_PUSH_OK)
+			krx_poll_interrupt(&p->task);
+	}
+	if (r == KRX_PUSH_WAKE)
+		krx_task_wake_won(&p->task);
+}
+
+enum krx_push krx_deliver(krx_sched *s, kr_pid to, krx_msg *m)
+{
+	krx_proc *p = krx_proc_live(to);
+	if (!p) {
+		dead(s, m);
+		return KRX_PUSH_DEAD;
+	}
+	uint32_t serial = (uint32_t)KRX_PID_SERIAL(to);
+	unsigned kind = m->hb.kind;
+	bool user = kind == KRX_MSG_USER;
+	if (s && krx_sched_deferred(s) == &p->task) {
+		/* Parked right here, its commit not yet made: straight in,
+		 * unless others' messages came first (it must take them in
+		 * itself), or the message must be taken in as a signal. */
+		if (p->serial == serial && direct_ok(p, m) && krx_mailbox_deliver_parked(&p->mbox, m)) {
+			m->hb.kind = KRX_MSG_USER;
+			krx_task_wake_deferred(s, &p->task);
+			if (user || kind == KRX_MSG_CALL)
+				krx_task_charge(1);
+			return KRX_PUSH_WAKE;
+		}
+		krx_sched_undefer(s);
+	}
+	/* To a busy process that last ran on another core: through the
+	 * outbox (one waiting in a receive gets it at once). Relaxed: where
+	 * it ran is a hint. Once the outbox holds messages for it, every user
+	 * message to it joins them, to keep each sender's order. */
+	if (s && user &&
+	    krx_outbox_add(s, p, serial, m,
+	                   AO_int_load(&p->task.last_sched) != s->id + 1 &&
+	                           !krx_mailbox_waiting(&p->mbox))) {
+		krx_task_charge(1 + backlog_penalty(p));
+		return KRX_PUSH_OK;
+	}
+	/* Anything else goes out now; what the outbox holds goes first, or
+	 * it would overtake messages sent before it. */
+	if (s && s->vm_pending && !user)
+		krx_outbox_flush(s);
+	enum krx_push r = krx_mailbox_push(&p->mbox, serial, m, m, 1);
+	if (r == KRX_PUSH_DEAD) {
+		dead(s, m);
+		return r;
+	}
+	after_push(p, kind, r);
+	if (user || kind == KRX_MSG_CALL)
+		/* A woken receiver's queue was empty: no backlog to charge. */
+		krx_task_charge(1 + (r == KRX_PUSH_OK ? backlog_penalty(p) : 0));
+	return r;
+}
+
+void krx_deliver_batch(krx_sched *s, krx_proc *p, uint32_t serial, krx_msg *newest,
+                       krx_msg *oldest, unsigned k)
+{
+	enum krx_push r = krx_mailbox_push(&p->mbox, serial, newest, oldest, k);
+	if (r == KRX_PUSH_DEAD) {
+		oldest->next = NULL;
+		krx_msg_free_chain(krx_vm_msg_cache(s), newest);
+		krx_dead_letters(k);
+	} else {
+		after_push(p, KRX_MSG_USER, r);
+	}
+}
+
+/* ---- the public sends ---- */
+
+/* A well-formed local pid? */
+static bool valid_target(kr_pid to)
+{
+	return to > 0 && KRX_PID_SERIAL(to) != 0 && KRX_PID_NODE(to) == 0;
+}
+
+/* Send a user message or a request (kind) with tags below tag_end: 0, 1
+ * when the target was gone (a dead letter: an error only to kr_call), or
+ * a negative code. */
+static inline __attribute__((always_inline)) int send_one(kr_pid to, unsigned kind, uint64_t tag,
+                                                          uint64_t tag_end, kr_ref ref,
+                                                          const void *data, size_t len,
+                                                          kr_bin *bin)
+{
+	if (tag >= tag_end)
+		return KR_EINVAL; /* krill's own tags */
+	krx_sched *s = krx_sched_self();
+	if (krx_vm_enter(s))
+		return KR_ESTOPPED;
+	int err = KR_EINVAL;
+	if (!valid_target(to) || (len && !data && !bin))
+		goto out;
+	err = KR_ELIMIT;
+	if (len > max_message)
+		goto out;
+	krx_proc *self = s ? (krx_proc *)s->current : NULL;
+	/* Relaxed: our own pid, written before we first ran. */
+	kr_pid from = self ? (kr_pid)AO_load(&self->live_pid) : 0;
+	krx_msg *m = krx_msg_build(s, kind, from, tag, ref, data, len, bin);
+	err = KR_ENOMEM;
+	if (m)
+		err = krx_deliver(s, to, m) == KRX_PUSH_DEAD;
+out:
+	krx_vm_leave(s);
+	return err;
+}
+
+KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len)
+{
+	int rc = send_one(to, KRX_MSG_USER, tag, KR_TAG_SUP, 0, data, len, NULL);
+	return rc > 0 ? 0 : rc; /* a dead letter is not an error */
+}
+
+int krx_send(kr_pid to, uint64_t tag, const void *data, size_t len)
+{
+	int rc = send_one(to, KRX_MSG_USER, tag, KR_TAG_RESERVED, 0, data, len, NULL);
+	return rc > 0 ? 0 : rc;
+}
+
+KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
+{
+	if (!bin)
+		return KR_EINVAL;
+	int rc = send_one(to, KRX_MSG_USER, tag, KR_TAG_SUP, 0, NULL, 0, bin);
+	return rc > 0 ? 0 : rc;
+}
+
+int krx_send_call(kr_pid to, uint64_t tag, kr_ref ref, const void *data, size_t len)
+{
+	return send_one(to, KRX_MSG_CALL, tag, KR_TAG_RESERVED, ref, data, len, NULL);
+}
