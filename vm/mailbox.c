@@ -13,7 +13,7 @@
 #include "timeout.h"
 #include "vm.h"
 
-#define PTR_MASK (((AO_t)1 << KRX_MB_SERIAL_SHIFT) - 1)
+#define PTR_MASK KRX_MB_PTR_MASK
 #define MB_CLOSED ((AO_t)2)
 #define SERIAL_OF(w) ((uint32_t)((w) >> KRX_MB_SERIAL_SHIFT))
 #define WORD(serial, low) (((AO_t)((serial) & 0xffffu) << KRX_MB_SERIAL_SHIFT) | (AO_t)(low))
@@ -21,7 +21,7 @@
  * set is a mark. WAITING marks are odd and carry bits 4..47 of the parked
  * task's state word, that is its park sequence number. */
 #define IS_WAITING(low) (((low) & 1) != 0)
-#define IS_MSG(low) ((low) != 0 && ((low) & 15) == 0)
+#define IS_MSG(low) KRX_MB_IS_MSG(low)
 #define WAIT_MARK(state) ((((AO_t)(state)) & PTR_MASK & ~(AO_t)15) | 1)
 
 void krx_mailbox_open(krx_mailbox *mb, uint32_t serial)
@@ -202,23 +202,6 @@ void krx_mailbox_remove(krx_mailbox *mb, krx_msg *prev, krx_msg *m)
 	AO_store(&mb->queued, AO_load(&mb->queued) - 1);
 }
 
-bool krx_mailbox_deliver_parked(krx_mailbox *mb, krx_msg *m)
-{
-	/* Relaxed: the owner is parked and only this thread may wake it; a
-	 * push that lands after this look finds it woken or makes its commit
-	 * fail, and the owner takes it in after m either way. */
-	if (IS_MSG(AO_load(&mb->in) & PTR_MASK) || AO_load(&mb->handoff))
-		return false;
-	m->next = NULL;
-	if (mb->tail)
-		mb->tail->next = m;
-	else
-		mb->head = m;
-	mb->tail = m;
-	AO_store(&mb->queued, AO_load(&mb->queued) + 1);
-	return true;
-}
-
 static void close_chain(krx_msg *m, krx_msg_cache *c, void (*late)(krx_msg *, void *), void *ctx)
 {
 	while (m) {
@@ -325,7 +308,7 @@ static inline __attribute__((always_inline)) int receive(kr_msg **out, const krx
 			*out = &m->pub;
 			return 0;
 		}
-		if ((m = krx_mailbox_take(mb)))
+		if (krx_mailbox_has_new(mb) && (m = krx_mailbox_take(mb)))
 			continue;
 		if (timeout_ms == 0)
 			return KR_ETIMEDOUT;
@@ -339,7 +322,8 @@ static inline __attribute__((always_inline)) int receive(kr_msg **out, const krx
 			krx_proc_end_if_told(p);
 			return KR_ETIMEDOUT;
 		}
-		(void)krx_mailbox_take(mb);
+		if (krx_mailbox_has_new(mb))
+			(void)krx_mailbox_take(mb);
 		m = prev ? prev->next : mb->head;
 	}
 }

@@ -74,6 +74,10 @@ typedef struct krx_mailbox {
 } krx_mailbox;
 
 #define KRX_MB_SERIAL_SHIFT 48
+#define KRX_MB_PTR_MASK (((AO_t)1 << KRX_MB_SERIAL_SHIFT) - 1)
+/* Messages are 16-byte aligned: a low part with none of its four low bits
+ * set, and not 0, is a message; the others are marks (mailbox.c). */
+#define KRX_MB_IS_MSG(low) ((low) != 0 && ((low) & 15) == 0)
 
 struct krx_msg_cache;
 
@@ -99,7 +103,29 @@ enum krx_push krx_mailbox_push(krx_mailbox *mb, uint32_t serial, krx_msg *newest
  * its private queue. False, having done nothing, when others have pushed
  * messages meanwhile (they must be taken in first, and only the owner may:
  * they may be signals). The caller then wakes it. */
-bool krx_mailbox_deliver_parked(krx_mailbox *mb, krx_msg *m);
+static inline bool krx_mailbox_deliver_parked(krx_mailbox *mb, krx_msg *m)
+{
+	/* Relaxed: the owner is parked and only this thread may wake it; a
+	 * push that lands after this look finds it woken or makes its commit
+	 * fail, and the owner takes it in after m either way. */
+	if (KRX_MB_IS_MSG(AO_load(&mb->in) & KRX_MB_PTR_MASK) || AO_load(&mb->handoff))
+		return false;
+	m->next = NULL;
+	if (mb->tail)
+		mb->tail->next = m;
+	else
+		mb->head = m;
+	mb->tail = m;
+	AO_store(&mb->queued, AO_load(&mb->queued) + 1);
+	return true;
+}
+
+/* Owner: is there anything to take in (a hand-off, or messages pushed)?
+ * Relaxed: a look; krx_mailbox_take's acquire is what takes them. */
+static inline bool krx_mailbox_has_new(krx_mailbox *mb)
+{
+	return AO_load(&mb->handoff) || KRX_MB_IS_MSG(AO_load(&mb->in) & KRX_MB_PTR_MASK);
+}
 
 /* Owner: move what was handed off and everything pushed into the private
  * queue, acting on signals as they come (signal.c). Returns the first

@@ -60,16 +60,22 @@ void krx_msg_free_slow(krx_msg_cache *c, krx_msg *m);
  * sender, tag and len; c: the calling scheduler's cache, or NULL. Small
  * blocks have hb.size KRX_MSG_SMALL, the payload room, which tells them
  * apart when they are freed. */
-static inline krx_msg *krx_msg_new(krx_msg_cache *c, size_t len)
+/* A user message from c, which holds one (c->n > 0). */
+static inline krx_msg *krx_msg_from_cache(krx_msg_cache *c)
 {
-	if (!KRX_MSG_CACHING || !c || !c->n || len > KRX_MSG_SMALL)
-		return krx_msg_new_slow(c, len);
 	krx_msg *m = c->v[--c->n];
 	m->hb.magic = 0;
 	m->hb.kind = KRX_MSG_USER;
 	m->pub.bin = NULL;
 	m->pub.ref = 0;
 	return m;
+}
+
+static inline krx_msg *krx_msg_new(krx_msg_cache *c, size_t len)
+{
+	if (!KRX_MSG_CACHING || !c || !c->n || len > KRX_MSG_SMALL)
+		return krx_msg_new_slow(c, len);
+	return krx_msg_from_cache(c);
 }
 
 /* Drop the message's binary, if any, and free the block: hold it back,

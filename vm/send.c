@@ -131,27 +131,30 @@ static void after_push(krx_proc *p, unsigned kind, enum krx_push r)
 		krx_task_wake_won(&p->task);
 }
 
-enum krx_push krx_deliver(krx_sched *s, kr_pid to, krx_msg *m)
+/* The direct path: p is parked right here, its commit not yet made.
+ * Straight into its queue, unless others' messages came first (it must
+ * take them in itself), or m must be taken in as a signal. */
+static inline __attribute__((always_inline)) bool deliver_direct(krx_sched *s, krx_proc *p,
+                                                                 uint32_t serial, krx_msg *m)
 {
-	krx_proc *p = krx_proc_live(to);
-	if (!p) {
-		dead(s, m);
-		return KRX_PUSH_DEAD;
-	}
-	uint32_t serial = (uint32_t)KRX_PID_SERIAL(to);
+	if (p->serial != serial || !direct_ok(p, m) || !krx_mailbox_deliver_parked(&p->mbox, m))
+		return false;
+	unsigned kind = m->hb.kind;
+	m->hb.kind = KRX_MSG_USER;
+	krx_task_wake_deferred(s, &p->task);
+	if (kind == KRX_MSG_USER || kind == KRX_MSG_CALL)
+		krx_task_charge(1);
+	return true;
+}
+
+/* krx_deliver, once the target's live slot p is found. */
+static enum krx_push deliver_to(krx_sched *s, krx_proc *p, uint32_t serial, krx_msg *m)
+{
 	unsigned kind = m->hb.kind;
 	bool user = kind == KRX_MSG_USER;
 	if (s && krx_sched_deferred(s) == &p->task) {
-		/* Parked right here, its commit not yet made: straight in,
-		 * unless others' messages came first (it must take them in
-		 * itself), or the message must be taken in as a signal. */
-		if (p->serial == serial && direct_ok(p, m) && krx_mailbox_deliver_parked(&p->mbox, m)) {
-			m->hb.kind = KRX_MSG_USER;
-			krx_task_wake_deferred(s, &p->task);
-			if (user || kind == KRX_MSG_CALL)
-				krx_task_charge(1);
+		if (deliver_direct(s, p, serial, m))
 			return KRX_PUSH_WAKE;
-		}
 		krx_sched_undefer(s);
 	}
 	/* To a busy process that last ran on another core: through the
@@ -179,6 +182,16 @@ enum krx_push krx_deliver(krx_sched *s, kr_pid to, krx_msg *m)
 		/* A woken receiver's queue was empty: no backlog to charge. */
 		krx_task_charge(1 + (r == KRX_PUSH_OK ? backlog_penalty(p) : 0));
 	return r;
+}
+
+enum krx_push krx_deliver(krx_sched *s, kr_pid to, krx_msg *m)
+{
+	krx_proc *p = krx_proc_live(to);
+	if (!p) {
+		dead(s, m);
+		return KRX_PUSH_DEAD;
+	}
+	return deliver_to(s, p, (uint32_t)KRX_PID_SERIAL(to), m);
 }
 
 void krx_deliver_batch(krx_sched *s, krx_proc *p, uint32_t serial, krx_msg *newest,
@@ -233,10 +246,34 @@ out:
 	return err;
 }
 
+/*
+ * kr_send. Its common case is inlined here: a process sending a small
+ * payload, with a block in its scheduler's cache, to a live process (above
+ * all its partner parked right here). Everything else (a host thread, a
+ * big payload, a bad argument, a dead pid) takes send_one.
+ */
 KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len)
 {
-	int rc = send_one(to, KRX_MSG_USER, tag, KR_TAG_SUP, 0, data, len, NULL);
-	return rc > 0 ? 0 : rc; /* a dead letter is not an error */
+	krx_sched *s = krx_sched_self();
+	krx_msg_cache *c;
+	krx_proc *p;
+	if (__builtin_expect(!KRX_MSG_CACHING || !s || tag >= KR_TAG_SUP || len > KRX_MSG_SMALL ||
+	                             (len && !data) || !(c = krx_vm_msg_cache(s))->n ||
+	                             !(p = krx_proc_live(to)),
+	                     0)) {
+		int rc = send_one(to, KRX_MSG_USER, tag, KR_TAG_SUP, 0, data, len, NULL);
+		return rc > 0 ? 0 : rc; /* a dead letter is not an error */
+	}
+	krx_msg *m = krx_msg_from_cache(c);
+	m->pub.sender = (kr_pid)AO_load(&((krx_proc *)s->current)->live_pid); /* ours: relaxed */
+	m->pub.tag = tag;
+	m->pub.len = len;
+	copy_payload(m + 1, data, len);
+	uint32_t serial = (uint32_t)KRX_PID_SERIAL(to);
+	if (krx_sched_deferred(s) == &p->task && deliver_direct(s, p, serial, m))
+		return 0;
+	(void)deliver_to(s, p, serial, m);
+	return 0;
 }
 
 int krx_send(kr_pid to, uint64_t tag, const void *data, size_t len)
