@@ -118,7 +118,7 @@ size_t krx_sched_stacks_in_use(void);
 /* The scheduler this thread is, or NULL (read afresh: see tls.h). */
 static inline krx_sched *krx_sched_self(void)
 {
-	return krx_tls()->sched;
+	return krx_tls_sched();
 }
 
 /* The task running on this thread, or NULL on a host thread. */

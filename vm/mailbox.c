@@ -289,8 +289,8 @@ static inline __attribute__((always_inline)) int receive(kr_msg **out, const krx
 		return KR_ENOTPROC;
 	if (!out || (mt->kind == KRX_MATCH_PRED && !mt->pred) || !krx_timeout_valid(timeout_ms))
 		return KR_EINVAL;
+	/* p stays the process's structure whatever thread it resumes on. */
 	krx_task_charge(1);
-	p = krx_proc_self(); /* the charge may have yielded */
 	krx_mailbox *mb = &p->mbox;
 	uint64_t deadline = 0;
 	if (timeout_ms > 0)
@@ -313,8 +313,6 @@ static inline __attribute__((always_inline)) int receive(kr_msg **out, const krx
 		if (timeout_ms == 0)
 			return KR_ETIMEDOUT;
 		AO_t woke = krx_task_park(KRX_WAIT_RECV, deadline, announce_waiting, NULL);
-		p = krx_proc_self();
-		mb = &p->mbox;
 		/* A timer that won cleared our mark itself. A sender that won
 		 * left its messages in the hand-off slot, or, from our own
 		 * scheduler, appended them to the queue past where we stopped. */
@@ -362,7 +360,8 @@ static _Noreturn __attribute__((cold, noinline)) void msg_not_live(void)
 
 KR_API void kr_msg_free(kr_msg *msg)
 {
-	krx_proc *p = krx_proc_self();
+	krx_sched *s = krx_sched_self();
+	krx_proc *p = s ? (krx_proc *)s->current : NULL;
 	if (!msg || !p)
 		return;
 	char *b = (char *)msg - offsetof(krx_msg, pub);
@@ -370,5 +369,5 @@ KR_API void kr_msg_free(kr_msg *msg)
 		msg_not_live();
 	krx_msg *m = (krx_msg *)b;
 	krx_heap_unlink(&p->heap, &m->hb);
-	krx_msg_free(krx_vm_msg_cache(krx_sched_self()), m);
+	krx_msg_free(krx_vm_msg_cache(s), m);
 }

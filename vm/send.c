@@ -209,12 +209,6 @@ void krx_deliver_batch(krx_sched *s, krx_proc *p, uint32_t serial, krx_msg *newe
 
 /* ---- the public sends ---- */
 
-/* A well-formed local pid? */
-static bool valid_target(kr_pid to)
-{
-	return to > 0 && KRX_PID_SERIAL(to) != 0 && KRX_PID_NODE(to) == 0;
-}
-
 /* Send a user message or a request (kind) with tags below tag_end: 0, 1
  * when the target was gone (a dead letter: an error only to kr_call), or
  * a negative code. */
@@ -229,7 +223,7 @@ static inline __attribute__((always_inline)) int send_one(kr_pid to, unsigned ki
 	if (krx_vm_enter(s))
 		return KR_ESTOPPED;
 	int err = KR_EINVAL;
-	if (!valid_target(to) || (len && !data && !bin))
+	if (!krx_pid_valid(to) || (len && !data && !bin))
 		goto out;
 	err = KR_ELIMIT;
 	if (len > max_message)

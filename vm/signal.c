@@ -359,11 +359,6 @@ int krx_signal_spawn_monitor(krx_proc *parent, krx_proc *child, kr_pid child_pid
 
 /* ---- the public calls ---- */
 
-static bool valid_pid(kr_pid pid)
-{
-	return pid > 0 && KRX_PID_SERIAL(pid) != 0 && KRX_PID_NODE(pid) == 0;
-}
-
 static kr_pid self_pid(krx_proc *p)
 {
 	/* Relaxed: our own pid, written before we first ran. */
@@ -376,7 +371,7 @@ KR_API int kr_link(kr_pid pid)
 	if (!p)
 		return KR_ENOTPROC;
 	kr_pid me = self_pid(p);
-	if (!valid_pid(pid) || pid == me)
+	if (!krx_pid_valid(pid) || pid == me)
 		return pid == me ? 0 : KR_EINVAL;
 	krx_proc_ext *x = krx_proc_ext_get(p);
 	if (!x)
@@ -403,7 +398,7 @@ KR_API int kr_unlink(kr_pid pid)
 	krx_proc *p = krx_proc_self();
 	if (!p)
 		return KR_ENOTPROC;
-	if (!valid_pid(pid))
+	if (!krx_pid_valid(pid))
 		return KR_EINVAL;
 	krx_proc_ext *x = krx_proc_ext_peek(p);
 	if (x && pidset_del(&x->links, pid))
@@ -427,7 +422,7 @@ KR_API kr_ref kr_monitor(kr_pid pid)
 	krx_proc *p = krx_proc_self();
 	if (!p)
 		return KR_ENOTPROC;
-	if (!valid_pid(pid))
+	if (!krx_pid_valid(pid))
 		return KR_EINVAL;
 	krx_proc_ext *x = krx_proc_ext_get(p);
 	krx_sched *s = krx_sched_self();
@@ -478,7 +473,7 @@ KR_API int kr_exit_sig_reason(kr_pid pid, const kr_reason *reason)
 {
 	if (!reason || reason->kind < KR_EXIT_NORMAL || reason->kind > KR_EXIT_KILL)
 		return KR_EINVAL;
-	if (!valid_pid(pid))
+	if (!krx_pid_valid(pid))
 		return KR_EINVAL;
 	krx_sched *s = krx_sched_self();
 	if (krx_vm_enter(s))
