@@ -580,32 +580,45 @@ static inline void requeue_local(krx_sched *s, krx_task *t, bool lifo)
 		krx_runq_put(&s->rq, t, &S.inject);
 }
 
-/* t is about to run on s: the bookkeeping of a switch-in. */
-static inline void switch_in(krx_sched *s, krx_task *t)
+/* t is about to run on s (whose thread's block is tls): the bookkeeping of
+ * a switch-in. */
+static inline void switch_in_tls(krx_sched *s, krx_task *t, struct krx_tls *tls)
 {
 	AO_t st = AO_load(&t->state);
 	/* Relaxed: the task is ours now (taken from a queue with acquire);
 	 * wakers only CAS waiting words, which this is not. */
 	AO_store(&t->state, (st & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNING);
 	AO_int_store(&t->last_sched, s->id + 1);
-	t->ctx.exit_to = &s->ctx;
+	/* (Its context's exit_to is never used: task_entry does not return.) */
 	/* Release: the watchdog that reads current reads the task too. */
 	AO_store_release(&s->current, (AO_t)t);
 	AO_store(&s->run_seq, AO_load(&s->run_seq) + 1);
-	krx_tls()->reds = KRX_REDUCTIONS;
+	tls->reds = KRX_REDUCTIONS;
 	s->reason = KRX_SW_YIELD;
+}
+
+static inline void switch_in(krx_sched *s, krx_task *t)
+{
+	switch_in_tls(s, t, krx_tls());
+}
+
+/* t has left the CPU of s, with reds_left of its budget: count what it
+ * spent. */
+static inline void account_left(krx_sched *s, krx_task *t, long reds_left)
+{
+	long spent = KRX_REDUCTIONS - reds_left;
+	if (__builtin_expect(s->reds_forgiven != 0, 0)) {
+		spent -= s->reds_forgiven;
+		s->reds_forgiven = 0;
+	}
+	AO_store(&t->reductions, AO_load(&t->reductions) + (AO_t)spent);
 }
 
 /* t has left the CPU of s: count its reductions. */
 static inline void account(krx_sched *s, krx_task *t)
 {
 	/* This thread is s's: the reductions left are those of t's run. */
-	long spent = KRX_REDUCTIONS - krx_tls()->reds;
-	if (__builtin_expect(s->reds_forgiven != 0, 0)) {
-		spent -= s->reds_forgiven;
-		s->reds_forgiven = 0;
-	}
-	AO_store(&t->reductions, AO_load(&t->reductions) + (AO_t)spent);
+	account_left(s, t, krx_tls()->reds);
 }
 
 /*
@@ -738,8 +751,10 @@ krx_task *krx_sched_direct_next(krx_sched *s, krx_task *t)
 		return NULL;
 	s->rq.lifo = NULL;
 	s->rq.streak++;
-	account(s, t);
-	switch_in(s, next);
+	/* account() and switch_in(), with one look at the thread's block. */
+	struct krx_tls *tls = krx_tls();
+	account_left(s, t, tls->reds);
+	switch_in_tls(s, next, tls);
 	s->reason = KRX_SW_PARK;
 	s->handover = t;
 	return next;
