@@ -636,7 +636,7 @@ static inline void mark_done(krx_task *t)
 /* What becomes of t, which has switched out of s's CPU for s->reason.
  * Runs on the scheduler's stack, or, after a direct switch, on the stack of
  * the task that runs next (which then waits for this to finish). */
-static void switched_out(krx_sched *s, krx_task *t, bool may_defer)
+static void switched_out(krx_sched *s, krx_task *t)
 {
 	if (s->vm_pending)
 		S.cfg.hooks.flush(s);
@@ -666,13 +666,6 @@ static void switched_out(krx_sched *s, krx_task *t, bool may_defer)
 		/* Release: a waker that wins the CAS on this word sees the
 		 * task's saved context. */
 		AO_store_release(&t->state, word);
-		if (may_defer && s->park_commit && krx_st_status(word) == KRX_WAIT_RECV) {
-			s->deferred = t;
-			s->deferred_commit = s->park_commit;
-			s->deferred_arg = s->park_arg;
-			s->deferred_deadline = 0; /* armed above */
-			break;
-		}
 		if (s->park_commit && !s->park_commit(t, s->park_arg)) {
 			/* Not parking after all. Take the wake-up ourselves, unless
 			 * a waker beat us to it (then it queued t). A receive's
@@ -700,9 +693,9 @@ static void commit_deferred_slow(krx_sched *s)
 	/* Its timer is armed only now: a task woken before its commit (a
 	 * reply from its partner) never needed one. Timers fire only from the
 	 * loop, on this thread, so arming before the commit loses no race. */
-	if (s->deferred_deadline)
-		(void)krx_timers_add(&s->timers, s->deferred_deadline, t, AO_load(&t->state));
-	if (!s->deferred_commit(t, s->deferred_arg)) {
+	if (s->park_deadline)
+		(void)krx_timers_add(&s->timers, s->park_deadline, t, AO_load(&t->state));
+	if (!s->park_commit(t, s->park_arg)) {
 		AO_store(&t->state, (AO_load(&t->state) & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE);
 		requeue_local(s, t, true);
 	}
@@ -735,7 +728,7 @@ static void run_task(krx_sched *s, krx_task *t)
 	account(s, t);
 	AO_store(&s->current, 0);
 	commit_deferred(s);
-	switched_out(s, t, false);
+	switched_out(s, t);
 }
 
 krx_task *krx_sched_direct_next(krx_sched *s, krx_task *t)
@@ -764,20 +757,17 @@ void krx_sched_finish_handover(krx_sched *s)
 {
 	krx_task *prev = s->handover;
 	s->handover = NULL;
-	commit_deferred(s);
 	/* The common case, a receive, in short: what switched_out does for
-	 * it (direct_next has ruled out the rest), but for its timer, armed
-	 * only if the commit is made (commit_deferred_slow). */
+	 * it (direct_next has ruled out the rest), but for its commit and its
+	 * timer, put off (commit_deferred_slow). No task was deferred before:
+	 * prev's park made that one's commit. */
 	if (s->park_commit && krx_st_status(s->park_word) == KRX_WAIT_RECV) {
 		/* Release: as in switched_out. */
 		AO_store_release(&prev->state, s->park_word);
 		s->deferred = prev;
-		s->deferred_commit = s->park_commit;
-		s->deferred_arg = s->park_arg;
-		s->deferred_deadline = s->park_deadline;
 		return;
 	}
-	switched_out(s, prev, true);
+	switched_out(s, prev);
 }
 
 void krx_task_wake_deferred(krx_sched *s, krx_task *t)

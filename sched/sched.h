@@ -67,7 +67,8 @@ typedef struct krx_sched {
 	AO_t run_seq;             /* bumped at every switch-in (the watchdog) */
 	krx_timers timers;
 	krx_stack_cache stacks;
-	/* Why the current task switched back, and how to park it. */
+	/* Why the current task switched back, and how to park it; while a
+	 * task is deferred (below), its park, until its commit is made. */
 	int reason;
 	AO_t park_word;
 	uint64_t park_deadline;
@@ -77,11 +78,9 @@ typedef struct krx_sched {
 	 * next one finishes parking it (krx_sched_finish_handover). */
 	krx_task *handover;
 	/* A task parked in a receive whose commit waits (see
-	 * krx_sched_deferred), and that commit. */
+	 * krx_sched_deferred); its park is park_* above, its timer armed only
+	 * with the commit. */
 	krx_task *deferred;
-	bool (*deferred_commit)(krx_task *t, void *arg);
-	void *deferred_arg;
-	uint64_t deferred_deadline; /* its timeout, armed with the commit (0: none) */
 	/* vm/'s own per-scheduler state (its send buffers), and whether it
 	 * has anything to flush when a task switches out. */
 	void *vm_local;
@@ -157,7 +156,9 @@ void krx_sched_finish_handover(krx_sched *s);
  * it meanwhile, which in a ping-pong it does, the message goes straight into
  * the parked task's queue and the task is made runnable with plain stores:
  * no atomic read-modify-write at all on a same-scheduler round trip. The
- * commit is made as soon as the partner leaves the CPU without doing so.
+ * commit is made as soon as the partner leaves the CPU without doing so
+ * (when it parks in its turn, or back in the scheduler loop); until then
+ * the deferred task's park is the scheduler's park_* fields.
  * Meanwhile no other thread can wake the task; their messages wait in its
  * mailbox and make the commit fail, which wakes it then. The delay is
  * bounded by the partner's run, and timers fire only from the scheduler
@@ -200,6 +201,10 @@ krx_task_park(unsigned status, uint64_t deadline, bool (*commit)(krx_task *t, vo
 	krx_sched *s = krx_sched_self();
 	krx_task *t = (krx_task *)s->current;
 	AO_t st = AO_load(&t->state);
+	/* A task deferred here is parked with park_*: make its commit before
+	 * this park takes them (its partner leaves the CPU without waking it). */
+	if (__builtin_expect(s->deferred != NULL, 0))
+		krx_sched_undefer(s);
 	s->reason = KRX_SW_PARK;
 	s->park_word = (st & ~(AO_t)(KRX_ST_SEQ_ONE - 1)) + KRX_ST_SEQ_ONE + status;
 	s->park_deadline = deadline;
