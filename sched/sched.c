@@ -775,7 +775,17 @@ void krx_task_wake_deferred(krx_sched *s, krx_task *t)
 	s->deferred = NULL;
 	/* Relaxed: only this thread knows the task waits; queueing publishes. */
 	AO_store(&t->state, (AO_load(&t->state) & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE);
-	requeue_local(s, t, true);
+	/* requeue_local(s, t, true), but for its prefetch: t ran here a moment
+	 * ago and its stack is warm. */
+	if (t->bound && t->bound != s) {
+		krx_task_ready(t);
+		return;
+	}
+	t = krx_runq_swap_lifo(&s->rq, t);
+	if (S.n > 1)
+		leash(s);
+	if (t)
+		requeue_local(s, t, false);
 	if (krx_runq_len(&s->rq) > 0)
 		wake_one();
 }

@@ -98,7 +98,7 @@ static bool is_signal(const krx_msg *m)
  * taken in; a reply only if p waits for it now (p is parked on this
  * thread, so its call_ref may be read: the reply then is what taking it
  * in would make of it, a user message). */
-static bool direct_ok(krx_proc *p, const krx_msg *m)
+static inline __attribute__((always_inline)) bool direct_ok(krx_proc *p, const krx_msg *m)
 {
 	if (!is_signal(m))
 		return true;
@@ -264,8 +264,13 @@ KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len)
 	m->pub.len = len;
 	copy_payload(m + 1, data, len);
 	uint32_t serial = (uint32_t)KRX_PID_SERIAL(to);
-	if (krx_sched_deferred(s) == &p->task && deliver_direct(s, p, serial, m))
+	/* deliver_direct, for a user message. */
+	if (krx_sched_deferred(s) == &p->task && p->serial == serial &&
+	    krx_mailbox_deliver_parked(&p->mbox, m)) {
+		krx_task_wake_deferred(s, &p->task);
+		krx_task_charge(1);
 		return 0;
+	}
 	(void)deliver_to(s, p, serial, m);
 	return 0;
 }
