@@ -4,8 +4,9 @@
  *
  * krx_ctx_make plants a frame on the new stack that looks exactly like one
  * krx_ctx_swap pushed, with krx_ctx_trampoline as the resume address and the
- * context pointer in a callee-saved register (r12 / x19), so the first switch
- * to a coroutine needs no special case in the assembly.
+ * context pointer, fn, arg and exit_to in callee-saved registers (r12-r15 /
+ * x19-x22), so the first switch to a coroutine needs no special case in the
+ * assembly, and the context needs no room for them.
  */
 #include "ctx.h"
 
@@ -16,13 +17,17 @@
 #include <valgrind/valgrind.h>
 
 #if defined(__x86_64__)
-enum { FRAME_WORDS = 8, CTX_REG_SLOT = 4 /* r12 */, RESUME_SLOT = 7 };
+/* Frame words, as krx_ctx_swap pops them: FP control, r15, r14, r13, r12,
+ * rbx, rbp, the resume address. */
+enum { FRAME_WORDS = 8, CTX_SLOT = 4 /* r12 */, FN_SLOT = 3 /* r13 */, ARG_SLOT = 2 /* r14 */,
+       EXIT_SLOT = 1 /* r15 */, RESUME_SLOT = 7 };
 /* Default FP control state of a fresh thread: all exceptions masked,
  * round to nearest (MXCSR 0x1f80), x87 extended precision (0x037f). */
 #define FP_CONTROL_WORD ((uint64_t)0x1f80 | ((uint64_t)0x037f << 32))
 #elif defined(__aarch64__)
 /* FPCR (word 20) stays 0: round to nearest, no flush-to-zero. */
-enum { FRAME_WORDS = 22, CTX_REG_SLOT = 0 /* x19 */, RESUME_SLOT = 11 /* x30 */ };
+enum { FRAME_WORDS = 22, CTX_SLOT = 0 /* x19 */, FN_SLOT = 1 /* x20 */, ARG_SLOT = 2 /* x21 */,
+       EXIT_SLOT = 3 /* x22 */, RESUME_SLOT = 11 /* x30 */ };
 #else
 #error "krill supports x86-64 and aarch64"
 #endif
@@ -51,16 +56,16 @@ void krx_ctx_make(krx_ctx *ctx, void *lo, size_t size, krx_ctx_fn *fn, void *arg
                   krx_ctx *exit_to)
 {
 	memset(ctx, 0, sizeof *ctx);
-	ctx->fn = fn;
-	ctx->arg = arg;
-	ctx->exit_to = exit_to;
 
 	/* The frame ends 16 bytes under the 16-aligned top, so the trampoline
 	 * starts with sp 16-byte aligned, as after a call's return. */
 	uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;
 	uint64_t *frame = (uint64_t *)(top - 16) - FRAME_WORDS;
 	memset(frame, 0, FRAME_WORDS * sizeof *frame);
-	frame[CTX_REG_SLOT] = (uintptr_t)ctx;
+	frame[CTX_SLOT] = (uintptr_t)ctx;
+	frame[FN_SLOT] = (uintptr_t)fn;
+	frame[ARG_SLOT] = (uintptr_t)arg;
+	frame[EXIT_SLOT] = (uintptr_t)exit_to;
 	frame[RESUME_SLOT] = (uintptr_t)krx_ctx_trampoline;
 #if defined(__x86_64__)
 	frame[0] = FP_CONTROL_WORD;
@@ -108,11 +113,11 @@ _Noreturn void krx_ctx_exit(krx_ctx *from, krx_ctx *to)
 	__builtin_unreachable();
 }
 
-_Noreturn void krx_ctx_entry(krx_ctx *self)
+_Noreturn void krx_ctx_entry(krx_ctx *self, krx_ctx_fn *fn, void *arg, krx_ctx *exit_to)
 {
 #if KRX_ASAN
 	__sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
-	self->fn(self->arg);
-	krx_ctx_exit(self, self->exit_to);
+	fn(arg);
+	krx_ctx_exit(self, exit_to);
 }

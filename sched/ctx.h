@@ -42,9 +42,6 @@ typedef void krx_ctx_fn(void *arg);
 
 struct krx_ctx {
 	void *sp;              /* saved stack pointer; registers lie above it */
-	krx_ctx_fn *fn;        /* coroutine entry, then its argument */
-	void *arg;
-	krx_ctx *exit_to;      /* where a coroutine goes when fn returns */
 #if KRX_ASAN
 	const void *stack_lo;  /* this context's stack, for ASan's fiber API */
 	size_t stack_size;
@@ -66,8 +63,10 @@ void krx_ctx_init_thread(krx_ctx *ctx);
 
 /*
  * Prepare a coroutine on the stack [lo, lo + size). The first switch to it
- * calls fn(arg); when fn returns the coroutine switches to exit_to (read at
- * that moment, so it may be changed while the coroutine runs).
+ * calls fn(arg); when fn returns the coroutine switches to exit_to. fn, arg
+ * and exit_to travel in the first frame's callee-saved registers, not in
+ * the context: a context is its stack pointer (and the tools' ids), which
+ * keeps a process's structure small.
  */
 void krx_ctx_make(krx_ctx *ctx, void *lo, size_t size, krx_ctx_fn *fn, void *arg,
                   krx_ctx *exit_to);
@@ -75,8 +74,9 @@ void krx_ctx_make(krx_ctx *ctx, void *lo, size_t size, krx_ctx_fn *fn, void *arg
 /* Release what the tools attached to ctx. Never on the running context. */
 void krx_ctx_destroy(krx_ctx *ctx);
 
-/* Entry reached from the trampoline; defined in ctx.c. */
-_Noreturn void krx_ctx_entry(krx_ctx *self);
+/* Entry reached from the trampoline, with what krx_ctx_make planted;
+ * defined in ctx.c. */
+_Noreturn void krx_ctx_entry(krx_ctx *self, krx_ctx_fn *fn, void *arg, krx_ctx *exit_to);
 
 /* Switch for the last time from a finishing coroutine (ASan frees its fake
  * stack). Used by krx_ctx_entry and by code that ends a coroutine early. */

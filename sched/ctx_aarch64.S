@@ -69,8 +69,8 @@ krx_ctx_swap:
 	.size	krx_ctx_swap, .-krx_ctx_swap
 
 /*
- * A fresh coroutine's first resumption lands here with its krx_ctx in x19
- * (planted by krx_ctx_make). The CFI marks the return address (x30) as
+ * A fresh coroutine's first resumption lands here with its krx_ctx, fn, arg
+ * and exit_to in x19-x22 (planted by krx_ctx_make). The CFI marks the return address (x30) as
  * undefined and the frame pointer is zeroed: this is the outermost frame, so
  * debuggers and backtrace() stop here instead of walking into garbage.
  */
@@ -84,6 +84,9 @@ krx_ctx_trampoline:
 	mov	x29, #0
 	mov	x30, #0
 	mov	x0, x19
+	mov	x1, x20
+	mov	x2, x21
+	mov	x3, x22
 	bl	krx_ctx_entry
 	brk	#0
 	.cfi_endproc

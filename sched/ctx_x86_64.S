@@ -88,8 +88,9 @@ krx_ctx_swap:
 	.size	krx_ctx_swap, .-krx_ctx_swap
 
 /*
- * A fresh coroutine's first resumption lands here with its krx_ctx in r12
- * (planted by krx_ctx_make) and rsp 16-byte aligned, as at a call site.
+ * A fresh coroutine's first resumption lands here with its krx_ctx, fn, arg
+ * and exit_to in r12-r15 (planted by krx_ctx_make) and rsp 16-byte aligned,
+ * as at a call site.
  * The CFI marks the return address as undefined: this is the outermost frame,
  * so debuggers and backtrace() stop here instead of walking into garbage.
  */
@@ -102,6 +103,9 @@ krx_ctx_trampoline:
 	.cfi_undefined rip
 	xorl	%ebp, %ebp
 	movq	%r12, %rdi
+	movq	%r13, %rsi
+	movq	%r14, %rdx
+	movq	%r15, %rcx
 	call	krx_ctx_entry
 	ud2
 	.cfi_endproc
