@@ -1,14 +1,6 @@
 /*
- * exit.c - how a process ends: reasons, kr_exit and kr_crash, the heap
- * limit, and the crash report.
- *
- * A process ends in one of three ways: its function returns (normal), it
- * ends itself (kr_exit, kr_crash, KR_ASSERT, a fault, the heap limit), or
- * an exit signal it takes in ends it (signal.c). Either way the reason is
- * recorded first (krx_proc_set_reason), then the task leaves its stack for
- * good (krx_task_exit) and the exit path runs on the scheduler's stack
- * (proc.c): the crash report, the exit signals and DOWN messages, the
- * name, the heap.
+ * exit.c - how a process ends (see exit.h): its reason, kr_exit and
+ * kr_crash, the heap limit, a fault, the crash report, and the exit path.
  */
 #include <execinfo.h>
 #include <inttypes.h>
@@ -17,7 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "exit.h"
+#include "io.h"
+#include "msg.h"
+#include "registry.h"
 #include "signal.h"
+#include "vm.h"
 
 static const char *const kind_names[] = {
 	[KR_EXIT_NORMAL] = "normal",
@@ -52,6 +49,29 @@ KR_API char *kr_reason_format(const kr_reason *r, char *buf, size_t len)
 	else
 		snprintf(buf, len, "%s", kr_exit_kind_name(r->kind));
 	return buf;
+}
+
+/* ---- the reason ---- */
+
+void krx_proc_set_reason(krx_proc *p, int kind, const char *text, kr_pid from, bool want_bt)
+{
+	if (p->ending)
+		return; /* the first reason stands */
+	p->ending = 1;
+	p->exit_kind = kind;
+	krx_proc_ext *x = krx_proc_ext_get(p);
+	if (!x)
+		return; /* memory is short: the kind alone will do */
+	x->reason.kind = kind;
+	snprintf(x->reason.text, sizeof x->reason.text, "%s", text ? text : "");
+	x->ended_by = from;
+	x->nbt = want_bt && krx_sched_reporting() ? krx_exit_backtrace(x->bt, KRX_BACKTRACE) : 0;
+}
+
+_Noreturn void krx_proc_end(krx_proc *p)
+{
+	(void)p;
+	krx_task_exit();
 }
 
 /* ---- ending oneself ---- */
@@ -211,4 +231,49 @@ void krx_exit_report(krx_proc *p, const char *who, const kr_reason *reason)
 	}
 	free(sym);
 	krx_sched_log("%s", line);
+}
+
+/* ---- the exit path ---- */
+
+/*
+ * The scheduler's exit hook: the task has ended (returned, ended itself, or
+ * was ended by a signal) and its stack is back. Runs on the scheduler's
+ * stack. The order matters: the report names the process while it still
+ * has its pid; the mailbox closes and the name goes before the pid dies, so
+ * that once kr_is_alive says no, every send is a dead letter and the name
+ * is free; links and monitors are told last (a DOWN is never seen while the
+ * pid still looks alive), and the close has answered the requests that
+ * came before the end.
+ */
+void krx_proc_exited(krx_task *t)
+{
+	krx_proc *p = krx_proc_of(t);
+	kr_pid pid = (kr_pid)AO_load(&p->live_pid);
+	krx_proc_ext *x = krx_proc_ext_peek(p);
+	kr_reason reason = { .kind = p->ending ? p->exit_kind : KR_EXIT_NORMAL };
+	if (p->ending && x)
+		memcpy(reason.text, x->reason.text, sizeof reason.text);
+	if (krx_exit_is_abnormal(reason.kind) && krx_sched_reporting()) {
+		char who[64];
+		krx_proc_name(t, who, sizeof who);
+		krx_exit_report(p, who, &reason);
+	}
+	krx_signal_close(p);
+	krx_io_exited(p, pid); /* its descriptors, before anyone sees it gone */
+	/* The name goes before the pid dies, so that a process seen gone has
+	 * no name; and once more after, for a registration that raced the
+	 * end (full fence: live_pid is 0 before we look at named, see
+	 * registry.c). */
+	if (AO_load(&p->named))
+		krx_registry_drop(p, pid);
+	AO_store(&p->live_pid, 0);
+	AO_nop_full();
+	if (AO_load(&p->named))
+		krx_registry_drop(p, pid);
+	krx_signal_notify(p, pid, &reason);
+	krx_heap_destroy(&p->heap, krx_msg_free_hblk, krx_vm_msg_cache(krx_sched_self()));
+	krx_vm_proc_ended(pid, reason.kind);
+	if ((x = krx_proc_ext_peek(p)))
+		krx_proc_ext_reset(x);
+	krx_procs_release(p, pid);
 }

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "mi.h"
-#include "signal.h"
+#include "exit.h"
 
 /* A salt for the next incarnation of h: the splitmix64 finaliser of the
  * heap's address and its count of incarnations, so that two processes,

@@ -88,3 +88,8 @@ void krx_msg_cache_flush(krx_msg_cache *c)
 	while (c->n)
 		krx_free_raw(c->v[--c->n]);
 }
+
+void krx_msg_free_hblk(krx_hblk *b, void *cache)
+{
+	krx_msg_free(cache, (krx_msg *)b);
+}

@@ -93,6 +93,9 @@ static inline void krx_msg_free(krx_msg_cache *c, krx_msg *m)
 	c->v[c->n++] = prev;
 }
 
+/* krx_msg_free for a message block found on a heap (krx_heap_destroy's
+ * free_msg; ctx: the caller's cache or NULL). */
+void krx_msg_free_hblk(krx_hblk *b, void *cache);
 /* Free every message of a chain linked through next. */
 void krx_msg_free_chain(krx_msg_cache *c, krx_msg *m);
 /* Give every cached block back (a scheduler that stops). */

@@ -1,5 +1,6 @@
 /*
- * proc.c - the process table: pids, spawn, exit, and looking processes up.
+ * proc.c - the process table: pids, spawn, slots and looking processes up
+ * (a process's end is exit.c's).
  *
  * The table has room for max_procs live processes plus a little slack (see
  * below). Slot structures are allocated a chunk at a time, on first use,
@@ -427,54 +428,12 @@ bool krx_proc_recv_timeout(krx_task *t, AO_t expect)
 	return krx_mailbox_timeout(&krx_proc_of(t)->mbox, expect);
 }
 
-static void free_msg_block(krx_hblk *b, void *cache)
+/* The exit path's last step (exit.c): p, whose pid was pid, is gone; its
+ * slot may be reused. The slot first, then the count: a spawn that the
+ * count lets in finds a slot (see the top). */
+void krx_procs_release(krx_proc *p, kr_pid pid)
 {
-	krx_msg_free(cache, (krx_msg *)b);
-}
-
-/*
- * The scheduler's exit hook: the task has ended (returned, ended itself, or
- * was ended by a signal) and its stack is back. Runs on the scheduler's
- * stack. The order matters: the report names the process while it still
- * has its pid; the mailbox closes and the name goes before the pid dies, so
- * that once kr_is_alive says no, every send is a dead letter and the name
- * is free; links and monitors are told last (a DOWN is never seen while the
- * pid still looks alive), and the close has answered the requests that
- * came before the end.
- */
-void krx_proc_exited(krx_task *t)
-{
-	krx_proc *p = krx_proc_of(t);
-	kr_pid pid = (kr_pid)AO_load(&p->live_pid);
-	krx_proc_ext *x = krx_proc_ext_peek(p);
-	kr_reason reason = { .kind = p->ending ? p->exit_kind : KR_EXIT_NORMAL };
-	if (p->ending && x)
-		memcpy(reason.text, x->reason.text, sizeof reason.text);
-	if (krx_exit_is_abnormal(reason.kind) && krx_sched_reporting()) {
-		char who[64];
-		krx_proc_name(t, who, sizeof who);
-		krx_exit_report(p, who, &reason);
-	}
-	krx_signal_close(p);
-	krx_io_exited(p, pid); /* its descriptors, before anyone sees it gone */
-	/* The name goes before the pid dies, so that a process seen gone has
-	 * no name; and once more after, for a registration that raced the
-	 * end (full fence: live_pid is 0 before we look at named, see
-	 * registry.c). */
-	if (AO_load(&p->named))
-		krx_registry_drop(p, pid);
-	AO_store(&p->live_pid, 0);
-	AO_nop_full();
-	if (AO_load(&p->named))
-		krx_registry_drop(p, pid);
-	krx_signal_notify(p, pid, &reason);
-	krx_heap_destroy(&p->heap, free_msg_block, krx_vm_msg_cache(krx_sched_self()));
-	krx_vm_proc_ended(pid, reason.kind);
-	if ((x = krx_proc_ext_peek(p)))
-		krx_proc_ext_reset(x);
 	p->ending = 0;
-	/* The slot first, then the count: a spawn that the count lets in
-	 * finds a slot (see the top). */
 	give_slot(krx_sched_self(), (uint32_t)KRX_PID_INDEX(pid));
 	AO_fetch_and_sub1(&T.alive);
 }
@@ -503,7 +462,7 @@ void krx_procs_free(void)
 			krx_mailbox_close(&p->mbox, p->serial, NULL, krx_io_late_stop, p);
 			krx_io_stopped(p);
 			AO_store(&p->live_pid, 0);
-			krx_heap_destroy(&p->heap, free_msg_block, NULL);
+			krx_heap_destroy(&p->heap, krx_msg_free_hblk, NULL);
 		}
 		if (x) {
 			krx_proc_ext_reset(x);

@@ -136,9 +136,9 @@ static inline krx_proc *krx_proc_live(kr_pid pid)
 size_t krx_procs_alive(void);
 uint64_t krx_procs_spawned(void);
 void krx_proc_name(krx_task *t, char *buf, size_t len);
-void krx_proc_exited(krx_task *t);
-void krx_proc_fault(krx_task *t, const krx_fault *f);
 void krx_proc_main(krx_task *t);
+/* The exit path's last step (exit.c): p's slot may be reused. */
+void krx_procs_release(krx_proc *p, kr_pid pid);
 void krx_proc_yielded(krx_task *t);
 bool krx_proc_recv_timeout(krx_task *t, AO_t expect);
 

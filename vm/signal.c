@@ -132,29 +132,6 @@ kr_ref krx_ref_new(krx_sched *s)
 	return (kr_ref)((AO_fetch_and_add1(&host_refs) + 1) << 11);
 }
 
-/* ---- ending ---- */
-
-void krx_proc_set_reason(krx_proc *p, int kind, const char *text, kr_pid from, bool want_bt)
-{
-	if (p->ending)
-		return; /* the first reason stands */
-	p->ending = 1;
-	p->exit_kind = kind;
-	krx_proc_ext *x = krx_proc_ext_get(p);
-	if (!x)
-		return; /* memory is short: the kind alone will do */
-	x->reason.kind = kind;
-	snprintf(x->reason.text, sizeof x->reason.text, "%s", text ? text : "");
-	x->ended_by = from;
-	x->nbt = want_bt && krx_sched_reporting() ? krx_exit_backtrace(x->bt, KRX_BACKTRACE) : 0;
-}
-
-_Noreturn void krx_proc_end(krx_proc *p)
-{
-	(void)p;
-	krx_task_exit();
-}
-
 /* ---- sending ---- */
 
 enum krx_push krx_signal_send(krx_sched *s, kr_pid from, kr_pid to, unsigned kind, kr_ref ref,

@@ -17,6 +17,7 @@
 #ifndef KRX_SIGNAL_H
 #define KRX_SIGNAL_H
 
+#include "exit.h"
 #include "proc.h"
 
 typedef struct krx_pidset {
@@ -87,31 +88,6 @@ bool krx_call_replied(krx_proc *p, kr_ref ref);
 
 /* A fresh reference. */
 kr_ref krx_ref_new(krx_sched *s);
-
-/* Owner: end now, with the reason already recorded (never returns). */
-_Noreturn void krx_proc_end(krx_proc *p);
-/* Owner: end now if a signal taken in said so. */
-static inline void krx_proc_end_if_told(krx_proc *p)
-{
-	if (__builtin_expect(p->ending, 0))
-		krx_proc_end(p);
-}
-/* Record why p ends: kind, text (may be NULL), the signal's sender (0: a
- * host thread; KRX_OWN_END: its own doing), and for its own crashes a
- * backtrace taken here. */
-#define KRX_OWN_END ((kr_pid)-1)
-void krx_proc_set_reason(krx_proc *p, int kind, const char *text, kr_pid from, bool want_bt);
-
-/* exit.c: p passed its max_heap asking for want bytes: end it (never
- * returns). */
-_Noreturn void krx_proc_heap_limit(krx_proc *p, size_t want);
-/* Not normal, not shutdown: reported, and propagated over links. */
-bool krx_exit_is_abnormal(int kind);
-/* A backtrace of the calling process for its crash report, from its call
- * into krill outwards (krill's frames at the top left out); <= max frames. */
-int krx_exit_backtrace(void **bt, int max);
-/* Log the report of p's abnormal end (who: its name for the report). */
-void krx_exit_report(krx_proc *p, const char *who, const kr_reason *reason);
 
 /* On p's exit path (the scheduler's stack): close its mailbox, answering
  * the link and monitor requests still in it; then, once its pid is dead,
