@@ -20,8 +20,8 @@
  * the handler the host had before the VM started.
  *
  * Invariants:
- *  - F.prev and F.locals are written only while no scheduler thread exists
- *    (start, stop); a handler on a host thread reads only F.prev.
+ *  - faults.prev and faults.locals are written only while no scheduler thread exists
+ *    (start, stop); a handler on a host thread reads only faults.prev.
  *  - A scheduler's fault record and trampoline stack serve one fault at a
  *    time: `busy` is set by the handler and cleared by the trampoline just
  *    before the task ends, and a fault while it is set is never contained.
@@ -86,7 +86,7 @@ static struct {
 	struct sigaction prev[NSIGNALS];
 	void (*task_fault)(krx_task *t, const krx_fault *f);
 	void (*task_name)(krx_task *t, char *buf, size_t len);
-} F;
+} faults;
 
 static const char *const kind_names[KRX_FAULT_KINDS] = {
 	[KRX_FAULT_SEGV] = "segfault",
@@ -133,7 +133,7 @@ static const struct sigaction *prev_of(int sig)
 {
 	for (size_t i = 0; i < NSIGNALS; i++)
 		if (fault_signals[i] == sig)
-			return &F.prev[i];
+			return &faults.prev[i];
 	return NULL;
 }
 
@@ -156,7 +156,7 @@ static bool in_guard(const krx_stack *st, int sig, const siginfo_t *si)
 {
 	uintptr_t lo = (uintptr_t)st->lo, addr = (uintptr_t)si->si_addr;
 	return sig == SIGSEGV && si->si_code > 0 && st->guard != KRX_GUARD_CANARY &&
-	       addr >= lo - F.page && addr < lo;
+	       addr >= lo - faults.page && addr < lo;
 }
 
 /* Is this fault t's own? Then *kind says what it was. */
@@ -174,7 +174,7 @@ static bool classify(krx_task *t, int sig, const siginfo_t *si, const ucontext_t
 	uintptr_t lo = (uintptr_t)st->lo, hi = (uintptr_t)st->hi;
 	/* Not on the task's stack: the scheduler's own code (after the switch,
 	 * before current is cleared), or a trampoline: not a process's. */
-	if (sp < lo - F.page || sp > hi)
+	if (sp < lo - faults.page || sp > hi)
 		return false;
 	switch (sig) {
 	case SIGSEGV: *kind = KRX_FAULT_SEGV; break;
@@ -267,8 +267,8 @@ static _Noreturn void fault_trampoline(fault_local *L)
 	__sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
 	krx_task *t = krx_task_self();
-	if (F.task_fault)
-		F.task_fault(t, &L->fault);
+	if (faults.task_fault)
+		faults.task_fault(t, &L->fault);
 	L->busy = 0;
 	krx_task_exit();
 }
@@ -315,8 +315,8 @@ static _Noreturn void crash_dump(krx_sched *s, int sig, const siginfo_t *si, con
 	char line[400], name[64] = "";
 	uintptr_t pc = pc_of(uc);
 	krx_task *t = (krx_task *)s->current;
-	if (t && F.task_name)
-		F.task_name(t, name, sizeof name);
+	if (t && faults.task_name)
+		faults.task_name(t, name, sizeof name);
 	bool overflow = t && t->stack && in_guard(t->stack, sig, si);
 	snprintf(line, sizeof line,
 	         "krill: fatal %s (code %d) at address 0x%" PRIxPTR ", pc 0x%" PRIxPTR
@@ -375,7 +375,7 @@ static void on_fault(int sig, siginfo_t *si, void *ucv)
 	int saved_errno = errno;
 	krx_sched *s = krx_sched_self();
 	/* Set before any scheduler thread existed; see the top. */
-	fault_local *L = s && s->id < F.n ? &F.locals[s->id] : NULL;
+	fault_local *L = s && s->id < faults.n ? &faults.locals[s->id] : NULL;
 	/* Plain read: current is this thread's own word (see krx_task_self). */
 	krx_task *t = s ? (krx_task *)s->current : NULL;
 	krx_fault_kind kind;
@@ -401,16 +401,16 @@ static bool is_ours(const struct sigaction *sa)
 
 int krx_fault_start(unsigned n, const krx_sched_hooks *hooks)
 {
-	F.locals = krx_calloc_raw(n, sizeof *F.locals);
-	if (!F.locals)
+	faults.locals = krx_calloc_raw(n, sizeof *faults.locals);
+	if (!faults.locals)
 		return KR_ENOMEM;
-	F.n = n;
-	F.task_fault = hooks->task_fault;
-	F.task_name = hooks->task_name;
-	F.page = (size_t)sysconf(_SC_PAGESIZE);
+	faults.n = n;
+	faults.task_fault = hooks->task_fault;
+	faults.task_name = hooks->task_name;
+	faults.page = (size_t)sysconf(_SC_PAGESIZE);
 	long min = sysconf(_SC_MINSIGSTKSZ);
-	F.alt_size = min > 0 && (size_t)min * 4 > ALT_STACK ? (size_t)min * 4 : ALT_STACK;
-	F.alt_size = (F.alt_size + F.page - 1) / F.page * F.page;
+	faults.alt_size = min > 0 && (size_t)min * 4 > ALT_STACK ? (size_t)min * 4 : ALT_STACK;
+	faults.alt_size = (faults.alt_size + faults.page - 1) / faults.page * faults.page;
 	/* The first backtrace() loads libgcc's unwinder, which allocates:
 	 * never let that happen in a handler. */
 	void *warm[2];
@@ -426,8 +426,8 @@ int krx_fault_start(unsigned n, const krx_sched_hooks *hooks)
 	sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
 	for (size_t i = 0; i < NSIGNALS; i++) {
 		/* The host's first, then ours: a host thread that faults in
-		 * between must find its handler in F.prev already. */
-		sigaction(fault_signals[i], NULL, &F.prev[i]);
+		 * between must find its handler in faults.prev already. */
+		sigaction(fault_signals[i], NULL, &faults.prev[i]);
 		sigaction(fault_signals[i], &sa, NULL);
 	}
 	return 0;
@@ -439,32 +439,32 @@ void krx_fault_stop(void)
 		/* A host that installed its own handler after ours keeps it. */
 		struct sigaction cur;
 		if (sigaction(fault_signals[i], NULL, &cur) == 0 && is_ours(&cur))
-			sigaction(fault_signals[i], &F.prev[i], NULL);
+			sigaction(fault_signals[i], &faults.prev[i], NULL);
 	}
-	krx_free_raw(F.locals);
-	F.locals = NULL;
-	F.n = 0;
+	krx_free_raw(faults.locals);
+	faults.locals = NULL;
+	faults.n = 0;
 }
 
 bool krx_fault_thread_start(krx_sched *s)
 {
-	fault_local *L = &F.locals[s->id];
-	size_t page = F.page, size = page + F.alt_size + page + TRAMP_STACK;
+	fault_local *L = &faults.locals[s->id];
+	size_t page = faults.page, size = page + faults.alt_size + page + TRAMP_STACK;
 	char *map = mmap(NULL, size, PROT_READ | PROT_WRITE,
 	                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
 	if (map == MAP_FAILED)
 		return false;
 	/* Guards under both stacks: overflowing either is a krill bug, and
 	 * must fault rather than scribble. */
-	stack_t alt = { .ss_sp = map + page, .ss_size = F.alt_size };
-	if (mprotect(map, page, PROT_NONE) || mprotect(map + page + F.alt_size, page, PROT_NONE) ||
+	stack_t alt = { .ss_sp = map + page, .ss_size = faults.alt_size };
+	if (mprotect(map, page, PROT_NONE) || mprotect(map + page + faults.alt_size, page, PROT_NONE) ||
 	    sigaltstack(&alt, &L->prev_alt)) {
 		munmap(map, size);
 		return false;
 	}
 	L->map = map;
 	L->map_size = size;
-	L->tramp_lo = map + page + F.alt_size + page;
+	L->tramp_lo = map + page + faults.alt_size + page;
 	L->tramp_hi = L->tramp_lo + TRAMP_STACK;
 	/* sigreturn jumps onto the trampoline stack, which then switches to
 	 * the scheduler's: tell memcheck it is a stack, so that both are
@@ -476,7 +476,7 @@ bool krx_fault_thread_start(krx_sched *s)
 
 void krx_fault_thread_stop(krx_sched *s)
 {
-	fault_local *L = &F.locals[s->id];
+	fault_local *L = &faults.locals[s->id];
 	if (!L->map)
 		return;
 	/* Give the thread its own alternate stack back: ASan unmaps whatever

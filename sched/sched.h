@@ -56,7 +56,8 @@ typedef struct krx_sched_config {
 	void **vm_locals;     /* per scheduler, for vm/: its vm_local */
 } krx_sched_config;
 
-enum krx_switch_reason { KRX_SW_YIELD, KRX_SW_PARK, KRX_SW_EXIT };
+/* Why the running task switched back to the scheduler. */
+enum krx_switch_cause { KRX_SW_YIELD, KRX_SW_PARK, KRX_SW_EXIT };
 
 typedef struct krx_sched {
 	unsigned id;
@@ -69,7 +70,7 @@ typedef struct krx_sched {
 	krx_stack_cache stacks;
 	/* Why the current task switched back, and how to park it; while a
 	 * task is deferred (below), its park, until its commit is made. */
-	int reason;
+	int switched_for;   /* enum krx_switch_cause */
 	AO_t park_word;
 	uint64_t park_deadline;
 	bool (*park_commit)(krx_task *t, void *arg);
@@ -172,8 +173,14 @@ static inline krx_task *krx_sched_deferred(krx_sched *s)
 	return s->deferred;
 }
 void krx_task_wake_deferred(krx_sched *s, krx_task *t);
-/* Make s's deferred commit now (s's thread only). */
-void krx_sched_undefer(krx_sched *s);
+/* Make the deferred task's commit now, if a task is deferred on s (s's
+ * thread only). */
+void krx_sched_commit_deferred_slow(krx_sched *s);
+static inline void krx_sched_commit_deferred(krx_sched *s)
+{
+	if (s->deferred)
+		krx_sched_commit_deferred_slow(s);
+}
 
 /* After a task resumes: finish parking the task that handed it the CPU. */
 static inline __attribute__((always_inline)) void krx_task_resumed(void)
@@ -203,9 +210,8 @@ krx_task_park(unsigned status, uint64_t deadline, bool (*commit)(krx_task *t, vo
 	AO_t st = AO_load(&t->state);
 	/* A task deferred here is parked with park_*: make its commit before
 	 * this park takes them (its partner leaves the CPU without waking it). */
-	if (__builtin_expect(s->deferred != NULL, 0))
-		krx_sched_undefer(s);
-	s->reason = KRX_SW_PARK;
+	krx_sched_commit_deferred(s);
+	s->switched_for = KRX_SW_PARK;
 	s->park_word = (st & ~(AO_t)(KRX_ST_SEQ_ONE - 1)) + KRX_ST_SEQ_ONE + status;
 	s->park_deadline = deadline;
 	s->park_commit = commit;

@@ -102,8 +102,8 @@ bool krx_mailbox_timeout(krx_mailbox *mb, AO_t expect)
 /* Owner: the signals among the messages of list (oldest first, linked
  * through next), acted on in order; what remains (user messages, and
  * signals that became messages) is returned in order, *n counting it. */
-static __attribute__((noinline, cold)) krx_msg *take_signals(krx_mailbox *mb, krx_msg *list,
-                                                            AO_t *n)
+static __attribute__((noinline, cold)) krx_msg *act_on_signals(krx_mailbox *mb, krx_msg *list,
+                                                              AO_t *n)
 {
 	krx_proc *p = (krx_proc *)((char *)mb - offsetof(krx_proc, mbox));
 	krx_msg_cache *c = krx_vm_msg_cache(krx_sched_self());
@@ -145,7 +145,7 @@ static inline __attribute__((always_inline)) krx_msg *append(krx_mailbox *mb, kr
 	*k = n;
 	if (__builtin_expect(kinds != 0, 0)) {
 		*signals = true;
-		if (!(rev = take_signals(mb, rev, &n)))
+		if (!(rev = act_on_signals(mb, rev, &n)))
 			return NULL;
 		for (last = rev; last->next;)
 			last = last->next;

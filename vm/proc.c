@@ -74,7 +74,7 @@ static struct {
 	AO_t fresh;            /* never-used indices start here (written under the lock) */
 	AO_t alive;
 	AO_t spawned;
-} T;
+} procs;
 
 static krx_proc *slot_at(uint64_t idx)
 {
@@ -92,33 +92,33 @@ size_t krx_procs_slack(unsigned schedulers)
 
 int krx_procs_init(size_t max_procs, unsigned schedulers)
 {
-	memset(&T, 0, sizeof T);
-	T.policy = krx_slot_policy;
-	if (!T.policy.batch)
-		T.policy.batch = 1;
-	if (T.policy.batch > KRX_SLOT_BATCH_MAX)
-		T.policy.batch = KRX_SLOT_BATCH_MAX;
+	memset(&procs, 0, sizeof procs);
+	procs.policy = krx_slot_policy;
+	if (!procs.policy.batch)
+		procs.policy.batch = 1;
+	if (procs.policy.batch > KRX_SLOT_BATCH_MAX)
+		procs.policy.batch = KRX_SLOT_BATCH_MAX;
 	size_t slots = max_procs + krx_procs_slack(schedulers);
 	if (slots > ((size_t)1 << KRX_PID_INDEX_BITS))
 		return KR_EINVAL;
-	T.max_alive = max_procs;
-	T.nchunks = (slots + CHUNK - 1) / CHUNK;
-	krx_proc_table.chunks = krx_calloc_raw(T.nchunks, sizeof *krx_proc_table.chunks);
+	procs.max_alive = max_procs;
+	procs.nchunks = (slots + CHUNK - 1) / CHUNK;
+	krx_proc_table.chunks = krx_calloc_raw(procs.nchunks, sizeof *krx_proc_table.chunks);
 	if (!krx_proc_table.chunks)
 		return KR_ENOMEM;
 	krx_proc_table.max = slots;
-	pthread_mutex_init(&T.lock, NULL);
+	pthread_mutex_init(&procs.lock, NULL);
 	return 0;
 }
 
 size_t krx_procs_alive(void)
 {
-	return AO_load(&T.alive);
+	return AO_load(&procs.alive);
 }
 
 uint64_t krx_procs_spawned(void)
 {
-	return AO_load(&T.spawned);
+	return AO_load(&procs.spawned);
 }
 
 /* ---- slot allocation ---- */
@@ -160,24 +160,24 @@ static bool room_for(uint32_t **v, size_t *cap, size_t n)
  * if memory is short (the slot is then lost to this VM). */
 static bool free_locked(uint32_t idx)
 {
-	if (T.c_n == T.c_cap) {
+	if (procs.c_n == procs.c_cap) {
 		/* Grow the ring, unwrapping it oldest first. */
-		size_t cap = T.c_cap ? 2 * T.c_cap : 4096;
+		size_t cap = procs.c_cap ? 2 * procs.c_cap : 4096;
 		uint32_t *c = krx_alloc_raw(cap * sizeof *c);
 		if (!c)
 			return false;
-		for (size_t i = 0; i < T.c_n; i++)
-			c[i] = T.cooling[(T.c_head + i) & (T.c_cap - 1)];
-		krx_free_raw(T.cooling);
-		T.cooling = c;
-		T.c_cap = cap;
-		T.c_head = 0;
+		for (size_t i = 0; i < procs.c_n; i++)
+			c[i] = procs.cooling[(procs.c_head + i) & (procs.c_cap - 1)];
+		krx_free_raw(procs.cooling);
+		procs.cooling = c;
+		procs.c_cap = cap;
+		procs.c_head = 0;
 	}
-	T.cooling[(T.c_head + T.c_n++) & (T.c_cap - 1)] = idx;
-	if (T.c_n > T.policy.cool && room_for(&T.eligible, &T.e_cap, T.e_n)) {
-		T.eligible[T.e_n++] = T.cooling[T.c_head];
-		T.c_head = (T.c_head + 1) & (T.c_cap - 1);
-		T.c_n--;
+	procs.cooling[(procs.c_head + procs.c_n++) & (procs.c_cap - 1)] = idx;
+	if (procs.c_n > procs.policy.cool && room_for(&procs.eligible, &procs.e_cap, procs.e_n)) {
+		procs.eligible[procs.e_n++] = procs.cooling[procs.c_head];
+		procs.c_head = (procs.c_head + 1) & (procs.c_cap - 1);
+		procs.c_n--;
 	}
 	return true;
 }
@@ -188,18 +188,18 @@ static bool free_locked(uint32_t idx)
  * than the oldest. */
 static int64_t next_free_locked(void)
 {
-	if (T.e_n)
-		return T.eligible[--T.e_n];
-	size_t fresh = AO_load(&T.fresh);
+	if (procs.e_n)
+		return procs.eligible[--procs.e_n];
+	size_t fresh = AO_load(&procs.fresh);
 	if (fresh < krx_proc_table.max && ensure_chunk(fresh)) {
-		AO_store(&T.fresh, fresh + 1); /* relaxed: written under the lock */
+		AO_store(&procs.fresh, fresh + 1); /* relaxed: written under the lock */
 		return (int64_t)fresh;
 	}
-	if (!T.c_n)
+	if (!procs.c_n)
 		return -1;
-	uint32_t idx = T.cooling[T.c_head];
-	T.c_head = (T.c_head + 1) & (T.c_cap - 1);
-	T.c_n--;
+	uint32_t idx = procs.cooling[procs.c_head];
+	procs.c_head = (procs.c_head + 1) & (procs.c_cap - 1);
+	procs.c_n--;
 	return idx;
 }
 
@@ -222,15 +222,15 @@ static int64_t take_slot(krx_sched *s)
 			prefetch_slot(c->ready[c->nready - 1]);
 		return idx;
 	}
-	pthread_mutex_lock(&T.lock);
+	pthread_mutex_lock(&procs.lock);
 	int64_t idx = next_free_locked();
 	/* A scheduler takes a batch: the lock once per batch of spawns. It
 	 * hands them out from the end, so store them newest first. */
 	unsigned n = 0;
 	int64_t more;
-	while (c && idx >= 0 && n + 1 < T.policy.batch && (more = next_free_locked()) >= 0)
+	while (c && idx >= 0 && n + 1 < procs.policy.batch && (more = next_free_locked()) >= 0)
 		c->ready[n++] = (uint32_t)more;
-	pthread_mutex_unlock(&T.lock);
+	pthread_mutex_unlock(&procs.lock);
 	if (c) {
 		for (unsigned i = 0; i < n / 2; i++) {
 			uint32_t t = c->ready[i];
@@ -248,17 +248,17 @@ static int64_t take_slot(krx_sched *s)
 static void give_slot(krx_sched *s, uint32_t idx)
 {
 	krx_slot_cache *c = slot_cache(s);
-	if (c && c->nfreed + 1 < T.policy.batch) {
+	if (c && c->nfreed + 1 < procs.policy.batch) {
 		c->freed[c->nfreed++] = idx;
 		return;
 	}
-	pthread_mutex_lock(&T.lock);
+	pthread_mutex_lock(&procs.lock);
 	/* Memory short for the ring: the slot is lost to this VM (it has
 	 * 2 * batch spare per scheduler, and the ring doubles rarely). */
 	for (unsigned i = 0; c && i < c->nfreed; i++)
 		(void)free_locked(c->freed[i]);
 	(void)free_locked(idx);
-	pthread_mutex_unlock(&T.lock);
+	pthread_mutex_unlock(&procs.lock);
 	if (c)
 		c->nfreed = 0;
 }
@@ -267,9 +267,9 @@ static void give_slot(krx_sched *s, uint32_t idx)
 static bool reserve_alive(void)
 {
 	/* Relaxed: a counter; only its own atomicity matters. */
-	if (AO_fetch_and_add1(&T.alive) < T.max_alive)
+	if (AO_fetch_and_add1(&procs.alive) < procs.max_alive)
 		return true;
-	AO_fetch_and_sub1(&T.alive);
+	AO_fetch_and_sub1(&procs.alive);
 	return false;
 }
 
@@ -310,7 +310,7 @@ static void name_get(krx_proc *p, char out[32])
 /* ---- spawn and exit ---- */
 
 /* Owner: act on exit signals that came while it ran or waited to run. */
-static void take_signals(krx_proc *p)
+static void act_on_pending_signals(krx_proc *p)
 {
 	/* Acquire: pairs with the sender's release; the signal is in. */
 	if (!AO_load_acquire(&p->sigs))
@@ -331,14 +331,14 @@ static void take_signals(krx_proc *p)
 void krx_proc_main(krx_task *t)
 {
 	krx_proc *p = krx_proc_of(t);
-	take_signals(p); /* killed before it ever ran */
+	act_on_pending_signals(p); /* killed before it ever ran */
 	p->user_fn(p->user_arg);
 }
 
 /* The scheduler's yielded hook. */
 void krx_proc_yielded(krx_task *t)
 {
-	take_signals(krx_proc_of(t));
+	act_on_pending_signals(krx_proc_of(t));
 }
 
 static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
@@ -361,7 +361,7 @@ static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
 	krx_sched *s = krx_sched_self();
 	int64_t idx = take_slot(s);
 	if (idx < 0) {
-		AO_fetch_and_sub1(&T.alive);
+		AO_fetch_and_sub1(&procs.alive);
 		return KR_ENOMEM; /* a chunk of the table could not be made */
 	}
 	krx_proc *p = slot_at((uint64_t)idx);
@@ -394,12 +394,12 @@ static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
 			krx_proc_ext_reset(x);
 		krx_mailbox_close(&p->mbox, serial, NULL, NULL, NULL);
 		give_slot(s, (uint32_t)idx);
-		AO_fetch_and_sub1(&T.alive);
+		AO_fetch_and_sub1(&procs.alive);
 		return err;
 	}
 	/* A relaxed counter; release for live_pid: whoever sees the pid alive
 	 * sees the process set up. */
-	AO_fetch_and_add1(&T.spawned);
+	AO_fetch_and_add1(&procs.spawned);
 	AO_store_release(&p->live_pid, (AO_t)pid);
 	krx_task_spawn(&p->task);
 	krx_task_charge(10);
@@ -435,7 +435,7 @@ void krx_procs_release(krx_proc *p, kr_pid pid)
 {
 	p->ending = 0;
 	give_slot(krx_sched_self(), (uint32_t)KRX_PID_INDEX(pid));
-	AO_fetch_and_sub1(&T.alive);
+	AO_fetch_and_sub1(&procs.alive);
 }
 
 void krx_proc_name(krx_task *t, char *buf, size_t len)
@@ -451,7 +451,7 @@ void krx_proc_name(krx_task *t, char *buf, size_t len)
 
 void krx_procs_free(void)
 {
-	uint64_t used = AO_load(&T.fresh);
+	uint64_t used = AO_load(&procs.fresh);
 	for (uint64_t i = 0; i < used && i < krx_proc_table.max; i++) {
 		krx_proc *p = slot_at(i);
 		krx_proc_ext *x = p ? krx_proc_ext_peek(p) : NULL;
@@ -469,13 +469,13 @@ void krx_procs_free(void)
 			krx_free_raw(x);
 		}
 	}
-	for (size_t c = 0; c < T.nchunks; c++)
+	for (size_t c = 0; c < procs.nchunks; c++)
 		krx_free_raw((void *)krx_proc_table.chunks[c]);
 	krx_free_raw(krx_proc_table.chunks);
-	krx_free_raw(T.cooling);
-	krx_free_raw(T.eligible);
-	pthread_mutex_destroy(&T.lock);
-	memset(&T, 0, sizeof T);
+	krx_free_raw(procs.cooling);
+	krx_free_raw(procs.eligible);
+	pthread_mutex_destroy(&procs.lock);
+	memset(&procs, 0, sizeof procs);
 	memset(&krx_proc_table, 0, sizeof krx_proc_table);
 }
 

@@ -155,7 +155,7 @@ static enum krx_push deliver_to(krx_sched *s, krx_proc *p, uint32_t serial, krx_
 	if (s && krx_sched_deferred(s) == &p->task) {
 		if (deliver_direct(s, p, serial, m))
 			return KRX_PUSH_WAKE;
-		krx_sched_undefer(s);
+		krx_sched_commit_deferred(s);
 	}
 	/* To a busy process that last ran on another core: through the
 	 * outbox (one waiting in a receive gets it at once). Relaxed: where
