@@ -32,7 +32,7 @@
  *    is published with a full fence before the waker looks at the idle list,
  *    and the parker looks at the queues after a full fence of its own.
  */
-#include "sched.h"
+#include "sched_int.h"
 
 #include <sched.h>
 #include <signal.h>
@@ -50,69 +50,45 @@
 #define TIMERS_EVERY 16     /* ticks between timer checks while busy */
 #define OVERDUE_BATCH 32    /* tasks taken at once from an overdue inject queue */
 
-static struct {
-	AO_t running;
-	AO_t stopping;
-	unsigned n;
-	krx_sched *scheds;
-	krx_sched_config cfg;
-	krx_stack_pool pool;            /* the default stack size */
-	/* Pools for other sizes (kr_spawn_opts.stack_size), made on demand;
-	 * published with a release store, never freed before stop. */
-	pthread_mutex_t pools_lock;
-	AO_t other_pools[KRX_STACK_SIZES];
-	krx_injectq inject;
-	/* Idle schedulers, a stack of indices under idle_lock. */
-	pthread_mutex_t idle_lock;
-	unsigned *idle_list;
-	unsigned nidle_list;
-	AO_t npidle;
-	AO_t nspinning;
-	AO_t stacks_in_use;
-	/* Watchdog. */
-	pthread_t watchdog;
-	pthread_mutex_t wd_lock;
-	pthread_cond_t wd_cond;
-	AO_t wd_backoff;       /* the watchdog looks less often: the VM was idle */
-} scheds;
+struct krx_scheds krx_scheds;
 
 static void run_task(krx_sched *s, krx_task *t);
 
 bool krx_sched_running(void)
 {
 	/* Acquire: pairs with the release in start, so the VM is whole. */
-	return AO_load_acquire(&scheds.running) != 0;
+	return AO_load_acquire(&krx_scheds.running) != 0;
 }
 
 unsigned krx_sched_count(void)
 {
-	return scheds.n;
+	return krx_scheds.n;
 }
 
 krx_stack_pool *krx_sched_pool(void)
 {
-	return &scheds.pool;
+	return &krx_scheds.pool;
 }
 
 int krx_sched_pool_for(size_t size, krx_stack_pool **out)
 {
-	size_t page = scheds.pool.page;
+	size_t page = krx_scheds.pool.page;
 	size = (size + page - 1) / page * page;
-	*out = &scheds.pool;
-	if (size == scheds.pool.stack_size)
+	*out = &krx_scheds.pool;
+	if (size == krx_scheds.pool.stack_size)
 		return 0;
 	for (int i = 0; i < KRX_STACK_SIZES; i++) {
 		/* Acquire: pairs with the release below; the pool is whole. */
-		krx_stack_pool *p = (krx_stack_pool *)AO_load_acquire(&scheds.other_pools[i]);
+		krx_stack_pool *p = (krx_stack_pool *)AO_load_acquire(&krx_scheds.other_pools[i]);
 		if (p && p->stack_size == size) {
 			*out = p;
 			return 0;
 		}
 	}
 	int err = KR_ELIMIT; /* every place taken, by other sizes */
-	pthread_mutex_lock(&scheds.pools_lock);
+	pthread_mutex_lock(&krx_scheds.pools_lock);
 	for (int i = 0; i < KRX_STACK_SIZES && err == KR_ELIMIT; i++) {
-		krx_stack_pool *p = (krx_stack_pool *)AO_load(&scheds.other_pools[i]);
+		krx_stack_pool *p = (krx_stack_pool *)AO_load(&krx_scheds.other_pools[i]);
 		if (p && p->stack_size == size) {
 			*out = p;
 			err = 0;
@@ -122,7 +98,7 @@ int krx_sched_pool_for(size_t size, krx_stack_pool **out)
 			krx_stack_opts so = { .stack_size = size, .slots_per_region = 256 };
 			p = krx_alloc_raw(sizeof *p);
 			if (p && krx_stack_pool_init(p, &so) == 0) {
-				AO_store_release(&scheds.other_pools[i], (AO_t)p);
+				AO_store_release(&krx_scheds.other_pools[i], (AO_t)p);
 				*out = p;
 				err = 0;
 			} else {
@@ -131,31 +107,31 @@ int krx_sched_pool_for(size_t size, krx_stack_pool **out)
 			}
 		}
 	}
-	pthread_mutex_unlock(&scheds.pools_lock);
+	pthread_mutex_unlock(&krx_scheds.pools_lock);
 	return err;
 }
 
 size_t krx_sched_stacks_in_use(void)
 {
-	return AO_load(&scheds.stacks_in_use);
+	return AO_load(&krx_scheds.stacks_in_use);
 }
 
 bool krx_sched_reporting(void)
 {
-	return !scheds.cfg.no_reports;
+	return !krx_scheds.cfg.no_reports;
 }
 
 void krx_sched_log(const char *fmt, ...)
 {
-	if (scheds.cfg.no_reports)
+	if (krx_scheds.cfg.no_reports)
 		return;
 	char line[KRX_LOG_MAX];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof line, fmt, ap);
 	va_end(ap);
-	if (scheds.cfg.log)
-		scheds.cfg.log(line, scheds.cfg.log_ctx);
+	if (krx_scheds.cfg.log)
+		krx_scheds.cfg.log(line, krx_scheds.cfg.log_ctx);
 	else
 		fprintf(stderr, "%s\n", line);
 }
@@ -177,19 +153,19 @@ static void wake_sched(krx_sched *s, unsigned why)
 static bool unidle(krx_sched *s)
 {
 	bool found = false;
-	pthread_mutex_lock(&scheds.idle_lock);
-	for (unsigned i = 0; i < scheds.nidle_list; i++) {
-		if (scheds.idle_list[i] == s->id) {
-			scheds.idle_list[i] = scheds.idle_list[--scheds.nidle_list];
+	pthread_mutex_lock(&krx_scheds.idle_lock);
+	for (unsigned i = 0; i < krx_scheds.nidle_list; i++) {
+		if (krx_scheds.idle_list[i] == s->id) {
+			krx_scheds.idle_list[i] = krx_scheds.idle_list[--krx_scheds.nidle_list];
 			found = true;
 			break;
 		}
 	}
 	if (found) {
 		AO_store(&s->idle, 0);
-		AO_fetch_and_sub1(&scheds.npidle);
+		AO_fetch_and_sub1(&krx_scheds.npidle);
 	}
-	pthread_mutex_unlock(&scheds.idle_lock);
+	pthread_mutex_unlock(&krx_scheds.idle_lock);
 	return found;
 }
 
@@ -198,30 +174,30 @@ static void wake_one(void)
 {
 	/* Relaxed: hints; see the comment at the top for why a stale look
 	 * costs at worst parallelism. */
-	if (AO_load(&scheds.npidle) == 0 || AO_load(&scheds.nspinning) != 0)
+	if (AO_load(&krx_scheds.npidle) == 0 || AO_load(&krx_scheds.nspinning) != 0)
 		return;
 	krx_sched *s = NULL;
-	pthread_mutex_lock(&scheds.idle_lock);
-	if (scheds.nidle_list && AO_load(&scheds.nspinning) == 0) {
-		s = &scheds.scheds[scheds.idle_list[--scheds.nidle_list]];
+	pthread_mutex_lock(&krx_scheds.idle_lock);
+	if (krx_scheds.nidle_list && AO_load(&krx_scheds.nspinning) == 0) {
+		s = &krx_scheds.scheds[krx_scheds.idle_list[--krx_scheds.nidle_list]];
 		AO_store(&s->idle, 0);
-		AO_fetch_and_sub1(&scheds.npidle);
+		AO_fetch_and_sub1(&krx_scheds.npidle);
 		/* Counted as spinning before it runs, so that concurrent
 		 * wakers do not wake a second one for the same work; it learns
 		 * so from its wake word. */
-		AO_fetch_and_add1(&scheds.nspinning);
+		AO_fetch_and_add1(&krx_scheds.nspinning);
 	}
-	pthread_mutex_unlock(&scheds.idle_lock);
+	pthread_mutex_unlock(&krx_scheds.idle_lock);
 	if (s)
 		wake_sched(s, WOKEN_SPINNING);
 }
 
 static bool work_visible(krx_sched *s)
 {
-	if (!krx_injectq_empty(&scheds.inject) || !krx_inbox_empty(&s->inbox))
+	if (!krx_injectq_empty(&krx_scheds.inject) || !krx_inbox_empty(&s->inbox))
 		return true;
-	for (unsigned i = 0; i < scheds.n; i++)
-		if (krx_runq_len(&scheds.scheds[i].rq) > 0)
+	for (unsigned i = 0; i < krx_scheds.n; i++)
+		if (krx_runq_len(&krx_scheds.scheds[i].rq) > 0)
 			return true;
 	return false;
 }
@@ -231,26 +207,26 @@ static bool work_visible(krx_sched *s)
 static void poke_watchdog(void)
 {
 	/* Relaxed: a hint; the lock below orders the wake-up itself. */
-	if (!AO_load(&scheds.wd_backoff))
+	if (!AO_load(&krx_scheds.wd_backoff))
 		return;
-	pthread_mutex_lock(&scheds.wd_lock);
-	AO_store(&scheds.wd_backoff, 0);
-	pthread_cond_signal(&scheds.wd_cond);
-	pthread_mutex_unlock(&scheds.wd_lock);
+	pthread_mutex_lock(&krx_scheds.wd_lock);
+	AO_store(&krx_scheds.wd_backoff, 0);
+	pthread_cond_signal(&krx_scheds.wd_cond);
+	pthread_mutex_unlock(&krx_scheds.wd_lock);
 }
 
 static void park(krx_sched *s)
 {
 	uint64_t next = krx_timers_next(&s->timers);
-	pthread_mutex_lock(&scheds.idle_lock);
-	scheds.idle_list[scheds.nidle_list++] = s->id;
+	pthread_mutex_lock(&krx_scheds.idle_lock);
+	krx_scheds.idle_list[krx_scheds.nidle_list++] = s->id;
 	AO_store(&s->idle, 1);
-	AO_fetch_and_add1(&scheds.npidle);
-	pthread_mutex_unlock(&scheds.idle_lock);
+	AO_fetch_and_add1(&krx_scheds.npidle);
+	pthread_mutex_unlock(&krx_scheds.idle_lock);
 	/* Full: our place on the idle list is visible before we look at the
 	 * queues, and a waker publishes its work before it looks at the list. */
 	AO_nop_full();
-	if (work_visible(s) || AO_load(&scheds.stopping)) {
+	if (work_visible(s) || AO_load(&krx_scheds.stopping)) {
 		if (!unidle(s))
 			goto woken; /* a waker chose us meanwhile */
 		return;
@@ -259,7 +235,7 @@ static void park(krx_sched *s)
 		/* Acquire: pairs with wake_sched's release. */
 		if (AO_int_load_acquire(&s->wake_word))
 			goto woken;
-		if (AO_load(&scheds.stopping)) {
+		if (AO_load(&krx_scheds.stopping)) {
 			if (!unidle(s))
 				goto woken;
 			return;
@@ -316,9 +292,9 @@ static uint32_t next_rand(krx_sched *s)
  * starting point. */
 static krx_task *steal(krx_sched *s)
 {
-	unsigned start = next_rand(s) % scheds.n;
-	for (unsigned k = 0; k < scheds.n; k++) {
-		krx_sched *v = &scheds.scheds[(start + k) % scheds.n];
+	unsigned start = next_rand(s) % krx_scheds.n;
+	for (unsigned k = 0; k < krx_scheds.n; k++) {
+		krx_sched *v = &krx_scheds.scheds[(start + k) % krx_scheds.n];
 		krx_task *t = v == s ? NULL : krx_runq_steal(&s->rq, &v->rq);
 		if (t)
 			return t;
@@ -330,7 +306,7 @@ static krx_task *inbox_or_inject(krx_sched *s)
 {
 	krx_task *t = krx_inbox_empty(&s->inbox) ? NULL : krx_inbox_pop(&s->inbox);
 	if (!t)
-		t = krx_injectq_pop(&scheds.inject, &s->rq, KRX_RUNQ_SIZE / 4);
+		t = krx_injectq_pop(&krx_scheds.inject, &s->rq, KRX_RUNQ_SIZE / 4);
 	return t;
 }
 
@@ -341,7 +317,7 @@ static bool timer_expired(krx_task *t, AO_t expect)
 	if (krx_st_status(expect) == KRX_WAIT_RECV) {
 		/* Relaxed: a stale timer is told by the state word; the hook's
 		 * CAS on the mailbox is what decides. */
-		if (AO_load(&t->state) != expect || !scheds.cfg.hooks.recv_timeout(t, expect))
+		if (AO_load(&t->state) != expect || !krx_scheds.cfg.hooks.recv_timeout(t, expect))
 			return false;
 		AO_store(&t->state, won);
 	} else if (!AO_compare_and_swap_full(&t->state, expect, won)) {
@@ -365,7 +341,7 @@ static void stop_spinning(krx_sched *s, bool found)
 	s->spinning = false;
 	/* The last spinner to find work hands the watch to another, in case
 	 * there is more (Go's rule). */
-	if (AO_fetch_and_sub1(&scheds.nspinning) == 1 && found)
+	if (AO_fetch_and_sub1(&krx_scheds.nspinning) == 1 && found)
 		wake_one();
 }
 
@@ -386,7 +362,7 @@ static krx_task *find_work(krx_sched *s)
 		/* Ready descriptors are not starved by a VM that never idles
 		 * either: their tasks join the run queue. */
 		krx_poll_now(s);
-		if ((t = krx_injectq_pop(&scheds.inject, &s->rq, 16)))
+		if ((t = krx_injectq_pop(&krx_scheds.inject, &s->rq, 16)))
 			return t;
 	} else if (s->tick & 1) {
 		/* Tasks spilled from full rings wait there while later
@@ -394,8 +370,8 @@ static krx_task *find_work(krx_sched *s)
 		 * is overdue, serve the queue every other tick, taking a batch
 		 * at a time (one lock for many). The clock is read every 16th
 		 * tick only. */
-		if (!s->overdue && (s->tick & 15) == 1 && krx_injectq_overdue(&scheds.inject))
-			s->overdue = krx_injectq_take(&scheds.inject, OVERDUE_BATCH);
+		if (!s->overdue && (s->tick & 15) == 1 && krx_injectq_overdue(&krx_scheds.inject))
+			s->overdue = krx_injectq_take(&krx_scheds.inject, OVERDUE_BATCH);
 		if ((t = take_overdue(s)))
 			return t;
 	}
@@ -424,13 +400,13 @@ static krx_task *find_work(krx_sched *s)
 	 * inbox and the inject queue, which cost no one else anything. A
 	 * process bound here, or woken from outside, is then picked up in
 	 * well under a microsecond instead of after a futex wake-up. */
-	unsigned busy = scheds.n - (unsigned)AO_load(&scheds.npidle);
-	if (!s->spinning && 2 * AO_load(&scheds.nspinning) < busy) {
+	unsigned busy = krx_scheds.n - (unsigned)AO_load(&krx_scheds.npidle);
+	if (!s->spinning && 2 * AO_load(&krx_scheds.nspinning) < busy) {
 		s->spinning = true;
-		AO_fetch_and_add1(&scheds.nspinning);
+		AO_fetch_and_add1(&krx_scheds.nspinning);
 	}
 	uint64_t until = krx_now_ns() + SPIN_NS;
-	for (unsigned round = 0; !AO_load(&scheds.stopping); round++) {
+	for (unsigned round = 0; !AO_load(&krx_scheds.stopping); round++) {
 		/* Found: sched_main stops our spinning before it runs t. */
 		if ((t = inbox_or_inject(s)) || (t = krx_runq_get(&s->rq)))
 			return t;
@@ -449,7 +425,7 @@ static krx_task *find_work(krx_sched *s)
 		krx_cpu_relax();
 	}
 	stop_spinning(s, false);
-	if (AO_load(&scheds.stopping))
+	if (AO_load(&krx_scheds.stopping))
 		return NULL;
 	park(s);
 	fire_timers(s);
@@ -472,7 +448,7 @@ static void *sched_main(void *arg)
 	if (!krx_fault_thread_start(s))
 		krx_sched_log("krill: scheduler %u has no signal stack: a fault in a process "
 		              "running on it will end the program", s->id);
-	if (scheds.cfg.pin) {
+	if (krx_scheds.cfg.pin) {
 		cpu_set_t set;
 		CPU_ZERO(&set);
 		CPU_SET(s->id % CPU_SETSIZE, &set);
@@ -480,7 +456,7 @@ static void *sched_main(void *arg)
 	}
 	/* Relaxed: stopping only needs to be seen eventually; the join that
 	 * follows orders everything else. */
-	while (!AO_load(&scheds.stopping)) {
+	while (!AO_load(&krx_scheds.stopping)) {
 		krx_task *t = find_work(s);
 		if (!t)
 			continue;
@@ -490,8 +466,8 @@ static void *sched_main(void *arg)
 		run_task(s, t);
 	}
 	if (s->vm_pending)
-		scheds.cfg.hooks.flush(s);
-	krx_stack_cache_flush(&scheds.pool, &s->stacks);
+		krx_scheds.cfg.hooks.flush(s);
+	krx_stack_cache_flush(&krx_scheds.pool, &s->stacks);
 	krx_fault_thread_stop(s);
 	tls->sched = NULL;
 	return NULL;
@@ -502,14 +478,14 @@ static void *sched_main(void *arg)
 static void task_entry(void *arg)
 {
 	krx_task *t = arg;
-	scheds.cfg.hooks.task_main(t);
+	krx_scheds.cfg.hooks.task_main(t);
 	krx_task_exit();
 }
 
 /* The scheduler's stack cache serves the default pool only. */
 static krx_stack_cache *cache_for(krx_sched *s, krx_task *t)
 {
-	return t->pool == &scheds.pool ? &s->stacks : NULL;
+	return t->pool == &krx_scheds.pool ? &s->stacks : NULL;
 }
 
 static bool give_stack(krx_sched *s, krx_task *t)
@@ -519,7 +495,7 @@ static bool give_stack(krx_sched *s, krx_task *t)
 		return false;
 	/* Relaxed: figures for kr_info and kr_vm_stats. */
 	AO_int_store(&t->guard, (unsigned)t->stack->guard + 1);
-	AO_fetch_and_add1(&scheds.stacks_in_use);
+	AO_fetch_and_add1(&krx_scheds.stacks_in_use);
 	krx_ctx_make(&t->ctx, t->stack->lo, (size_t)(t->stack->hi - t->stack->lo), task_entry, t,
 	             &s->ctx);
 	return true;
@@ -530,95 +506,20 @@ static void release_stack(krx_sched *s, krx_task *t)
 	krx_ctx_destroy(&t->ctx);
 	krx_stack_put(t->pool, cache_for(s, t), t->stack);
 	t->stack = NULL;
-	AO_fetch_and_sub1(&scheds.stacks_in_use);
+	AO_fetch_and_sub1(&krx_scheds.stacks_in_use);
 }
 
-/*
- * A task woken into the LIFO slot waits there until the running task's run
- * ends, and no other scheduler can take it. While another scheduler idles,
- * the running task is put on a short leash: if it goes on to wait (a
- * ping-pong) its run ends sooner anyway; if it computes (a worker that has
- * just reported to its supervisor), it yields after KRX_LIFO_LEASH
- * reductions, its partner runs, and the idle scheduler can take the worker.
- */
-static inline void leash(krx_sched *s)
-{
-	/* Relaxed: a hint; a scheduler that parks or wakes just after only
-	 * makes one run longer or shorter than it might have been. */
-	if (!AO_load(&scheds.npidle) && !AO_load(&scheds.nspinning))
-		return;
-	struct krx_tls *tls = krx_tls();
-	if (tls->reds > KRX_LIFO_LEASH) {
-		s->reds_forgiven += tls->reds - KRX_LIFO_LEASH;
-		tls->reds = KRX_LIFO_LEASH;
-	}
-}
-
-/* Queue t on s (s's own thread), or on its bound scheduler's inbox. */
-static inline void requeue_local(krx_sched *s, krx_task *t, bool lifo)
-{
-	if (t->bound && t->bound != s) {
-		krx_task_ready(t);
-		return;
-	}
-	if (lifo) {
-		/* It runs next: start loading its saved registers now. With many
-		 * processes their stacks are cold, and that first load is most of
-		 * what a switch costs. */
-		__builtin_prefetch(t->ctx.sp);
-		__builtin_prefetch((char *)t->ctx.sp + 64);
-		/* The LIFO slot takes bound tasks too: thieves never see it. */
-		t = krx_runq_swap_lifo(&s->rq, t);
-		if (scheds.n > 1 && s->current)
-			leash(s);
-		if (!t)
-			return;
-	}
-	if (t->bound)
-		krx_inbox_push(&s->inbox, t); /* never the ring: thieves take from it */
-	else
-		krx_runq_put(&s->rq, t, &scheds.inject);
-}
-
-/* t is about to run on s (whose thread's block is tls): the bookkeeping of
- * a switch-in. */
-static inline void switch_in_tls(krx_sched *s, krx_task *t, struct krx_tls *tls)
-{
-	AO_t st = AO_load(&t->state);
-	/* Relaxed: the task is ours now (taken from a queue with acquire);
-	 * wakers only CAS waiting words, which this is not. */
-	AO_store(&t->state, (st & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNING);
-	AO_int_store(&t->last_sched, s->id + 1);
-	/* (Its context's exit_to is never used: task_entry does not return.) */
-	/* Release: the watchdog that reads current reads the task too. */
-	AO_store_release(&s->current, (AO_t)t);
-	AO_store(&s->run_seq, AO_load(&s->run_seq) + 1);
-	tls->reds = KRX_REDUCTIONS;
-	s->switched_for = KRX_SW_YIELD;
-}
-
+/* t is about to run on s (s's own thread). */
 static inline void switch_in(krx_sched *s, krx_task *t)
 {
-	switch_in_tls(s, t, krx_tls());
-}
-
-/* t has left the CPU of s, with reds_left of its budget: count what it
- * spent. */
-static inline void account_left(krx_sched *s, krx_task *t, long reds_left)
-{
-	long spent = KRX_REDUCTIONS - reds_left;
-	if (__builtin_expect(s->reds_forgiven != 0, 0)) {
-		spent -= s->reds_forgiven;
-		s->reds_forgiven = 0;
-	}
-	AO_store(&t->reductions, AO_load(&t->reductions) + (AO_t)spent);
+	krx_sched_switch_in_tls(s, t, krx_tls());
 }
 
 /* t has left the CPU of s: count its reductions. */
 static inline void account(krx_sched *s, krx_task *t)
 {
 	/* This thread is s's: the reductions left are those of t's run. */
-	account_left(s, t, krx_tls()->reds);
+	krx_sched_account_left(s, t, krx_tls()->reds);
 }
 
 /*
@@ -639,16 +540,16 @@ static inline void mark_done(krx_task *t)
 static void switched_out(krx_sched *s, krx_task *t)
 {
 	if (s->vm_pending)
-		scheds.cfg.hooks.flush(s);
+		krx_scheds.cfg.hooks.flush(s);
 	if (t->stack && t->stack->guard == KRX_GUARD_CANARY && !krx_stack_intact(t->stack)) {
 		char name[64];
-		scheds.cfg.hooks.task_name(t, name, sizeof name);
+		krx_scheds.cfg.hooks.task_name(t, name, sizeof name);
 		krx_sched_log("krill: process %s overflowed its stack (canary); memory is corrupt", name);
 		abort();
 	}
 	switch (s->switched_for) {
 	case KRX_SW_YIELD:
-		requeue_local(s, t, false);
+		krx_sched_requeue_local(s, t, false);
 		/* A backlog here while others sleep: wake one to steal (the
 		 * LIFO slot's task runs here next; the ring's could go). */
 		if (krx_runq_len(&s->rq) + (s->rq.lifo != NULL) > 1)
@@ -657,7 +558,7 @@ static void switched_out(krx_sched *s, krx_task *t)
 	case KRX_SW_EXIT:
 		release_stack(s, t);
 		mark_done(t);
-		scheds.cfg.hooks.task_exit(t);
+		krx_scheds.cfg.hooks.task_exit(t);
 		break;
 	case KRX_SW_PARK: {
 		AO_t word = s->park_word;
@@ -676,7 +577,7 @@ static void switched_out(krx_sched *s, krx_task *t)
 				AO_store(&t->state, back);
 			else if (!AO_compare_and_swap_full(&t->state, word, back))
 				break;
-			requeue_local(s, t, true);
+			krx_sched_requeue_local(s, t, true);
 		}
 		break;
 	}
@@ -697,7 +598,7 @@ void krx_sched_commit_deferred_slow(krx_sched *s)
 		(void)krx_timers_add(&s->timers, s->park_deadline, t, AO_load(&t->state));
 	if (!s->park_commit(t, s->park_arg)) {
 		AO_store(&t->state, (AO_load(&t->state) & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE);
-		requeue_local(s, t, true);
+		krx_sched_requeue_local(s, t, true);
 	}
 }
 
@@ -707,7 +608,7 @@ static void run_task(krx_sched *s, krx_task *t)
 	if (!t->stack && !give_stack(s, t)) {
 		krx_sched_log("krill: out of stack address space; a process could not start");
 		mark_done(t);
-		scheds.cfg.hooks.task_exit(t);
+		krx_scheds.cfg.hooks.task_exit(t);
 		return;
 	}
 	switch_in(s, t);
@@ -736,8 +637,8 @@ krx_task *krx_sched_direct_next(krx_sched *s, krx_task *t)
 	s->rq.streak++;
 	/* account() and switch_in(), with one look at the thread's block. */
 	struct krx_tls *tls = krx_tls();
-	account_left(s, t, tls->reds);
-	switch_in_tls(s, next, tls);
+	krx_sched_account_left(s, t, tls->reds);
+	krx_sched_switch_in_tls(s, next, tls);
 	s->switched_for = KRX_SW_PARK;
 	s->handover = t;
 	return next;
@@ -765,17 +666,17 @@ void krx_task_wake_deferred(krx_sched *s, krx_task *t)
 	s->deferred = NULL;
 	/* Relaxed: only this thread knows the task waits; queueing publishes. */
 	AO_store(&t->state, (AO_load(&t->state) & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE);
-	/* requeue_local(s, t, true), but for its prefetch: t ran here a moment
-	 * ago and its stack is warm. */
+	/* krx_sched_requeue_local(s, t, true), but for its prefetch: t ran
+	 * here a moment ago and its stack is warm. */
 	if (t->bound && t->bound != s) {
 		krx_task_ready(t);
 		return;
 	}
 	t = krx_runq_swap_lifo(&s->rq, t);
-	if (scheds.n > 1)
-		leash(s);
+	if (krx_scheds.n > 1)
+		krx_sched_leash(s);
 	if (t)
-		requeue_local(s, t, false);
+		krx_sched_requeue_local(s, t, false);
 	if (krx_runq_len(&s->rq) > 0)
 		wake_one();
 }
@@ -787,9 +688,9 @@ void krx_task_init(krx_task *t, unsigned bound, krx_stack_pool *pool)
 	/* Keep seq across reuse of the structure (stale timers test it). */
 	AO_t seq = AO_load(&t->state) & ~(AO_t)(KRX_ST_SEQ_ONE - 1);
 	t->stack = NULL;
-	t->pool = pool ? pool : &scheds.pool;
+	t->pool = pool ? pool : &krx_scheds.pool;
 	t->next = NULL;
-	t->bound = bound && bound <= scheds.n ? &scheds.scheds[bound - 1] : NULL;
+	t->bound = bound && bound <= krx_scheds.n ? &krx_scheds.scheds[bound - 1] : NULL;
 	AO_int_store(&t->last_sched, 0);
 	AO_store(&t->reductions, 0);
 	AO_int_store(&t->guard, 0);
@@ -816,17 +717,17 @@ void krx_task_ready(krx_task *t)
 		 * next. Either way, wake a helper only for a backlog beyond what
 		 * this scheduler is about to run itself. */
 		bool from_task = s->current != 0;
-		requeue_local(s, t, from_task);
+		krx_sched_requeue_local(s, t, from_task);
 		if (krx_runq_len(&s->rq) > (from_task ? 0u : 1u))
 			wake_one();
 		return;
 	}
-	krx_injectq_push(&scheds.inject, t);
+	krx_injectq_push(&krx_scheds.inject, t);
 	AO_nop_full(); /* see the comment at the top */
 	wake_one();
 	/* No scheduler may be idle yet spinning elsewhere; make sure one that
 	 * is parked hears of host work even if a spinner is about to give up. */
-	if (AO_load(&scheds.npidle) == scheds.n)
+	if (AO_load(&krx_scheds.npidle) == krx_scheds.n)
 		wake_one();
 }
 
@@ -834,7 +735,7 @@ void krx_task_spawn(krx_task *t)
 {
 	krx_sched *s = krx_sched_self();
 	if (s && !t->bound) {
-		krx_runq_put(&s->rq, t, &scheds.inject);
+		krx_runq_put(&s->rq, t, &krx_scheds.inject);
 		if (krx_runq_len(&s->rq) > 1)
 			wake_one();
 		return;
@@ -869,7 +770,7 @@ void krx_task_wake_won(krx_task *t)
 	}
 	/* The common case, a running task waking its partner: what
 	 * krx_task_ready would do, without its questions. */
-	requeue_local(s, t, true);
+	krx_sched_requeue_local(s, t, true);
 	if (krx_runq_len(&s->rq) > 0)
 		wake_one();
 }
@@ -896,8 +797,8 @@ void krx_task_yield(void)
 	s->switched_for = KRX_SW_YIELD;
 	krx_ctx_switch(&t->ctx, &s->ctx);
 	krx_task_resumed();
-	if (scheds.cfg.hooks.yielded)
-		scheds.cfg.hooks.yielded(t);
+	if (krx_scheds.cfg.hooks.yielded)
+		krx_scheds.cfg.hooks.yielded(t);
 }
 
 KR_API int kr__budget_spent(void)
@@ -934,23 +835,23 @@ static uint64_t thread_cpu_ns(krx_sched *s)
 static void *watchdog_main(void *arg)
 {
 	(void)arg;
-	struct look { uint64_t seq, cpu, reported; } *seen = calloc(scheds.n, sizeof *seen);
-	const uint64_t threshold_ns = (uint64_t)scheds.cfg.watchdog_ms * 1000000u;
-	const unsigned pace = scheds.cfg.watchdog_ms / 2 ? scheds.cfg.watchdog_ms / 2 : 1;
+	struct look { uint64_t seq, cpu, reported; } *seen = calloc(krx_scheds.n, sizeof *seen);
+	const uint64_t threshold_ns = (uint64_t)krx_scheds.cfg.watchdog_ms * 1000000u;
+	const unsigned pace = krx_scheds.cfg.watchdog_ms / 2 ? krx_scheds.cfg.watchdog_ms / 2 : 1;
 	unsigned interval = pace;
-	pthread_mutex_lock(&scheds.wd_lock);
-	while (seen && !AO_load(&scheds.stopping)) {
+	pthread_mutex_lock(&krx_scheds.wd_lock);
+	while (seen && !AO_load(&krx_scheds.stopping)) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)interval * 1000000u;
 		ts.tv_sec += (time_t)(ns / 1000000000u);
 		ts.tv_nsec = (long)(ns % 1000000000u);
-		pthread_cond_timedwait(&scheds.wd_cond, &scheds.wd_lock, &ts);
-		if (!AO_load(&scheds.wd_backoff))
+		pthread_cond_timedwait(&krx_scheds.wd_cond, &krx_scheds.wd_lock, &ts);
+		if (!AO_load(&krx_scheds.wd_backoff))
 			interval = pace; /* poked, or never backed off */
 		bool any = false;
-		for (unsigned i = 0; i < scheds.n; i++) {
-			krx_sched *s = &scheds.scheds[i];
+		for (unsigned i = 0; i < krx_scheds.n; i++) {
+			krx_sched *s = &krx_scheds.scheds[i];
 			struct look *l = &seen[i];
 			/* Relaxed: a sample; a run that ends as we look is fine. */
 			uint64_t seq = AO_load(&s->run_seq);
@@ -970,18 +871,18 @@ static void *watchdog_main(void *arg)
 			if (!t)
 				continue;
 			char name[64];
-			scheds.cfg.hooks.task_name(t, name, sizeof name);
+			krx_scheds.cfg.hooks.task_name(t, name, sizeof name);
 			krx_sched_log("krill: process %s has run more than %u ms on scheduler %u "
 			              "without yielding",
-			              name, scheds.cfg.watchdog_ms, i);
+			              name, krx_scheds.cfg.watchdog_ms, i);
 			l->reported = seq;
 		}
 		/* An idle VM should cost nothing: look less often when idle,
 		 * until a scheduler wakes up and pokes us (under wd_lock). */
 		interval = any ? pace : (interval * 2 > 1000 ? 1000 : interval * 2);
-		AO_store(&scheds.wd_backoff, interval > pace);
+		AO_store(&krx_scheds.wd_backoff, interval > pace);
 	}
-	pthread_mutex_unlock(&scheds.wd_lock);
+	pthread_mutex_unlock(&krx_scheds.wd_lock);
 	free(seen);
 	return NULL;
 }
@@ -990,37 +891,37 @@ static void *watchdog_main(void *arg)
 
 int krx_sched_start(const krx_sched_config *cfg)
 {
-	memset(&scheds, 0, sizeof scheds);
-	scheds.cfg = *cfg;
-	scheds.cfg.vm_locals = NULL; /* the caller's array: read below, not kept */
-	scheds.n = cfg->schedulers;
+	memset(&krx_scheds, 0, sizeof krx_scheds);
+	krx_scheds.cfg = *cfg;
+	krx_scheds.cfg.vm_locals = NULL; /* the caller's array: read below, not kept */
+	krx_scheds.n = cfg->schedulers;
 	krx_stack_opts so = { .stack_size = cfg->stack_size };
-	int err = krx_stack_pool_init(&scheds.pool, &so);
+	int err = krx_stack_pool_init(&krx_scheds.pool, &so);
 	if (err)
 		return KR_ENOMEM;
-	scheds.scheds = krx_calloc_raw(scheds.n, sizeof *scheds.scheds);
-	scheds.idle_list = krx_calloc_raw(scheds.n, sizeof *scheds.idle_list);
-	if (!scheds.scheds || !scheds.idle_list || krx_poll_start(scheds.n)) {
-		krx_free_raw(scheds.scheds);
-		krx_free_raw(scheds.idle_list);
-		krx_stack_pool_destroy(&scheds.pool);
+	krx_scheds.scheds = krx_calloc_raw(krx_scheds.n, sizeof *krx_scheds.scheds);
+	krx_scheds.idle_list = krx_calloc_raw(krx_scheds.n, sizeof *krx_scheds.idle_list);
+	if (!krx_scheds.scheds || !krx_scheds.idle_list || krx_poll_start(krx_scheds.n)) {
+		krx_free_raw(krx_scheds.scheds);
+		krx_free_raw(krx_scheds.idle_list);
+		krx_stack_pool_destroy(&krx_scheds.pool);
 		return KR_ENOMEM;
 	}
 	/* The fault handlers go in once nothing else can fail. */
-	if (krx_fault_start(scheds.n, &cfg->hooks)) {
+	if (krx_fault_start(krx_scheds.n, &cfg->hooks)) {
 		krx_poll_free();
-		krx_free_raw(scheds.scheds);
-		krx_free_raw(scheds.idle_list);
-		krx_stack_pool_destroy(&scheds.pool);
+		krx_free_raw(krx_scheds.scheds);
+		krx_free_raw(krx_scheds.idle_list);
+		krx_stack_pool_destroy(&krx_scheds.pool);
 		return KR_ENOMEM;
 	}
-	krx_injectq_init(&scheds.inject);
-	pthread_mutex_init(&scheds.idle_lock, NULL);
-	pthread_mutex_init(&scheds.pools_lock, NULL);
-	pthread_mutex_init(&scheds.wd_lock, NULL);
-	pthread_cond_init(&scheds.wd_cond, NULL);
-	for (unsigned i = 0; i < scheds.n; i++) {
-		krx_sched *s = &scheds.scheds[i];
+	krx_injectq_init(&krx_scheds.inject);
+	pthread_mutex_init(&krx_scheds.idle_lock, NULL);
+	pthread_mutex_init(&krx_scheds.pools_lock, NULL);
+	pthread_mutex_init(&krx_scheds.wd_lock, NULL);
+	pthread_cond_init(&krx_scheds.wd_cond, NULL);
+	for (unsigned i = 0; i < krx_scheds.n; i++) {
+		krx_sched *s = &krx_scheds.scheds[i];
 		s->id = i;
 		s->vm_local = cfg->vm_locals ? cfg->vm_locals[i] : NULL;
 		s->rand = 0x9e3779b9u * (i + 1);
@@ -1028,54 +929,54 @@ int krx_sched_start(const krx_sched_config *cfg)
 		krx_timers_init(&s->timers);
 	}
 	/* Release: threads and callers that see running see all of the above. */
-	AO_store_release(&scheds.running, 1);
-	for (unsigned i = 0; i < scheds.n; i++)
-		pthread_create(&scheds.scheds[i].thread, NULL, sched_main, &scheds.scheds[i]);
-	pthread_create(&scheds.watchdog, NULL, watchdog_main, NULL);
+	AO_store_release(&krx_scheds.running, 1);
+	for (unsigned i = 0; i < krx_scheds.n; i++)
+		pthread_create(&krx_scheds.scheds[i].thread, NULL, sched_main, &krx_scheds.scheds[i]);
+	pthread_create(&krx_scheds.watchdog, NULL, watchdog_main, NULL);
 	return 0;
 }
 
 void krx_sched_stop(void)
 {
-	AO_store_release(&scheds.stopping, 1);
-	for (unsigned i = 0; i < scheds.n; i++)
-		wake_sched(&scheds.scheds[i], WOKEN_PLAIN);
-	for (unsigned i = 0; i < scheds.n; i++)
-		pthread_join(scheds.scheds[i].thread, NULL);
-	pthread_mutex_lock(&scheds.wd_lock);
-	pthread_cond_signal(&scheds.wd_cond);
-	pthread_mutex_unlock(&scheds.wd_lock);
-	pthread_join(scheds.watchdog, NULL);
+	AO_store_release(&krx_scheds.stopping, 1);
+	for (unsigned i = 0; i < krx_scheds.n; i++)
+		wake_sched(&krx_scheds.scheds[i], WOKEN_PLAIN);
+	for (unsigned i = 0; i < krx_scheds.n; i++)
+		pthread_join(krx_scheds.scheds[i].thread, NULL);
+	pthread_mutex_lock(&krx_scheds.wd_lock);
+	pthread_cond_signal(&krx_scheds.wd_cond);
+	pthread_mutex_unlock(&krx_scheds.wd_lock);
+	pthread_join(krx_scheds.watchdog, NULL);
 	krx_blocking_stop();
 	krx_fault_stop();
-	AO_store(&scheds.running, 0);
+	AO_store(&krx_scheds.running, 0);
 }
 
 void krx_sched_free(void)
 {
-	for (unsigned i = 0; i < scheds.n; i++) {
-		krx_sched *s = &scheds.scheds[i];
-		krx_stack_cache_flush(&scheds.pool, &s->stacks);
+	for (unsigned i = 0; i < krx_scheds.n; i++) {
+		krx_sched *s = &krx_scheds.scheds[i];
+		krx_stack_cache_flush(&krx_scheds.pool, &s->stacks);
 		krx_timers_free(&s->timers);
 	}
-	krx_stack_pool_destroy(&scheds.pool);
+	krx_stack_pool_destroy(&krx_scheds.pool);
 	for (int i = 0; i < KRX_STACK_SIZES; i++) {
-		krx_stack_pool *p = (krx_stack_pool *)AO_load(&scheds.other_pools[i]);
+		krx_stack_pool *p = (krx_stack_pool *)AO_load(&krx_scheds.other_pools[i]);
 		if (p) {
 			krx_stack_pool_destroy(p);
 			krx_free_raw(p);
 		}
 	}
-	pthread_mutex_destroy(&scheds.pools_lock);
+	pthread_mutex_destroy(&krx_scheds.pools_lock);
 	krx_poll_free();
-	krx_free_raw(scheds.scheds);
-	krx_free_raw(scheds.idle_list);
-	pthread_mutex_destroy(&scheds.inject.lock);
-	pthread_mutex_destroy(&scheds.idle_lock);
-	pthread_mutex_destroy(&scheds.wd_lock);
-	pthread_cond_destroy(&scheds.wd_cond);
-	scheds.scheds = NULL;
-	scheds.n = 0;
+	krx_free_raw(krx_scheds.scheds);
+	krx_free_raw(krx_scheds.idle_list);
+	pthread_mutex_destroy(&krx_scheds.inject.lock);
+	pthread_mutex_destroy(&krx_scheds.idle_lock);
+	pthread_mutex_destroy(&krx_scheds.wd_lock);
+	pthread_cond_destroy(&krx_scheds.wd_cond);
+	krx_scheds.scheds = NULL;
+	krx_scheds.n = 0;
 }
 
 void krx_task_discard(krx_task *t)
@@ -1084,7 +985,7 @@ void krx_task_discard(krx_task *t)
 		krx_ctx_destroy(&t->ctx);
 		krx_stack_put(t->pool, NULL, t->stack);
 		t->stack = NULL;
-		AO_fetch_and_sub1(&scheds.stacks_in_use);
+		AO_fetch_and_sub1(&krx_scheds.stacks_in_use);
 	}
 	mark_done(t);
 }
