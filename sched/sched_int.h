@@ -6,6 +6,7 @@
  *   sched.c     start and stop, the stack pools, logging, the task-side API
  *               (ready, spawn, wake, yield, exit) and running a task, and
  *               for now the rest;
+ *   watchdog.c  the thread that reports a process that does not yield.
  *
  * The helpers below are inline because they are on the message path (a
  * wake-up, a direct switch): a call across files there would cost every
@@ -46,6 +47,15 @@ extern struct krx_scheds {
 	pthread_cond_t wd_cond;
 	AO_t wd_backoff;       /* the watchdog looks less often: the VM was idle */
 } krx_scheds __attribute__((visibility("hidden")));
+
+/* ---- watchdog.c ---- */
+
+/* Start the watchdog thread (once the scheduler threads run), and stop and
+ * join it (once they are joined). */
+void krx_watchdog_start(void);
+void krx_watchdog_stop(void);
+/* A scheduler leaving sleep: bring a backed-off watchdog back to pace. */
+void krx_watchdog_poke(void);
 
 /* ---- inline helpers on the message path ---- */
 
