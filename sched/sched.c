@@ -10,27 +10,6 @@
  * scheduler's inbox of bound tasks every other pair of ticks (taking turns
  * with the ring), due timers, its own run queue, the inbox, the inject
  * queue, the poller, then stealing.
- *
- * When to block a thread, and when to wake one (after Go's runtime):
- *  - An idle scheduler first *spins*, stealing from the others, for up to
- *    SPIN_NS: waking a parked thread costs 10-100 us on these machines, so
- *    a short gap between messages must not put a scheduler to sleep. At most
- *    about half the busy schedulers spin at once.
- *  - A scheduler that finds nothing parks on its own futex word after
- *    putting itself on the idle list and looking once more for work; while
- *    tasks wait on descriptors, one parked scheduler waits in epoll instead
- *    (poll.c), and is woken from there by an eventfd. A waker takes a
- *    scheduler off that list before waking it, so each wake is aimed and
- *    used once.
- *  - Making a task runnable wakes one parked scheduler only when no
- *    scheduler is spinning and there is a backlog another could take: a
- *    task in the LIFO slot alone is the running task's partner and wakes no
- *    one. That keeps futex calls off the per-message path.
- *  - A task in a run queue is always run eventually by that queue's owner,
- *    so a missed wake-up there costs parallelism, never progress. Work that
- *    only a sleeper could run (the inject queue, a parked scheduler's inbox)
- *    is published with a full fence before the waker looks at the idle list,
- *    and the parker looks at the queues after a full fence of its own.
  */
 #include "sched_int.h"
 
@@ -41,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "futex.h"
 #include "mi.h"
 #include "poll.h"
 
@@ -136,134 +114,6 @@ void krx_sched_log(const char *fmt, ...)
 		fprintf(stderr, "%s\n", line);
 }
 
-/* ---- waking and parking schedulers ---- */
-
-/* Wake words: why a parked scheduler was woken. */
-enum { WOKEN_NO = 0, WOKEN_PLAIN = 1, WOKEN_SPINNING = 2 };
-
-static void wake_sched(krx_sched *s, unsigned why)
-{
-	/* Release: the woken scheduler sees the work published before. */
-	AO_int_store_release(&s->wake_word, why);
-	krx_poll_kick(s); /* it may be asleep in epoll, where the futex wake does not reach */
-	krx_futex_wake(&s->wake_word, 1);
-}
-
-/* Take s off the idle list if it is there; true if we did. */
-static bool unidle(krx_sched *s)
-{
-	bool found = false;
-	pthread_mutex_lock(&krx_scheds.idle_lock);
-	for (unsigned i = 0; i < krx_scheds.nidle_list; i++) {
-		if (krx_scheds.idle_list[i] == s->id) {
-			krx_scheds.idle_list[i] = krx_scheds.idle_list[--krx_scheds.nidle_list];
-			found = true;
-			break;
-		}
-	}
-	if (found) {
-		AO_store(&s->idle, 0);
-		AO_fetch_and_sub1(&krx_scheds.npidle);
-	}
-	pthread_mutex_unlock(&krx_scheds.idle_lock);
-	return found;
-}
-
-/* Wake one parked scheduler, as a spinner, if none is spinning. */
-static void wake_one(void)
-{
-	/* Relaxed: hints; see the comment at the top for why a stale look
-	 * costs at worst parallelism. */
-	if (AO_load(&krx_scheds.npidle) == 0 || AO_load(&krx_scheds.nspinning) != 0)
-		return;
-	krx_sched *s = NULL;
-	pthread_mutex_lock(&krx_scheds.idle_lock);
-	if (krx_scheds.nidle_list && AO_load(&krx_scheds.nspinning) == 0) {
-		s = &krx_scheds.scheds[krx_scheds.idle_list[--krx_scheds.nidle_list]];
-		AO_store(&s->idle, 0);
-		AO_fetch_and_sub1(&krx_scheds.npidle);
-		/* Counted as spinning before it runs, so that concurrent
-		 * wakers do not wake a second one for the same work; it learns
-		 * so from its wake word. */
-		AO_fetch_and_add1(&krx_scheds.nspinning);
-	}
-	pthread_mutex_unlock(&krx_scheds.idle_lock);
-	if (s)
-		wake_sched(s, WOKEN_SPINNING);
-}
-
-static bool work_visible(krx_sched *s)
-{
-	if (!krx_injectq_empty(&krx_scheds.inject) || !krx_inbox_empty(&s->inbox))
-		return true;
-	for (unsigned i = 0; i < krx_scheds.n; i++)
-		if (krx_runq_len(&krx_scheds.scheds[i].rq) > 0)
-			return true;
-	return false;
-}
-
-static void park(krx_sched *s)
-{
-	uint64_t next = krx_timers_next(&s->timers);
-	pthread_mutex_lock(&krx_scheds.idle_lock);
-	krx_scheds.idle_list[krx_scheds.nidle_list++] = s->id;
-	AO_store(&s->idle, 1);
-	AO_fetch_and_add1(&krx_scheds.npidle);
-	pthread_mutex_unlock(&krx_scheds.idle_lock);
-	/* Full: our place on the idle list is visible before we look at the
-	 * queues, and a waker publishes its work before it looks at the list. */
-	AO_nop_full();
-	if (work_visible(s) || AO_load(&krx_scheds.stopping)) {
-		if (!unidle(s))
-			goto woken; /* a waker chose us meanwhile */
-		return;
-	}
-	for (;;) {
-		/* Acquire: pairs with wake_sched's release. */
-		if (AO_int_load_acquire(&s->wake_word))
-			goto woken;
-		if (AO_load(&krx_scheds.stopping)) {
-			if (!unidle(s))
-				goto woken;
-			return;
-		}
-		int64_t timeout = -1;
-		if (next != UINT64_MAX) {
-			uint64_t now = krx_now_ns();
-			if (now >= next) {
-				if (!unidle(s))
-					goto woken;
-				return;
-			}
-			timeout = (int64_t)(next - now);
-		}
-		int ready = krx_poll_sleep(s, timeout);
-		if (ready < 0) {
-			krx_futex_wait(&s->wake_word, 0, timeout);
-		} else if (ready > 0) {
-			/* Descriptors are ready: leave the idle list before their
-			 * tasks are queued here, so that no waker picks us for them. */
-			bool mine = unidle(s);
-			krx_poll_dispatch(s, ready);
-			if (!mine)
-				goto woken;
-			krx_watchdog_poke();
-			return;
-		}
-	}
-woken:
-	krx_watchdog_poke();
-	/* Acquire: pairs with wake_sched's release. A waker that chose us as
-	 * a spinner counted us in nspinning already. The waker may store its
-	 * word after we stopped waiting; we then see it at our next park and
-	 * return at once, which is harmless. */
-	while (!AO_int_load_acquire(&s->wake_word))
-		krx_cpu_relax();
-	if (AO_int_load_acquire(&s->wake_word) == WOKEN_SPINNING)
-		s->spinning = true;
-	AO_int_store(&s->wake_word, WOKEN_NO);
-}
-
 /* ---- finding work ---- */
 
 static uint32_t next_rand(krx_sched *s)
@@ -321,17 +171,6 @@ static void fire_timers(krx_sched *s)
 		krx_timers_fire(&s->timers, krx_now_ns(), timer_expired);
 }
 
-static void stop_spinning(krx_sched *s, bool found)
-{
-	if (!s->spinning)
-		return;
-	s->spinning = false;
-	/* The last spinner to find work hands the watch to another, in case
-	 * there is more (Go's rule). */
-	if (AO_fetch_and_sub1(&krx_scheds.nspinning) == 1 && found)
-		wake_one();
-}
-
 /* The next of the tasks taken from an overdue inject queue, or NULL. */
 static inline krx_task *take_overdue(krx_sched *s)
 {
@@ -387,11 +226,7 @@ static krx_task *find_work(krx_sched *s)
 	 * inbox and the inject queue, which cost no one else anything. A
 	 * process bound here, or woken from outside, is then picked up in
 	 * well under a microsecond instead of after a futex wake-up. */
-	unsigned busy = krx_scheds.n - (unsigned)AO_load(&krx_scheds.npidle);
-	if (!s->spinning && 2 * AO_load(&krx_scheds.nspinning) < busy) {
-		s->spinning = true;
-		AO_fetch_and_add1(&krx_scheds.nspinning);
-	}
+	krx_sched_start_spinning(s);
 	uint64_t until = krx_now_ns() + SPIN_NS;
 	for (unsigned round = 0; !AO_load(&krx_scheds.stopping); round++) {
 		/* Found: sched_main stops our spinning before it runs t. */
@@ -411,10 +246,10 @@ static krx_task *find_work(krx_sched *s)
 		krx_cpu_relax();
 		krx_cpu_relax();
 	}
-	stop_spinning(s, false);
+	krx_sched_stop_spinning(s, false);
 	if (AO_load(&krx_scheds.stopping))
 		return NULL;
-	park(s);
+	krx_sched_park(s);
 	fire_timers(s);
 	return NULL;
 }
@@ -449,7 +284,7 @@ static void *sched_main(void *arg)
 			continue;
 		/* Woken as a spinner, it may have found work without spinning:
 		 * it must stop counting as one, or no one else is ever woken. */
-		stop_spinning(s, true);
+		krx_sched_stop_spinning(s, true);
 		run_task(s, t);
 	}
 	if (s->vm_pending)
@@ -540,7 +375,7 @@ static void switched_out(krx_sched *s, krx_task *t)
 		/* A backlog here while others sleep: wake one to steal (the
 		 * LIFO slot's task runs here next; the ring's could go). */
 		if (krx_runq_len(&s->rq) + (s->rq.lifo != NULL) > 1)
-			wake_one();
+			krx_sched_wake_one();
 		break;
 	case KRX_SW_EXIT:
 		release_stack(s, t);
@@ -665,7 +500,7 @@ void krx_task_wake_deferred(krx_sched *s, krx_task *t)
 	if (t)
 		krx_sched_requeue_local(s, t, false);
 	if (krx_runq_len(&s->rq) > 0)
-		wake_one();
+		krx_sched_wake_one();
 }
 
 /* ---- the task-side API ---- */
@@ -694,8 +529,8 @@ void krx_task_ready(krx_task *t)
 		/* Full: the inbox push is visible before we look at b's idle
 		 * flag (b looks at its inbox after publishing idle). */
 		AO_nop_full();
-		if (AO_load(&b->idle) && unidle(b))
-			wake_sched(b, WOKEN_PLAIN);
+		if (AO_load(&b->idle) && krx_sched_unidle(b))
+			krx_sched_wake(b, KRX_WOKEN_PLAIN);
 		return;
 	}
 	if (s) {
@@ -706,16 +541,16 @@ void krx_task_ready(krx_task *t)
 		bool from_task = s->current != 0;
 		krx_sched_requeue_local(s, t, from_task);
 		if (krx_runq_len(&s->rq) > (from_task ? 0u : 1u))
-			wake_one();
+			krx_sched_wake_one();
 		return;
 	}
 	krx_injectq_push(&krx_scheds.inject, t);
-	AO_nop_full(); /* see the comment at the top */
-	wake_one();
+	AO_nop_full(); /* see the top of idle.c */
+	krx_sched_wake_one();
 	/* No scheduler may be idle yet spinning elsewhere; make sure one that
 	 * is parked hears of host work even if a spinner is about to give up. */
 	if (AO_load(&krx_scheds.npidle) == krx_scheds.n)
-		wake_one();
+		krx_sched_wake_one();
 }
 
 void krx_task_spawn(krx_task *t)
@@ -724,7 +559,7 @@ void krx_task_spawn(krx_task *t)
 	if (s && !t->bound) {
 		krx_runq_put(&s->rq, t, &krx_scheds.inject);
 		if (krx_runq_len(&s->rq) > 1)
-			wake_one();
+			krx_sched_wake_one();
 		return;
 	}
 	krx_task_ready(t);
@@ -759,7 +594,7 @@ void krx_task_wake_won(krx_task *t)
 	 * krx_task_ready would do, without its questions. */
 	krx_sched_requeue_local(s, t, true);
 	if (krx_runq_len(&s->rq) > 0)
-		wake_one();
+		krx_sched_wake_one();
 }
 
 _Noreturn void krx_task_exit(void)
@@ -852,7 +687,7 @@ void krx_sched_stop(void)
 {
 	AO_store_release(&krx_scheds.stopping, 1);
 	for (unsigned i = 0; i < krx_scheds.n; i++)
-		wake_sched(&krx_scheds.scheds[i], WOKEN_PLAIN);
+		krx_sched_wake(&krx_scheds.scheds[i], KRX_WOKEN_PLAIN);
 	for (unsigned i = 0; i < krx_scheds.n; i++)
 		pthread_join(krx_scheds.scheds[i].thread, NULL);
 	krx_watchdog_stop();

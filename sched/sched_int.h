@@ -6,6 +6,7 @@
  *   sched.c     start and stop, the stack pools, logging, the task-side API
  *               (ready, spawn, wake, yield, exit) and running a task, and
  *               for now the rest;
+ *   idle.c      spinning, parking, and waking a parked scheduler;
  *   watchdog.c  the thread that reports a process that does not yield.
  *
  * The helpers below are inline because they are on the message path (a
@@ -47,6 +48,25 @@ extern struct krx_scheds {
 	pthread_cond_t wd_cond;
 	AO_t wd_backoff;       /* the watchdog looks less often: the VM was idle */
 } krx_scheds __attribute__((visibility("hidden")));
+
+/* ---- idle.c ---- */
+
+/* Wake words: why a parked scheduler was woken. */
+enum { KRX_WOKEN_NO = 0, KRX_WOKEN_PLAIN = 1, KRX_WOKEN_SPINNING = 2 };
+
+/* Wake s, which a waker has taken off the idle list, for why. */
+void krx_sched_wake(krx_sched *s, unsigned why);
+/* Take s off the idle list if it is there; true if we did. */
+bool krx_sched_unidle(krx_sched *s);
+/* Wake one parked scheduler, as a spinner, if none is spinning. */
+void krx_sched_wake_one(void);
+/* s found nothing to run: count it as spinning, if not too many do. */
+void krx_sched_start_spinning(krx_sched *s);
+/* s stops spinning; found: it found work. */
+void krx_sched_stop_spinning(krx_sched *s, bool found);
+/* s found nothing to run after spinning: sleep until woken, until its next
+ * timer is due, or until descriptors are ready. */
+void krx_sched_park(krx_sched *s);
 
 /* ---- watchdog.c ---- */
 
