@@ -5,7 +5,8 @@
  * The scheduler is split by job:
  *   sched.c     start and stop, the stack pools, logging, the task-side API
  *               (ready, spawn, wake, yield, exit) and running a task, and
- *               for now the rest;
+ *               for now the loop;
+ *   handoff.c   direct switches and deferred commits (see sched.h);
  *   idle.c      spinning, parking, and waking a parked scheduler;
  *   watchdog.c  the thread that reports a process that does not yield.
  *
@@ -48,6 +49,12 @@ extern struct krx_scheds {
 	pthread_cond_t wd_cond;
 	AO_t wd_backoff;       /* the watchdog looks less often: the VM was idle */
 } krx_scheds __attribute__((visibility("hidden")));
+
+/* ---- sched.c: running a task ---- */
+
+/* What becomes of t, which has switched out of s's CPU for s->switched_for
+ * (the loop's run of a task, and handoff.c's finish of a hand-over). */
+void krx_sched_switched_out(krx_sched *s, krx_task *t);
 
 /* ---- idle.c ---- */
 
