@@ -1,20 +1,17 @@
 /*
- * sched.c - scheduler threads: the run loop, stealing, parking and waking,
- * reductions, the watchdog, and shutdown.
+ * sched.c - the schedulers' life (start, stop, free), the stack pools,
+ * logging, the task-side API (init, ready, spawn, wake, yield, exit), and
+ * running a task: its stack, its switch in, and what becomes of it when it
+ * switches back. The loop that finds work is loop.c; spinning, parking and
+ * waking are idle.c; direct switches and deferred commits handoff.c; the
+ * watchdog watchdog.c (see sched_int.h).
  *
- * Each scheduler thread loops: take a runnable task, switch to it, and when
- * it switches back (it yielded, parked or finished) decide what becomes of
- * it. Where work comes from, in order: the inject queue and the poller every
- * 61st tick (so neither is ever starved), the inject queue every other tick
- * while its head is overdue (runq.c's set_due), the LIFO slot, the
- * scheduler's inbox of bound tasks every other pair of ticks (taking turns
- * with the ring), due timers, its own run queue, the inbox, the inject
- * queue, the poller, then stealing.
+ * A task that leaves the CPU is finished exactly once, by
+ * krx_sched_switched_out: on the loop's stack (krx_sched_run_task), or
+ * after a direct switch on the next task's (handoff.c).
  */
 #include "sched_int.h"
 
-#include <sched.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,14 +20,7 @@
 #include "mi.h"
 #include "poll.h"
 
-#define SPIN_NS 50000u      /* how long an idle scheduler looks for work */
-#define INJECT_EVERY 61     /* ticks between forced looks at the inject queue */
-#define TIMERS_EVERY 16     /* ticks between timer checks while busy */
-#define OVERDUE_BATCH 32    /* tasks taken at once from an overdue inject queue */
-
 struct krx_scheds krx_scheds;
-
-static void run_task(krx_sched *s, krx_task *t);
 
 bool krx_sched_running(void)
 {
@@ -112,187 +102,6 @@ void krx_sched_log(const char *fmt, ...)
 		krx_scheds.cfg.log(line, krx_scheds.cfg.log_ctx);
 	else
 		fprintf(stderr, "%s\n", line);
-}
-
-/* ---- finding work ---- */
-
-static uint32_t next_rand(krx_sched *s)
-{
-	uint32_t x = s->rand; /* xorshift32 */
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	return s->rand = x;
-}
-
-/* Steal half of a victim's ring, trying every other scheduler from a random
- * starting point. */
-static krx_task *steal(krx_sched *s)
-{
-	unsigned start = next_rand(s) % krx_scheds.n;
-	for (unsigned k = 0; k < krx_scheds.n; k++) {
-		krx_sched *v = &krx_scheds.scheds[(start + k) % krx_scheds.n];
-		krx_task *t = v == s ? NULL : krx_runq_steal(&s->rq, &v->rq);
-		if (t)
-			return t;
-	}
-	return NULL;
-}
-
-static krx_task *inbox_or_inject(krx_sched *s)
-{
-	krx_task *t = krx_inbox_empty(&s->inbox) ? NULL : krx_inbox_pop(&s->inbox);
-	if (!t)
-		t = krx_injectq_pop(&krx_scheds.inject, &s->rq, KRX_RUNQ_SIZE / 4);
-	return t;
-}
-
-/* A timer is due: win the wake-up of its park, or find it gone. */
-static bool timer_expired(krx_task *t, AO_t expect)
-{
-	AO_t won = (expect & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE | KRX_ST_TIMEDOUT;
-	if (krx_st_status(expect) == KRX_WAIT_RECV) {
-		/* Relaxed: a stale timer is told by the state word; the hook's
-		 * CAS on the mailbox is what decides. */
-		if (AO_load(&t->state) != expect || !krx_scheds.cfg.hooks.recv_timeout(t, expect))
-			return false;
-		AO_store(&t->state, won);
-	} else if (!AO_compare_and_swap_full(&t->state, expect, won)) {
-		/* Full: against the helper thread's CAS on the same word. */
-		return false;
-	}
-	krx_task_ready(t);
-	return true;
-}
-
-static void fire_timers(krx_sched *s)
-{
-	if (s->timers.n)
-		krx_timers_fire(&s->timers, krx_now_ns(), timer_expired);
-}
-
-/* The next of the tasks taken from an overdue inject queue, or NULL. */
-static inline krx_task *take_overdue(krx_sched *s)
-{
-	krx_task *t = s->overdue;
-	if (t)
-		s->overdue = t->next;
-	return t;
-}
-
-static krx_task *find_work(krx_sched *s)
-{
-	krx_task *t;
-	s->tick++;
-	if (s->tick % INJECT_EVERY == 0) {
-		/* Ready descriptors are not starved by a VM that never idles
-		 * either: their tasks join the run queue. */
-		krx_poll_now(s);
-		if ((t = krx_injectq_pop(&krx_scheds.inject, &s->rq, 16)))
-			return t;
-	} else if (s->tick & 1) {
-		/* Tasks spilled from full rings wait there while later
-		 * wake-ups fill the rings again ahead of them: while the oldest
-		 * is overdue, serve the queue every other tick, taking a batch
-		 * at a time (one lock for many). The clock is read every 16th
-		 * tick only. */
-		if (!s->overdue && (s->tick & 15) == 1 && krx_injectq_overdue(&krx_scheds.inject))
-			s->overdue = krx_injectq_take(&krx_scheds.inject, OVERDUE_BATCH);
-		if ((t = take_overdue(s)))
-			return t;
-	}
-	/* The task the last one woke runs next (within its streak). Then the
-	 * inbox and the run queue take turns: a bound task that yields goes
-	 * to the inbox, and must neither keep the ring from running nor be
-	 * kept from running by it. */
-	if ((t = krx_runq_get_lifo(&s->rq)))
-		return t;
-	if ((s->tick & 2) && !krx_inbox_empty(&s->inbox) && (t = krx_inbox_pop(&s->inbox)))
-		return t;
-	if (s->tick % TIMERS_EVERY == 0)
-		fire_timers(s);
-	if ((t = krx_runq_get(&s->rq)))
-		return t;
-	fire_timers(s);
-	if ((t = krx_runq_get(&s->rq)) || (t = inbox_or_inject(s)))
-		return t;
-	if ((t = take_overdue(s)))
-		return t;
-	if (krx_poll_now(s) && (t = krx_runq_get(&s->rq)))
-		return t;
-
-	/* Nothing here. Spin for a while before sleeping: stealing, if not
-	 * too many schedulers already do, and in any case watching our own
-	 * inbox and the inject queue, which cost no one else anything. A
-	 * process bound here, or woken from outside, is then picked up in
-	 * well under a microsecond instead of after a futex wake-up. */
-	krx_sched_start_spinning(s);
-	uint64_t until = krx_now_ns() + SPIN_NS;
-	for (unsigned round = 0; !AO_load(&krx_scheds.stopping); round++) {
-		/* Found: sched_main stops our spinning before it runs t. */
-		if ((t = inbox_or_inject(s)) || (t = krx_runq_get(&s->rq)))
-			return t;
-		/* Stealing and timers cost more: every 16th round. A round
-		 * is otherwise a few loads and two pauses (a pause is ~40 ns on
-		 * these CPUs), so work arriving for us is seen within ~0.1 us. */
-		if ((round & 15) == 15) {
-			if (s->spinning && (t = steal(s)))
-				return t;
-			fire_timers(s);
-			krx_poll_now(s);
-			if (krx_now_ns() > until)
-				break;
-		}
-		krx_cpu_relax();
-		krx_cpu_relax();
-	}
-	krx_sched_stop_spinning(s, false);
-	if (AO_load(&krx_scheds.stopping))
-		return NULL;
-	krx_sched_park(s);
-	fire_timers(s);
-	return NULL;
-}
-
-static void *sched_main(void *arg)
-{
-	krx_sched *s = arg;
-	struct krx_tls *tls = krx_tls();
-	tls->sched = s;
-	tls->reds = KRX_REDUCTIONS;
-	krx_ctx_init_thread(&s->ctx);
-	/* A write to a peer that has gone fails with EPIPE instead of killing
-	 * the program (the signal stays pending on this thread, blocked). */
-	sigset_t sigpipe;
-	sigemptyset(&sigpipe);
-	sigaddset(&sigpipe, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &sigpipe, NULL);
-	if (!krx_fault_thread_start(s))
-		krx_sched_log("krill: scheduler %u has no signal stack: a fault in a process "
-		              "running on it will end the program", s->id);
-	if (krx_scheds.cfg.pin) {
-		cpu_set_t set;
-		CPU_ZERO(&set);
-		CPU_SET(s->id % CPU_SETSIZE, &set);
-		pthread_setaffinity_np(pthread_self(), sizeof set, &set);
-	}
-	/* Relaxed: stopping only needs to be seen eventually; the join that
-	 * follows orders everything else. */
-	while (!AO_load(&krx_scheds.stopping)) {
-		krx_task *t = find_work(s);
-		if (!t)
-			continue;
-		/* Woken as a spinner, it may have found work without spinning:
-		 * it must stop counting as one, or no one else is ever woken. */
-		krx_sched_stop_spinning(s, true);
-		run_task(s, t);
-	}
-	if (s->vm_pending)
-		krx_scheds.cfg.hooks.flush(s);
-	krx_stack_cache_flush(&krx_scheds.pool, &s->stacks);
-	krx_fault_thread_stop(s);
-	tls->sched = NULL;
-	return NULL;
 }
 
 /* ---- running a task ---- */
@@ -406,9 +215,7 @@ void krx_sched_switched_out(krx_sched *s, krx_task *t)
 	}
 }
 
-
-
-static void run_task(krx_sched *s, krx_task *t)
+void krx_sched_run_task(krx_sched *s, krx_task *t)
 {
 	if (!t->stack && !give_stack(s, t)) {
 		krx_sched_log("krill: out of stack address space; a process could not start");
@@ -602,7 +409,7 @@ int krx_sched_start(const krx_sched_config *cfg)
 	/* Release: threads and callers that see running see all of the above. */
 	AO_store_release(&krx_scheds.running, 1);
 	for (unsigned i = 0; i < krx_scheds.n; i++)
-		pthread_create(&krx_scheds.scheds[i].thread, NULL, sched_main, &krx_scheds.scheds[i]);
+		pthread_create(&krx_scheds.scheds[i].thread, NULL, krx_sched_main, &krx_scheds.scheds[i]);
 	krx_watchdog_start();
 	return 0;
 }

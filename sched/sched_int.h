@@ -4,10 +4,10 @@
  *
  * The scheduler is split by job:
  *   sched.c     start and stop, the stack pools, logging, the task-side API
- *               (ready, spawn, wake, yield, exit) and running a task, and
- *               for now the loop;
- *   handoff.c   direct switches and deferred commits (see sched.h);
+ *               (ready, spawn, wake, yield, exit) and running a task;
+ *   loop.c      a scheduler thread's loop: where work comes from, in order;
  *   idle.c      spinning, parking, and waking a parked scheduler;
+ *   handoff.c   direct switches and deferred commits (see sched.h);
  *   watchdog.c  the thread that reports a process that does not yield.
  *
  * The helpers below are inline because they are on the message path (a
@@ -50,8 +50,16 @@ extern struct krx_scheds {
 	AO_t wd_backoff;       /* the watchdog looks less often: the VM was idle */
 } krx_scheds __attribute__((visibility("hidden")));
 
+/* ---- loop.c ---- */
+
+/* A scheduler thread's body (arg: its krx_sched). */
+void *krx_sched_main(void *arg);
+
 /* ---- sched.c: running a task ---- */
 
+/* Switch to t on s's thread; when the CPU comes back, finish whichever
+ * task switched to the loop (it need not be t). */
+void krx_sched_run_task(krx_sched *s, krx_task *t);
 /* What becomes of t, which has switched out of s's CPU for s->switched_for
  * (the loop's run of a task, and handoff.c's finish of a hand-over). */
 void krx_sched_switched_out(krx_sched *s, krx_task *t);
