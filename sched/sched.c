@@ -1,118 +1,62 @@
 /*
- * sched.c - scheduler threads: the run loop, stealing, parking and waking,
- * reductions, the watchdog, and shutdown.
+ * sched.c - the schedulers' life (start, stop, free), the stack pools,
+ * logging, the task-side API (init, ready, spawn, wake, yield, exit), and
+ * running a task: its stack, its switch in, and what becomes of it when it
+ * switches back. The loop that finds work is loop.c; spinning, parking and
+ * waking are idle.c; direct switches and deferred commits handoff.c; the
+ * watchdog watchdog.c (see sched_int.h).
  *
- * Each scheduler thread loops: take a runnable task, switch to it, and when
- * it switches back (it yielded, parked or finished) decide what becomes of
- * it. Where work comes from, in order: the inject queue and the poller every
- * 61st tick (so neither is ever starved), the inject queue every other tick
- * while its head is overdue (runq.c's set_due), the LIFO slot, the
- * scheduler's inbox of bound tasks every other pair of ticks (taking turns
- * with the ring), due timers, its own run queue, the inbox, the inject
- * queue, the poller, then stealing.
- *
- * When to block a thread, and when to wake one (after Go's runtime):
- *  - An idle scheduler first *spins*, stealing from the others, for up to
- *    SPIN_NS: waking a parked thread costs 10-100 us on these machines, so
- *    a short gap between messages must not put a scheduler to sleep. At most
- *    about half the busy schedulers spin at once.
- *  - A scheduler that finds nothing parks on its own futex word after
- *    putting itself on the idle list and looking once more for work; while
- *    tasks wait on descriptors, one parked scheduler waits in epoll instead
- *    (poll.c), and is woken from there by an eventfd. A waker takes a
- *    scheduler off that list before waking it, so each wake is aimed and
- *    used once.
- *  - Making a task runnable wakes one parked scheduler only when no
- *    scheduler is spinning and there is a backlog another could take: a
- *    task in the LIFO slot alone is the running task's partner and wakes no
- *    one. That keeps futex calls off the per-message path.
- *  - A task in a run queue is always run eventually by that queue's owner,
- *    so a missed wake-up there costs parallelism, never progress. Work that
- *    only a sleeper could run (the inject queue, a parked scheduler's inbox)
- *    is published with a full fence before the waker looks at the idle list,
- *    and the parker looks at the queues after a full fence of its own.
+ * A task that leaves the CPU is finished exactly once, by
+ * krx_sched_switched_out: on the loop's stack (krx_sched_run_task), or
+ * after a direct switch on the next task's (handoff.c).
  */
-#include "sched.h"
+#include "sched_int.h"
 
-#include <sched.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "futex.h"
 #include "mi.h"
 #include "poll.h"
 
-#define SPIN_NS 50000u      /* how long an idle scheduler looks for work */
-#define INJECT_EVERY 61     /* ticks between forced looks at the inject queue */
-#define TIMERS_EVERY 16     /* ticks between timer checks while busy */
-#define OVERDUE_BATCH 32    /* tasks taken at once from an overdue inject queue */
-
-static struct {
-	AO_t running;
-	AO_t stopping;
-	unsigned n;
-	krx_sched *scheds;
-	krx_sched_config cfg;
-	krx_stack_pool pool;            /* the default stack size */
-	/* Pools for other sizes (kr_spawn_opts.stack_size), made on demand;
-	 * published with a release store, never freed before stop. */
-	pthread_mutex_t pools_lock;
-	AO_t other_pools[KRX_STACK_SIZES];
-	krx_injectq inject;
-	/* Idle schedulers, a stack of indices under idle_lock. */
-	pthread_mutex_t idle_lock;
-	unsigned *idle_list;
-	unsigned nidle_list;
-	AO_t npidle;
-	AO_t nspinning;
-	AO_t stacks_in_use;
-	/* Watchdog. */
-	pthread_t watchdog;
-	pthread_mutex_t wd_lock;
-	pthread_cond_t wd_cond;
-	AO_t wd_backoff;       /* the watchdog looks less often: the VM was idle */
-} scheds;
-
-static void run_task(krx_sched *s, krx_task *t);
+struct krx_scheds krx_scheds;
 
 bool krx_sched_running(void)
 {
 	/* Acquire: pairs with the release in start, so the VM is whole. */
-	return AO_load_acquire(&scheds.running) != 0;
+	return AO_load_acquire(&krx_scheds.running) != 0;
 }
 
 unsigned krx_sched_count(void)
 {
-	return scheds.n;
+	return krx_scheds.n;
 }
 
 krx_stack_pool *krx_sched_pool(void)
 {
-	return &scheds.pool;
+	return &krx_scheds.pool;
 }
 
 int krx_sched_pool_for(size_t size, krx_stack_pool **out)
 {
-	size_t page = scheds.pool.page;
+	size_t page = krx_scheds.pool.page;
 	size = (size + page - 1) / page * page;
-	*out = &scheds.pool;
-	if (size == scheds.pool.stack_size)
+	*out = &krx_scheds.pool;
+	if (size == krx_scheds.pool.stack_size)
 		return 0;
 	for (int i = 0; i < KRX_STACK_SIZES; i++) {
 		/* Acquire: pairs with the release below; the pool is whole. */
-		krx_stack_pool *p = (krx_stack_pool *)AO_load_acquire(&scheds.other_pools[i]);
+		krx_stack_pool *p = (krx_stack_pool *)AO_load_acquire(&krx_scheds.other_pools[i]);
 		if (p && p->stack_size == size) {
 			*out = p;
 			return 0;
 		}
 	}
 	int err = KR_ELIMIT; /* every place taken, by other sizes */
-	pthread_mutex_lock(&scheds.pools_lock);
+	pthread_mutex_lock(&krx_scheds.pools_lock);
 	for (int i = 0; i < KRX_STACK_SIZES && err == KR_ELIMIT; i++) {
-		krx_stack_pool *p = (krx_stack_pool *)AO_load(&scheds.other_pools[i]);
+		krx_stack_pool *p = (krx_stack_pool *)AO_load(&krx_scheds.other_pools[i]);
 		if (p && p->stack_size == size) {
 			*out = p;
 			err = 0;
@@ -122,7 +66,7 @@ int krx_sched_pool_for(size_t size, krx_stack_pool **out)
 			krx_stack_opts so = { .stack_size = size, .slots_per_region = 256 };
 			p = krx_alloc_raw(sizeof *p);
 			if (p && krx_stack_pool_init(p, &so) == 0) {
-				AO_store_release(&scheds.other_pools[i], (AO_t)p);
+				AO_store_release(&krx_scheds.other_pools[i], (AO_t)p);
 				*out = p;
 				err = 0;
 			} else {
@@ -131,370 +75,33 @@ int krx_sched_pool_for(size_t size, krx_stack_pool **out)
 			}
 		}
 	}
-	pthread_mutex_unlock(&scheds.pools_lock);
+	pthread_mutex_unlock(&krx_scheds.pools_lock);
 	return err;
 }
 
 size_t krx_sched_stacks_in_use(void)
 {
-	return AO_load(&scheds.stacks_in_use);
+	return AO_load(&krx_scheds.stacks_in_use);
 }
 
 bool krx_sched_reporting(void)
 {
-	return !scheds.cfg.no_reports;
+	return !krx_scheds.cfg.no_reports;
 }
 
 void krx_sched_log(const char *fmt, ...)
 {
-	if (scheds.cfg.no_reports)
+	if (krx_scheds.cfg.no_reports)
 		return;
 	char line[KRX_LOG_MAX];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof line, fmt, ap);
 	va_end(ap);
-	if (scheds.cfg.log)
-		scheds.cfg.log(line, scheds.cfg.log_ctx);
+	if (krx_scheds.cfg.log)
+		krx_scheds.cfg.log(line, krx_scheds.cfg.log_ctx);
 	else
 		fprintf(stderr, "%s\n", line);
-}
-
-/* ---- waking and parking schedulers ---- */
-
-/* Wake words: why a parked scheduler was woken. */
-enum { WOKEN_NO = 0, WOKEN_PLAIN = 1, WOKEN_SPINNING = 2 };
-
-static void wake_sched(krx_sched *s, unsigned why)
-{
-	/* Release: the woken scheduler sees the work published before. */
-	AO_int_store_release(&s->wake_word, why);
-	krx_poll_kick(s); /* it may be asleep in epoll, where the futex wake does not reach */
-	krx_futex_wake(&s->wake_word, 1);
-}
-
-/* Take s off the idle list if it is there; true if we did. */
-static bool unidle(krx_sched *s)
-{
-	bool found = false;
-	pthread_mutex_lock(&scheds.idle_lock);
-	for (unsigned i = 0; i < scheds.nidle_list; i++) {
-		if (scheds.idle_list[i] == s->id) {
-			scheds.idle_list[i] = scheds.idle_list[--scheds.nidle_list];
-			found = true;
-			break;
-		}
-	}
-	if (found) {
-		AO_store(&s->idle, 0);
-		AO_fetch_and_sub1(&scheds.npidle);
-	}
-	pthread_mutex_unlock(&scheds.idle_lock);
-	return found;
-}
-
-/* Wake one parked scheduler, as a spinner, if none is spinning. */
-static void wake_one(void)
-{
-	/* Relaxed: hints; see the comment at the top for why a stale look
-	 * costs at worst parallelism. */
-	if (AO_load(&scheds.npidle) == 0 || AO_load(&scheds.nspinning) != 0)
-		return;
-	krx_sched *s = NULL;
-	pthread_mutex_lock(&scheds.idle_lock);
-	if (scheds.nidle_list && AO_load(&scheds.nspinning) == 0) {
-		s = &scheds.scheds[scheds.idle_list[--scheds.nidle_list]];
-		AO_store(&s->idle, 0);
-		AO_fetch_and_sub1(&scheds.npidle);
-		/* Counted as spinning before it runs, so that concurrent
-		 * wakers do not wake a second one for the same work; it learns
-		 * so from its wake word. */
-		AO_fetch_and_add1(&scheds.nspinning);
-	}
-	pthread_mutex_unlock(&scheds.idle_lock);
-	if (s)
-		wake_sched(s, WOKEN_SPINNING);
-}
-
-static bool work_visible(krx_sched *s)
-{
-	if (!krx_injectq_empty(&scheds.inject) || !krx_inbox_empty(&s->inbox))
-		return true;
-	for (unsigned i = 0; i < scheds.n; i++)
-		if (krx_runq_len(&scheds.scheds[i].rq) > 0)
-			return true;
-	return false;
-}
-
-/* A scheduler leaving sleep: if the watchdog backed off while the VM was
- * idle, bring it back to its normal pace before any long run can start. */
-static void poke_watchdog(void)
-{
-	/* Relaxed: a hint; the lock below orders the wake-up itself. */
-	if (!AO_load(&scheds.wd_backoff))
-		return;
-	pthread_mutex_lock(&scheds.wd_lock);
-	AO_store(&scheds.wd_backoff, 0);
-	pthread_cond_signal(&scheds.wd_cond);
-	pthread_mutex_unlock(&scheds.wd_lock);
-}
-
-static void park(krx_sched *s)
-{
-	uint64_t next = krx_timers_next(&s->timers);
-	pthread_mutex_lock(&scheds.idle_lock);
-	scheds.idle_list[scheds.nidle_list++] = s->id;
-	AO_store(&s->idle, 1);
-	AO_fetch_and_add1(&scheds.npidle);
-	pthread_mutex_unlock(&scheds.idle_lock);
-	/* Full: our place on the idle list is visible before we look at the
-	 * queues, and a waker publishes its work before it looks at the list. */
-	AO_nop_full();
-	if (work_visible(s) || AO_load(&scheds.stopping)) {
-		if (!unidle(s))
-			goto woken; /* a waker chose us meanwhile */
-		return;
-	}
-	for (;;) {
-		/* Acquire: pairs with wake_sched's release. */
-		if (AO_int_load_acquire(&s->wake_word))
-			goto woken;
-		if (AO_load(&scheds.stopping)) {
-			if (!unidle(s))
-				goto woken;
-			return;
-		}
-		int64_t timeout = -1;
-		if (next != UINT64_MAX) {
-			uint64_t now = krx_now_ns();
-			if (now >= next) {
-				if (!unidle(s))
-					goto woken;
-				return;
-			}
-			timeout = (int64_t)(next - now);
-		}
-		int ready = krx_poll_sleep(s, timeout);
-		if (ready < 0) {
-			krx_futex_wait(&s->wake_word, 0, timeout);
-		} else if (ready > 0) {
-			/* Descriptors are ready: leave the idle list before their
-			 * tasks are queued here, so that no waker picks us for them. */
-			bool mine = unidle(s);
-			krx_poll_dispatch(s, ready);
-			if (!mine)
-				goto woken;
-			poke_watchdog();
-			return;
-		}
-	}
-woken:
-	poke_watchdog();
-	/* Acquire: pairs with wake_sched's release. A waker that chose us as
-	 * a spinner counted us in nspinning already. The waker may store its
-	 * word after we stopped waiting; we then see it at our next park and
-	 * return at once, which is harmless. */
-	while (!AO_int_load_acquire(&s->wake_word))
-		krx_cpu_relax();
-	if (AO_int_load_acquire(&s->wake_word) == WOKEN_SPINNING)
-		s->spinning = true;
-	AO_int_store(&s->wake_word, WOKEN_NO);
-}
-
-/* ---- finding work ---- */
-
-static uint32_t next_rand(krx_sched *s)
-{
-	uint32_t x = s->rand; /* xorshift32 */
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	return s->rand = x;
-}
-
-/* Steal half of a victim's ring, trying every other scheduler from a random
- * starting point. */
-static krx_task *steal(krx_sched *s)
-{
-	unsigned start = next_rand(s) % scheds.n;
-	for (unsigned k = 0; k < scheds.n; k++) {
-		krx_sched *v = &scheds.scheds[(start + k) % scheds.n];
-		krx_task *t = v == s ? NULL : krx_runq_steal(&s->rq, &v->rq);
-		if (t)
-			return t;
-	}
-	return NULL;
-}
-
-static krx_task *inbox_or_inject(krx_sched *s)
-{
-	krx_task *t = krx_inbox_empty(&s->inbox) ? NULL : krx_inbox_pop(&s->inbox);
-	if (!t)
-		t = krx_injectq_pop(&scheds.inject, &s->rq, KRX_RUNQ_SIZE / 4);
-	return t;
-}
-
-/* A timer is due: win the wake-up of its park, or find it gone. */
-static bool timer_expired(krx_task *t, AO_t expect)
-{
-	AO_t won = (expect & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE | KRX_ST_TIMEDOUT;
-	if (krx_st_status(expect) == KRX_WAIT_RECV) {
-		/* Relaxed: a stale timer is told by the state word; the hook's
-		 * CAS on the mailbox is what decides. */
-		if (AO_load(&t->state) != expect || !scheds.cfg.hooks.recv_timeout(t, expect))
-			return false;
-		AO_store(&t->state, won);
-	} else if (!AO_compare_and_swap_full(&t->state, expect, won)) {
-		/* Full: against the helper thread's CAS on the same word. */
-		return false;
-	}
-	krx_task_ready(t);
-	return true;
-}
-
-static void fire_timers(krx_sched *s)
-{
-	if (s->timers.n)
-		krx_timers_fire(&s->timers, krx_now_ns(), timer_expired);
-}
-
-static void stop_spinning(krx_sched *s, bool found)
-{
-	if (!s->spinning)
-		return;
-	s->spinning = false;
-	/* The last spinner to find work hands the watch to another, in case
-	 * there is more (Go's rule). */
-	if (AO_fetch_and_sub1(&scheds.nspinning) == 1 && found)
-		wake_one();
-}
-
-/* The next of the tasks taken from an overdue inject queue, or NULL. */
-static inline krx_task *take_overdue(krx_sched *s)
-{
-	krx_task *t = s->overdue;
-	if (t)
-		s->overdue = t->next;
-	return t;
-}
-
-static krx_task *find_work(krx_sched *s)
-{
-	krx_task *t;
-	s->tick++;
-	if (s->tick % INJECT_EVERY == 0) {
-		/* Ready descriptors are not starved by a VM that never idles
-		 * either: their tasks join the run queue. */
-		krx_poll_now(s);
-		if ((t = krx_injectq_pop(&scheds.inject, &s->rq, 16)))
-			return t;
-	} else if (s->tick & 1) {
-		/* Tasks spilled from full rings wait there while later
-		 * wake-ups fill the rings again ahead of them: while the oldest
-		 * is overdue, serve the queue every other tick, taking a batch
-		 * at a time (one lock for many). The clock is read every 16th
-		 * tick only. */
-		if (!s->overdue && (s->tick & 15) == 1 && krx_injectq_overdue(&scheds.inject))
-			s->overdue = krx_injectq_take(&scheds.inject, OVERDUE_BATCH);
-		if ((t = take_overdue(s)))
-			return t;
-	}
-	/* The task the last one woke runs next (within its streak). Then the
-	 * inbox and the run queue take turns: a bound task that yields goes
-	 * to the inbox, and must neither keep the ring from running nor be
-	 * kept from running by it. */
-	if ((t = krx_runq_get_lifo(&s->rq)))
-		return t;
-	if ((s->tick & 2) && !krx_inbox_empty(&s->inbox) && (t = krx_inbox_pop(&s->inbox)))
-		return t;
-	if (s->tick % TIMERS_EVERY == 0)
-		fire_timers(s);
-	if ((t = krx_runq_get(&s->rq)))
-		return t;
-	fire_timers(s);
-	if ((t = krx_runq_get(&s->rq)) || (t = inbox_or_inject(s)))
-		return t;
-	if ((t = take_overdue(s)))
-		return t;
-	if (krx_poll_now(s) && (t = krx_runq_get(&s->rq)))
-		return t;
-
-	/* Nothing here. Spin for a while before sleeping: stealing, if not
-	 * too many schedulers already do, and in any case watching our own
-	 * inbox and the inject queue, which cost no one else anything. A
-	 * process bound here, or woken from outside, is then picked up in
-	 * well under a microsecond instead of after a futex wake-up. */
-	unsigned busy = scheds.n - (unsigned)AO_load(&scheds.npidle);
-	if (!s->spinning && 2 * AO_load(&scheds.nspinning) < busy) {
-		s->spinning = true;
-		AO_fetch_and_add1(&scheds.nspinning);
-	}
-	uint64_t until = krx_now_ns() + SPIN_NS;
-	for (unsigned round = 0; !AO_load(&scheds.stopping); round++) {
-		/* Found: sched_main stops our spinning before it runs t. */
-		if ((t = inbox_or_inject(s)) || (t = krx_runq_get(&s->rq)))
-			return t;
-		/* Stealing and timers cost more: every 16th round. A round
-		 * is otherwise a few loads and two pauses (a pause is ~40 ns on
-		 * these CPUs), so work arriving for us is seen within ~0.1 us. */
-		if ((round & 15) == 15) {
-			if (s->spinning && (t = steal(s)))
-				return t;
-			fire_timers(s);
-			krx_poll_now(s);
-			if (krx_now_ns() > until)
-				break;
-		}
-		krx_cpu_relax();
-		krx_cpu_relax();
-	}
-	stop_spinning(s, false);
-	if (AO_load(&scheds.stopping))
-		return NULL;
-	park(s);
-	fire_timers(s);
-	return NULL;
-}
-
-static void *sched_main(void *arg)
-{
-	krx_sched *s = arg;
-	struct krx_tls *tls = krx_tls();
-	tls->sched = s;
-	tls->reds = KRX_REDUCTIONS;
-	krx_ctx_init_thread(&s->ctx);
-	/* A write to a peer that has gone fails with EPIPE instead of killing
-	 * the program (the signal stays pending on this thread, blocked). */
-	sigset_t sigpipe;
-	sigemptyset(&sigpipe);
-	sigaddset(&sigpipe, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &sigpipe, NULL);
-	if (!krx_fault_thread_start(s))
-		krx_sched_log("krill: scheduler %u has no signal stack: a fault in a process "
-		              "running on it will end the program", s->id);
-	if (scheds.cfg.pin) {
-		cpu_set_t set;
-		CPU_ZERO(&set);
-		CPU_SET(s->id % CPU_SETSIZE, &set);
-		pthread_setaffinity_np(pthread_self(), sizeof set, &set);
-	}
-	/* Relaxed: stopping only needs to be seen eventually; the join that
-	 * follows orders everything else. */
-	while (!AO_load(&scheds.stopping)) {
-		krx_task *t = find_work(s);
-		if (!t)
-			continue;
-		/* Woken as a spinner, it may have found work without spinning:
-		 * it must stop counting as one, or no one else is ever woken. */
-		stop_spinning(s, true);
-		run_task(s, t);
-	}
-	if (s->vm_pending)
-		scheds.cfg.hooks.flush(s);
-	krx_stack_cache_flush(&scheds.pool, &s->stacks);
-	krx_fault_thread_stop(s);
-	tls->sched = NULL;
-	return NULL;
 }
 
 /* ---- running a task ---- */
@@ -502,14 +109,14 @@ static void *sched_main(void *arg)
 static void task_entry(void *arg)
 {
 	krx_task *t = arg;
-	scheds.cfg.hooks.task_main(t);
+	krx_scheds.cfg.hooks.task_main(t);
 	krx_task_exit();
 }
 
 /* The scheduler's stack cache serves the default pool only. */
 static krx_stack_cache *cache_for(krx_sched *s, krx_task *t)
 {
-	return t->pool == &scheds.pool ? &s->stacks : NULL;
+	return t->pool == &krx_scheds.pool ? &s->stacks : NULL;
 }
 
 static bool give_stack(krx_sched *s, krx_task *t)
@@ -519,7 +126,7 @@ static bool give_stack(krx_sched *s, krx_task *t)
 		return false;
 	/* Relaxed: figures for kr_info and kr_vm_stats. */
 	AO_int_store(&t->guard, (unsigned)t->stack->guard + 1);
-	AO_fetch_and_add1(&scheds.stacks_in_use);
+	AO_fetch_and_add1(&krx_scheds.stacks_in_use);
 	krx_ctx_make(&t->ctx, t->stack->lo, (size_t)(t->stack->hi - t->stack->lo), task_entry, t,
 	             &s->ctx);
 	return true;
@@ -530,95 +137,20 @@ static void release_stack(krx_sched *s, krx_task *t)
 	krx_ctx_destroy(&t->ctx);
 	krx_stack_put(t->pool, cache_for(s, t), t->stack);
 	t->stack = NULL;
-	AO_fetch_and_sub1(&scheds.stacks_in_use);
+	AO_fetch_and_sub1(&krx_scheds.stacks_in_use);
 }
 
-/*
- * A task woken into the LIFO slot waits there until the running task's run
- * ends, and no other scheduler can take it. While another scheduler idles,
- * the running task is put on a short leash: if it goes on to wait (a
- * ping-pong) its run ends sooner anyway; if it computes (a worker that has
- * just reported to its supervisor), it yields after KRX_LIFO_LEASH
- * reductions, its partner runs, and the idle scheduler can take the worker.
- */
-static inline void leash(krx_sched *s)
-{
-	/* Relaxed: a hint; a scheduler that parks or wakes just after only
-	 * makes one run longer or shorter than it might have been. */
-	if (!AO_load(&scheds.npidle) && !AO_load(&scheds.nspinning))
-		return;
-	struct krx_tls *tls = krx_tls();
-	if (tls->reds > KRX_LIFO_LEASH) {
-		s->reds_forgiven += tls->reds - KRX_LIFO_LEASH;
-		tls->reds = KRX_LIFO_LEASH;
-	}
-}
-
-/* Queue t on s (s's own thread), or on its bound scheduler's inbox. */
-static inline void requeue_local(krx_sched *s, krx_task *t, bool lifo)
-{
-	if (t->bound && t->bound != s) {
-		krx_task_ready(t);
-		return;
-	}
-	if (lifo) {
-		/* It runs next: start loading its saved registers now. With many
-		 * processes their stacks are cold, and that first load is most of
-		 * what a switch costs. */
-		__builtin_prefetch(t->ctx.sp);
-		__builtin_prefetch((char *)t->ctx.sp + 64);
-		/* The LIFO slot takes bound tasks too: thieves never see it. */
-		t = krx_runq_swap_lifo(&s->rq, t);
-		if (scheds.n > 1 && s->current)
-			leash(s);
-		if (!t)
-			return;
-	}
-	if (t->bound)
-		krx_inbox_push(&s->inbox, t); /* never the ring: thieves take from it */
-	else
-		krx_runq_put(&s->rq, t, &scheds.inject);
-}
-
-/* t is about to run on s (whose thread's block is tls): the bookkeeping of
- * a switch-in. */
-static inline void switch_in_tls(krx_sched *s, krx_task *t, struct krx_tls *tls)
-{
-	AO_t st = AO_load(&t->state);
-	/* Relaxed: the task is ours now (taken from a queue with acquire);
-	 * wakers only CAS waiting words, which this is not. */
-	AO_store(&t->state, (st & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNING);
-	AO_int_store(&t->last_sched, s->id + 1);
-	/* (Its context's exit_to is never used: task_entry does not return.) */
-	/* Release: the watchdog that reads current reads the task too. */
-	AO_store_release(&s->current, (AO_t)t);
-	AO_store(&s->run_seq, AO_load(&s->run_seq) + 1);
-	tls->reds = KRX_REDUCTIONS;
-	s->switched_for = KRX_SW_YIELD;
-}
-
+/* t is about to run on s (s's own thread). */
 static inline void switch_in(krx_sched *s, krx_task *t)
 {
-	switch_in_tls(s, t, krx_tls());
-}
-
-/* t has left the CPU of s, with reds_left of its budget: count what it
- * spent. */
-static inline void account_left(krx_sched *s, krx_task *t, long reds_left)
-{
-	long spent = KRX_REDUCTIONS - reds_left;
-	if (__builtin_expect(s->reds_forgiven != 0, 0)) {
-		spent -= s->reds_forgiven;
-		s->reds_forgiven = 0;
-	}
-	AO_store(&t->reductions, AO_load(&t->reductions) + (AO_t)spent);
+	krx_sched_switch_in_tls(s, t, krx_tls());
 }
 
 /* t has left the CPU of s: count its reductions. */
 static inline void account(krx_sched *s, krx_task *t)
 {
 	/* This thread is s's: the reductions left are those of t's run. */
-	account_left(s, t, krx_tls()->reds);
+	krx_sched_account_left(s, t, krx_tls()->reds);
 }
 
 /*
@@ -636,28 +168,28 @@ static inline void mark_done(krx_task *t)
 /* What becomes of t, which has switched out of s's CPU for s->switched_for.
  * Runs on the scheduler's stack, or, after a direct switch, on the stack of
  * the task that runs next (which then waits for this to finish). */
-static void switched_out(krx_sched *s, krx_task *t)
+void krx_sched_switched_out(krx_sched *s, krx_task *t)
 {
 	if (s->vm_pending)
-		scheds.cfg.hooks.flush(s);
+		krx_scheds.cfg.hooks.flush(s);
 	if (t->stack && t->stack->guard == KRX_GUARD_CANARY && !krx_stack_intact(t->stack)) {
 		char name[64];
-		scheds.cfg.hooks.task_name(t, name, sizeof name);
+		krx_scheds.cfg.hooks.task_name(t, name, sizeof name);
 		krx_sched_log("krill: process %s overflowed its stack (canary); memory is corrupt", name);
 		abort();
 	}
 	switch (s->switched_for) {
 	case KRX_SW_YIELD:
-		requeue_local(s, t, false);
+		krx_sched_requeue_local(s, t, false);
 		/* A backlog here while others sleep: wake one to steal (the
 		 * LIFO slot's task runs here next; the ring's could go). */
 		if (krx_runq_len(&s->rq) + (s->rq.lifo != NULL) > 1)
-			wake_one();
+			krx_sched_wake_one();
 		break;
 	case KRX_SW_EXIT:
 		release_stack(s, t);
 		mark_done(t);
-		scheds.cfg.hooks.task_exit(t);
+		krx_scheds.cfg.hooks.task_exit(t);
 		break;
 	case KRX_SW_PARK: {
 		AO_t word = s->park_word;
@@ -676,38 +208,19 @@ static void switched_out(krx_sched *s, krx_task *t)
 				AO_store(&t->state, back);
 			else if (!AO_compare_and_swap_full(&t->state, word, back))
 				break;
-			requeue_local(s, t, true);
+			krx_sched_requeue_local(s, t, true);
 		}
 		break;
 	}
 	}
 }
 
-/* Make the commit that s's deferred task put off (see sched.h). A receive's
- * commit fails only before any waker could see the task waiting, so taking
- * the wake-up back needs no CAS. */
-void krx_sched_commit_deferred_slow(krx_sched *s)
-{
-	krx_task *t = s->deferred;
-	s->deferred = NULL;
-	/* Its timer is armed only now: a task woken before its commit (a
-	 * reply from its partner) never needed one. Timers fire only from the
-	 * loop, on this thread, so arming before the commit loses no race. */
-	if (s->park_deadline)
-		(void)krx_timers_add(&s->timers, s->park_deadline, t, AO_load(&t->state));
-	if (!s->park_commit(t, s->park_arg)) {
-		AO_store(&t->state, (AO_load(&t->state) & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE);
-		requeue_local(s, t, true);
-	}
-}
-
-
-static void run_task(krx_sched *s, krx_task *t)
+void krx_sched_run_task(krx_sched *s, krx_task *t)
 {
 	if (!t->stack && !give_stack(s, t)) {
 		krx_sched_log("krill: out of stack address space; a process could not start");
 		mark_done(t);
-		scheds.cfg.hooks.task_exit(t);
+		krx_scheds.cfg.hooks.task_exit(t);
 		return;
 	}
 	switch_in(s, t);
@@ -718,66 +231,7 @@ static void run_task(krx_sched *s, krx_task *t)
 	account(s, t);
 	AO_store(&s->current, 0);
 	krx_sched_commit_deferred(s);
-	switched_out(s, t);
-}
-
-krx_task *krx_sched_direct_next(krx_sched *s, krx_task *t)
-{
-	krx_task *next = s->rq.lifo;
-	/* Only a task that has run before (it has a stack, and resumes in
-	 * krx_task_park or krx_task_yield, which finish the hand-over), only
-	 * within the LIFO streak (the scheduler loop must still come round to
-	 * the ring, the inject queue and the timers), and never with messages
-	 * held for delivery (they go before the sender leaves the CPU). */
-	if (!next || !next->stack || s->rq.streak >= KRX_LIFO_STREAK || s->vm_pending ||
-	    AO_int_load(&t->guard) == KRX_GUARD_CANARY + 1)
-		return NULL;
-	s->rq.lifo = NULL;
-	s->rq.streak++;
-	/* account() and switch_in(), with one look at the thread's block. */
-	struct krx_tls *tls = krx_tls();
-	account_left(s, t, tls->reds);
-	switch_in_tls(s, next, tls);
-	s->switched_for = KRX_SW_PARK;
-	s->handover = t;
-	return next;
-}
-
-void krx_sched_finish_handover(krx_sched *s)
-{
-	krx_task *prev = s->handover;
-	s->handover = NULL;
-	/* The common case, a receive, in short: what switched_out does for
-	 * it (direct_next has ruled out the rest), but for its commit and its
-	 * timer, put off (krx_sched_commit_deferred_slow). No task was deferred before:
-	 * prev's park made that one's commit. */
-	if (s->park_commit && krx_st_status(s->park_word) == KRX_WAIT_RECV) {
-		/* Release: as in switched_out. */
-		AO_store_release(&prev->state, s->park_word);
-		s->deferred = prev;
-		return;
-	}
-	switched_out(s, prev);
-}
-
-void krx_task_wake_deferred(krx_sched *s, krx_task *t)
-{
-	s->deferred = NULL;
-	/* Relaxed: only this thread knows the task waits; queueing publishes. */
-	AO_store(&t->state, (AO_load(&t->state) & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE);
-	/* requeue_local(s, t, true), but for its prefetch: t ran here a moment
-	 * ago and its stack is warm. */
-	if (t->bound && t->bound != s) {
-		krx_task_ready(t);
-		return;
-	}
-	t = krx_runq_swap_lifo(&s->rq, t);
-	if (scheds.n > 1)
-		leash(s);
-	if (t)
-		requeue_local(s, t, false);
-	if (krx_runq_len(&s->rq) > 0)
-		wake_one();
+	krx_sched_switched_out(s, t);
 }
 
 /* ---- the task-side API ---- */
@@ -787,9 +241,9 @@ void krx_task_init(krx_task *t, unsigned bound, krx_stack_pool *pool)
 	/* Keep seq across reuse of the structure (stale timers test it). */
 	AO_t seq = AO_load(&t->state) & ~(AO_t)(KRX_ST_SEQ_ONE - 1);
 	t->stack = NULL;
-	t->pool = pool ? pool : &scheds.pool;
+	t->pool = pool ? pool : &krx_scheds.pool;
 	t->next = NULL;
-	t->bound = bound && bound <= scheds.n ? &scheds.scheds[bound - 1] : NULL;
+	t->bound = bound && bound <= krx_scheds.n ? &krx_scheds.scheds[bound - 1] : NULL;
 	AO_int_store(&t->last_sched, 0);
 	AO_store(&t->reductions, 0);
 	AO_int_store(&t->guard, 0);
@@ -806,8 +260,8 @@ void krx_task_ready(krx_task *t)
 		/* Full: the inbox push is visible before we look at b's idle
 		 * flag (b looks at its inbox after publishing idle). */
 		AO_nop_full();
-		if (AO_load(&b->idle) && unidle(b))
-			wake_sched(b, WOKEN_PLAIN);
+		if (AO_load(&b->idle) && krx_sched_unidle(b))
+			krx_sched_wake(b, KRX_WOKEN_PLAIN);
 		return;
 	}
 	if (s) {
@@ -816,27 +270,27 @@ void krx_task_ready(krx_task *t)
 		 * next. Either way, wake a helper only for a backlog beyond what
 		 * this scheduler is about to run itself. */
 		bool from_task = s->current != 0;
-		requeue_local(s, t, from_task);
+		krx_sched_requeue_local(s, t, from_task);
 		if (krx_runq_len(&s->rq) > (from_task ? 0u : 1u))
-			wake_one();
+			krx_sched_wake_one();
 		return;
 	}
-	krx_injectq_push(&scheds.inject, t);
-	AO_nop_full(); /* see the comment at the top */
-	wake_one();
+	krx_injectq_push(&krx_scheds.inject, t);
+	AO_nop_full(); /* see the top of idle.c */
+	krx_sched_wake_one();
 	/* No scheduler may be idle yet spinning elsewhere; make sure one that
 	 * is parked hears of host work even if a spinner is about to give up. */
-	if (AO_load(&scheds.npidle) == scheds.n)
-		wake_one();
+	if (AO_load(&krx_scheds.npidle) == krx_scheds.n)
+		krx_sched_wake_one();
 }
 
 void krx_task_spawn(krx_task *t)
 {
 	krx_sched *s = krx_sched_self();
 	if (s && !t->bound) {
-		krx_runq_put(&s->rq, t, &scheds.inject);
+		krx_runq_put(&s->rq, t, &krx_scheds.inject);
 		if (krx_runq_len(&s->rq) > 1)
-			wake_one();
+			krx_sched_wake_one();
 		return;
 	}
 	krx_task_ready(t);
@@ -869,9 +323,9 @@ void krx_task_wake_won(krx_task *t)
 	}
 	/* The common case, a running task waking its partner: what
 	 * krx_task_ready would do, without its questions. */
-	requeue_local(s, t, true);
+	krx_sched_requeue_local(s, t, true);
 	if (krx_runq_len(&s->rq) > 0)
-		wake_one();
+		krx_sched_wake_one();
 }
 
 _Noreturn void krx_task_exit(void)
@@ -896,8 +350,8 @@ void krx_task_yield(void)
 	s->switched_for = KRX_SW_YIELD;
 	krx_ctx_switch(&t->ctx, &s->ctx);
 	krx_task_resumed();
-	if (scheds.cfg.hooks.yielded)
-		scheds.cfg.hooks.yielded(t);
+	if (krx_scheds.cfg.hooks.yielded)
+		krx_scheds.cfg.hooks.yielded(t);
 }
 
 KR_API int kr__budget_spent(void)
@@ -911,116 +365,41 @@ KR_API int kr__budget_spent(void)
 	return 0;
 }
 
-/* ---- the watchdog ---- */
-
-/* CPU time a scheduler thread has used, in ns (0 if it cannot be read). */
-static uint64_t thread_cpu_ns(krx_sched *s)
-{
-	clockid_t clock;
-	struct timespec ts;
-	if (pthread_getcpuclockid(s->thread, &clock) || clock_gettime(clock, &ts))
-		return 0;
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/*
- * The watchdog looks at every scheduler twice per threshold. A scheduler
- * seen in the same run (same run_seq) at two looks, and whose thread has
- * spent at least the threshold of CPU time since the first of them, is
- * running a process that does not yield: report it, once per run. CPU time,
- * not wall time, so that a scheduler thread the OS has merely set aside
- * (a busy machine) is not taken for a process that hogs it.
- */
-static void *watchdog_main(void *arg)
-{
-	(void)arg;
-	struct look { uint64_t seq, cpu, reported; } *seen = calloc(scheds.n, sizeof *seen);
-	const uint64_t threshold_ns = (uint64_t)scheds.cfg.watchdog_ms * 1000000u;
-	const unsigned pace = scheds.cfg.watchdog_ms / 2 ? scheds.cfg.watchdog_ms / 2 : 1;
-	unsigned interval = pace;
-	pthread_mutex_lock(&scheds.wd_lock);
-	while (seen && !AO_load(&scheds.stopping)) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)interval * 1000000u;
-		ts.tv_sec += (time_t)(ns / 1000000000u);
-		ts.tv_nsec = (long)(ns % 1000000000u);
-		pthread_cond_timedwait(&scheds.wd_cond, &scheds.wd_lock, &ts);
-		if (!AO_load(&scheds.wd_backoff))
-			interval = pace; /* poked, or never backed off */
-		bool any = false;
-		for (unsigned i = 0; i < scheds.n; i++) {
-			krx_sched *s = &scheds.scheds[i];
-			struct look *l = &seen[i];
-			/* Relaxed: a sample; a run that ends as we look is fine. */
-			uint64_t seq = AO_load(&s->run_seq);
-			bool busy = AO_load(&s->idle) == 0;
-			any |= busy;
-			uint64_t cpu = thread_cpu_ns(s);
-			if (seq != l->seq || !busy) {
-				l->seq = seq;
-				l->cpu = cpu;
-				continue;
-			}
-			if (seq == l->reported || cpu - l->cpu < threshold_ns)
-				continue;
-			/* Acquire: pairs with run_task's release, so the task (and
-			 * the process around it) is seen set up. */
-			krx_task *t = (krx_task *)AO_load_acquire(&s->current);
-			if (!t)
-				continue;
-			char name[64];
-			scheds.cfg.hooks.task_name(t, name, sizeof name);
-			krx_sched_log("krill: process %s has run more than %u ms on scheduler %u "
-			              "without yielding",
-			              name, scheds.cfg.watchdog_ms, i);
-			l->reported = seq;
-		}
-		/* An idle VM should cost nothing: look less often when idle,
-		 * until a scheduler wakes up and pokes us (under wd_lock). */
-		interval = any ? pace : (interval * 2 > 1000 ? 1000 : interval * 2);
-		AO_store(&scheds.wd_backoff, interval > pace);
-	}
-	pthread_mutex_unlock(&scheds.wd_lock);
-	free(seen);
-	return NULL;
-}
-
 /* ---- start and stop ---- */
 
 int krx_sched_start(const krx_sched_config *cfg)
 {
-	memset(&scheds, 0, sizeof scheds);
-	scheds.cfg = *cfg;
-	scheds.cfg.vm_locals = NULL; /* the caller's array: read below, not kept */
-	scheds.n = cfg->schedulers;
+	memset(&krx_scheds, 0, sizeof krx_scheds);
+	krx_scheds.cfg = *cfg;
+	krx_scheds.cfg.vm_locals = NULL; /* the caller's array: read below, not kept */
+	krx_scheds.n = cfg->schedulers;
 	krx_stack_opts so = { .stack_size = cfg->stack_size };
-	int err = krx_stack_pool_init(&scheds.pool, &so);
+	int err = krx_stack_pool_init(&krx_scheds.pool, &so);
 	if (err)
 		return KR_ENOMEM;
-	scheds.scheds = krx_calloc_raw(scheds.n, sizeof *scheds.scheds);
-	scheds.idle_list = krx_calloc_raw(scheds.n, sizeof *scheds.idle_list);
-	if (!scheds.scheds || !scheds.idle_list || krx_poll_start(scheds.n)) {
-		krx_free_raw(scheds.scheds);
-		krx_free_raw(scheds.idle_list);
-		krx_stack_pool_destroy(&scheds.pool);
+	krx_scheds.scheds = krx_calloc_raw(krx_scheds.n, sizeof *krx_scheds.scheds);
+	krx_scheds.idle_list = krx_calloc_raw(krx_scheds.n, sizeof *krx_scheds.idle_list);
+	if (!krx_scheds.scheds || !krx_scheds.idle_list || krx_poll_start(krx_scheds.n)) {
+		krx_free_raw(krx_scheds.scheds);
+		krx_free_raw(krx_scheds.idle_list);
+		krx_stack_pool_destroy(&krx_scheds.pool);
 		return KR_ENOMEM;
 	}
 	/* The fault handlers go in once nothing else can fail. */
-	if (krx_fault_start(scheds.n, &cfg->hooks)) {
+	if (krx_fault_start(krx_scheds.n, &cfg->hooks)) {
 		krx_poll_free();
-		krx_free_raw(scheds.scheds);
-		krx_free_raw(scheds.idle_list);
-		krx_stack_pool_destroy(&scheds.pool);
+		krx_free_raw(krx_scheds.scheds);
+		krx_free_raw(krx_scheds.idle_list);
+		krx_stack_pool_destroy(&krx_scheds.pool);
 		return KR_ENOMEM;
 	}
-	krx_injectq_init(&scheds.inject);
-	pthread_mutex_init(&scheds.idle_lock, NULL);
-	pthread_mutex_init(&scheds.pools_lock, NULL);
-	pthread_mutex_init(&scheds.wd_lock, NULL);
-	pthread_cond_init(&scheds.wd_cond, NULL);
-	for (unsigned i = 0; i < scheds.n; i++) {
-		krx_sched *s = &scheds.scheds[i];
+	krx_injectq_init(&krx_scheds.inject);
+	pthread_mutex_init(&krx_scheds.idle_lock, NULL);
+	pthread_mutex_init(&krx_scheds.pools_lock, NULL);
+	pthread_mutex_init(&krx_scheds.wd_lock, NULL);
+	pthread_cond_init(&krx_scheds.wd_cond, NULL);
+	for (unsigned i = 0; i < krx_scheds.n; i++) {
+		krx_sched *s = &krx_scheds.scheds[i];
 		s->id = i;
 		s->vm_local = cfg->vm_locals ? cfg->vm_locals[i] : NULL;
 		s->rand = 0x9e3779b9u * (i + 1);
@@ -1028,54 +407,51 @@ int krx_sched_start(const krx_sched_config *cfg)
 		krx_timers_init(&s->timers);
 	}
 	/* Release: threads and callers that see running see all of the above. */
-	AO_store_release(&scheds.running, 1);
-	for (unsigned i = 0; i < scheds.n; i++)
-		pthread_create(&scheds.scheds[i].thread, NULL, sched_main, &scheds.scheds[i]);
-	pthread_create(&scheds.watchdog, NULL, watchdog_main, NULL);
+	AO_store_release(&krx_scheds.running, 1);
+	for (unsigned i = 0; i < krx_scheds.n; i++)
+		pthread_create(&krx_scheds.scheds[i].thread, NULL, krx_sched_main, &krx_scheds.scheds[i]);
+	krx_watchdog_start();
 	return 0;
 }
 
 void krx_sched_stop(void)
 {
-	AO_store_release(&scheds.stopping, 1);
-	for (unsigned i = 0; i < scheds.n; i++)
-		wake_sched(&scheds.scheds[i], WOKEN_PLAIN);
-	for (unsigned i = 0; i < scheds.n; i++)
-		pthread_join(scheds.scheds[i].thread, NULL);
-	pthread_mutex_lock(&scheds.wd_lock);
-	pthread_cond_signal(&scheds.wd_cond);
-	pthread_mutex_unlock(&scheds.wd_lock);
-	pthread_join(scheds.watchdog, NULL);
+	AO_store_release(&krx_scheds.stopping, 1);
+	for (unsigned i = 0; i < krx_scheds.n; i++)
+		krx_sched_wake(&krx_scheds.scheds[i], KRX_WOKEN_PLAIN);
+	for (unsigned i = 0; i < krx_scheds.n; i++)
+		pthread_join(krx_scheds.scheds[i].thread, NULL);
+	krx_watchdog_stop();
 	krx_blocking_stop();
 	krx_fault_stop();
-	AO_store(&scheds.running, 0);
+	AO_store(&krx_scheds.running, 0);
 }
 
 void krx_sched_free(void)
 {
-	for (unsigned i = 0; i < scheds.n; i++) {
-		krx_sched *s = &scheds.scheds[i];
-		krx_stack_cache_flush(&scheds.pool, &s->stacks);
+	for (unsigned i = 0; i < krx_scheds.n; i++) {
+		krx_sched *s = &krx_scheds.scheds[i];
+		krx_stack_cache_flush(&krx_scheds.pool, &s->stacks);
 		krx_timers_free(&s->timers);
 	}
-	krx_stack_pool_destroy(&scheds.pool);
+	krx_stack_pool_destroy(&krx_scheds.pool);
 	for (int i = 0; i < KRX_STACK_SIZES; i++) {
-		krx_stack_pool *p = (krx_stack_pool *)AO_load(&scheds.other_pools[i]);
+		krx_stack_pool *p = (krx_stack_pool *)AO_load(&krx_scheds.other_pools[i]);
 		if (p) {
 			krx_stack_pool_destroy(p);
 			krx_free_raw(p);
 		}
 	}
-	pthread_mutex_destroy(&scheds.pools_lock);
+	pthread_mutex_destroy(&krx_scheds.pools_lock);
 	krx_poll_free();
-	krx_free_raw(scheds.scheds);
-	krx_free_raw(scheds.idle_list);
-	pthread_mutex_destroy(&scheds.inject.lock);
-	pthread_mutex_destroy(&scheds.idle_lock);
-	pthread_mutex_destroy(&scheds.wd_lock);
-	pthread_cond_destroy(&scheds.wd_cond);
-	scheds.scheds = NULL;
-	scheds.n = 0;
+	krx_free_raw(krx_scheds.scheds);
+	krx_free_raw(krx_scheds.idle_list);
+	pthread_mutex_destroy(&krx_scheds.inject.lock);
+	pthread_mutex_destroy(&krx_scheds.idle_lock);
+	pthread_mutex_destroy(&krx_scheds.wd_lock);
+	pthread_cond_destroy(&krx_scheds.wd_cond);
+	krx_scheds.scheds = NULL;
+	krx_scheds.n = 0;
 }
 
 void krx_task_discard(krx_task *t)
@@ -1084,7 +460,7 @@ void krx_task_discard(krx_task *t)
 		krx_ctx_destroy(&t->ctx);
 		krx_stack_put(t->pool, NULL, t->stack);
 		t->stack = NULL;
-		AO_fetch_and_sub1(&scheds.stacks_in_use);
+		AO_fetch_and_sub1(&krx_scheds.stacks_in_use);
 	}
 	mark_done(t);
 }
