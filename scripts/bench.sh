@@ -10,7 +10,9 @@
 # goes to one file per invocation under bench/results/; then
 # scripts/bench-page.sh turns that file into tables of medians and ratios
 # (printed here, and appended to the file as comments) and, after a run of the
-# whole suite, regenerates docs/BENCHMARKS.md and its plots. Without erl,
+# whole suite, regenerates docs/BENCHMARKS.md and its plots from the latest
+# whole run of each kind of host in bench/results/ (bench-page.sh --all: one
+# section per CPU model, this run in its model's). Without erl,
 # krill runs alone and the tables say so. The header names the CPU model
 # (the host kind the page groups runs by); after the timed runs, if valgrind
 # is there, scripts/instructions.sh counts the instructions per operation of
@@ -22,7 +24,9 @@
 #   KR_BENCH_OUT=FILE      where the results go (default bench/results/DATE-HOST.txt)
 #   KR_BENCH_ERL=erl       the BEAM to run; KR_BENCH_ERL=none runs krill alone
 #   KR_BENCH_PAGE=FILE     the page to regenerate (default docs/BENCHMARKS.md, only
-#                          after the whole suite); KR_BENCH_PAGE=none never does
+#                          after the whole suite); KR_BENCH_PAGE=none never does. A
+#                          run that is not the whole suite, or whose results are not
+#                          in bench/results/, makes a page of itself alone
 #
 # Needs build/krbench (make build/krbench) and, for the BEAM and the plots,
 # erlang-nox and gnuplot-nox (scripts/deps.sh bench); `make bench` sees to all.
@@ -173,6 +177,8 @@ busy_pct() {
 # model, stepping: enough to tell two parts of one name apart), its clock,
 # and the hypervisor.
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+# aarch64's /proc/cpuinfo has no model name; lscpu names the core (Neoverse-N1).
+[ -n "$cpu" ] || cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n1)
 cpu_id() {
 	local hv
 	awk -F': *' '
@@ -359,7 +365,14 @@ sed 's/^/# /' "$tmp/tables" >>"$out"
 echo
 echo "bench.sh: results and tables in $out"
 if [ -n "$page" ]; then
-	scripts/bench-page.sh "$out" "$page"
+	# A whole run among the others: the page of every kind of host, with
+	# this run in its own's section (bench-page.sh picks the latest whole,
+	# finished run of each CPU model).
+	if [ "$whole" -eq 1 ] && [ "$(cd "$(dirname "$out")" && pwd)" = "$here/bench/results" ]; then
+		scripts/bench-page.sh --all "$page"
+	else
+		scripts/bench-page.sh "$out" "$page"
+	fi
 	echo "bench.sh: $page regenerated, with its plots"
 fi
 if [ "$failures" -gt 0 ]; then
