@@ -488,7 +488,7 @@ run_of() { printf '`%s` (%s, commit %s)' "$(rel "$1")" "$(header "$1" date)" "$(
 source_lines() {
 	local kind
 	if [ "$mode" = one ]; then
-		echo "The figures on this page are from \`$(rel "$results")\` alone, written by \`make bench\`"
+		echo "The figures on this page are from \`$(rel "$results")\` alone, written by \`scripts/bench.sh\`"
 		echo "on $(header "$results" date) (commit $(header "$results" commit)); the page itself is"
 		echo "\`scripts/bench-page.sh $(rel "$results")\` applied to \`$template\`: edit the template, not"
 		echo "this page. \`scripts/bench-page.sh --all\` makes the page of every kind of host."
@@ -524,7 +524,7 @@ host_lines() {
 	ncpu=$(header "$f" cpu | sed -n 's/.*, \([0-9][0-9]*\) online CPU.*/\1/p')
 	echo "## $h_kind${ncpu:+, $ncpu CPUs}"
 	echo
-	echo "The figures of this section are from \`$(rel "$f")\`, written by \`make bench\` on"
+	echo "The figures of this section are from \`$(rel "$f")\`, written by \`scripts/bench.sh\` on"
 	echo "$(header "$f" date) at commit $(header "$f" commit), on a host whose CPU names itself"
 	echo "\"$h_kind\"${ncpu:+ ($ncpu online CPUs)}. Other kinds of host give other figures."
 	# In one file's page the run may be anything: say what it is not.
