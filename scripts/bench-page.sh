@@ -479,6 +479,8 @@ plot() {
 
 # --- the page -------------------------------------------------------------------
 
+# count N THING: "1 THING", "3 THINGs".
+count() { if [ "$1" -eq 1 ]; then echo "1 $2"; else echo "$1 $2s"; fi; }
 # rel FILE: FILE from the repository's root.
 rel() { printf '%s' "${1#"$here"/}"; }
 # run_of FILE: "`FILE` (DATE, commit C)".
@@ -501,11 +503,14 @@ source_lines() {
 	echo
 	for kind in "${kinds[@]}"; do echo "- **$kind**: $(run_of "${shown[$kind]}")"; done
 	echo
-	echo "Not shown: $older older whole run(s) of these hosts, $partial partial run(s) (\`scripts/bench.sh"
-	echo "NAME...\`, or from before the suite's last benchmarks), $unfinished run(s) stopped before their end"
-	echo "and $nameless file(s) that name no CPU model. The page is \`scripts/bench-page.sh --all\`"
-	echo "applied to \`$template\` (\`make bench\` does that after a whole run): edit the template,"
-	echo "not this page."
+	local not=()
+	[ "$older" -eq 0 ] || not+=("$(count "$older" "older whole run") of these hosts")
+	[ "$partial" -eq 0 ] || not+=("$(count "$partial" "partial run") (\`scripts/bench.sh NAME...\`, or from before the suite's last benchmarks)")
+	[ "$unfinished" -eq 0 ] || not+=("$(count "$unfinished" "whole run") that stopped before the end")
+	[ "$nameless" -eq 0 ] || not+=("$(count "$nameless" "results file") naming no CPU model")
+	[ ${#not[@]} -eq 0 ] || { local IFS=';'; echo "Not shown: ${not[*]}."; } | sed 's/;/; /g'
+	echo "The page is \`scripts/bench-page.sh --all\` applied to \`$template\` (\`make bench\` does"
+	echo "that after a whole run): edit the template, not this page."
 }
 
 # lacks FILE: what a run stopped midway lacks ("figures for chat-10k,
