@@ -488,7 +488,7 @@ rel() { printf '%s' "${1#"$here"/}"; }
 run_of() { printf '`%s` (%s, commit %s)' "$(rel "$1")" "$(header "$1" date)" "$(header "$1" commit)"; }
 
 source_lines() {
-	local kind
+	local kind c what
 	if [ "$mode" = one ]; then
 		echo "The figures on this page are from \`$(rel "$results")\` alone, written by \`scripts/bench.sh\`"
 		echo "on $(header "$results" date) (commit $(header "$results" commit)); the page itself is"
@@ -502,6 +502,14 @@ source_lines() {
 	echo "none without its host. The runs shown:"
 	echo
 	for kind in "${kinds[@]}"; do echo "- **$kind**: $(run_of "${shown[$kind]}")"; done
+	# A kind whose whole runs all stopped midway has no section: say so.
+	for kind in "${!cut[@]}"; do
+		[ -z "${shown[$kind]:-}" ] || continue
+		c=${cut[$kind]%% *}
+		what=$(lacks "$c")
+		echo "- **$kind**: no section, as no whole run on it finished; the latest, $(run_of "$c"),"
+		echo "  stopped before its end${what:+ (no $what)}."
+	done
 	echo
 	local not=()
 	[ "$older" -eq 0 ] || not+=("$(count "$older" "older whole run") of these hosts")
