@@ -243,9 +243,12 @@ test-installed: $(B)/.deps-native
 # The whole suite (the context switch, then every VM benchmark with one
 # scheduler and with all of them, krill and the BEAM (bench/erlang/) in
 # alternation): scripts/bench.sh prints a table per benchmark, writes the
-# results to bench/results/ and regenerates docs/BENCHMARKS.md and its plots
-# (scripts/bench-page.sh). KR_BENCH_RUNS (default 3) sets the runs of each;
-# see the script for more.
+# results, under a header naming the CPU model, to bench/results/, counts
+# instructions per operation (scripts/instructions.sh, with valgrind) and
+# regenerates docs/BENCHMARKS.md and its plots from the latest whole run of
+# each kind of host there (scripts/bench-page.sh --all: one section per CPU
+# model). KR_BENCH_RUNS (default 3) sets the runs of each; see the script
+# for more.
 bench: $(B)/krbench $(B)/chat $(B)/chat_load $(B)/.deps-bench
 	scripts/bench.sh
 

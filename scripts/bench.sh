@@ -10,8 +10,13 @@
 # goes to one file per invocation under bench/results/; then
 # scripts/bench-page.sh turns that file into tables of medians and ratios
 # (printed here, and appended to the file as comments) and, after a run of the
-# whole suite, regenerates docs/BENCHMARKS.md and its plots. Without erl,
-# krill runs alone and the tables say so.
+# whole suite, regenerates docs/BENCHMARKS.md and its plots from the latest
+# whole run of each kind of host in bench/results/ (bench-page.sh --all: one
+# section per CPU model, this run in its model's). Without erl,
+# krill runs alone and the tables say so. The header names the CPU model
+# (the host kind the page groups runs by); after the timed runs, if valgrind
+# is there, scripts/instructions.sh counts the instructions per operation of
+# pingpong, ring and call (those of them that ran) into the same file.
 #
 # Environment:
 #   KR_BENCH_RUNS=3        runs of each implementation per configuration
@@ -19,7 +24,9 @@
 #   KR_BENCH_OUT=FILE      where the results go (default bench/results/DATE-HOST.txt)
 #   KR_BENCH_ERL=erl       the BEAM to run; KR_BENCH_ERL=none runs krill alone
 #   KR_BENCH_PAGE=FILE     the page to regenerate (default docs/BENCHMARKS.md, only
-#                          after the whole suite); KR_BENCH_PAGE=none never does
+#                          after the whole suite); KR_BENCH_PAGE=none never does. A
+#                          run that is not the whole suite, or whose results are not
+#                          in bench/results/, makes a page of itself alone
 #
 # Needs build/krbench (make build/krbench) and, for the BEAM and the plots,
 # erlang-nox and gnuplot-nox (scripts/deps.sh bench); `make bench` sees to all.
@@ -163,7 +170,32 @@ busy_pct() {
 		printf "%.0f", total ? 100 * (total - idle) / total : 0 }'
 }
 
+# The CPU model exactly as /proc/cpuinfo names it ("AMD EPYC", "Intel(R)
+# Xeon(R) CPU @ 2.30GHz"): the host kind, which bench-page.sh groups the
+# results by. These are virtual machines, whose model name may hide the part
+# number; cpu_id adds what the CPU says of itself beneath it (vendor, family,
+# model, stepping: enough to tell two parts of one name apart), its clock,
+# and the hypervisor.
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+# aarch64's /proc/cpuinfo has no model name; lscpu names the core (Neoverse-N1).
+[ -n "$cpu" ] || cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n1)
+cpu_id() {
+	local hv
+	awk -F': *' '
+		$1 ~ /^vendor_id/ && !v { v = $2 }
+		$1 ~ /^cpu family/ && f == "" { f = $2 }
+		$1 ~ /^model[ \t]*$/ && m == "" { m = $2 }
+		$1 ~ /^stepping/ && s == "" { s = $2 }
+		$1 ~ /^cpu MHz/ && !mhz { mhz = $2 }
+		END { printf "%s family %s model %s stepping %s, %.0f MHz", v, f, m, s, mhz }' /proc/cpuinfo
+	hv=$(lscpu 2>/dev/null | sed -n 's/^Hypervisor vendor: *//p')
+	if [ -n "$hv" ]; then
+		printf ', a %s guest' "$hv"
+	elif grep -qw hypervisor /proc/cpuinfo; then
+		printf ', a virtual machine'
+	fi
+	echo
+}
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && commit="$commit (with uncommitted changes)"
 otp=absent
@@ -183,18 +215,22 @@ t_start=$(date +%s)
 	echo "# date:      $(date -Iseconds)"
 	echo "# host:      $host"
 	echo "# cpu:       ${cpu:-unknown}, $ncpu online CPUs ($(grep -c ^processor /proc/cpuinfo) present)"
+	echo "# cpu id:    $(cpu_id)"
 	echo "# memory:    $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
 	echo "# kernel:    $(uname -srm)"
 	echo "# compiler:  $(${CC:-cc} --version | head -n1) (krbench: the Makefile's native flags, -O2)"
 	echo "# OTP:       $otp"
 	echo "# commit:    $commit"
+	# Whether this is the whole suite: docs/BENCHMARKS.md shows only those.
+	if [ "$whole" -eq 1 ]; then echo "# suite:     whole"; else echo "# suite:     part (${names[*]})"; fi
 	echo "# load:      $(cut -d' ' -f1-3 /proc/loadavg) at the start; CPUs $busy% busy in the second before"
 	echo "# runs:      $runs of each implementation per configuration, alternating krill and BEAM"
 	echo "# krill:     $krbench BENCHMARK [options] --schedulers N --timeout $timeout_s"
 	echo "# BEAM:      $erl +S N:N +P 2000000 -noshell -pa $beam_dir -s krbench main -extra BENCHMARK [options] --schedulers N --timeout $timeout_s"
 	echo "# Lines: SUITE is a line of bench.sh's suite; RESULT a run's RESULT line with the suite's"
 	echo "# name for it in front (case=); FAILED a run that failed; CDF NAME SCHEDULERS IMPL VALUE"
-	echo "# FRACTION the last run's round-trip distribution."
+	echo "# FRACTION the last run's round-trip distribution. RESULT case=instructions: a line of"
+	echo "# scripts/instructions.sh (callgrind's instructions per operation), the commands beneath it."
 	for n in "${names[@]}"; do printf '%s\n' "${suite[@]}" | awk -v n="$n" -F'|' '$1 == n { print "SUITE " $0 }'; done
 } >"$out"
 
@@ -293,6 +329,34 @@ for n in "${names[@]}"; do
 done
 echo "# load:      $(cut -d' ' -f1-3 /proc/loadavg) at the end, after $(( ($(date +%s) - t_start + 30) / 60 )) min" >>"$out"
 
+# --- instructions per operation ---------------------------------------------
+#
+# Beside the times, what pingpong, ring and call execute per operation,
+# counted by callgrind (scripts/instructions.sh): exact, and the same on every
+# host and under any load, so a change in it is the code's. Under valgrind,
+# a few seconds; without valgrind, the results file says so.
+counted=()
+for n in pingpong ring call; do
+	for m in "${names[@]}"; do [ "$m" = "$n" ] && counted+=("$n"); done
+done
+if [ ${#counted[@]} -gt 0 ]; then
+	if command -v valgrind >/dev/null; then
+		echo "== instructions per operation: scripts/instructions.sh ${counted[*]}"
+		if KRBENCH=$krbench scripts/instructions.sh "${counted[@]}" >"$tmp/instr" 2>"$tmp/err"; then
+			sed -e 's/^RESULT /RESULT case=instructions /' -e 's/^  /# instructions: /' "$tmp/instr" >>"$out"
+			sed -n 's/^RESULT bench=\([^ ]*\) instructions_per_op=\([^ ]*\).*/  \1: \2 instructions/p' "$tmp/instr"
+		else
+			echo "  FAILED: scripts/instructions.sh ${counted[*]}"
+			tail -n 5 "$tmp/err" | sed 's/^/      /'
+			echo "FAILED case=instructions impl=krill schedulers=1 exit=1" >>"$out"
+			failures=$((failures + 1))
+		fi
+	else
+		echo "bench.sh: no valgrind: no instruction counts (scripts/deps.sh native installs it)" >&2
+		echo "# instructions: not counted (no valgrind)" >>"$out"
+	fi
+fi
+
 # --- the tables and the page --------------------------------------------------
 
 scripts/bench-page.sh --tables "$out" | tee "$tmp/tables"
@@ -301,7 +365,14 @@ sed 's/^/# /' "$tmp/tables" >>"$out"
 echo
 echo "bench.sh: results and tables in $out"
 if [ -n "$page" ]; then
-	scripts/bench-page.sh "$out" "$page"
+	# A whole run among the others: the page of every kind of host, with
+	# this run in its own's section (bench-page.sh picks the latest whole,
+	# finished run of each CPU model).
+	if [ "$whole" -eq 1 ] && [ "$(cd "$(dirname "$out")" && pwd)" = "$here/bench/results" ]; then
+		scripts/bench-page.sh --all "$page"
+	else
+		scripts/bench-page.sh "$out" "$page"
+	fi
 	echo "bench.sh: $page regenerated, with its plots"
 fi
 if [ "$failures" -gt 0 ]; then
