@@ -23,7 +23,7 @@ krx_task *krx_sched_direct_next(krx_sched *s, krx_task *t)
 	 * within the LIFO streak (the scheduler loop must still come round to
 	 * the ring, the inject queue and the timers), and never with messages
 	 * held for delivery (they go before the sender leaves the CPU). */
-	if (!next || !next->stack || s->rq.streak >= KRX_LIFO_STREAK || s->vm_pending ||
+	if (!next || !next->stack || s->rq.streak >= KRX_LIFO_STREAK || s->vm.pending ||
 	    AO_int_load(&t->guard) == KRX_GUARD_CANARY + 1)
 		return NULL;
 	s->rq.lifo = NULL;

@@ -274,7 +274,7 @@ static void thread_start(krx_sched *s)
 /* The VM stops: what this scheduler holds goes back. */
 static void thread_stop(krx_sched *s)
 {
-	if (s->vm_pending)
+	if (s->vm.pending)
 		krx_scheds.cfg.hooks.flush(s);
 	krx_stack_cache_flush(&krx_scheds.pool, &s->stacks);
 	krx_fault_thread_stop(s);

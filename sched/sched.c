@@ -170,7 +170,7 @@ static inline void mark_done(krx_task *t)
  * the task that runs next (which then waits for this to finish). */
 void krx_sched_switched_out(krx_sched *s, krx_task *t)
 {
-	if (s->vm_pending)
+	if (s->vm.pending)
 		krx_scheds.cfg.hooks.flush(s);
 	if (t->stack && t->stack->guard == KRX_GUARD_CANARY && !krx_stack_intact(t->stack)) {
 		char name[64];
@@ -401,7 +401,7 @@ int krx_sched_start(const krx_sched_config *cfg)
 	for (unsigned i = 0; i < krx_scheds.n; i++) {
 		krx_sched *s = &krx_scheds.scheds[i];
 		s->id = i;
-		s->vm_local = cfg->vm_locals ? cfg->vm_locals[i] : NULL;
+		s->vm.local = cfg->vm_locals ? cfg->vm_locals[i] : NULL;
 		s->rand = 0x9e3779b9u * (i + 1);
 		krx_runq_init(&s->rq);
 		krx_timers_init(&s->timers);

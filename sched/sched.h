@@ -1,7 +1,21 @@
 /*
  * sched.h - scheduler threads: what vm/ may ask of the machinery that runs
- * processes. sched/ knows tasks (task.h), never processes; vm/ tells it what
- * a task's end means through krx_sched_hooks.
+ * processes. sched/ knows tasks (task.h), never processes. vm/ and sched/
+ * meet at these doors, a section each below, and nowhere else:
+ *   1. hooks      sched/ calls vm/: what a task runs, and what its end, a
+ *                 fault, its name, a receive's timeout and a yield mean;
+ *   2. here       the scheduler and the task running on this thread, s->id,
+ *                 and vm/'s corner of a scheduler, s->vm;
+ *   3. lifecycle  vm.c starts and stops the schedulers and reads figures;
+ *   4. hand-off   the message path's direct switch: a partner parked here
+ *                 with its commit deferred, woken or committed (send.c and
+ *                 mailbox.c only);
+ *   5. tasks      a process's life as a task: made, spawned, parked, woken,
+ *                 charged, yielding, ending (and task.h's state word);
+ *   6. reports    the log, and whether reports are wanted.
+ * Besides, vm/io.c waits on descriptors through the poller (poll.h) and
+ * kr_blocking runs on helper threads (krx_blocking, below). The rest of
+ * sched/ (its loop, queues, parking, stacks) is its own: sched_int.h.
  */
 #ifndef KRX_SCHED_H
 #define KRX_SCHED_H
@@ -20,6 +34,8 @@
 #define KRX_REDUCTIONS 4000 /* a task's budget per run (the BEAM's is 4,000) */
 #define KRX_LIFO_LEASH 200  /* its budget once it has woken a task that waits for it */
 #define KRX_STACK_SIZES 8   /* distinct non-default stack sizes in one VM */
+
+/* ---- 1. hooks: sched/ calls vm/ ---- */
 
 typedef struct krx_sched_hooks {
 	/* What a task runs: called on its own stack when it first runs. */
@@ -44,17 +60,8 @@ typedef struct krx_sched_hooks {
 	void (*yielded)(krx_task *t);
 } krx_sched_hooks;
 
-typedef struct krx_sched_config {
-	unsigned schedulers;
-	int pin;
-	size_t stack_size;
-	unsigned watchdog_ms;
-	kr_log_fn *log;
-	void *log_ctx;
-	int no_reports;
-	krx_sched_hooks hooks;
-	void **vm_locals;     /* per scheduler, for vm/: its vm_local */
-} krx_sched_config;
+/* ---- 2. here: the running scheduler (the struct is sched/'s; vm/ reads
+ * id, current through krx_task_on, and vm) ---- */
 
 /* Why the running task switched back to the scheduler. */
 enum krx_switch_cause { KRX_SW_YIELD, KRX_SW_PARK, KRX_SW_EXIT };
@@ -82,10 +89,13 @@ typedef struct krx_sched {
 	 * krx_sched_deferred); its park is park_* above, its timer armed only
 	 * with the commit. */
 	krx_task *deferred;
-	/* vm/'s own per-scheduler state (its send buffers), and whether it
-	 * has anything to flush when a task switches out. */
-	void *vm_local;
-	unsigned vm_pending;
+	/* vm/'s corner (door 2): its own per-scheduler state (send
+	 * buffers, caches), and whether it has anything for the flush hook
+	 * when a task switches out. sched/ only reads pending. */
+	struct {
+		void *local;
+		unsigned pending;
+	} vm;
 	/* Bound tasks made runnable from elsewhere. */
 	krx_inbox inbox;
 	/* Parking. */
@@ -97,6 +107,40 @@ typedef struct krx_sched {
 	krx_task *overdue;        /* taken from an overdue inject queue, to run (find_work) */
 	long reds_forgiven;       /* budget the running task lost to a leash (sched.c) */
 } krx_sched;
+
+/* The scheduler this thread is, or NULL (read afresh: see tls.h). */
+static inline krx_sched *krx_sched_self(void)
+{
+	return krx_tls_sched();
+}
+
+/* The task running on s, this thread's scheduler (or NULL: a host
+ * thread), or NULL. */
+static inline krx_task *krx_task_on(krx_sched *s)
+{
+	/* Plain read: only this thread writes it (atomically, for the watchdog). */
+	return s ? (krx_task *)s->current : NULL;
+}
+
+/* The task running on this thread, or NULL on a host thread. */
+static inline krx_task *krx_task_self(void)
+{
+	return krx_task_on(krx_sched_self());
+}
+
+/* ---- 3. lifecycle (vm.c) ---- */
+
+typedef struct krx_sched_config {
+	unsigned schedulers;
+	int pin;
+	size_t stack_size;
+	unsigned watchdog_ms;
+	kr_log_fn *log;
+	void *log_ctx;
+	int no_reports;
+	krx_sched_hooks hooks;
+	void **vm_locals;     /* per scheduler, for vm/: its vm_local */
+} krx_sched_config;
 
 int krx_sched_start(const krx_sched_config *cfg);
 /* Stop and join every scheduler; tasks not finished are left where they
@@ -115,40 +159,7 @@ krx_stack_pool *krx_sched_pool(void);
 int krx_sched_pool_for(size_t size, krx_stack_pool **out);
 size_t krx_sched_stacks_in_use(void);
 
-/* The scheduler this thread is, or NULL (read afresh: see tls.h). */
-static inline krx_sched *krx_sched_self(void)
-{
-	return krx_tls_sched();
-}
-
-/* The task running on this thread, or NULL on a host thread. */
-static inline krx_task *krx_task_self(void)
-{
-	krx_sched *s = krx_sched_self();
-	/* Plain read: only this thread writes it (atomically, for the watchdog). */
-	return s ? (krx_task *)s->current : NULL;
-}
-
-/* Prepare a task (it will run hooks.task_main); bound: 0 or scheduler
- * index + 1; pool: where its stack comes from (NULL = the default). */
-void krx_task_init(krx_task *t, unsigned bound, krx_stack_pool *pool);
-/* Make a new task runnable (from a task or a host thread). */
-void krx_task_spawn(krx_task *t);
-/* Queue a task whose wake-up CAS the caller has just won. */
-void krx_task_ready(krx_task *t);
-/* Wake t if it is parked in WAIT_OTHER: the CAS any waker must win. */
-bool krx_task_wake(krx_task *t, unsigned status);
-/* Wake t, parked in WAIT_RECV, whose wake-up the caller has already won
- * elsewhere (vm/'s mailbox word): no CAS needed, there is no other waker. */
-void krx_task_wake_won(krx_task *t);
-
-/* Direct switches: a task that parks hands the CPU straight to the task
- * in the LIFO slot (its partner, just woken) when it may, skipping the
- * scheduler loop and two of the four switches of a message round trip.
- * The next task then finishes what the scheduler loop would have done for
- * the one that left. Not for use outside park and yield. */
-krx_task *krx_sched_direct_next(krx_sched *s, krx_task *t);
-void krx_sched_finish_handover(krx_sched *s);
+/* ---- 4. hand-off (send.c, mailbox.c; and park, below) ---- */
 
 /*
  * Deferred commits: when a task parks in a receive and hands the CPU
@@ -182,6 +193,14 @@ static inline void krx_sched_commit_deferred(krx_sched *s)
 		krx_sched_commit_deferred_slow(s);
 }
 
+/* Direct switches: a task that parks hands the CPU straight to the task
+ * in the LIFO slot (its partner, just woken) when it may, skipping the
+ * scheduler loop and two of the four switches of a message round trip.
+ * The next task then finishes what the scheduler loop would have done for
+ * the one that left. Not for use outside park and yield. */
+krx_task *krx_sched_direct_next(krx_sched *s, krx_task *t);
+void krx_sched_finish_handover(krx_sched *s);
+
 /* After a task resumes: finish parking the task that handed it the CPU. */
 static inline __attribute__((always_inline)) void krx_task_resumed(void)
 {
@@ -189,6 +208,21 @@ static inline __attribute__((always_inline)) void krx_task_resumed(void)
 	if (s->handover)
 		krx_sched_finish_handover(s);
 }
+
+/* ---- 5. tasks ---- */
+
+/* Prepare a task (it will run hooks.task_main); bound: 0 or scheduler
+ * index + 1; pool: where its stack comes from (NULL = the default). */
+void krx_task_init(krx_task *t, unsigned bound, krx_stack_pool *pool);
+/* Make a new task runnable (from a task or a host thread). */
+void krx_task_spawn(krx_task *t);
+/* Queue a task whose wake-up CAS the caller has just won. */
+void krx_task_ready(krx_task *t);
+/* Wake t if it is parked in WAIT_OTHER: the CAS any waker must win. */
+bool krx_task_wake(krx_task *t, unsigned status);
+/* Wake t, parked in WAIT_RECV, whose wake-up the caller has already won
+ * elsewhere (vm/'s mailbox word): no CAS needed, there is no other waker. */
+void krx_task_wake_won(krx_task *t);
 
 /* From a running task: */
 void krx_task_yield(void);
@@ -236,6 +270,8 @@ static inline void krx_task_charge(long reds)
 /* Run fn(arg) on a helper thread while the calling task waits. */
 long krx_blocking(long (*fn)(void *), void *arg);
 void krx_blocking_stop(void);
+
+/* ---- 6. reports ---- */
 
 /* One report to kr_config.log (or stderr), cut at KRX_LOG_MAX - 1 bytes: room
  * for a crash report's first line and its 32 frames. */

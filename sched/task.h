@@ -25,7 +25,11 @@
 enum krx_status {
 	KRX_RUNNING = 0,
 	KRX_RUNNABLE = 1,
-	KRX_WAIT_RECV = 2,  /* in a receive: a message or a timeout wakes it */
+	KRX_WAIT_RECV = 2,  /* a wait whose wake-up is won outside the state word:
+	                     * vm/'s receive, on its mailbox word (the sender that
+	                     * clears the mark, or the recv_timeout hook). Its
+	                     * waker stores RUNNABLE plainly, and its commit is
+	                     * the one that may be deferred (handoff.c) */
 	KRX_WAIT_OTHER = 3, /* in a sleep or kr_blocking: only its own waker */
 	KRX_DONE = 4,
 	KRX_WAIT_IO = 5     /* on a descriptor (poll.c): its poller, its timer, an

@@ -105,7 +105,7 @@ static int reply(const kr_msg *request, uint64_t tag, uint64_t tag_end, const vo
 	krx_sched *s = krx_sched_self();
 	if (krx_vm_enter(s))
 		return KR_ESTOPPED;
-	krx_proc *p = s ? (krx_proc *)s->current : NULL;
+	krx_proc *p = krx_proc_on(s);
 	kr_pid me = p ? (kr_pid)AO_load(&p->live_pid) : 0;
 	/* Answered: our end no longer concerns this caller. */
 	if (p)

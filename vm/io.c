@@ -273,7 +273,7 @@ KR_API int kr_fd_disown(int fd)
 
 static int give(krx_sched *s, int fd, kr_pid to)
 {
-	krx_proc *p = s ? (krx_proc *)s->current : NULL;
+	krx_proc *p = krx_proc_on(s);
 	kr_pid me = p ? pid_of(p) : 0;
 	AO_t *word = fd < 0 ? NULL : krx_poll_fd_word(fd);
 	if (word && to == me)
@@ -303,7 +303,7 @@ KR_API int kr_fd_give(int fd, kr_pid pid)
 		return KR_ESTOPPED;
 	int err = give(s, fd, pid);
 	krx_vm_leave(s);
-	if (s && s->current)
+	if (krx_task_on(s))
 		krx_task_charge(1);
 	return err;
 }
@@ -328,7 +328,7 @@ KR_API int kr_close(int fd)
 	krx_sched *s = krx_sched_self();
 	if (krx_vm_enter(s))
 		return KR_ESTOPPED;
-	krx_proc *p = s ? (krx_proc *)s->current : NULL;
+	krx_proc *p = krx_proc_on(s);
 	AO_t *word = krx_poll_fd_word(fd);
 	/* Whoever owns it owns it no more. Full: see own. */
 	AO_t was = word ? AO_load(word) : 0;

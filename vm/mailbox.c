@@ -361,7 +361,7 @@ static _Noreturn __attribute__((cold, noinline)) void msg_not_live(void)
 KR_API void kr_msg_free(kr_msg *msg)
 {
 	krx_sched *s = krx_sched_self();
-	krx_proc *p = s ? (krx_proc *)s->current : NULL;
+	krx_proc *p = krx_proc_on(s);
 	if (!msg || !p)
 		return;
 	char *b = (char *)msg - offsetof(krx_msg, pub);

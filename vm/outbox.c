@@ -10,7 +10,7 @@
 
 static krx_outbox *outbox_of(krx_sched *s)
 {
-	return &((krx_vm_local *)s->vm_local)->outbox;
+	return &krx_vm_local_of(s)->outbox;
 }
 
 static void deliver_entry(krx_sched *s, krx_outbox_entry *e)
@@ -27,7 +27,7 @@ void krx_outbox_flush(krx_sched *s)
 	for (unsigned i = 0; i < used; i++)
 		held[i] = ob->e[i];
 	ob->used = 0;
-	s->vm_pending = 0;
+	s->vm.pending = 0;
 	for (unsigned i = 0; i < used; i++)
 		deliver_entry(s, &held[i]);
 }
@@ -49,7 +49,7 @@ bool krx_outbox_hold(krx_sched *s, krx_proc *to, uint32_t serial, krx_msg *m, bo
 			krx_outbox_flush(s);
 		e = &ob->e[ob->used++];
 		*e = (krx_outbox_entry){ .to = to, .serial = serial, .oldest = m };
-		s->vm_pending = 1;
+		s->vm.pending = 1;
 	}
 	m->next = e->newest;
 	e->newest = m;
@@ -59,7 +59,7 @@ bool krx_outbox_hold(krx_sched *s, krx_proc *to, uint32_t serial, krx_msg *m, bo
 	krx_outbox_entry full = *e;
 	*e = ob->e[--ob->used];
 	if (!ob->used)
-		s->vm_pending = 0;
+		s->vm.pending = 0;
 	deliver_entry(s, &full);
 	return true;
 }

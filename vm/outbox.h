@@ -40,8 +40,8 @@ bool krx_outbox_hold(krx_sched *s, krx_proc *to, uint32_t serial, krx_msg *m, bo
 static inline bool krx_outbox_add(krx_sched *s, krx_proc *to, uint32_t serial, krx_msg *m,
                                   bool start)
 {
-	/* vm_pending is set exactly while the outbox holds messages. */
-	if (!start && !s->vm_pending)
+	/* vm.pending is set exactly while the outbox holds messages. */
+	if (!start && !s->vm.pending)
 		return false;
 	return krx_outbox_hold(s, to, serial, m, start);
 }

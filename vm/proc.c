@@ -125,7 +125,7 @@ uint64_t krx_procs_spawned(void)
 
 static krx_slot_cache *slot_cache(krx_sched *s)
 {
-	return s ? &((krx_vm_local *)s->vm_local)->slots : NULL;
+	return s ? &krx_vm_local_of(s)->slots : NULL;
 }
 
 /* Under the lock: make sure the chunk holding idx exists. */

@@ -78,6 +78,12 @@ static inline krx_proc *krx_proc_self(void)
 	return (krx_proc *)krx_task_self();
 }
 
+/* The process running on s (this thread's scheduler, or NULL), or NULL. */
+static inline krx_proc *krx_proc_on(krx_sched *s)
+{
+	return (krx_proc *)krx_task_on(s);
+}
+
 /* How freed slots are reused (proc.c); tests of slot-reuse races set it
  * before kr_vm_start. */
 typedef struct krx_slot_policy_t {

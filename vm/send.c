@@ -170,7 +170,7 @@ static enum krx_push deliver_to(krx_sched *s, krx_proc *p, uint32_t serial, krx_
 	}
 	/* Anything else goes out now; what the outbox holds goes first, or
 	 * it would overtake messages sent before it. */
-	if (s && s->vm_pending && !user)
+	if (s && s->vm.pending && !user)
 		krx_outbox_flush(s);
 	enum krx_push r = krx_mailbox_push(&p->mbox, serial, m, m, 1);
 	if (r == KRX_PUSH_DEAD) {
@@ -228,7 +228,7 @@ static inline __attribute__((always_inline)) int send_one(kr_pid to, unsigned ki
 	err = KR_ELIMIT;
 	if (len > max_message)
 		goto out;
-	krx_proc *self = s ? (krx_proc *)s->current : NULL;
+	krx_proc *self = krx_proc_on(s);
 	/* Relaxed: our own pid, written before we first ran. */
 	kr_pid from = self ? (kr_pid)AO_load(&self->live_pid) : 0;
 	krx_msg *m = krx_msg_build(s, kind, from, tag, ref, data, len, bin);
@@ -259,7 +259,7 @@ KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len)
 		return rc > 0 ? 0 : rc; /* a dead letter is not an error */
 	}
 	krx_msg *m = krx_msg_from_cache(c);
-	m->pub.sender = (kr_pid)AO_load(&((krx_proc *)s->current)->live_pid); /* ours: relaxed */
+	m->pub.sender = (kr_pid)AO_load(&krx_proc_on(s)->live_pid); /* ours: relaxed */
 	m->pub.tag = tag;
 	m->pub.len = len;
 	copy_payload(m + 1, data, len);

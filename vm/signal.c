@@ -125,7 +125,7 @@ kr_ref krx_ref_new(krx_sched *s)
 	 * 11 bits say whose (0: host threads), the rest count. */
 	static AO_t host_refs;
 	if (s) {
-		krx_vm_local *l = s->vm_local;
+		krx_vm_local *l = krx_vm_local_of(s);
 		return (kr_ref)(++l->refs << 11 | (s->id + 1));
 	}
 	/* Relaxed: the counter only has to hand each value out once. */
@@ -455,7 +455,7 @@ KR_API int kr_exit_sig_reason(kr_pid pid, const kr_reason *reason)
 	krx_sched *s = krx_sched_self();
 	if (krx_vm_enter(s))
 		return KR_ESTOPPED;
-	krx_proc *p = s ? (krx_proc *)s->current : NULL;
+	krx_proc *p = krx_proc_on(s);
 	kr_pid me = p ? self_pid(p) : 0;
 	send_exit(s, me, pid, KRX_SIG_EXIT, reason);
 	krx_vm_leave(s);

@@ -15,7 +15,7 @@
 #include "outbox.h"
 #include "sched.h"
 
-/* What vm/ keeps per scheduler (krx_sched.vm_local): touched by that
+/* What vm/ keeps per scheduler (krx_sched.vm.local): touched by that
  * scheduler's thread only. */
 typedef struct krx_vm_local {
 	krx_outbox outbox;
@@ -24,10 +24,16 @@ typedef struct krx_vm_local {
 	uint64_t refs;        /* references made here (krx_ref_new) */
 } krx_vm_local;
 
+/* vm/'s corner of scheduler s. */
+static inline krx_vm_local *krx_vm_local_of(krx_sched *s)
+{
+	return s->vm.local;
+}
+
 /* The message cache of scheduler s, or NULL for a host thread (s NULL). */
 static inline krx_msg_cache *krx_vm_msg_cache(krx_sched *s)
 {
-	return s ? &((krx_vm_local *)s->vm_local)->msgs : NULL;
+	return s ? &krx_vm_local_of(s)->msgs : NULL;
 }
 
 int krx_vm_enter_host(void);
