@@ -4,8 +4,11 @@
 # difference of the two totals divided by the difference of the lengths is
 # what one more round (a message round trip, a hop round a ring, a call)
 # costs. The start, the stop and everything else that does not grow with
-# the length cancels out, and the count is the same on every host and under
-# any load, unlike a time.
+# the length cancels out. The count does not depend on the host's speed or
+# load the way a time does, but it is not exact: what the scheduler does
+# while a run waits (spinning, the rounds where the loop comes round) varies
+# a little, and repeated counts of one build spread by about 0.5% (pingpong,
+# call) to 5% (ring). Compare two builds by several counts each.
 #
 #   scripts/instructions.sh                 pingpong, ring and call
 #   scripts/instructions.sh pingpong ...    the ones named
