@@ -222,3 +222,60 @@ Test(call, a_request_does_not_overtake_a_message_sent_before_it)
 	             atomic_load(&overtaken));
 	vm_stop();
 }
+
+/*
+ * A late reply never reaches a caller parked right here. The reply to a
+ * call that timed out is dropped as it is taken in; but a reply sent to a
+ * caller that is its server's partner, parked with its commit deferred, may
+ * go straight into the caller's queue, and must only when the caller waits
+ * for that very reply. Here the caller polls (timeout 0, so the request is
+ * queued and the call is over), then wakes the server with a note and
+ * parks: the server, its partner on one scheduler, replies to the old
+ * request first, then echoes the note. The caller must see the note only.
+ */
+enum { LATE_ROUNDS = 200 };
+static atomic_int late_done;
+
+static void echo_server(void *arg)
+{
+	(void)arg;
+	kr_msg *m;
+	while (kr_recv(&m, KR_INFINITY) == 0) {
+		if (m->ref > 0)
+			VM_CHECK(kr_reply(m, T_SUM, NULL, 0) == 0, "kr_reply");
+		else
+			VM_CHECK(kr_send(m->sender, T_NOTE, NULL, 0) == 0, "echo");
+		kr_msg_free(m);
+	}
+}
+
+static void late_client(void *arg)
+{
+	kr_pid srv = *(kr_pid *)arg;
+	for (int i = 0; i < LATE_ROUNDS; i++) {
+		kr_msg *r, *m;
+		int rc = kr_call(srv, T_ADD, NULL, 0, &r, 0);
+		VM_CHECK(rc == KR_ETIMEDOUT, "round %d: a polling call: %d", i, rc);
+		kr_send(srv, T_NOTE, NULL, 0);
+		rc = kr_recv(&m, 5000);
+		VM_CHECK(rc == 0 && m->tag == T_NOTE, "round %d: got %d, tag %llu (the late reply?)", i,
+		         rc, rc ? 0ull : (unsigned long long)m->tag);
+		if (rc)
+			return;
+		kr_msg_free(m);
+	}
+	kr_msg *m;
+	VM_CHECK(kr_recv(&m, 50) == KR_ETIMEDOUT, "a late reply was left in the mailbox");
+	atomic_store(&late_done, 1);
+}
+
+Test(call, a_late_reply_never_reaches_a_caller_parked_right_here)
+{
+	static kr_pid srv;
+	vm_start(1);
+	srv = vm_spawn_on(echo_server, NULL, 1);
+	vm_spawn_on(late_client, &srv, 1);
+	cr_assert(VM_WAIT(atomic_load(&late_done) || atomic_load(&vm_fails), 20000));
+	vm_assert_clean();
+	vm_stop();
+}

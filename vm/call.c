@@ -111,7 +111,7 @@ static int reply(const kr_msg *request, uint64_t tag, uint64_t tag_end, const vo
 	if (p)
 		(void)krx_call_replied(p, request->ref);
 	/* A caller that is gone or gave up drops it: not our error. */
-	(void)krx_signal_send(s, me, request->sender, KRX_SIG_REPLY, request->ref, tag, data, len);
+	krx_send_reply(s, me, request->sender, request->ref, tag, data, len);
 	krx_vm_leave(s);
 	if (p)
 		krx_task_charge(1);

@@ -88,9 +88,14 @@ static long backlog_penalty(krx_proc *p)
 	return len / BACKLOG_FREE * 64 > KRX_REDUCTIONS ? KRX_REDUCTIONS : (long)(len / BACKLOG_FREE * 64);
 }
 
+static inline bool kind_is_signal(unsigned kind)
+{
+	return kind != KRX_MSG_USER && kind != KRX_MSG_CALL;
+}
+
 static bool is_signal(const krx_msg *m)
 {
-	return m->hb.kind != KRX_MSG_USER && m->hb.kind != KRX_MSG_CALL;
+	return kind_is_signal(m->hb.kind);
 }
 
 /* May m go straight into the queue of p, parked here with its commit
@@ -98,11 +103,12 @@ static bool is_signal(const krx_msg *m)
  * taken in; a reply only if p waits for it now (p is parked on this
  * thread, so its call_ref may be read: the reply then is what taking it
  * in would make of it, a user message). */
-static inline __attribute__((always_inline)) bool direct_ok(krx_proc *p, const krx_msg *m)
+static inline __attribute__((always_inline)) bool direct_ok(krx_proc *p, unsigned kind,
+                                                            const krx_msg *m)
 {
-	if (!is_signal(m))
+	if (!kind_is_signal(kind))
 		return true;
-	if (m->hb.kind != KRX_SIG_REPLY)
+	if (kind != KRX_SIG_REPLY)
 		return false;
 	krx_proc_ext *x = krx_proc_ext_peek(p);
 	return x && x->call_ref && x->call_ref == m->pub.ref;
@@ -133,14 +139,17 @@ static void after_push(krx_proc *p, unsigned kind, enum krx_push r)
 
 /* The direct path: p is parked right here, its commit not yet made.
  * Straight into its queue, unless others' messages came first (it must
- * take them in itself), or m must be taken in as a signal. */
+ * take them in itself), or m must be taken in as a signal. kind is m's
+ * (given, so that an inlined caller's constant folds). */
 static inline __attribute__((always_inline)) bool deliver_direct(krx_sched *s, krx_proc *p,
-                                                                 uint32_t serial, krx_msg *m)
+                                                                 uint32_t serial, unsigned kind,
+                                                                 krx_msg *m)
 {
-	if (p->serial != serial || !direct_ok(p, m) || !krx_mailbox_deliver_parked(&p->mbox, m))
+	if (p->serial != serial || !direct_ok(p, kind, m) ||
+	    !krx_mailbox_deliver_parked(&p->mbox, m))
 		return false;
-	unsigned kind = m->hb.kind;
-	m->hb.kind = KRX_MSG_USER;
+	if (kind != KRX_MSG_USER)
+		m->hb.kind = KRX_MSG_USER;
 	krx_task_wake_deferred(s, &p->task);
 	if (kind == KRX_MSG_USER || kind == KRX_MSG_CALL)
 		krx_task_charge(1);
@@ -153,7 +162,7 @@ static enum krx_push deliver_to(krx_sched *s, krx_proc *p, uint32_t serial, krx_
 	unsigned kind = m->hb.kind;
 	bool user = kind == KRX_MSG_USER;
 	if (s && krx_sched_deferred(s) == &p->task) {
-		if (deliver_direct(s, p, serial, m))
+		if (deliver_direct(s, p, serial, kind, m))
 			return KRX_PUSH_WAKE;
 		krx_sched_commit_deferred(s);
 	}
@@ -241,38 +250,43 @@ out:
 }
 
 /*
- * kr_send. Its common case is inlined here: a process sending a small
- * payload, with a block in its scheduler's cache, to a live process (above
- * all its partner parked right here). Everything else (a host thread, a
- * big payload, a bad argument, a dead pid) takes send_one.
+ * The common case of every send from a process, inlined into each: a small
+ * payload, a block in its scheduler's cache, a live target (above all its
+ * partner, parked right here). kind: a user message, a request or a reply,
+ * a constant at each caller. 0 sent, 1 a dead letter, or -1 having done
+ * nothing: the case is not the common one, and the caller takes send_one.
  */
-KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len)
+static inline __attribute__((always_inline)) int send_cached(krx_sched *s, kr_pid to,
+                                                             unsigned kind, uint64_t tag,
+                                                             kr_ref ref, const void *data,
+                                                             size_t len)
 {
-	krx_sched *s = krx_sched_self();
 	krx_msg_cache *c;
 	krx_proc *p;
-	if (__builtin_expect(!KRX_MSG_CACHING || !s || tag >= KR_TAG_SUP || len > KRX_MSG_SMALL ||
-	                             (len && !data) || !(c = krx_vm_msg_cache(s))->n ||
-	                             !(p = krx_proc_live(to)),
-	                     0)) {
-		int rc = send_one(to, KRX_MSG_USER, tag, KR_TAG_SUP, 0, data, len, NULL);
-		return rc > 0 ? 0 : rc; /* a dead letter is not an error */
-	}
+	if (__builtin_expect(!KRX_MSG_CACHING || !s || len > KRX_MSG_SMALL || (len && !data) ||
+	                             !(c = krx_vm_msg_cache(s))->n || !(p = krx_proc_live(to)),
+	                     0))
+		return -1;
 	krx_msg *m = krx_msg_from_cache(c);
+	m->hb.kind = kind;
+	m->pub.ref = ref;
 	m->pub.sender = (kr_pid)AO_load(&krx_proc_on(s)->live_pid); /* ours: relaxed */
 	m->pub.tag = tag;
 	m->pub.len = len;
 	copy_payload(m + 1, data, len);
 	uint32_t serial = (uint32_t)KRX_PID_SERIAL(to);
-	/* deliver_direct, for a user message. */
-	if (krx_sched_deferred(s) == &p->task && p->serial == serial &&
-	    krx_mailbox_deliver_parked(&p->mbox, m)) {
-		krx_task_wake_deferred(s, &p->task);
-		krx_task_charge(1);
+	if (krx_sched_deferred(s) == &p->task && deliver_direct(s, p, serial, kind, m))
 		return 0;
-	}
-	(void)deliver_to(s, p, serial, m);
-	return 0;
+	return deliver_to(s, p, serial, m) == KRX_PUSH_DEAD;
+}
+
+KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len)
+{
+	int rc = tag < KR_TAG_SUP ? send_cached(krx_sched_self(), to, KRX_MSG_USER, tag, 0, data, len)
+	                          : -1;
+	if (__builtin_expect(rc < 0, 0))
+		rc = send_one(to, KRX_MSG_USER, tag, KR_TAG_SUP, 0, data, len, NULL);
+	return rc > 0 ? 0 : rc; /* a dead letter is not an error */
 }
 
 int krx_send(kr_pid to, uint64_t tag, const void *data, size_t len)
@@ -291,5 +305,20 @@ KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
 
 int krx_send_call(kr_pid to, uint64_t tag, kr_ref ref, const void *data, size_t len)
 {
-	return send_one(to, KRX_MSG_CALL, tag, KR_TAG_RESERVED, ref, data, len, NULL);
+	int rc = tag < KR_TAG_RESERVED
+	                 ? send_cached(krx_sched_self(), to, KRX_MSG_CALL, tag, ref, data, len)
+	                 : -1;
+	if (rc < 0)
+		rc = send_one(to, KRX_MSG_CALL, tag, KR_TAG_RESERVED, ref, data, len, NULL);
+	return rc;
+}
+
+void krx_send_reply(krx_sched *s, kr_pid from, kr_pid to, kr_ref ref, uint64_t tag,
+                    const void *data, size_t len)
+{
+	if (send_cached(s, to, KRX_SIG_REPLY, tag, ref, data, len) < 0) {
+		krx_msg *m = krx_msg_build(s, KRX_SIG_REPLY, from, tag, ref, data, len, NULL);
+		if (m)
+			(void)krx_deliver(s, to, m);
+	}
 }

@@ -50,6 +50,11 @@ void krx_send_init(size_t max_message);
 /* kr_call's request: a message of kind KRX_MSG_CALL with ref (the caller
  * has checked tag). 0, 1 when the process is gone, or a negative error. */
 int krx_send_call(kr_pid to, uint64_t tag, kr_ref ref, const void *data, size_t len);
+/* kr_reply's answer: a KRX_SIG_REPLY with the request's ref, from `from`
+ * (s's running process, or 0 from a host thread; the caller has checked
+ * the arguments). A caller that is gone or gave up drops it. */
+void krx_send_reply(krx_sched *s, kr_pid from, kr_pid to, kr_ref ref, uint64_t tag,
+                    const void *data, size_t len);
 
 /* kr_send, kr_call and kr_reply with the supervisors' tags too (from
  * KR_TAG_SUP up to KR_TAG_RESERVED, which the public calls refuse): for
