@@ -29,17 +29,6 @@
 #include "timeout.h"
 #include "vm.h"
 
-typedef struct awaited {
-	kr_ref ref;
-} awaited;
-
-static int is_answer(const kr_msg *m, void *ctx)
-{
-	/* Only the answers to this call carry its reference: a reply, or the
-	 * CALL_DOWN that became a KR_TAG_DOWN message. */
-	return m->ref == ((const awaited *)ctx)->ref;
-}
-
 /* kr_call, with tags below tag_end allowed (a program's, or the
  * supervisors' too). */
 static int call(kr_pid pid, uint64_t tag, uint64_t tag_end, const void *req, size_t len,
@@ -59,21 +48,24 @@ static int call(kr_pid pid, uint64_t tag, uint64_t tag_end, const void *req, siz
 	if (!x)
 		return KR_ENOMEM;
 	/* The marker: everything queued now is older than any answer. */
-	(void)krx_mailbox_take(&p->mbox);
+	if (krx_mailbox_has_new(&p->mbox))
+		(void)krx_mailbox_take(&p->mbox);
 	krx_msg *mark = p->mbox.tail;
 	kr_ref ref = krx_ref_new(krx_sched_self());
 	x->call_ref = ref;
 	int rc = krx_send_call(pid, tag, ref, req, len);
 	kr_msg *m = NULL;
 	if (rc == 0) {
-		awaited a = { ref };
-		krx_matcher mt = { .kind = KRX_MATCH_PRED, .pred = is_answer, .ctx = &a };
+		/* Only the answers to this call carry its reference: a reply,
+		 * or the CALL_DOWN that became a KR_TAG_DOWN message. */
+		krx_matcher mt = { .kind = KRX_MATCH_REF, .tag = (uint64_t)ref };
 		rc = krx_receive_after(&m, &mt, timeout_ms, mark);
 	} else if (rc > 0) {
 		rc = KR_ENOPROC; /* gone before we asked */
 	}
-	/* From here a late answer is dropped on arrival. */
-	krx_proc_ext_peek(krx_proc_self())->call_ref = 0;
+	/* From here a late answer is dropped on arrival. (x is kept with the
+	 * slot: the same after the receive, on whatever thread.) */
+	x->call_ref = 0;
 	if (rc == 0 && m->tag == KR_TAG_DOWN) {
 		kr_msg_free(m); /* the server ended before replying */
 		return KR_ENOPROC;

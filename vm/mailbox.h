@@ -146,11 +146,12 @@ size_t krx_mailbox_len(krx_mailbox *mb);
  * true if it cleared that park's WAITING mark, and so owns the wake-up. */
 bool krx_mailbox_timeout(krx_mailbox *mb, AO_t expect);
 
-/* What a receive looks for. */
-enum krx_match_kind { KRX_MATCH_ANY, KRX_MATCH_TAG, KRX_MATCH_PRED, KRX_MATCH_NONE };
+/* What a receive looks for. KRX_MATCH_REF: a message carrying the ref in
+ * tag (kr_call's answer: its reply, or the DOWN of a server that ended). */
+enum krx_match_kind { KRX_MATCH_ANY, KRX_MATCH_TAG, KRX_MATCH_PRED, KRX_MATCH_NONE, KRX_MATCH_REF };
 typedef struct krx_matcher {
 	int kind;
-	uint64_t tag;
+	uint64_t tag; /* the tag, or for KRX_MATCH_REF the ref */
 	kr_match_fn *pred;
 	void *ctx;
 } krx_matcher;
