@@ -14,6 +14,7 @@
 #include "msg.h"
 #include "registry.h"
 #include "signal.h"
+#include "str.h"
 #include "vm.h"
 
 static const char *const kind_names[] = {
@@ -63,7 +64,7 @@ void krx_proc_set_reason(krx_proc *p, int kind, const char *text, kr_pid from, b
 	if (!x)
 		return; /* memory is short: the kind alone will do */
 	x->reason.kind = kind;
-	snprintf(x->reason.text, sizeof x->reason.text, "%s", text ? text : "");
+	krx_str_copy(x->reason.text, sizeof x->reason.text, text);
 	x->ended_by = from;
 	x->nbt = want_bt && krx_sched_reporting() ? krx_exit_backtrace(x->bt, KRX_BACKTRACE) : 0;
 }

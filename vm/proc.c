@@ -48,6 +48,7 @@
 #include "mi.h"
 #include "registry.h"
 #include "signal.h"
+#include "str.h"
 #include "vm.h"
 
 #define CHUNK_BITS KRX_PROC_CHUNK_BITS
@@ -286,7 +287,7 @@ static void name_set(krx_proc *p, const char *name)
 		return; /* no name, or no memory for one: reports show the pid */
 	char buf[sizeof x->name] = { 0 };
 	if (name)
-		snprintf(buf, sizeof buf, "%s", name);
+		krx_str_copy(buf, sizeof buf, name);
 	for (size_t i = 0; i < sizeof x->name / sizeof x->name[0]; i++) {
 		AO_t w;
 		memcpy(&w, buf + i * sizeof w, sizeof w);

@@ -36,6 +36,7 @@
 #include "msg.h"
 #include "proc.h"
 #include "send.h"
+#include "str.h"
 
 /* The protocol's tags (sup.h reserves KR_TAG_SUP and up). */
 enum {
@@ -173,8 +174,8 @@ static int spec_resolve(const kr_child_spec *c, spec *out)
 	if (c->stack_size && (c->stack_size < KRX_MIN_STACK || c->stack_size > KRX_MAX_STACK))
 		return KR_EINVAL;
 	memset(out, 0, sizeof *out);
-	snprintf(out->id, sizeof out->id, "%s", c->id);
-	snprintf(out->label, sizeof out->label, "%s", c->name ? c->name : c->id);
+	krx_str_copy(out->id, sizeof out->id, c->id);
+	krx_str_copy(out->label, sizeof out->label, c->name ? c->name : c->id);
 	out->start = c->start;
 	out->arg = c->arg;
 	out->init = c->init;
