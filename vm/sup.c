@@ -102,7 +102,6 @@ typedef struct sup {
 	uint64_t next_key;
 	int64_t *ring;              /* times of recent restarts (ms), a growable ring */
 	int ring_cap, ring_head, ring_n;
-	char who[80];               /* "<0.5.1> name", for reports */
 } sup;
 
 /* kr_sup_start_link's first message to its supervisor. */
@@ -393,14 +392,26 @@ static void child_name(const child *c, kr_pid pid, char *buf, size_t len)
 	snprintf(buf, len, "%s%s%s", c->sp->id, pid ? " " : "", p);
 }
 
+/* "<0.5.1> name": the supervisor, for a report (made only when one is). */
+static const char *sup_who(const sup *s, char *buf, size_t len)
+{
+	kr_proc_info info;
+	char p[32];
+	if (kr_info(s->self, &info) != 0)
+		info.name[0] = 0;
+	snprintf(buf, len, "%s%s%s", pid_str(s->self, p, sizeof p), info.name[0] ? " " : "",
+	         info.name);
+	return buf;
+}
+
 static void report_reason(const sup *s, const child *c, kr_pid pid, const char *what,
                           const kr_reason *r)
 {
 	if (!krx_sched_reporting())
 		return;
-	char who[112], why[160];
+	char me[80], who[112], why[160];
 	child_name(c, pid, who, sizeof who);
-	krx_sched_log("krill: supervisor %s: child %s %s: %s", s->who, who, what,
+	krx_sched_log("krill: supervisor %s: child %s %s: %s", sup_who(s, me, sizeof me), who, what,
 	              kr_reason_format(r, why, sizeof why));
 }
 
@@ -697,9 +708,9 @@ static int restart_child(sup *s, child *c)
 {
 	int rc = start_child(s, c);
 	if (rc == 0 && krx_sched_reporting()) {
-		char p[32];
-		krx_sched_log("krill: supervisor %s: child %s restarted as %s", s->who, c->sp->id,
-		              pid_str(c->pid, p, sizeof p));
+		char me[80], p[32];
+		krx_sched_log("krill: supervisor %s: child %s restarted as %s", sup_who(s, me, sizeof me),
+		              c->sp->id, pid_str(c->pid, p, sizeof p));
 	}
 	return rc;
 }
@@ -721,9 +732,10 @@ static child *restart_from(sup *s, child *c)
 static void restart(sup *s, child *c)
 {
 	if (!add_restart(s)) {
+		char me[80];
 		krx_sched_log("krill: supervisor %s: reached max restart intensity "
 		              "(more than %d restarts in %ld ms), shutting down",
-		              s->who, s->max_restarts, s->period_ms);
+		              sup_who(s, me, sizeof me), s->max_restarts, s->period_ms);
 		kr_reason r = { .kind = KR_EXIT_SHUTDOWN };
 		snprintf(r.text, sizeof r.text, "reached max restart intensity");
 		stop_all_and_end(s, &r);
@@ -974,12 +986,6 @@ static sup *sup_new(const kr_sup_flags *f, const spec *specs, size_t n, kr_pid p
 	s->period_ms = f->period_ms;
 	s->self = kr_self();
 	s->parent = parent;
-	kr_proc_info info;
-	char p[32];
-	if (kr_info(s->self, &info) != 0)
-		info.name[0] = 0;
-	snprintf(s->who, sizeof s->who, "%s%s%s", pid_str(s->self, p, sizeof p),
-	         info.name[0] ? " " : "", info.name);
 	if (s->strategy == KR_SIMPLE_ONE_FOR_ONE) {
 		s->tmpl = specs[0];
 		return s;
