@@ -190,8 +190,13 @@ static krx_task *spin(krx_sched *s)
 		if ((t = inbox_or_inject(s)) || (t = krx_runq_get(&s->rq)))
 			return t;
 		/* Stealing and timers cost more: every 16th round. A round
-		 * is otherwise a few loads and two pauses (a pause is ~40 ns on
-		 * these CPUs), so work arriving for us is seen within ~0.1 us. */
+		 * is otherwise a few loads and one pause (~40 ns on these
+		 * CPUs), so work arriving for us is seen within ~0.05 us. One
+		 * pause, not two or none: a ping-pong across schedulers took
+		 * 320 ns at the median with one, 340-350 with two or none
+		 * (krbench pingpong --cross, seven runs of each alternated;
+		 * without a pause the spinning core's loads slow the very
+		 * transfer it waits for). */
 		if ((round & 15) == 15) {
 			if (s->spinning && (t = steal(s)))
 				return t;
@@ -200,7 +205,6 @@ static krx_task *spin(krx_sched *s)
 			if (krx_now_ns() > until)
 				break;
 		}
-		krx_cpu_relax();
 		krx_cpu_relax();
 	}
 	krx_sched_stop_spinning(s, false);
