@@ -275,6 +275,16 @@ static bool announce_waiting(krx_task *t, void *arg)
 	return AO_compare_and_swap_full(&p->mbox.in, WORD(p->serial, 0), WORD(p->serial, mark));
 }
 
+/* m, found by a receive, is the process's now. */
+static inline __attribute__((always_inline)) int received(krx_proc *p, krx_msg *m, kr_msg **out)
+{
+	krx_heap_link(&p->heap, &m->hb, KRX_HBLK_MSG);
+	if (__builtin_expect(m->hb.kind == KRX_MSG_CALL, 0))
+		krx_call_taken(p, m);
+	*out = &m->pub;
+	return 0;
+}
+
 /* Inlined into each kr_recv*: a process resumed after parking returns
  * through these frames, and every extra return there is a return the
  * predictor has not seen (the switch changed stacks under it). The scan
@@ -303,11 +313,7 @@ static inline __attribute__((always_inline)) int receive(kr_msg **out, const krx
 			if (!matches(mt, m))
 				continue;
 			krx_mailbox_remove(mb, prev, m);
-			krx_heap_link(&p->heap, &m->hb, KRX_HBLK_MSG);
-			if (__builtin_expect(m->hb.kind == KRX_MSG_CALL, 0))
-				krx_call_taken(p, m);
-			*out = &m->pub;
-			return 0;
+			return received(p, m, out);
 		}
 		if (krx_mailbox_has_new(mb) && (m = krx_mailbox_take(mb)))
 			continue;
@@ -320,6 +326,11 @@ static inline __attribute__((always_inline)) int receive(kr_msg **out, const krx
 		if (woke & KRX_ST_TIMEDOUT) {
 			krx_proc_end_if_told(p);
 			return KR_ETIMEDOUT;
+		}
+		/* The common wake-up: one message handed over, nothing queued. */
+		if (!mb->head && (m = krx_mailbox_handed_one(mb)) && matches(mt, m)) {
+			krx_mailbox_clear_handoff(mb);
+			return received(p, m, out);
 		}
 		if (krx_mailbox_has_new(mb))
 			(void)krx_mailbox_take(mb);

@@ -127,6 +127,27 @@ static inline bool krx_mailbox_has_new(krx_mailbox *mb)
 	return AO_load(&mb->handoff) || KRX_MB_IS_MSG(AO_load(&mb->in) & KRX_MB_PTR_MASK);
 }
 
+/* Owner, its private queue empty: the one message in the hand-off slot, if
+ * the slot holds exactly one, a user message or a request, and nothing was
+ * pushed after it; else NULL. It is the oldest message the owner has, so a
+ * receive that matches it may take it from the slot (krx_mailbox_clear_handoff)
+ * without queueing it: what a woken receiver does most. */
+static inline krx_msg *krx_mailbox_handed_one(krx_mailbox *mb)
+{
+	/* Relaxed: the slot was filled before the wake-up that queued us,
+	 * which published it; the look at `in` is a hint (a push after it
+	 * lands behind this message either way). */
+	krx_msg *m = (krx_msg *)AO_load(&mb->handoff);
+	if (!m || m->next || (m->hb.kind != KRX_MSG_USER && m->hb.kind != KRX_MSG_CALL) ||
+	    KRX_MB_IS_MSG(AO_load(&mb->in) & KRX_MB_PTR_MASK))
+		return NULL;
+	return m;
+}
+static inline void krx_mailbox_clear_handoff(krx_mailbox *mb)
+{
+	AO_store(&mb->handoff, 0); /* the owner's: relaxed */
+}
+
 /* Owner: move what was handed off and everything pushed into the private
  * queue, acting on signals as they come (signal.c). Returns the first
  * message queued, or NULL. */
