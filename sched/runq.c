@@ -166,41 +166,25 @@ krx_task *krx_injectq_pop(krx_injectq *q, krx_runq *into, unsigned max)
 {
 	if (krx_injectq_empty(q))
 		return NULL;
-	/* Take the whole list under the lock and split it outside: walking it
-	 * reads each task's next, a line that the scheduler which spilled the
-	 * task wrote last (a cache miss each), and the other schedulers must
-	 * not wait on the lock meanwhile. */
 	pthread_mutex_lock(&q->lock);
-	krx_task *t = q->head, *last = q->tail;
-	unsigned n = (unsigned)AO_load(&q->n); /* exact under the lock */
-	q->head = q->tail = NULL;
-	AO_store(&q->n, 0);
+	krx_task *t = q->head;
+	unsigned taken = 0;
+	if (t) {
+		q->head = t->next;
+		taken = 1;
+		/* Move a share of the rest, so one look feeds many runs. */
+		while (into && q->head && taken <= max &&
+		       krx_runq_len(into) < KRX_RUNQ_SIZE / 2) {
+			krx_task *u = q->head;
+			q->head = u->next;
+			AO_t tail = AO_load(&into->tail);
+			AO_store(&into->ring[tail & MASK], (AO_t)u);
+			AO_store_release(&into->tail, tail + 1);
+			taken++;
+		}
+		after_taking(q, taken);
+	}
 	pthread_mutex_unlock(&q->lock);
-	if (!t)
-		return NULL;
-	krx_task *rest = t->next;
-	unsigned taken = 1;
-	/* Move a share of the rest, so one look feeds many runs. */
-	while (into && rest && taken <= max && krx_runq_len(into) < KRX_RUNQ_SIZE / 2) {
-		krx_task *u = rest;
-		rest = u->next;
-		AO_t tail = AO_load(&into->tail);
-		AO_store(&into->ring[tail & MASK], (AO_t)u);
-		AO_store_release(&into->tail, tail + 1);
-		taken++;
-	}
-	if (rest) {
-		/* The rest goes back in front of what was pushed meanwhile,
-		 * which is newer. */
-		pthread_mutex_lock(&q->lock);
-		last->next = q->head;
-		if (!q->tail)
-			q->tail = last;
-		q->head = rest;
-		AO_store(&q->head_due_us, (AO_t)rest->inject_due_us); /* relaxed: a hint */
-		AO_store(&q->n, AO_load(&q->n) + n - taken);
-		pthread_mutex_unlock(&q->lock);
-	}
 	return t;
 }
 
