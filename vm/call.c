@@ -30,8 +30,8 @@
 #include "vm.h"
 
 /* kr_call, with tags below tag_end allowed (a program's, or the
- * supervisors' too). */
-static int call(kr_pid pid, uint64_t tag, uint64_t tag_end, const void *req, size_t len,
+ * supervisors' too). Inlined into both: a layer of argument shuffling less. */
+static inline __attribute__((always_inline)) int call(kr_pid pid, uint64_t tag, uint64_t tag_end, const void *req, size_t len,
                 kr_msg **reply, long timeout_ms)
 {
 	krx_proc *p = krx_proc_self();
@@ -87,8 +87,8 @@ int krx_call(kr_pid pid, uint64_t tag, const void *req, size_t len, kr_msg **rep
 	return call(pid, tag, KR_TAG_RESERVED, req, len, reply, timeout_ms);
 }
 
-/* kr_reply, with tags below tag_end allowed (as call). */
-static int reply(const kr_msg *request, uint64_t tag, uint64_t tag_end, const void *data,
+/* kr_reply, with tags below tag_end allowed (as call; inlined as call is). */
+static inline __attribute__((always_inline)) int reply(const kr_msg *request, uint64_t tag, uint64_t tag_end, const void *data,
                  size_t len)
 {
 	if (!request || request->ref <= 0 || request->sender <= 0 || (len && !data) ||
