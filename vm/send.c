@@ -218,43 +218,12 @@ void krx_deliver_batch(krx_sched *s, krx_proc *p, uint32_t serial, krx_msg *newe
 
 /* ---- the public sends ---- */
 
-/* Send a user message or a request (kind) with tags below tag_end: 0, 1
- * when the target was gone (a dead letter: an error only to kr_call), or
- * a negative code. */
-static inline __attribute__((always_inline)) int send_one(kr_pid to, unsigned kind, uint64_t tag,
-                                                          uint64_t tag_end, kr_ref ref,
-                                                          const void *data, size_t len,
-                                                          kr_bin *bin)
-{
-	if (tag >= tag_end)
-		return KR_EINVAL; /* krill's own tags */
-	krx_sched *s = krx_sched_self();
-	if (krx_vm_enter(s))
-		return KR_ESTOPPED;
-	int err = KR_EINVAL;
-	if (!krx_pid_valid(to) || (len && !data && !bin))
-		goto out;
-	err = KR_ELIMIT;
-	if (len > max_message)
-		goto out;
-	krx_proc *self = krx_proc_on(s);
-	/* Relaxed: our own pid, written before we first ran. */
-	kr_pid from = self ? (kr_pid)AO_load(&self->live_pid) : 0;
-	krx_msg *m = krx_msg_build(s, kind, from, tag, ref, data, len, bin);
-	err = KR_ENOMEM;
-	if (m)
-		err = krx_deliver(s, to, m) == KRX_PUSH_DEAD;
-out:
-	krx_vm_leave(s);
-	return err;
-}
-
 /*
  * The common case of every send from a process, inlined into each: a small
  * payload, a block in its scheduler's cache, a live target (above all its
  * partner, parked right here). kind: a user message, a request or a reply,
  * a constant at each caller. 0 sent, 1 a dead letter, or -1 having done
- * nothing: the case is not the common one, and the caller takes send_one.
+ * nothing: the case is not the common one.
  */
 static inline __attribute__((always_inline)) int send_cached(krx_sched *s, kr_pid to,
                                                              unsigned kind, uint64_t tag,
@@ -280,12 +249,47 @@ static inline __attribute__((always_inline)) int send_cached(krx_sched *s, kr_pi
 	return deliver_to(s, p, serial, m) == KRX_PUSH_DEAD;
 }
 
+/* Send a user message or a request (kind) with tags below tag_end, or
+ * a binary's reference: 0, 1 when the target was gone (a dead letter: an
+ * error only to kr_call), or a negative code. The common case goes
+ * through send_cached; everything else (a host thread, a big payload, a
+ * bad argument, a dead pid, an empty cache) through the one builder. */
+static inline __attribute__((always_inline)) int send_one(kr_pid to, unsigned kind, uint64_t tag,
+                                                          uint64_t tag_end, kr_ref ref,
+                                                          const void *data, size_t len,
+                                                          kr_bin *bin)
+{
+	if (tag >= tag_end)
+		return KR_EINVAL; /* krill's own tags */
+	krx_sched *s = krx_sched_self();
+	if (!bin) {
+		int rc = send_cached(s, to, kind, tag, ref, data, len);
+		if (__builtin_expect(rc >= 0, 1))
+			return rc;
+	}
+	if (krx_vm_enter(s))
+		return KR_ESTOPPED;
+	int err = KR_EINVAL;
+	if (!krx_pid_valid(to) || (len && !data && !bin))
+		goto out;
+	err = KR_ELIMIT;
+	if (len > max_message)
+		goto out;
+	krx_proc *self = krx_proc_on(s);
+	/* Relaxed: our own pid, written before we first ran. */
+	kr_pid from = self ? (kr_pid)AO_load(&self->live_pid) : 0;
+	krx_msg *m = krx_msg_build(s, kind, from, tag, ref, data, len, bin);
+	err = KR_ENOMEM;
+	if (m)
+		err = krx_deliver(s, to, m) == KRX_PUSH_DEAD;
+out:
+	krx_vm_leave(s);
+	return err;
+}
+
 KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len)
 {
-	int rc = tag < KR_TAG_SUP ? send_cached(krx_sched_self(), to, KRX_MSG_USER, tag, 0, data, len)
-	                          : -1;
-	if (__builtin_expect(rc < 0, 0))
-		rc = send_one(to, KRX_MSG_USER, tag, KR_TAG_SUP, 0, data, len, NULL);
+	int rc = send_one(to, KRX_MSG_USER, tag, KR_TAG_SUP, 0, data, len, NULL);
 	return rc > 0 ? 0 : rc; /* a dead letter is not an error */
 }
 
@@ -305,12 +309,7 @@ KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
 
 int krx_send_call(kr_pid to, uint64_t tag, kr_ref ref, const void *data, size_t len)
 {
-	int rc = tag < KR_TAG_RESERVED
-	                 ? send_cached(krx_sched_self(), to, KRX_MSG_CALL, tag, ref, data, len)
-	                 : -1;
-	if (rc < 0)
-		rc = send_one(to, KRX_MSG_CALL, tag, KR_TAG_RESERVED, ref, data, len, NULL);
-	return rc;
+	return send_one(to, KRX_MSG_CALL, tag, KR_TAG_RESERVED, ref, data, len, NULL);
 }
 
 void krx_send_reply(krx_sched *s, kr_pid from, kr_pid to, kr_ref ref, uint64_t tag,
