@@ -964,6 +964,49 @@ Test(mailbox, messages_over_max_message_are_elimit)
 	vm_stop();
 }
 
+/* A limit below the size of a cached block holds too: a small message from
+ * a process, the path that copies into a block from its scheduler's cache,
+ * is refused like any other; so is a call's request. */
+static atomic_int small_limit_done;
+
+static void small_limit_sender(void *arg)
+{
+	char buf[16] = { 0 };
+	kr_pid me = kr_self(), srv = *(kr_pid *)arg;
+	kr_msg *m;
+	/* Fill the scheduler's cache: blocks freed here are reused. */
+	for (int i = 0; i < 8; i++)
+		kr_send(me, 2, buf, 4);
+	for (int i = 0; i < 8 && kr_recv(&m, 0) == 0; i++)
+		kr_msg_free(m);
+	int rc = kr_send(me, 1, buf, 9);
+	VM_CHECK(rc == KR_ELIMIT, "kr_send of 9 bytes with max_message 8: %d", rc);
+	rc = kr_send(me, 1, buf, 8);
+	VM_CHECK(rc == 0, "kr_send of 8 bytes with max_message 8: %d", rc);
+	rc = kr_call(srv, 1, buf, 9, &m, 1000);
+	VM_CHECK(rc == KR_ELIMIT, "kr_call with 9 bytes with max_message 8: %d", rc);
+	rc = kr_recv(&m, 0);
+	VM_CHECK(rc == 0 && m->len == 8, "the 8-byte message");
+	if (rc == 0)
+		kr_msg_free(m);
+	VM_CHECK(kr_recv(&m, 0) == KR_ETIMEDOUT, "the refused message was delivered");
+	atomic_store(&small_limit_done, 1);
+}
+
+Test(mailbox, a_limit_below_a_cached_block_holds_for_small_messages)
+{
+	kr_config cfg = { .schedulers = 1, .max_message = 8 };
+	vm_start_cfg(&cfg);
+	static kr_pid w;
+	w = vm_spawn(wait_one, NULL);
+	vm_spawn(small_limit_sender, &w);
+	cr_assert(VM_WAIT(atomic_load(&small_limit_done), 10000));
+	cr_assert_eq(kr_send(w, 1, NULL, 0), 0);
+	cr_assert(VM_WAIT(vm_alive() == 0, 10000));
+	vm_assert_clean();
+	vm_stop();
+}
+
 Test(mailbox, default_max_message_is_64_mib)
 {
 	vm_start(1);

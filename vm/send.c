@@ -221,7 +221,8 @@ void krx_deliver_batch(krx_sched *s, krx_proc *p, uint32_t serial, krx_msg *newe
 /*
  * The common case of every send from a process, inlined into each: a small
  * payload, a block in its scheduler's cache, a live target (above all its
- * partner, parked right here). kind: a user message, a request or a reply,
+ * partner, parked right here), within max_message (which a VM may set below
+ * a cached block's room). kind: a user message, a request or a reply,
  * a constant at each caller. 0 sent, 1 a dead letter, or -1 having done
  * nothing: the case is not the common one.
  */
@@ -232,8 +233,9 @@ static inline __attribute__((always_inline)) int send_cached(krx_sched *s, kr_pi
 {
 	krx_msg_cache *c;
 	krx_proc *p;
-	if (__builtin_expect(!KRX_MSG_CACHING || !s || len > KRX_MSG_SMALL || (len && !data) ||
-	                             !(c = krx_vm_msg_cache(s))->n || !(p = krx_proc_live(to)),
+	if (__builtin_expect(!KRX_MSG_CACHING || !s || len > KRX_MSG_SMALL || len > max_message ||
+	                             (len && !data) || !(c = krx_vm_msg_cache(s))->n ||
+	                             !(p = krx_proc_live(to)),
 	                     0))
 		return -1;
 	krx_msg *m = krx_msg_from_cache(c);
