@@ -31,8 +31,9 @@
 
 /* kr_call, with tags below tag_end allowed (a program's, or the
  * supervisors' too). Inlined into both: a layer of argument shuffling less. */
-static inline __attribute__((always_inline)) int call(kr_pid pid, uint64_t tag, uint64_t tag_end, const void *req, size_t len,
-                kr_msg **reply, long timeout_ms)
+static inline __attribute__((always_inline)) int call(kr_pid pid, uint64_t tag, uint64_t tag_end,
+                                                      const void *req, size_t len, kr_msg **reply,
+                                                      long timeout_ms)
 {
 	krx_proc *p = krx_proc_self();
 	if (reply)
@@ -58,7 +59,7 @@ static inline __attribute__((always_inline)) int call(kr_pid pid, uint64_t tag, 
 	if (rc == 0) {
 		/* Only the answers to this call carry its reference: a reply,
 		 * or the CALL_DOWN that became a KR_TAG_DOWN message. */
-		krx_matcher mt = { .kind = KRX_MATCH_REF, .tag = (uint64_t)ref };
+		krx_matcher mt = { .kind = KRX_MATCH_REF, .ref = ref };
 		rc = krx_receive_after(&m, &mt, timeout_ms, mark);
 	} else if (rc > 0) {
 		rc = KR_ENOPROC; /* gone before we asked */
@@ -88,8 +89,9 @@ int krx_call(kr_pid pid, uint64_t tag, const void *req, size_t len, kr_msg **rep
 }
 
 /* kr_reply, with tags below tag_end allowed (as call; inlined as call is). */
-static inline __attribute__((always_inline)) int reply(const kr_msg *request, uint64_t tag, uint64_t tag_end, const void *data,
-                 size_t len)
+static inline __attribute__((always_inline)) int reply(const kr_msg *request, uint64_t tag,
+                                                       uint64_t tag_end, const void *data,
+                                                       size_t len)
 {
 	if (!request || request->ref <= 0 || request->sender <= 0 || (len && !data) ||
 	    tag >= tag_end)

@@ -257,7 +257,7 @@ static inline __attribute__((always_inline)) bool matches(const krx_matcher *mt,
 	switch (mt->kind) {
 	case KRX_MATCH_ANY: return true;
 	case KRX_MATCH_TAG: return m->pub.tag == mt->tag;
-	case KRX_MATCH_REF: return m->pub.ref == (kr_ref)mt->tag;
+	case KRX_MATCH_REF: return m->pub.ref == mt->ref;
 	case KRX_MATCH_NONE: return false;
 	default: return mt->pred(&m->pub, mt->ctx) != 0;
 	}

@@ -81,6 +81,13 @@ typedef struct krx_mailbox {
 
 struct krx_msg_cache;
 
+/* Are messages on the incoming stack? Relaxed: a look, for the owner or a
+ * sender choosing a path; the CASes on the word decide. */
+static inline bool krx_mailbox_pushed(krx_mailbox *mb)
+{
+	return KRX_MB_IS_MSG(AO_load(&mb->in) & KRX_MB_PTR_MASK);
+}
+
 /* A new incarnation: empty, open, tagged with its serial. */
 void krx_mailbox_open(krx_mailbox *mb, uint32_t serial);
 /* Close: after this no message can land. Every message still queued is
@@ -108,7 +115,7 @@ static inline bool krx_mailbox_deliver_parked(krx_mailbox *mb, krx_msg *m)
 	/* Relaxed: the owner is parked and only this thread may wake it; a
 	 * push that lands after this look finds it woken or makes its commit
 	 * fail, and the owner takes it in after m either way. */
-	if (KRX_MB_IS_MSG(AO_load(&mb->in) & KRX_MB_PTR_MASK) || AO_load(&mb->handoff))
+	if (krx_mailbox_pushed(mb) || AO_load(&mb->handoff))
 		return false;
 	m->next = NULL;
 	if (mb->tail)
@@ -124,7 +131,7 @@ static inline bool krx_mailbox_deliver_parked(krx_mailbox *mb, krx_msg *m)
  * Relaxed: a look; krx_mailbox_take's acquire is what takes them. */
 static inline bool krx_mailbox_has_new(krx_mailbox *mb)
 {
-	return AO_load(&mb->handoff) || KRX_MB_IS_MSG(AO_load(&mb->in) & KRX_MB_PTR_MASK);
+	return AO_load(&mb->handoff) || krx_mailbox_pushed(mb);
 }
 
 /* Owner, its private queue empty: the one message in the hand-off slot, if
@@ -139,7 +146,7 @@ static inline krx_msg *krx_mailbox_handed_one(krx_mailbox *mb)
 	 * lands behind this message either way). */
 	krx_msg *m = (krx_msg *)AO_load(&mb->handoff);
 	if (!m || m->next || (m->hb.kind != KRX_MSG_USER && m->hb.kind != KRX_MSG_CALL) ||
-	    KRX_MB_IS_MSG(AO_load(&mb->in) & KRX_MB_PTR_MASK))
+	    krx_mailbox_pushed(mb))
 		return NULL;
 	return m;
 }
@@ -167,12 +174,13 @@ size_t krx_mailbox_len(krx_mailbox *mb);
  * true if it cleared that park's WAITING mark, and so owns the wake-up. */
 bool krx_mailbox_timeout(krx_mailbox *mb, AO_t expect);
 
-/* What a receive looks for. KRX_MATCH_REF: a message carrying the ref in
- * tag (kr_call's answer: its reply, or the DOWN of a server that ended). */
+/* What a receive looks for. KRX_MATCH_REF: a message carrying ref (kr_call's
+ * answer: its reply, or the DOWN of a server that ended). */
 enum krx_match_kind { KRX_MATCH_ANY, KRX_MATCH_TAG, KRX_MATCH_PRED, KRX_MATCH_NONE, KRX_MATCH_REF };
 typedef struct krx_matcher {
 	int kind;
-	uint64_t tag; /* the tag, or for KRX_MATCH_REF the ref */
+	uint64_t tag;
+	kr_ref ref;
 	kr_match_fn *pred;
 	void *ctx;
 } krx_matcher;
