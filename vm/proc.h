@@ -29,7 +29,7 @@
 /* A well-formed pid of this node (not necessarily alive). */
 static inline bool krx_pid_valid(kr_pid pid)
 {
-	/* A local pid with a serial lies in [2^26, 2^50). */
+	/* One compare: a local pid with a serial lies in [2^26, 2^50). */
 	return (uint64_t)pid - ((uint64_t)1 << KRX_PID_INDEX_BITS) <
 	       ((uint64_t)1 << (KRX_PID_INDEX_BITS + KRX_PID_SERIAL_BITS)) - ((uint64_t)1 << KRX_PID_INDEX_BITS);
 }
@@ -113,9 +113,7 @@ void krx_procs_free(void);
  * malformed or its slot was never used. The caller checks liveness. */
 static inline krx_proc *krx_proc_slot(kr_pid pid)
 {
-	/* One compare: a local pid with a serial lies in [2^26, 2^50). */
-	if ((uint64_t)pid - ((uint64_t)1 << KRX_PID_INDEX_BITS) >=
-	    ((uint64_t)1 << (KRX_PID_INDEX_BITS + KRX_PID_SERIAL_BITS)) - ((uint64_t)1 << KRX_PID_INDEX_BITS))
+	if (!krx_pid_valid(pid))
 		return NULL;
 	uint64_t idx = KRX_PID_INDEX(pid);
 	if (idx >= krx_proc_table.max)
