@@ -317,9 +317,6 @@ int krx_send_call(kr_pid to, uint64_t tag, kr_ref ref, const void *data, size_t 
 void krx_send_reply(krx_sched *s, kr_pid from, kr_pid to, kr_ref ref, uint64_t tag,
                     const void *data, size_t len)
 {
-	if (send_cached(s, to, KRX_SIG_REPLY, tag, ref, data, len) < 0) {
-		krx_msg *m = krx_msg_build(s, KRX_SIG_REPLY, from, tag, ref, data, len, NULL);
-		if (m)
-			(void)krx_deliver(s, to, m);
-	}
+	if (send_cached(s, to, KRX_SIG_REPLY, tag, ref, data, len) < 0)
+		(void)krx_signal_send(s, from, to, KRX_SIG_REPLY, ref, tag, data, len);
 }
