@@ -56,10 +56,6 @@ typedef struct krx_msg_cache {
 krx_msg *krx_msg_new_slow(krx_msg_cache *c, size_t len);
 void krx_msg_free_slow(krx_msg_cache *c, krx_msg *m);
 
-/* A user message with room for len bytes of payload, its fields set but for
- * sender, tag and len; c: the calling scheduler's cache, or NULL. Small
- * blocks have hb.size KRX_MSG_SMALL, the payload room, which tells them
- * apart when they are freed. */
 /* A user message from c, which holds one (c->n > 0). */
 static inline krx_msg *krx_msg_from_cache(krx_msg_cache *c)
 {
@@ -71,6 +67,10 @@ static inline krx_msg *krx_msg_from_cache(krx_msg_cache *c)
 	return m;
 }
 
+/* A user message with room for len bytes of payload, its fields set but for
+ * sender, tag and len; c: the calling scheduler's cache, or NULL. Small
+ * blocks have hb.size KRX_MSG_SMALL, the payload room, which tells them
+ * apart when they are freed. */
 static inline krx_msg *krx_msg_new(krx_msg_cache *c, size_t len)
 {
 	if (!KRX_MSG_CACHING || !c || !c->n || len > KRX_MSG_SMALL)
