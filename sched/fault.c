@@ -376,8 +376,7 @@ static void on_fault(int sig, siginfo_t *si, void *ucv)
 	krx_sched *s = krx_sched_self();
 	/* Set before any scheduler thread existed; see the top. */
 	fault_local *L = s && s->id < faults.n ? &faults.locals[s->id] : NULL;
-	/* Plain read: current is this thread's own word (see krx_task_self). */
-	krx_task *t = s ? (krx_task *)s->current : NULL;
+	krx_task *t = krx_task_on(s); /* this thread's own word: a plain read */
 	krx_fault_kind kind;
 
 	if (L && t && L->tramp_lo && !L->busy && classify(t, sig, si, uc, &kind)) {

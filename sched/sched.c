@@ -132,10 +132,12 @@ static bool give_stack(krx_sched *s, krx_task *t)
 	return true;
 }
 
-static void release_stack(krx_sched *s, krx_task *t)
+/* t will not run on its stack again: the stack goes back, to cache (the
+ * scheduler's, or NULL: the pool's shared list). */
+static void release_stack(krx_task *t, krx_stack_cache *cache)
 {
 	krx_ctx_destroy(&t->ctx);
-	krx_stack_put(t->pool, cache_for(s, t), t->stack);
+	krx_stack_put(t->pool, cache, t->stack);
 	t->stack = NULL;
 	AO_fetch_and_sub1(&krx_scheds.stacks_in_use);
 }
@@ -187,7 +189,7 @@ void krx_sched_switched_out(krx_sched *s, krx_task *t)
 			krx_sched_wake_one();
 		break;
 	case KRX_SW_EXIT:
-		release_stack(s, t);
+		release_stack(t, cache_for(s, t));
 		mark_done(t);
 		krx_scheds.cfg.hooks.task_exit(t);
 		break;
@@ -331,7 +333,7 @@ void krx_task_wake_won(krx_task *t)
 _Noreturn void krx_task_exit(void)
 {
 	krx_sched *s = krx_sched_self();
-	krx_task *t = s ? (krx_task *)s->current : NULL;
+	krx_task *t = krx_task_on(s);
 	if (!t) {
 		krx_sched_log("krill: krx_task_exit called outside a process");
 		abort();
@@ -344,7 +346,7 @@ _Noreturn void krx_task_exit(void)
 void krx_task_yield(void)
 {
 	krx_sched *s = krx_sched_self();
-	krx_task *t = s ? (krx_task *)s->current : NULL;
+	krx_task *t = krx_task_on(s);
 	if (!t)
 		return;
 	s->switched_for = KRX_SW_YIELD;
@@ -456,11 +458,7 @@ void krx_sched_free(void)
 
 void krx_task_discard(krx_task *t)
 {
-	if (t->stack) {
-		krx_ctx_destroy(&t->ctx);
-		krx_stack_put(t->pool, NULL, t->stack);
-		t->stack = NULL;
-		AO_fetch_and_sub1(&krx_scheds.stacks_in_use);
-	}
+	if (t->stack)
+		release_stack(t, NULL);
 	mark_done(t);
 }
