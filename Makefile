@@ -33,11 +33,11 @@ B         := build
 SYSROOT64 := $(CURDIR)/$(B)/sysroot-aarch64
 ARM64_LIB := $(SYSROOT64)/usr/lib/aarch64-linux-gnu:$(SYSROOT64)/lib/aarch64-linux-gnu
 
-# Sources: every .c in sched/ and vm/, plus the assembly for the target arch.
-LIB_C     := $(wildcard sched/*.c vm/*.c)
+# Sources: every .c in sched/, vm/ and dist/, plus the assembly for the target arch.
+LIB_C     := $(wildcard sched/*.c vm/*.c dist/*.c)
 TEST_C    := $(wildcard tests/*.c tests/chaos/*.c)
 BENCH_C   := $(wildcard bench/*.c)
-HDRS      := $(wildcard include/*.h include/krill/*.h sched/*.h vm/*.h tests/*.h bench/*.h \
+HDRS      := $(wildcard include/*.h include/krill/*.h sched/*.h vm/*.h dist/*.h tests/*.h bench/*.h \
                         examples/chat/*.h)
 # The chat server (examples/chat/) is a small library that its programs
 # (build/chat, build/chat_demo) and the test suite (tests/test_chat.c) share.
@@ -45,7 +45,7 @@ CHAT_SRV  := examples/chat/chat_server.c
 
 WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 BASE      := -std=c11 -D_GNU_SOURCE -g -fno-omit-frame-pointer -fstack-clash-protection \
-             -fvisibility=hidden -Iinclude -iquote sched -iquote vm $(WARN)
+             -fvisibility=hidden -Iinclude -iquote sched -iquote vm -iquote dist $(WARN)
 LIBS      := -lmimalloc -lpthread -lm
 # Programs export their symbols so that crash reports name functions
 # (backtrace_symbols reads the dynamic symbol table).
@@ -54,9 +54,18 @@ PROG_LDFLAGS := -rdynamic
 # native and aarch64 suites find leaks too (tests/alloc_count.c).
 TEST_WRAP := -Wl,--wrap=mi_malloc,--wrap=mi_calloc,--wrap=mi_realloc,--wrap=mi_free
 
+# libei (Debian's erlang-dev), the reference codec of Erlang's external term
+# format, which dist/ uses: linked into libkrill (the static library holds it
+# as one object, build/.../obj/ei.o; the shared one hides its symbols), so a
+# program using krill needs no Erlang at run time.
+EI_A      := /usr/lib/erlang/usr/lib/libei.a
+EI_A64    := $(SYSROOT64)/usr/lib/erlang/usr/lib/libei.a
+
 # name, compiler, arch, cflags, ldflags, extra libs-dirs
 native_CC      := $(CC)
 native_OBJCOPY := $(OBJCOPY)
+native_LD      := ld
+native_EI      := $(EI_A)
 native_ARCH    := x86_64
 native_CFLAGS  := $(BASE) -O2 -fPIC
 native_LDFLAGS :=
@@ -64,6 +73,8 @@ native_RUN     :=
 
 asan_CC        := $(CC)
 asan_OBJCOPY   := $(OBJCOPY)
+asan_LD        := ld
+asan_EI        := $(EI_A)
 asan_ARCH      := x86_64
 asan_CFLAGS    := $(BASE) -O1 -fsanitize=address,undefined -fno-sanitize-recover=all
 asan_LDFLAGS   := -fsanitize=address,undefined
@@ -71,6 +82,8 @@ asan_RUN       := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allow_user_segv_h
 
 tsan_CC        := $(CC)
 tsan_OBJCOPY   := $(OBJCOPY)
+tsan_LD        := ld
+tsan_EI        := $(EI_A)
 tsan_ARCH      := x86_64
 tsan_CFLAGS    := $(BASE) -O1 -fsanitize=thread -Wno-tsan
 tsan_LDFLAGS   := -fsanitize=thread -ldl
@@ -81,6 +94,8 @@ tsan_RUN       := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 # memcheck follows the switches; make test runs test-installed instead.
 valgrind_CC    := $(CC)
 valgrind_OBJCOPY := $(OBJCOPY)
+valgrind_LD    := ld
+valgrind_EI    := $(EI_A)
 valgrind_ARCH  := x86_64
 valgrind_CFLAGS := $(BASE) -O1
 valgrind_LDFLAGS :=
@@ -88,6 +103,8 @@ valgrind_RUN   := valgrind -q --trace-children=yes --error-exitcode=99
 
 aarch64_CC     := $(CROSS_CC)
 aarch64_OBJCOPY := $(CROSS_OBJCOPY)
+aarch64_LD     := aarch64-linux-gnu-ld
+aarch64_EI     := $(EI_A64)
 aarch64_ARCH   := aarch64
 aarch64_CFLAGS := $(BASE) -O2 --param stack-clash-protection-guard-size=12 \
                   -DKR_TEST_SCALE=10 -I$(B)/aarch64/include
@@ -137,6 +154,9 @@ $(B)/aarch64/include/.stamp: $(B)/.deps-aarch64
 # rule of their own so that a build directory made before them gets them.
 $(B)/aarch64/include/valgrind: | $(B)/aarch64/include/.stamp
 	ln -sfn /usr/include/valgrind $@
+# libei's header (the same for every architecture), likewise.
+$(B)/aarch64/include/ei.h: | $(B)/aarch64/include/.stamp
+	ln -sf /usr/include/ei.h $@
 
 # --- one flavour: objects, static library, test runner ----------------------
 # $(1) = flavour, $(2) = output directory
@@ -155,11 +175,17 @@ $(2)/obj/%.o: %.S scripts/krill-text.sh $(3)
 	$$($(1)_CC) $$($(1)_CFLAGS) -c $$< -o $$@
 	$$(call krill_text,$(1))
 
+# libei's objects as one (see EI_A): member names like send.o would clash
+# with krill's own in the archive.
+$(2)/obj/ei.o: $$($(1)_EI) $(3)
+	@mkdir -p $$(@D)
+	$$($(1)_LD) -r --whole-archive $$($(1)_EI) -o $$@
+
 $(1)_LIB_OBJ  := $$(LIB_C:%.c=$(2)/obj/%.o) $(2)/obj/sched/ctx_$$($(1)_ARCH).o
 $(1)_TEST_OBJ := $$(TEST_C:%.c=$(2)/obj/%.o) $$(CHAT_SRV:%.c=$(2)/obj/%.o) \
                  $$(patsubst %.S,$(2)/obj/%.o,$$(wildcard tests/*_$$($(1)_ARCH).S))
 
-$(2)/libkrill.a: $$($(1)_LIB_OBJ)
+$(2)/libkrill.a: $$($(1)_LIB_OBJ) $(2)/obj/ei.o
 	@rm -f $$@
 	$$(if $$(filter aarch64,$(1)),aarch64-linux-gnu-ar,ar) rcs $$@ $$^
 
@@ -175,7 +201,8 @@ endef
 $(eval $(call FLAVOUR,native,$(B),$(B)/.deps-native))
 $(eval $(call FLAVOUR,asan,$(B)/asan,$(B)/.deps-native))
 $(eval $(call FLAVOUR,tsan,$(B)/tsan,$(B)/.deps-native))
-$(eval $(call FLAVOUR,aarch64,$(B)/aarch64,$(B)/aarch64/include/.stamp $(B)/aarch64/include/valgrind))
+$(eval $(call FLAVOUR,aarch64,$(B)/aarch64,$(B)/aarch64/include/.stamp $(B)/aarch64/include/valgrind \
+                               $(B)/aarch64/include/ei.h))
 $(eval $(call FLAVOUR,valgrind,$(B)/valgrind,$(B)/.deps-native))
 
 # The shim that lets Criterion start under TSan runs while TSan initialises,
@@ -186,8 +213,10 @@ $(B)/tsan/obj/tests/tsan_criterion_shim.o: tsan_CFLAGS := $(BASE) -O1 -DKRX_TSAN
 
 lib: $(B)/libkrill.a $(B)/libkrill.so
 
-$(B)/libkrill.so: $(native_LIB_OBJ)
-	$(CC) -shared -Wl,-soname,libkrill.so.$(SOVERSION) -Wl,-z,start-stop-visibility=hidden -o $@ $^ $(LIBS)
+# The version script exports the kr_ API and nothing else (libei's symbols stay inside).
+$(B)/libkrill.so: $(native_LIB_OBJ) $(B)/obj/ei.o scripts/libkrill.map
+	$(CC) -shared -Wl,-soname,libkrill.so.$(SOVERSION) -Wl,-z,start-stop-visibility=hidden \
+	  -Wl,--version-script=scripts/libkrill.map -o $@ $(filter %.o,$^) $(LIBS)
 
 BENCH_OBJ := $(BENCH_C:%.c=$(B)/obj/%.o)
 $(B)/krbench: $(BENCH_OBJ) $(B)/libkrill.a

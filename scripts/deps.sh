@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages krill's build needs, only when they are missing.
 #
-#   scripts/deps.sh native    compiler libraries: mimalloc, libatomic_ops, Criterion
+#   scripts/deps.sh native    compiler libraries: mimalloc, libatomic_ops, Criterion,
+#                             libei (erlang-dev), and the BEAM (erlang-nox) that the
+#                             distribution tests talk to
 #   scripts/deps.sh aarch64   cross compiler, qemu-user, arm64 mimalloc, and an arm64
 #                             sysroot holding Criterion and its runtime libraries
 #   scripts/deps.sh bench     the BEAM (erlang-nox) and gnuplot for side-by-side benchmarks
@@ -20,11 +22,13 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 sysroot=${KR_SYSROOT:-$here/build/sysroot-aarch64}
 
-native_pkgs=(libmimalloc-dev libatomic-ops-dev libcriterion-dev pkgconf make gcc valgrind)
+native_pkgs=(libmimalloc-dev libatomic-ops-dev libcriterion-dev pkgconf make gcc valgrind erlang-dev
+             erlang-nox)
 aarch64_pkgs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user qemu-user-binfmt libmimalloc-dev:arm64)
 bench_pkgs=(erlang-nox gnuplot-nox)
-# libcriterion3 for arm64 and its runtime closure (apt-cache depends --recurse), less libc.
-sysroot_pkgs=(libcriterion3 libffi8 libgit2-1.5 libnanomsg5 libhttp-parser2.9 libmbedcrypto7
+# libcriterion3 for arm64 and its runtime closure (apt-cache depends --recurse), less libc;
+# erlang-dev for its arm64 libei.a (dist/ links it in).
+sysroot_pkgs=(erlang-dev libcriterion3 libffi8 libgit2-1.5 libnanomsg5 libhttp-parser2.9 libmbedcrypto7
               libmbedtls14 libmbedx509-1 libpcre2-8-0 libssh2-1 libssl3 zlib1g libgssapi-krb5-2
               libk5crypto3 libkeyutils1 libkrb5-3 libkrb5support0 libcom-err2)
 
@@ -79,7 +83,9 @@ ensure_binfmt() {
 }
 
 make_sysroot() {
-	[ -e "$sysroot/.complete" ] && return 0
+	# The marker names the package list's version: a sysroot made from an
+	# older list is made again.
+	[ -e "$sysroot/.complete-2" ] && return 0
 	local dl
 	dl=$(mktemp -d)
 	chmod 755 "$dl" # apt's sandbox user must be able to write there
@@ -94,7 +100,7 @@ make_sysroot() {
 	for p in "$dl"/*.deb; do dpkg -x "$p" "$sysroot"; done
 	# The link-time name; the -dev package that would carry it is the one we cannot install.
 	ln -sf libcriterion.so.3 "$sysroot/usr/lib/aarch64-linux-gnu/libcriterion.so"
-	touch "$sysroot/.complete"
+	touch "$sysroot/.complete-2"
 }
 
 case "${1:-native}" in
