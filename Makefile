@@ -193,7 +193,12 @@ $(2)/krill_tests: $$($(1)_TEST_OBJ) $(2)/libkrill.a
 	$$($(1)_CC) $$($(1)_LDFLAGS) $(PROG_LDFLAGS) $(TEST_WRAP) -o $$@ $$($(1)_TEST_OBJ) $(2)/libkrill.a \
 	  -lcriterion $(LIBS)
 
-test-$(1): $(2)/krill_tests
+# A node to talk to from other nodes (examples/dist/krnode.c): the
+# distribution tests start it as their peer, built the same way they are.
+$(2)/krnode: $(2)/obj/examples/dist/krnode.o $(2)/libkrill.a
+	$$($(1)_CC) $$($(1)_LDFLAGS) $(PROG_LDFLAGS) -o $$@ $$^ $(LIBS)
+
+test-$(1): $(2)/krill_tests $(2)/krnode
 	@echo "== krill tests: $(1) =="
 	cd $(2) && $$($(1)_RUN) ./krill_tests $$(TEST_ARGS)
 endef
@@ -308,5 +313,5 @@ uninstall:
 
 clean:
 	rm -rf $(B)/obj $(B)/asan $(B)/tsan $(B)/valgrind $(B)/aarch64/obj $(B)/aarch64/krill_tests \
-	       $(B)/*.a $(B)/*.so $(B)/krbench $(B)/krill_tests $(B)/krill.pc $(EXAMPLES) \
+	       $(B)/*.a $(B)/*.so $(B)/krbench $(B)/krill_tests $(B)/krill.pc $(EXAMPLES) $(B)/krnode \
 	       $(B)/chat $(B)/chat_load $(B)/chat_demo

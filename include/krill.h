@@ -561,6 +561,7 @@ KR_API long kr_blocking(kr_blocking_fn *fn, void *arg);
 
 #include "krill/sup.h" /* supervisors */
 #include "krill/io.h"  /* I/O in processes: descriptors, sockets */
+#include "krill/dist.h" /* distribution: nodes, remote pids */
 
 #ifdef __cplusplus
 }

@@ -21,6 +21,8 @@ KR_API const char *kr_strerror(int err)
 	case KR_ENOSYS:    return "not supported on this system";
 	case KR_ESTART:    return "a process that had to start did not";
 	case KR_EIO:       return "a system call failed (kr_last_errno says why)";
+	case KR_ENOCONN:   return "the node could not be reached, or refused the connection";
+	case KR_ENODIST:   return "no distributed node runs (kr_node_start)";
 	}
 	return "unknown error";
 }

@@ -10,6 +10,7 @@
 #include "outbox.h"
 #include "poll.h"
 #include "proc.h"
+#include "remote.h"
 #include "signal.h"
 #include "vm.h"
 
@@ -272,7 +273,7 @@ static inline __attribute__((always_inline)) int send_one(kr_pid to, unsigned ki
 	if (krx_vm_enter(s))
 		return KR_ESTOPPED;
 	int err = KR_EINVAL;
-	if (!krx_pid_valid(to) || (len && !data && !bin))
+	if (len && !data && !bin)
 		goto out;
 	err = KR_ELIMIT;
 	if (len > max_message)
@@ -280,6 +281,13 @@ static inline __attribute__((always_inline)) int send_one(kr_pid to, unsigned ki
 	krx_proc *self = krx_proc_on(s);
 	/* Relaxed: our own pid, written before we first ran. */
 	kr_pid from = self ? (kr_pid)AO_load(&self->live_pid) : 0;
+	if (krx_pid_remote(to)) {
+		err = krx_remote_send(from, to, kind, tag, ref, data, len, bin);
+		goto out;
+	}
+	err = KR_EINVAL;
+	if (!krx_pid_valid(to))
+		goto out;
 	krx_msg *m = krx_msg_build(s, kind, from, tag, ref, data, len, bin);
 	err = KR_ENOMEM;
 	if (m)
@@ -319,4 +327,28 @@ void krx_send_reply(krx_sched *s, kr_pid from, kr_pid to, kr_ref ref, uint64_t t
 {
 	if (send_cached(s, to, KRX_SIG_REPLY, tag, ref, data, len) < 0)
 		(void)krx_signal_send(s, from, to, KRX_SIG_REPLY, ref, tag, data, len);
+}
+
+int krx_remote_deliver(kr_pid from, kr_pid to, uint64_t tag, const void *data, size_t len,
+                       kr_bin *bin)
+{
+	if (!to) {
+		krx_dead_letters(1);
+		return 0;
+	}
+	if (!krx_pid_valid(to))
+		return KR_EINVAL;
+	if (len > max_message)
+		return KR_ELIMIT;
+	krx_sched *s = krx_sched_self();
+	krx_msg *m = krx_msg_build(s, KRX_MSG_USER, from, tag, 0, data, len, bin);
+	if (!m)
+		return KR_ENOMEM;
+	(void)krx_deliver(s, to, m); /* a dead letter is counted there */
+	return 0;
+}
+
+int krx_remote_queue(kr_pid to, uint64_t tag, const void *data, size_t len)
+{
+	return krx_send(to, tag, data, len);
 }

@@ -16,6 +16,7 @@
 #include "outbox.h"
 #include "proc.h"
 #include "registry.h"
+#include "remote.h"
 #include "send.h"
 #include "signal.h"
 #include "timeout.h"
@@ -135,6 +136,7 @@ KR_API int kr_vm_stop(void)
 		unsigned n = krx_sched_count();
 		krx_sched_stop();
 		krx_procs_free();
+		krx_remote_vm_stopped(); /* dist/'s tables, once no process is left */
 		krx_registry_free();
 		krx_sched_free();
 		for (unsigned i = 0; i < n; i++)

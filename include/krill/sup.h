@@ -195,8 +195,9 @@ typedef struct kr_sup_counts {
 /* Count the supervisor's children into *out. 0 or an error. */
 KR_API int kr_sup_count_children(kr_pid sup, kr_sup_counts *out);
 
-/* Message tags from KR_TAG_SUP up to KR_TAG_RESERVED are the supervisors'
- * own (their requests, and the start handshake with children): a program
+/* Message tags from KR_TAG_SUP up to KR_TAG_RESERVED are krill's own (the
+ * supervisors' requests and start handshake with children, and the
+ * messages between distribution's processes): a program
  * cannot send them (kr_send, kr_send_bin, kr_send_named, kr_call and
  * kr_reply return KR_EINVAL). */
 #define KR_TAG_SUP (KR_TAG_RESERVED - 0x100)

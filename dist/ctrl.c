@@ -1,0 +1,258 @@
+/*
+ * ctrl.c - control messages out and in (ctrl.h).
+ *
+ * Out: a remote send is encoded by the sending process itself into one
+ * frame, which goes to the peer's writer as a message (conn.h); so frames
+ * from one sender to one peer keep their order, as Erlang promises.
+ * In: the reader hands each frame here; the control message is walked
+ * whole (ext.c) before anything in it is believed.
+ */
+#include "ctrl.h"
+
+#include <ei.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "conn.h"
+#include "ext.h"
+#include "node.h"
+#include "remote.h"
+
+/* ---- out ---- */
+
+/* The frame's head: room for the writer's krd_frame_msg and the length. */
+static void frame_begin(krd_buf *b, uint32_t creation)
+{
+	krd_frame_msg head = {.creation = creation};
+	krd_put(b, &head, sizeof head);
+	krd_put_u32(b, 0); /* the length, set by frame_queue */
+	krd_put_u8(b, KRD_PASS_THROUGH);
+	krd_put_u8(b, KRD_VERSION_MAGIC);
+}
+
+/* The message itself: the term as given, or {Tag, Binary}. */
+static void put_message(krd_buf *b, uint64_t tag, const void *data, size_t len)
+{
+	if (tag == KR_TAG_TERM) {
+		krd_put(b, data, len); /* kr_send_term checked it, from 131 on */
+		return;
+	}
+	krd_put_u8(b, KRD_VERSION_MAGIC);
+	krd_put_tuple(b, 2);
+	krd_put_uint(b, tag);
+	krd_put_binary(b, data, len);
+}
+
+/* Set the length and queue the frame to p's writer. A peer that cannot
+ * be reached drops it, as a send to a lost node is dropped. */
+static int frame_queue(krd_peer *p, krd_buf *b)
+{
+	if (b->fail)
+		return KR_ENOMEM;
+	size_t n = b->len - sizeof(krd_frame_msg) - 4;
+	if (n > UINT32_MAX)
+		return KR_ELIMIT;
+	uint8_t *len = b->p + sizeof(krd_frame_msg);
+	len[0] = (uint8_t)(n >> 24), len[1] = (uint8_t)(n >> 16);
+	len[2] = (uint8_t)(n >> 8), len[3] = (uint8_t)n;
+	kr_pid w = krd_peer_writer(p);
+	if (!w)
+		return 0;
+	int rc = krd_frame_queue(w, b->p, b->len);
+	return rc == KR_ENOPROC ? 0 : rc;
+}
+
+int krd_send(kr_pid from, kr_pid to, unsigned kind, uint64_t tag, kr_ref ref, const void *data,
+             size_t len, kr_bin *bin)
+{
+	uint32_t creation;
+	krd_peer *p = krd_peer_of(to, &creation);
+	if (!p)
+		return KR_EINVAL;
+	if (kind != KRX_MSG_USER)
+		return KR_EINVAL; /* a call to another node's process: not yet */
+	if (!krd_node_running())
+		return 0; /* no node: nowhere to send it */
+	if (bin)
+		data = kr_bin_data(bin), len = kr_bin_size(bin);
+	uint8_t stack[512];
+	krd_buf b;
+	krd_buf_init(&b, stack, sizeof stack);
+	frame_begin(&b, creation);
+	if (from) {
+		krd_put_tuple(&b, 3);
+		krd_put_uint(&b, KRD_SEND_SENDER);
+		krd_put_pid(&b, from);
+	} else { /* a host thread: no sender */
+		krd_put_tuple(&b, 3);
+		krd_put_uint(&b, KRD_SEND);
+		krd_put_atom(&b, "");
+	}
+	krd_put_pid(&b, to);
+	put_message(&b, tag, data, len);
+	int rc = frame_queue(p, &b);
+	krd_buf_free(&b);
+	return rc;
+}
+
+int krd_send_named(kr_pid from, krd_peer *p, const char *name, uint64_t tag, const void *data,
+                   size_t len)
+{
+	uint8_t stack[512];
+	krd_buf b;
+	krd_buf_init(&b, stack, sizeof stack);
+	frame_begin(&b, 0);
+	krd_put_tuple(&b, 4);
+	krd_put_uint(&b, KRD_REG_SEND);
+	/* REG_SEND names a sender always; a host thread's is this node's pid
+	 * 0, which no process has. */
+	if (!from || !krd_put_pid(&b, from)) {
+		krd_put_u8(&b, ERL_NEW_PID_EXT);
+		krd_put_atom(&b, krd_me.name);
+		krd_put_u32(&b, 0);
+		krd_put_u32(&b, 0);
+		krd_put_u32(&b, krd_me.creation);
+	}
+	krd_put_atom(&b, "");
+	krd_put_atom(&b, name);
+	put_message(&b, tag, data, len);
+	int rc = frame_queue(p, &b);
+	krd_buf_free(&b);
+	return rc;
+}
+
+/* ---- in ---- */
+
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* A message of krill's shape, {Tag, Binary} with Tag a program's tag:
+ * true and its parts. */
+static bool krill_shaped(const uint8_t *t, size_t n, uint64_t *tag, const uint8_t **data,
+                         size_t *len)
+{
+	if (n < 6 || t[1] != ERL_SMALL_TUPLE_EXT || t[2] != 2)
+		return false;
+	size_t k; /* the integer's bytes */
+	uint64_t v = 0;
+	switch (t[3]) {
+	case ERL_SMALL_INTEGER_EXT:
+		v = t[4], k = 2;
+		break;
+	case ERL_INTEGER_EXT:
+		if (n < 8 || (t[4] & 0x80))
+			return false; /* negative */
+		v = be32(t + 4), k = 5;
+		break;
+	case ERL_SMALL_BIG_EXT:
+		if (t[4] > 8 || t[5] != 0 || n < 6u + t[4])
+			return false; /* too big, or negative */
+		for (unsigned i = t[4]; i-- > 0;)
+			v = v << 8 | t[6 + i];
+		k = 3 + (size_t)t[4];
+		break;
+	default:
+		return false;
+	}
+	const uint8_t *b = t + 3 + k;
+	if (v >= KR_TAG_SUP || (size_t)(b - t) + 5 > n || b[0] != ERL_BINARY_EXT ||
+	    (size_t)(b - t) + 5 + be32(b + 1) != n)
+		return false;
+	*tag = v, *data = b + 5, *len = be32(b + 1);
+	return true;
+}
+
+static void deliver(kr_pid from, kr_pid to, const uint8_t *msg, size_t n)
+{
+	uint64_t tag;
+	const uint8_t *data;
+	size_t len;
+	if (!krill_shaped(msg, n, &tag, &data, &len))
+		tag = KR_TAG_TERM, data = msg, len = n;
+	(void)krx_remote_deliver(from, to, tag, data, len, NULL);
+}
+
+static void deliver_named(kr_pid from, const char *name, const uint8_t *msg, size_t n)
+{
+	kr_pid to = strlen(name) <= KR_NAME_MAX ? kr_whereis(name) : KR_ENOPROC;
+	deliver(from, to > 0 ? to : 0, msg, n); /* 0: a dead letter */
+}
+
+#define BAD(...) (snprintf(why, whylen, __VA_ARGS__), -1)
+
+int krd_ctrl_handle(krd_peer *p, const uint8_t *f, size_t len, char *why, size_t whylen)
+{
+	if (len < 2 || f[0] != KRD_PASS_THROUGH || f[1] != KRD_VERSION_MAGIC)
+		return BAD("a frame that is not a pass-through control message");
+	long cs = krd_term_size(f + 2, len - 2);
+	if (cs < 0)
+		return BAD("a malformed control message");
+	const uint8_t *msg = f + 2 + cs;
+	size_t mlen = len - 2 - (size_t)cs;
+	if (mlen && (msg[0] != KRD_VERSION_MAGIC || krd_term_size(msg + 1, mlen - 1) !=
+	                                                (long)mlen - 1))
+		return BAD("a malformed message after a control message");
+	const uint8_t *c = f + 1;
+	int i = 1, arity;
+	long op;
+	if (!krd_get_tuple(c, &i, &arity) || arity < 1 || !krd_get_long(c, &i, &op))
+		return BAD("a control message that is not a tuple with an operation");
+	kr_pid from = 0, to = 0;
+	char name[KRD_MAX_ATOM_CHARS * 4 + 1];
+	bool sends = op == KRD_SEND || op == KRD_SEND_TT || op == KRD_SEND_SENDER ||
+	             op == KRD_SEND_SENDER_TT || op == KRD_REG_SEND || op == KRD_REG_SEND_TT ||
+	             op == KRD_ALIAS_SEND || op == KRD_ALIAS_SEND_TT;
+	if (sends && !mlen)
+		return BAD("operation %ld without its message", op);
+	switch (op) {
+	case KRD_SEND:
+	case KRD_SEND_TT: /* {2, Unused, To} and a trace token */
+		if (arity < 3 || !krd_skip(c, &i) || !krd_get_pid(c, &i, &to))
+			return BAD("a malformed SEND");
+		deliver(0, to, msg, mlen);
+		return 0;
+	case KRD_SEND_SENDER:
+	case KRD_SEND_SENDER_TT: /* {22, From, To} */
+		if (arity < 3 || !krd_get_pid(c, &i, &from) || !krd_get_pid(c, &i, &to))
+			return BAD("a malformed SEND_SENDER");
+		deliver(from, to, msg, mlen);
+		return 0;
+	case KRD_REG_SEND:
+	case KRD_REG_SEND_TT: /* {6, From, Unused, ToName} */
+		if (arity < 4 || !krd_get_pid(c, &i, &from) || !krd_skip(c, &i) ||
+		    !krd_get_atom(c, &i, name))
+			return BAD("a malformed REG_SEND");
+		deliver_named(from, name, msg, mlen);
+		return 0;
+	case KRD_ALIAS_SEND:
+	case KRD_ALIAS_SEND_TT: /* {33, From, Alias}: krill makes no aliases yet */
+		(void)krx_remote_deliver(0, 0, 0, NULL, 0, NULL);
+		return 0;
+	case KRD_LINK:
+	case KRD_EXIT:
+	case KRD_UNLINK:
+	case KRD_GROUP_LEADER:
+	case KRD_EXIT2:
+	case KRD_EXIT_TT:
+	case KRD_EXIT2_TT:
+	case KRD_MONITOR_P:
+	case KRD_DEMONITOR_P:
+	case KRD_MONITOR_P_EXIT:
+	case KRD_PAYLOAD_EXIT:
+	case KRD_PAYLOAD_EXIT_TT:
+	case KRD_PAYLOAD_EXIT2:
+	case KRD_PAYLOAD_EXIT2_TT:
+	case KRD_PAYLOAD_MONITOR_P_EXIT:
+	case KRD_SPAWN_REQUEST:
+	case KRD_SPAWN_REQUEST_TT:
+	case KRD_SPAWN_REPLY:
+	case KRD_SPAWN_REPLY_TT:
+	case KRD_UNLINK_ID:
+	case KRD_UNLINK_ID_ACK:
+		return 0; /* links, monitors, exits, spawns: the next step of issue 13 */
+	default:
+		return BAD("an unknown control operation %ld", op);
+	}
+}

@@ -1,0 +1,167 @@
+/*
+ * krnode - a krill node to talk to from other nodes, krill's or the BEAM's.
+ *
+ *   build/krnode --name NAME [--cookie COOKIE] [--port P] [--fixed-port P]
+ *                [--ticktime SECONDS] [--hidden]
+ *
+ * Its registered process `echo`:
+ *  - sends every message {Pid, Term} back to Pid as Term;
+ *  - answers a call (gen_server:call({echo, Node}, Request)) with Request;
+ *  - crashes with a segfault on the atom `segfault`;
+ *  - sends a krill message (tag, bytes) from a process back to its sender.
+ * It prints "krnode NAME ready" once the node is reachable, and runs until
+ * killed. From a BEAM node:
+ *
+ *   {echo, 'k@127.0.0.1'} ! {self(), hello}, receive X -> X end.
+ *   gen_server:call({echo, 'k@127.0.0.1'}, ping).
+ */
+#include <ei.h>
+#include <krill.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Send term (the bytes at t, a whole term without the version byte) to pid. */
+static void send_term(kr_pid to, const char *t, int len)
+{
+	char *buf = kr_alloc((size_t)len + 1);
+	if (!buf)
+		return;
+	buf[0] = (char)131;
+	memcpy(buf + 1, t, (size_t)len);
+	kr_send_term(to, buf, (size_t)len + 1);
+	kr_free(buf);
+}
+
+/* {'$gen_call', {From, Tag}, Request}: reply {Tag, Request} to From. */
+static int gen_call(const char *b, int i)
+{
+	int arity, tag_at, tag_end, req_at, end;
+	char atom[MAXATOMLEN_UTF8];
+	if (ei_decode_tuple_header(b, &i, &arity) || arity != 3 || ei_decode_atom(b, &i, atom) ||
+	    strcmp(atom, "$gen_call") || ei_decode_tuple_header(b, &i, &arity) || arity != 2)
+		return 0;
+	kr_pid from;
+	long n = kr_term_get_pid(b + i, 1 << 16, &from);
+	if (n < 0)
+		return 0;
+	i += (int)n;
+	tag_at = i;
+	if (ei_skip_term(b, &i))
+		return 0;
+	tag_end = req_at = i;
+	if (ei_skip_term(b, &i))
+		return 0;
+	end = i;
+	int len = 2 + (tag_end - tag_at) + (end - req_at);
+	char *r = kr_alloc((size_t)len);
+	r[0] = 104, r[1] = 2; /* SMALL_TUPLE_EXT, arity 2 */
+	memcpy(r + 2, b + tag_at, (size_t)(tag_end - tag_at));
+	memcpy(r + 2 + (tag_end - tag_at), b + req_at, (size_t)(end - req_at));
+	send_term(from, r, len);
+	kr_free(r);
+	return 1;
+}
+
+/* {Pid, Term}: send Term to Pid. */
+static int echo_pair(const char *b, int i)
+{
+	int arity;
+	if (ei_decode_tuple_header(b, &i, &arity) || arity != 2)
+		return 0;
+	kr_pid to;
+	long n = kr_term_get_pid(b + i, 1 << 16, &to);
+	if (n < 0)
+		return 0;
+	i += (int)n;
+	int at = i;
+	if (ei_skip_term(b, &i))
+		return 0;
+	send_term(to, b + at, i - at);
+	return 1;
+}
+
+static void on_term(const kr_msg *m)
+{
+	const char *b = m->data;
+	int i = 1; /* past the version byte */
+	char atom[MAXATOMLEN_UTF8];
+	int j = i;
+	if (!ei_decode_atom(b, &j, atom) && !strcmp(atom, "segfault"))
+		*(volatile int *)0 = 1; /* the crash the issue asks for: it ends this process only */
+	if (!gen_call(b, i))
+		echo_pair(b, i);
+}
+
+static void echo(void *arg)
+{
+	(void)arg;
+	kr_register("echo", kr_self());
+	for (;;) {
+		kr_msg *m;
+		if (kr_recv(&m, KR_INFINITY) != 0)
+			continue;
+		if (m->tag == KR_TAG_TERM)
+			on_term(m);
+		else if (m->sender && m->tag < KR_TAG_SUP)
+			kr_send(m->sender, m->tag, m->data, m->len);
+		kr_msg_free(m);
+	}
+}
+
+/* The node, then echo under a supervisor (so that a segfault costs one
+ * restart, as it would in an OTP application), then wait to be killed. */
+static void root(void *arg)
+{
+	const kr_node_config *cfg = arg;
+	int rc = kr_node_start(cfg);
+	if (rc != 0) {
+		fprintf(stderr, "krnode: %s\n", kr_strerror(rc));
+		exit(1);
+	}
+	kr_child_spec child = {.id = "echo", .start = echo, .restart = KR_PERMANENT};
+	kr_sup_flags flags = {.strategy = KR_ONE_FOR_ONE, .max_restarts = 1000, .period_ms = 1000};
+	kr_pid sup = kr_sup_start_link(&flags, &child, 1, "echo_sup");
+	if (sup < 0) {
+		fprintf(stderr, "krnode: supervisor: %s\n", kr_strerror((int)sup));
+		exit(1);
+	}
+	printf("krnode %s ready\n", kr_node_name());
+	fflush(stdout);
+	kr_sleep(KR_INFINITY);
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: krnode --name NAME [--cookie COOKIE] [--port P] [--fixed-port P]\n"
+	                "              [--ticktime SECONDS] [--hidden]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	kr_node_config cfg = {0};
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--hidden")) {
+			cfg.hidden = 1;
+			continue;
+		}
+		if (i + 1 >= argc)
+			usage();
+		if (!strcmp(argv[i], "--name"))
+			cfg.name = argv[++i];
+		else if (!strcmp(argv[i], "--cookie"))
+			cfg.cookie = argv[++i];
+		else if (!strcmp(argv[i], "--port"))
+			cfg.port = (unsigned)atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--fixed-port"))
+			cfg.fixed_port = (unsigned)atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--ticktime"))
+			cfg.net_ticktime = (unsigned)atoi(argv[++i]);
+		else
+			usage();
+	}
+	if (!cfg.name)
+		usage();
+	return kr_main(NULL, root, &cfg) == 0 ? 0 : 1;
+}

@@ -1,0 +1,67 @@
+/*
+ * remote.h - the one seam where vm/ learns that a pid can be another
+ * node's.
+ *
+ * A pid whose node bits (proc.h) are nonzero names a process on another
+ * node; dist/ gives those bits their meaning. vm/ knows nothing of
+ * sockets, terms or nodes: where a call meets a remote pid, it hands the
+ * call to the operations dist/ installed here when its node started. With
+ * no node running, a remote pid is malformed (KR_EINVAL), as before
+ * distribution existed.
+ */
+#ifndef KRX_REMOTE_H
+#define KRX_REMOTE_H
+
+#include <stdbool.h>
+
+#include "proc.h"
+
+typedef struct krx_remote_ops {
+	/* A message of kind (KRX_MSG_USER, KRX_MSG_CALL) from `from` (0: a host
+	 * thread) to the remote pid `to`, with a copy of len bytes at data or
+	 * a reference to bin. 0 sent (or dropped as a dead letter: the peer's
+	 * incarnation is gone), or a negative KR_E... code. */
+	int (*send)(kr_pid from, kr_pid to, unsigned kind, uint64_t tag, kr_ref ref,
+	            const void *data, size_t len, kr_bin *bin);
+	/* The VM is stopping (its schedulers are joined): free everything. */
+	void (*vm_stopped)(void);
+} krx_remote_ops;
+
+/* Install ops (dist/, at its first node start; they stay until the VM
+ * stops). */
+void krx_remote_install(const krx_remote_ops *ops);
+/* The installed operations, or NULL. */
+const krx_remote_ops *krx_remote(void);
+
+/* A pid of another node: positive with node bits. */
+static inline bool krx_pid_remote(kr_pid pid)
+{
+	return pid > 0 && KRX_PID_NODE(pid) != 0;
+}
+
+/* kr_send and friends on a remote pid: the installed send, or KR_EINVAL
+ * when no node runs. */
+int krx_remote_send(kr_pid from, kr_pid to, unsigned kind, uint64_t tag, kr_ref ref,
+                    const void *data, size_t len, kr_bin *bin);
+
+/* At VM stop, after the schedulers are joined: dist/'s vm_stopped, then
+ * forget the operations. */
+void krx_remote_vm_stopped(void);
+
+/* What dist/ calls in vm/. */
+
+/* Deliver a message that came from another node, from the remote pid
+ * `from`, to the local process `to`, as a user message with tag (any tag:
+ * KR_TAG_TERM too) and a copy of len bytes at data or a reference to bin.
+ * From a process (the connection's reader). 0 (also when `to` is gone, or
+ * is 0, a pid of this node's earlier incarnation: a dead letter), KR_EINVAL
+ * (not a local pid), KR_ELIMIT, KR_ENOMEM. */
+int krx_remote_deliver(kr_pid from, kr_pid to, uint64_t tag, const void *data, size_t len,
+                       kr_bin *bin);
+
+/* kr_send with any tag below KR_TAG_RESERVED's own (krill's reserved
+ * tags included): dist/'s processes talk to each other with tags no
+ * program can send them by mistake. */
+int krx_remote_queue(kr_pid to, uint64_t tag, const void *data, size_t len);
+
+#endif
