@@ -118,3 +118,259 @@ Test(dist, messages_go_to_another_krill_node_and_back_in_order)
 	dist_kill(&k);
 	cr_assert(ok, "the talk did not end");
 }
+
+/* ---- with the BEAM ---- */
+
+#define NEED_ERL()                                                         \
+	do {                                                               \
+		if (!dist_have_erl())                                      \
+			cr_skip_test("erl is not installed (erlang-nox)"); \
+	} while (0)
+
+Test(dist, a_beam_node_pings_sends_to_and_calls_a_krill_node)
+{
+	NEED_ERL();
+	char k[96], b[96], expr[1024];
+	dist_name(k, sizeof k, "k");
+	dist_name(b, sizeof b, "b");
+	dist_proc kn, erl;
+	dist_krnode(&kn, k, DIST_COOKIE, NULL);
+	snprintf(expr, sizeof expr,
+	         "K = '%s',"
+	         "io:format(\"ping ~p~n\", [net_adm:ping(K)]),"
+	         "io:format(\"nodes ~p~n\", [nodes()]),"
+	         "{echo, K} ! {self(), {hello, [1, 2.5, <<\"bin\">>, #{a => b}]}},"
+	         "receive X -> io:format(\"echo ~p~n\", [X]) after 5000 -> io:format(\"no echo~n\") end,"
+	         "io:format(\"call ~p~n\", [catch gen_server:call({echo, K}, ping, 5000)]),"
+	         "halt().",
+	         k);
+	dist_erl(&erl, b, DIST_COOKIE, expr, 30);
+	bool ok = dist_expect(&erl, "call ", 30000) && dist_expect(&erl, "\n", 1000);
+	dist_kill(&erl);
+	dist_kill(&kn);
+	cr_assert(ok, "erl said: %s", erl.text);
+	char want[160];
+	snprintf(want, sizeof want, "nodes ['%s']", k);
+	cr_assert(strstr(erl.text, "ping pong"), "erl said: %s", erl.text);
+	cr_assert(strstr(erl.text, want), "erl said: %s", erl.text);
+	cr_assert(strstr(erl.text, "echo {hello,[1,2.5,<<\"bin\">>,#{a => b}]}"), "erl said: %s",
+	          erl.text);
+	cr_assert(strstr(erl.text, "call ping"), "erl said: %s", erl.text);
+}
+
+typedef struct beam_talk {
+	const char *beam;
+	atomic_int done;
+} beam_talk;
+
+/* Send {7, <<"hi">>} to {rcv, beam}; its answer {8, <<"hi back">>} comes
+ * to us, registered as ktest, as (8, "hi back") from a pid of the BEAM's. */
+static void beam_talker(void *arg)
+{
+	beam_talk *t = arg;
+	kr_register("ktest", kr_self());
+	kr_msg *m;
+	int rc = KR_ETIMEDOUT;
+	for (int i = 0; i < 100 && rc == KR_ETIMEDOUT; i++) { /* until the BEAM's rcv exists */
+		VM_CHECK(kr_send_named_at(t->beam, "rcv", 7, "hi", 2) == 0, "send to rcv");
+		rc = kr_recv(&m, 200);
+	}
+	VM_CHECK(rc == 0, "no answer from the BEAM: %s", kr_strerror(rc));
+	if (rc)
+		return;
+	VM_CHECK(m->tag == 8 && m->len == 7 && !memcmp(m->data, "hi back", 7), "tag %llu len %zu",
+	         (unsigned long long)m->tag, m->len);
+	const char *node = kr_pid_node(m->sender);
+	VM_CHECK(node && !strcmp(node, t->beam), "sender's node %s", node ? node : "NULL");
+	/* And a term of any other shape arrives as KR_TAG_TERM, as the BEAM
+	 * encoded it: {8, <<"hi back">>} was krill's shape, [1,2,3] is not. */
+	VM_CHECK(kr_send(m->sender, 9, "list", 4) == 0, "send to the BEAM's pid");
+	kr_msg_free(m);
+	rc = kr_recv(&m, 10000);
+	VM_CHECK(rc == 0 && m->tag == KR_TAG_TERM, "the list: %s", kr_strerror(rc));
+	static const uint8_t list[] = {131, 107, 0, 3, 1, 2, 3}; /* [1,2,3] as a STRING_EXT */
+	VM_CHECK(!rc && m->len == sizeof list && !memcmp(m->data, list, sizeof list), "the list's bytes");
+	atomic_store(&t->done, 1);
+}
+
+Test(dist, a_krill_node_sends_to_a_beam_process_and_gets_its_answer)
+{
+	NEED_ERL();
+	char k[96], b[96], expr[1024];
+	dist_name(k, sizeof k, "k");
+	dist_name(b, sizeof b, "b");
+	snprintf(expr, sizeof expr,
+	         "register(rcv, self()),"
+	         "receive {7, <<\"hi\">>} -> {ktest, '%s'} ! {8, <<\"hi back\">>} end,"
+	         "receive {9, <<\"list\">>} -> {ktest, '%s'} ! [1, 2, 3] end,"
+	         "io:format(\"done~n\"), timer:sleep(500), halt().",
+	         k, k);
+	dist_proc erl;
+	dist_erl(&erl, b, DIST_COOKIE, expr, 30);
+	vm_start(2);
+	start_node(k, 0);
+	beam_talk t = {.beam = b};
+	vm_spawn(beam_talker, &t);
+	int ok = VM_WAIT(atomic_load(&t.done) || atomic_load(&vm_fails), 30000);
+	vm_stop();
+	dist_kill(&erl);
+	cr_assert(ok, "no answer; erl said: %s", erl.text);
+}
+
+Test(dist, a_wrong_cookie_is_refused_and_reported)
+{
+	NEED_ERL();
+	char k[96], b[96], expr[512];
+	dist_name(k, sizeof k, "k");
+	dist_name(b, sizeof b, "b");
+	dist_proc kn, erl;
+	dist_krnode(&kn, k, DIST_COOKIE, NULL);
+	snprintf(expr, sizeof expr, "io:format(\"ping ~p~n\", [net_adm:ping('%s')]), halt().", k);
+	dist_erl(&erl, b, "not_the_cookie", expr, 30);
+	bool ok = dist_expect(&erl, "ping ", 30000) && dist_expect(&erl, "\n", 1000);
+	bool reported = dist_expect(&kn, "cookie", 5000);
+	dist_kill(&erl);
+	dist_kill(&kn);
+	cr_assert(ok, "erl said: %s", erl.text);
+	cr_assert(strstr(erl.text, "ping pang"), "erl said: %s", erl.text);
+	cr_assert(reported, "krnode said: %s", kn.text);
+}
+
+/* ---- failures ---- */
+
+typedef struct ping {
+	const char *peer;
+	kr_pid got;
+	int rc;
+	atomic_int done;
+} ping;
+
+static void pinger(void *arg)
+{
+	ping *p = arg;
+	p->rc = kr_send_named_at(p->peer, "echo", 5, "ping", 4);
+	kr_msg *m;
+	if (!p->rc && !(p->rc = kr_recv(&m, 10000))) {
+		p->got = m->sender;
+		kr_msg_free(m);
+	}
+	atomic_store(&p->done, 1);
+}
+
+/* A message to {echo, peer} and its echo: the echo process's pid. */
+static kr_pid ping_echo(const char *peer)
+{
+	ping p = {.peer = peer};
+	vm_spawn(pinger, &p);
+	cr_assert(VM_WAIT(atomic_load(&p.done), 20000), "no ping");
+	cr_assert_eq(p.rc, 0, "ping %s: %s", peer, kr_strerror(p.rc));
+	return p.got;
+}
+
+static int nodes_up(void)
+{
+	return kr_nodes(NULL, 0);
+}
+
+Test(dist, a_peer_killed_is_down_at_once_and_its_restart_is_a_new_incarnation)
+{
+	char me[96], peer[96];
+	dist_name(me, sizeof me, "a");
+	dist_name(peer, sizeof peer, "b");
+	dist_proc k;
+	dist_krnode(&k, peer, DIST_COOKIE, NULL);
+	vm_start(2);
+	start_node(me, 0);
+	kr_pid old = ping_echo(peer);
+	cr_assert_eq(nodes_up(), 1);
+	dist_kill(&k);
+	cr_assert(VM_WAIT(nodes_up() == 0, 10000), "still %d nodes up", nodes_up());
+	dist_krnode(&k, peer, DIST_COOKIE, NULL);
+	kr_pid fresh = ping_echo(peer); /* the send connects again */
+	cr_assert_neq(fresh, old, "the new incarnation's echo has the old pid");
+	cr_assert_str_eq(kr_pid_node(old), peer);
+	uint64_t dead = vm_dead_letters();
+	cr_assert_eq(kr_send(old, 1, "lost", 4), 0);
+	cr_assert(VM_WAIT(vm_dead_letters() > dead, 10000),
+	          "a message to the old incarnation was not dropped");
+	vm_stop();
+	dist_kill(&k);
+}
+
+Test(dist, a_stopped_peer_is_down_after_net_ticktime)
+{
+	char me[96], peer[96];
+	dist_name(me, sizeof me, "a");
+	dist_name(peer, sizeof peer, "b");
+	dist_proc k;
+	dist_krnode(&k, peer, DIST_COOKIE, "--ticktime 2");
+	vm_start(2);
+	start_node(me, 2);
+	(void)ping_echo(peer);
+	int64_t t0 = vm_now_ns();
+	kill(k.pid, SIGSTOP);
+	bool down = VM_WAIT(nodes_up() == 0, 10000);
+	double ms = (double)(vm_now_ns() - t0) / 1e6;
+	kill(k.pid, SIGCONT);
+	vm_stop();
+	dist_kill(&k);
+	cr_assert(down, "the stopped peer is still up");
+	cr_assert_geq(ms, 1500, "down after %.0f ms, before net_ticktime", ms);
+}
+
+/* A free TCP port on loopback (free when looked at). */
+static unsigned free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof a;
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, l), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/* Connect to port, write len bytes, and wait for the node to close. */
+static void throw_at(unsigned port, const void *bytes, size_t len)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+	cr_assert_eq(write(fd, bytes, len), (ssize_t)len);
+	struct timeval tv = {.tv_sec = 10};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	char buf[256];
+	while (read(fd, buf, sizeof buf) > 0) /* a status 'not_allowed', then the close */
+		;
+	close(fd);
+}
+
+Test(dist, garbage_on_the_port_drops_that_connection_only)
+{
+	char me[96], peer[96];
+	dist_name(me, sizeof me, "a");
+	dist_name(peer, sizeof peer, "b");
+	dist_proc k;
+	dist_krnode(&k, peer, DIST_COOKIE, NULL);
+	vm_start_quiet(2);
+	unsigned port = free_port();
+	kr_node_config cfg = {.name = me, .cookie = DIST_COOKIE, .port = port};
+	cr_assert_eq(kr_node_start(&cfg), 0);
+	uint32_t seed = 12345;
+	uint8_t junk[1000];
+	for (size_t i = 0; i < sizeof junk; i++)
+		junk[i] = (uint8_t)vm_rand(&seed);
+	throw_at(port, junk, sizeof junk);
+	throw_at(port, "\x00\x05N\x00", 4);               /* a truncated send_name */
+	throw_at(port, "\xff\xff", 2);                    /* a frame over the maximum */
+	uint8_t name[300] = {0, 250, 'N'};                /* a name of 239 bytes and no '@' */
+	memset(name + 3, 'x', sizeof name - 3);
+	throw_at(port, name, 252);
+	cr_assert(VM_WAIT(atomic_load(&vm_reports) >= 4, 10000), "%d reports",
+	          atomic_load(&vm_reports));
+	(void)ping_echo(peer); /* the node works on */
+	cr_assert_eq(nodes_up(), 1);
+	vm_stop();
+	dist_kill(&k);
+}
