@@ -9,6 +9,7 @@
  */
 #include "ctrl.h"
 
+#include <atomic_ops.h>
 #include <ei.h>
 #include <stdio.h>
 #include <string.h>
@@ -121,6 +122,121 @@ int krd_send_named(kr_pid from, krd_peer *p, const char *name, uint64_t tag, con
 	return rc;
 }
 
+/* A sender where the protocol needs a pid and a host thread has none:
+ * this node's pid 0, which no process has. */
+static void put_from(krd_buf *b, kr_pid from)
+{
+	if (from && krd_put_pid(b, from))
+		return;
+	krd_put_u8(b, ERL_NEW_PID_EXT);
+	krd_put_atom(b, krd_me.name);
+	krd_put_u32(b, 0);
+	krd_put_u32(b, 0);
+	krd_put_u32(b, krd_me.creation);
+}
+
+static void put_reason_payload(krd_buf *b, const kr_reason *r)
+{
+	krd_put_u8(b, KRD_VERSION_MAGIC);
+	krd_put_reason(b, r);
+}
+
+/* An exit signal's frame: {Op, From, To} and the reason after it. */
+static void put_exit(krd_buf *b, long op, kr_pid from, kr_pid to, const kr_reason *r)
+{
+	krd_put_tuple(b, 3);
+	krd_put_uint(b, (uint64_t)op);
+	put_from(b, from);
+	krd_put_pid(b, to);
+	put_reason_payload(b, r);
+}
+
+/* Build the frame for one of vm/'s signals to the remote pid `to`, noting
+ * the link or monitor it makes or ends: false when there is nothing to
+ * send. */
+static bool put_signal(krd_buf *b, krd_peer *p, kr_pid from, kr_pid to, unsigned kind, kr_ref ref,
+                       const void *payload, size_t len)
+{
+	static AO_t unlink_ids;
+	kr_exit_msg e;
+	kr_down_msg d;
+	krd_mon_in in;
+	switch (kind) {
+	case KRX_SIG_LINK:
+		krd_track_link(&p->track, from, to);
+		krd_put_tuple(b, 3);
+		krd_put_uint(b, KRD_LINK);
+		break;
+	case KRX_SIG_UNLINK:
+		krd_track_unlink(&p->track, from, to);
+		krd_put_tuple(b, 4);
+		krd_put_uint(b, KRD_UNLINK_ID);
+		/* Relaxed: ids only have to differ. */
+		krd_put_uint(b, AO_fetch_and_add1(&unlink_ids) + 1);
+		break;
+	case KRX_SIG_EXIT_LINK: /* from ended, linked to `to` */
+	case KRX_SIG_EXIT:      /* kr_exit_sig */
+		if (len != sizeof e)
+			return false;
+		memcpy(&e, payload, sizeof e);
+		if (kind == KRX_SIG_EXIT_LINK)
+			krd_track_unlink(&p->track, from, to);
+		put_exit(b, kind == KRX_SIG_EXIT ? KRD_PAYLOAD_EXIT2 : KRD_PAYLOAD_EXIT, from, to,
+		         &e.reason);
+		return true;
+	case KRX_SIG_MONITOR:
+		krd_track_mon_out(&p->track, ref, from, to);
+		krd_put_tuple(b, 4);
+		krd_put_uint(b, KRD_MONITOR_P);
+		put_from(b, from);
+		krd_put_pid(b, to);
+		krd_put_ref(b, ref);
+		return true;
+	case KRX_SIG_DEMONITOR:
+		(void)krd_track_mon_out_end(&p->track, ref, NULL);
+		krd_put_tuple(b, 4);
+		krd_put_uint(b, KRD_DEMONITOR_P);
+		put_from(b, from);
+		krd_put_pid(b, to);
+		krd_put_ref(b, ref);
+		return true;
+	case KRX_SIG_DOWN: /* from ended, watched by `to` */
+		if (len != sizeof d || !krd_track_mon_in_end(&p->track, ref, &in))
+			return false; /* demonitored, or the connection was lost meanwhile */
+		memcpy(&d, payload, sizeof d);
+		krd_put_tuple(b, 4);
+		krd_put_uint(b, KRD_PAYLOAD_MONITOR_P_EXIT);
+		if (in.name[0])
+			krd_put_atom(b, in.name); /* monitored by name: the DOWN names it */
+		else
+			put_from(b, from);
+		krd_put_pid(b, to);
+		krd_put(b, in.eref, in.eref_len);
+		put_reason_payload(b, &d.reason);
+		return true;
+	default: /* a call's reply or DOWN: calls across nodes come next */
+		return false;
+	}
+	put_from(b, from);
+	krd_put_pid(b, to);
+	return true;
+}
+
+void krd_signal(kr_pid from, kr_pid to, unsigned kind, kr_ref ref, const void *payload, size_t len)
+{
+	uint32_t creation;
+	krd_peer *p = krd_peer_of(to, &creation);
+	if (!p || !krd_node_running())
+		return;
+	uint8_t stack[512];
+	krd_buf b;
+	krd_buf_init(&b, stack, sizeof stack);
+	frame_begin(&b, creation);
+	if (put_signal(&b, p, from, to, kind, ref, payload, len))
+		(void)frame_queue(p, &b);
+	krd_buf_free(&b);
+}
+
 /* ---- in ---- */
 
 static uint32_t be32(const uint8_t *p)
@@ -180,6 +296,170 @@ static void deliver_named(kr_pid from, const char *name, const uint8_t *msg, siz
 	deliver(from, to > 0 ? to : 0, msg, n); /* 0: a dead letter */
 }
 
+/* The reason of an exit or DOWN: in the control message at c[*i] when
+ * it carries one, else the message after it. */
+static bool reason_in(const uint8_t *c, int *i, bool in_payload, const uint8_t *msg, size_t mlen,
+                      kr_reason *r)
+{
+	if (!in_payload)
+		return krd_get_reason(c, i, r);
+	int j = 1;
+	return mlen && krd_get_reason(msg, &j, r);
+}
+
+/* A local pid to act on: 0 (a pid of an earlier incarnation of this
+ * node: gone) is fine, a remote one is not. */
+static bool local(kr_pid pid)
+{
+	return pid >= 0 && !((uint64_t)pid >> 50);
+}
+
+/* An exit signal back to a peer's process: its link or monitor named a
+ * process of ours that is gone. */
+static void answer_noproc(kr_pid ours, kr_pid theirs)
+{
+	kr_exit_msg e = {.from = ours, .reason = {.kind = KR_EXIT_NOPROC}};
+	krd_signal(ours, theirs, KRX_SIG_EXIT_LINK, 0, &e, sizeof e);
+}
+
+/* {1, From, To}, {4, From, To}, {35, Id, From, To}, {36, Id, From, To}. */
+static bool link_in(krd_peer *p, long op, const uint8_t *c, int i, int arity)
+{
+	uint64_t id = 0;
+	kr_pid from, to;
+	bool with_id = op == KRD_UNLINK_ID || op == KRD_UNLINK_ID_ACK;
+	if (arity != (with_id ? 4 : 3) || (with_id && !krd_get_uint64(c, &i, &id)) ||
+	    !krd_get_pid(c, &i, &from) || !krd_get_pid(c, &i, &to))
+		return false;
+	if (op == KRD_UNLINK_ID_ACK || !local(to))
+		return true;
+	if (op == KRD_LINK) {
+		krd_track_link(&p->track, to, from);
+		if (!to || !krx_remote_signal_in(from, to, KRX_SIG_LINK, 0, NULL, 0)) {
+			krd_track_unlink(&p->track, to, from);
+			answer_noproc(to, from);
+		}
+		return true;
+	}
+	krd_track_unlink(&p->track, to, from);
+	if (to)
+		(void)krx_remote_signal_in(from, to, KRX_SIG_UNLINK, 0, NULL, 0);
+	if (op == KRD_UNLINK_ID) { /* {36, Id, From, To}: we, To, are done with it */
+		uint8_t stack[256];
+		krd_buf b;
+		krd_buf_init(&b, stack, sizeof stack);
+		uint32_t creation;
+		(void)krd_peer_of(from, &creation);
+		frame_begin(&b, creation);
+		krd_put_tuple(&b, 4);
+		krd_put_uint(&b, KRD_UNLINK_ID_ACK);
+		krd_put_uint(&b, id);
+		put_from(&b, to);
+		krd_put_pid(&b, from);
+		(void)frame_queue(p, &b);
+		krd_buf_free(&b);
+	}
+	return true;
+}
+
+/* EXIT (a linked process of theirs ended) and EXIT2 (exit/2), in their
+ * four shapes each: {Op, From, To, Reason}, with a trace token before the
+ * reason (_TT), or the reason as the message (PAYLOAD_). */
+static bool exit_in(krd_peer *p, long op, const uint8_t *c, int i, int arity, const uint8_t *msg,
+                    size_t mlen)
+{
+	bool payload = op == KRD_PAYLOAD_EXIT || op == KRD_PAYLOAD_EXIT_TT ||
+	               op == KRD_PAYLOAD_EXIT2 || op == KRD_PAYLOAD_EXIT2_TT;
+	bool tt = op == KRD_EXIT_TT || op == KRD_EXIT2_TT || op == KRD_PAYLOAD_EXIT_TT ||
+	          op == KRD_PAYLOAD_EXIT2_TT;
+	bool link = op == KRD_EXIT || op == KRD_EXIT_TT || op == KRD_PAYLOAD_EXIT ||
+	            op == KRD_PAYLOAD_EXIT_TT;
+	kr_pid from, to;
+	kr_exit_msg e;
+	if (arity != 3 + tt + !payload || !krd_get_pid(c, &i, &from) || !krd_get_pid(c, &i, &to) ||
+	    (tt && !krd_skip(c, &i)) || !reason_in(c, &i, payload, msg, mlen, &e.reason))
+		return false;
+	if (!local(to) || !to)
+		return true; /* to a process gone with an earlier incarnation */
+	e.from = from;
+	if (link) {
+		krd_track_unlink(&p->track, to, from);
+		if (e.reason.kind == KR_EXIT_KILL)
+			e.reason.kind = KR_EXIT_KILLED; /* kill over a link is not untrappable */
+	}
+	(void)krx_remote_signal_in(from, to, link ? KRX_SIG_EXIT_LINK : KRX_SIG_EXIT, 0, &e,
+	                           sizeof e);
+	return true;
+}
+
+/* {19, From, ToProc, Ref} and {20, From, ToProc, Ref}: a peer's process
+ * (de)monitors one of ours, by pid or by registered name. */
+static bool monitor_in(krd_peer *p, long op, const uint8_t *c, int i, int arity)
+{
+	kr_pid from, to = 0;
+	krd_mon_in m = {0};
+	if (arity != 4 || !krd_get_pid(c, &i, &from))
+		return false;
+	int j = i;
+	char name[KRD_MAX_ATOM_CHARS * 4 + 1];
+	if (krd_get_atom(c, &j, name)) {
+		i = j;
+		if (strlen(name) <= KR_NAME_MAX) {
+			snprintf(m.name, sizeof m.name, "%s", name);
+			kr_pid w = kr_whereis(name);
+			to = w > 0 ? w : 0;
+		}
+	} else if (!krd_get_pid(c, &i, &to)) {
+		return false;
+	}
+	int ref_at = i;
+	if (!krd_skip(c, &i) || (size_t)(i - ref_at) > sizeof m.eref)
+		return false;
+	m.eref_len = (uint16_t)(i - ref_at);
+	memcpy(m.eref, c + ref_at, m.eref_len);
+	kr_ref kref = krd_remote_ref(m.eref, m.eref_len);
+	if (op == KRD_DEMONITOR_P) {
+		krd_mon_in had;
+		if (krd_track_mon_in_end(&p->track, kref, &had) && had.target)
+			(void)krx_remote_signal_in(from, had.target, KRX_SIG_DEMONITOR, kref, NULL, 0);
+		return true;
+	}
+	if (!local(to))
+		return true;
+	m.watcher = from;
+	m.target = to;
+	bool noted = to && krd_track_mon_in(&p->track, kref, &m);
+	if (noted && krx_remote_signal_in(from, to, KRX_SIG_MONITOR, kref, NULL, 0))
+		return true;
+	/* Gone, never there, or no memory: DOWN noproc at once, naming what
+	 * was monitored as the peer named it. */
+	if (!noted)
+		(void)krd_track_mon_in(&p->track, kref, &m);
+	kr_down_msg d = {.ref = kref, .pid = to, .reason = {.kind = KR_EXIT_NOPROC}};
+	krd_signal(to, from, KRX_SIG_DOWN, kref, &d, sizeof d);
+	return true;
+}
+
+/* {21, FromProc, To, Ref, Reason} and {28, FromProc, To, Ref} + Reason:
+ * a process of theirs that one of ours monitored has ended. */
+static bool down_in(krd_peer *p, long op, const uint8_t *c, int i, int arity, const uint8_t *msg,
+                    size_t mlen)
+{
+	bool payload = op == KRD_PAYLOAD_MONITOR_P_EXIT;
+	kr_pid to, target = 0;
+	kr_ref ref;
+	kr_down_msg d;
+	if (arity != (payload ? 4 : 5) || !krd_skip(c, &i) || !krd_get_pid(c, &i, &to) ||
+	    !krd_get_ref(c, &i, &ref) || !reason_in(c, &i, payload, msg, mlen, &d.reason))
+		return false;
+	if (!ref || !local(to) || !to || !krd_track_mon_out_end(&p->track, ref, &target))
+		return true; /* not ours, or demonitored since */
+	d.ref = ref;
+	d.pid = target;
+	(void)krx_remote_signal_in(target, to, KRX_SIG_DOWN, ref, &d, sizeof d);
+	return true;
+}
+
 #define BAD(...) (snprintf(why, whylen, __VA_ARGS__), -1)
 
 int krd_ctrl_handle(krd_peer *p, const uint8_t *f, size_t len, char *why, size_t whylen)
@@ -231,27 +511,31 @@ int krd_ctrl_handle(krd_peer *p, const uint8_t *f, size_t len, char *why, size_t
 		(void)krx_remote_deliver(0, 0, 0, NULL, 0, NULL);
 		return 0;
 	case KRD_LINK:
-	case KRD_EXIT:
 	case KRD_UNLINK:
-	case KRD_GROUP_LEADER:
-	case KRD_EXIT2:
+	case KRD_UNLINK_ID:
+	case KRD_UNLINK_ID_ACK:
+		return link_in(p, op, c, i, arity) ? 0 : BAD("a malformed link operation %ld", op);
+	case KRD_EXIT:
 	case KRD_EXIT_TT:
-	case KRD_EXIT2_TT:
-	case KRD_MONITOR_P:
-	case KRD_DEMONITOR_P:
-	case KRD_MONITOR_P_EXIT:
 	case KRD_PAYLOAD_EXIT:
 	case KRD_PAYLOAD_EXIT_TT:
+	case KRD_EXIT2:
+	case KRD_EXIT2_TT:
 	case KRD_PAYLOAD_EXIT2:
 	case KRD_PAYLOAD_EXIT2_TT:
+		return exit_in(p, op, c, i, arity, msg, mlen) ? 0 : BAD("a malformed exit operation %ld", op);
+	case KRD_MONITOR_P:
+	case KRD_DEMONITOR_P:
+		return monitor_in(p, op, c, i, arity) ? 0 : BAD("a malformed monitor operation %ld", op);
+	case KRD_MONITOR_P_EXIT:
 	case KRD_PAYLOAD_MONITOR_P_EXIT:
+		return down_in(p, op, c, i, arity, msg, mlen) ? 0 : BAD("a malformed MONITOR_P_EXIT");
+	case KRD_GROUP_LEADER: /* krill processes have no group leader */
 	case KRD_SPAWN_REQUEST:
 	case KRD_SPAWN_REQUEST_TT:
 	case KRD_SPAWN_REPLY:
 	case KRD_SPAWN_REPLY_TT:
-	case KRD_UNLINK_ID:
-	case KRD_UNLINK_ID_ACK:
-		return 0; /* links, monitors, exits, spawns: the next step of issue 13 */
+		return 0; /* spawns across nodes: the next step of issue 13 */
 	default:
 		return BAD("an unknown control operation %ld", op);
 	}

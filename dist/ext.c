@@ -5,9 +5,11 @@
 #include "ext.h"
 
 #include <ei.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "node.h"
 #include "peer.h"
 
 /* ---- writing ---- */
@@ -136,6 +138,34 @@ bool krd_put_pid(krd_buf *b, kr_pid pid)
 	krd_put_u32(b, parts.serial);
 	krd_put_u32(b, parts.creation);
 	return true;
+}
+
+void krd_put_ref(krd_buf *b, kr_ref ref)
+{
+	krd_put_u8(b, ERL_NEWER_REFERENCE_EXT);
+	krd_put_u16(b, 3);
+	krd_put_atom(b, krd_me.name);
+	krd_put_u32(b, krd_me.creation);
+	krd_put_u32(b, 0);
+	krd_put_u32(b, (uint32_t)ref);
+	krd_put_u32(b, (uint32_t)((uint64_t)ref >> 32));
+}
+
+void krd_put_reason(krd_buf *b, const kr_reason *r)
+{
+	switch (r->kind) {
+	case KR_EXIT_NORMAL:
+	case KR_EXIT_SHUTDOWN:
+	case KR_EXIT_KILLED:
+	case KR_EXIT_NOPROC:
+	case KR_EXIT_NOCONNECTION:
+	case KR_EXIT_KILL:
+		krd_put_atom(b, kr_exit_kind_name(r->kind));
+		return;
+	}
+	krd_put_tuple(b, 2);
+	krd_put_atom(b, kr_exit_kind_name(r->kind));
+	krd_put_binary(b, r->text, strnlen(r->text, sizeof r->text));
 }
 
 /* ---- reading: the walk ---- */
@@ -357,5 +387,69 @@ bool krd_skip(const uint8_t *buf, int *i)
 	if (n < 0)
 		return false;
 	*i += (int)n;
+	return true;
+}
+
+bool krd_get_ref(const uint8_t *buf, int *i, kr_ref *ref)
+{
+	erlang_ref e;
+	if (ei_decode_ref((const char *)buf, i, &e) != 0)
+		return false;
+	bool ours = krd_node_running() && !strcmp(e.node, krd_me.name) &&
+	            e.creation == krd_me.creation && e.len == 3 && e.n[0] == 0;
+	*ref = ours ? (kr_ref)((uint64_t)e.n[2] << 32 | e.n[1]) : 0;
+	return true;
+}
+
+/* The kind an atom names, or -1. */
+static int kind_named(const char *atom)
+{
+	for (int k = KR_EXIT_NORMAL; k <= KR_EXIT_KILL; k++)
+		if (!strcmp(atom, kr_exit_kind_name(k)))
+			return k;
+	return -1;
+}
+
+static void printed(const uint8_t *buf, int at, kr_reason *r)
+{
+	char *s = NULL;
+	int i = at;
+	if (ei_s_print_term(&s, (const char *)buf, &i) >= 0 && s)
+		snprintf(r->text, sizeof r->text, "%s", s);
+	free(s);
+}
+
+bool krd_get_reason(const uint8_t *buf, int *i, kr_reason *r)
+{
+	int at = *i, j = *i, arity, k;
+	char atom[KRD_MAX_ATOM_CHARS * 4 + 1];
+	*r = (kr_reason){.kind = KR_EXIT_ERROR};
+	if (!krd_skip(buf, i))
+		return false;
+	if (krd_get_atom(buf, &j, atom)) {
+		if ((k = kind_named(atom)) >= 0)
+			r->kind = k;
+		else
+			snprintf(r->text, sizeof r->text, "%.115s", atom);
+		return true;
+	}
+	j = at;
+	if (krd_get_tuple(buf, &j, &arity) && arity == 2 && krd_get_atom(buf, &j, atom) &&
+	    (k = kind_named(atom)) >= 0) {
+		long n;
+		int type, size;
+		if (ei_get_type((const char *)buf, &j, &type, &size) == 0 && type == ERL_BINARY_EXT &&
+		    (size_t)size < sizeof r->text && ei_decode_binary((const char *)buf, &j, r->text, &n) == 0) {
+			r->kind = k;
+			r->text[n] = 0;
+			return true;
+		}
+		if (k == KR_EXIT_SHUTDOWN) { /* {shutdown, Term}: a quiet end, as OTP's */
+			r->kind = k;
+			printed(buf, j, r);
+			return true;
+		}
+	}
+	printed(buf, at, r);
 	return true;
 }

@@ -45,6 +45,16 @@ void krd_put_binary(krd_buf *b, const void *data, size_t len);
  * node (nothing written). */
 bool krd_put_pid(krd_buf *b, kr_pid pid);
 
+/* One of this node's kr_refs as a reference term (NEWER_REFERENCE_EXT,
+ * three words: 0, then the ref's low and high halves; the BEAM keeps only
+ * 18 bits of the first word). Needs a running node. */
+void krd_put_ref(krd_buf *b, kr_ref ref);
+
+/* An exit reason as a term: normal, shutdown, killed, noproc,
+ * noconnection and kill as those atoms; the others {Kind, Text}
+ * ({segfault, <<"...">>}, Kind as kr_exit_kind_name names it). */
+void krd_put_reason(krd_buf *b, const kr_reason *r);
+
 /* The size of the one well-formed term at p (at most len bytes, no
  * version byte), or -1: a length past the end, an unknown tag, an atom
  * over 255 characters, nesting past what len could hold. */
@@ -62,5 +72,13 @@ bool krd_get_atom(const uint8_t *buf, int *i, char out[KRD_MAX_ATOM_CHARS * 4 + 
  * the peer table is full. */
 bool krd_get_pid(const uint8_t *buf, int *i, kr_pid *pid);
 bool krd_skip(const uint8_t *buf, int *i);
+/* A reference: *ref the kr_ref when it is one of this node's (as
+ * krd_put_ref makes them), 0 when it is someone else's. */
+bool krd_get_ref(const uint8_t *buf, int *i, kr_ref *ref);
+/* A reason from a peer, any term: an atom naming a kind (kill too) is that
+ * kind; {Kind, Binary} with a kind's name that kind with the text;
+ * {shutdown, Term} shutdown; anything else KR_EXIT_ERROR with the term's
+ * printed form as text. */
+bool krd_get_reason(const uint8_t *buf, int *i, kr_reason *r);
 
 #endif

@@ -55,7 +55,7 @@ static void vm_stopped(void)
 	AO_store(&state, OFF);
 }
 
-static const krx_remote_ops ops = {.send = krd_send, .vm_stopped = vm_stopped};
+static const krx_remote_ops ops = {.send = krd_send, .signal = krd_signal, .vm_stopped = vm_stopped};
 
 /* ---- waiting for the acceptor, from a process or a host thread ---- */
 
@@ -413,33 +413,46 @@ KR_API const char *kr_pid_node(kr_pid pid)
 	return p ? p->name : NULL;
 }
 
+static bool whole_term(const void *term, size_t len)
+{
+	const uint8_t *t = term;
+	return t && len >= 2 && t[0] == KRD_VERSION_MAGIC && krd_term_size(t + 1, len - 1) == (long)len - 1;
+}
+
+static kr_pid self_or_0(void)
+{
+	kr_pid self = kr_self();
+	return self > 0 ? self : 0;
+}
+
 KR_API int kr_send_named_at(const char *node, const char *name, uint64_t tag, const void *data,
                             size_t len)
 {
-	if (!node || !name || !*name || strlen(name) > KR_NAME_MAX || tag >= KR_TAG_SUP ||
-	    (len && !data))
+	bool term = tag == KR_TAG_TERM;
+	if (!node || !name || !*name || strlen(name) > KR_NAME_MAX || (tag >= KR_TAG_SUP && !term) ||
+	    (len && !data) || (term && !whole_term(data, len)))
 		return KR_EINVAL;
 	if (!krd_node_running())
 		return KR_ENODIST;
-	if (!strcmp(node, krd_me.name))
-		return kr_send_named(name, tag, data, len);
+	if (!strcmp(node, krd_me.name)) {
+		if (!term)
+			return kr_send_named(name, tag, data, len);
+		kr_pid to = kr_whereis(name);
+		return to > 0 ? krx_remote_deliver(self_or_0(), to, tag, data, len, NULL) : (int)to;
+	}
+	if (!strchr(node, '@'))
+		return KR_EINVAL;
 	krd_peer *p = krd_peer_find(node, true);
-	if (!p || !strchr(node, '@'))
-		return p ? KR_EINVAL : KR_ENOMEM;
-	kr_pid self = kr_self();
-	return krd_send_named(self > 0 ? self : 0, p, name, tag, data, len);
+	return p ? krd_send_named(self_or_0(), p, name, tag, data, len) : KR_ENOMEM;
 }
 
 KR_API int kr_send_term(kr_pid to, const void *term, size_t len)
 {
-	const uint8_t *t = term;
-	if (!t || len < 2 || t[0] != KRD_VERSION_MAGIC || krd_term_size(t + 1, len - 1) != (long)len - 1)
+	if (!whole_term(term, len))
 		return KR_EINVAL;
-	kr_pid self = kr_self();
-	self = self > 0 ? self : 0;
 	if (krx_pid_remote(to))
-		return krx_remote_send(self, to, 0, KR_TAG_TERM, 0, term, len, NULL);
-	return krx_remote_deliver(self, to, KR_TAG_TERM, term, len, NULL);
+		return krx_remote_send(self_or_0(), to, KRX_MSG_USER, KR_TAG_TERM, 0, term, len, NULL);
+	return krx_remote_deliver(self_or_0(), to, KR_TAG_TERM, term, len, NULL);
 }
 
 KR_API long kr_term_get_pid(const void *p, size_t len, kr_pid *pid)

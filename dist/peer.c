@@ -65,6 +65,7 @@ krd_peer *krd_peer_find(const char *name, bool create)
 		}
 		if (npeers < peers_cap && (found = calloc(1, sizeof *found))) {
 			strcpy(found->name, name);
+			krd_track_init(&found->track);
 			peers[npeers++] = found;
 		}
 	}
@@ -122,9 +123,12 @@ kr_pid krd_peer_writer(krd_peer *p)
 		return w;
 	if (w > 0) { /* killed from outside: the peer starts again from DOWN */
 		pthread_mutex_lock(&lock);
-		if (p->writer == w)
+		bool lost = p->writer == w;
+		if (lost)
 			(void)down(p);
 		pthread_mutex_unlock(&lock);
+		if (lost)
+			krd_track_lost(&p->track);
 	}
 	/* Spawn outside the lock (a spawn may yield), then claim. */
 	w = krd_writer_spawn(p);
@@ -233,6 +237,8 @@ kr_pid krd_peer_gone(krd_peer *p, kr_pid self)
 	                       : p->state == KRD_PENDING && !p->reader && !p->connector)
 		w = down(p);
 	pthread_mutex_unlock(&lock);
+	if (w)
+		krd_track_lost(&p->track);
 	return w;
 }
 
@@ -240,18 +246,30 @@ bool krd_peer_writer_gone(krd_peer *p, kr_pid w)
 {
 	pthread_mutex_lock(&lock);
 	bool gone = p->writer != w || p->state == KRD_PENDING;
-	if (p->writer == w && p->state == KRD_PENDING)
+	bool lost = p->writer == w && p->state == KRD_PENDING;
+	if (lost)
 		(void)down(p);
 	pthread_mutex_unlock(&lock);
+	if (lost)
+		krd_track_lost(&p->track);
 	return gone;
 }
 
 void krd_peers_reset(void)
 {
 	pthread_mutex_lock(&lock);
-	for (size_t i = 0; i < npeers; i++)
+	size_t n = npeers;
+	krd_peer **all = malloc(n * sizeof *all + 1);
+	for (size_t i = 0; i < n; i++) {
 		(void)down(peers[i]);
+		if (all)
+			all[i] = peers[i];
+	}
 	pthread_mutex_unlock(&lock);
+	/* A peer lives until the VM stops; the array may move meanwhile. */
+	for (size_t i = 0; all && i < n; i++)
+		krd_track_lost(&all[i]->track);
+	free(all);
 }
 
 int krd_peers_up(const char **out, int n)
@@ -392,8 +410,10 @@ bool krd_pid_split(kr_pid pid, krd_pid_parts *out)
 void krd_peers_free(void)
 {
 	pthread_mutex_lock(&lock);
-	for (size_t i = 0; i < npeers; i++)
+	for (size_t i = 0; i < npeers; i++) {
+		krd_track_free(&peers[i]->track);
 		free(peers[i]);
+	}
 	free(peers);
 	peers = NULL;
 	npeers = peers_cap = 0;

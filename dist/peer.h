@@ -23,6 +23,7 @@
 
 #include "handshake.h"
 #include "krill.h"
+#include "track.h"
 
 
 
@@ -37,6 +38,7 @@ typedef struct krd_peer {
 	kr_pid reader;    /* the connection that is (or is being) admitted */
 	uint32_t creation; /* UP: the peer's */
 	uint64_t flags;    /* UP: the peer's */
+	krd_track track;   /* links and monitors across its connection */
 } krd_peer;
 
 /* The peer of this name, made (DOWN) if create; NULL if unknown (or out
@@ -64,7 +66,7 @@ void krd_peer_connector_lost(krd_peer *p, kr_pid self);
 kr_pid krd_peer_up(krd_peer *p, kr_pid self, uint32_t creation, uint64_t flags);
 /* Connection process self ends (its handshake failed, or the connection
  * is lost). Returns the writer to stop when it held the peer (the peer is
- * DOWN then), else 0. */
+ * DOWN then, and its links and monitors have fired), else 0. */
 kr_pid krd_peer_gone(krd_peer *p, kr_pid self);
 /* A connector (self) starting: true when it is the peer's attempt (the
  * peer is PENDING with no connection under way), false when it has no

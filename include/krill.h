@@ -270,6 +270,8 @@ enum kr_exit_kind {
 	KR_EXIT_ILLEGAL,        /* illegal instruction (a trap, __builtin_trap) */
 	KR_EXIT_STACK_OVERFLOW, /* ran into the guard under its stack */
 	KR_EXIT_HEAP_LIMIT,     /* kr_alloc past kr_spawn_opts.max_heap */
+	KR_EXIT_NOCONNECTION,   /* the other process's node could not be reached, or its
+	                         * connection was lost (links, monitors; krill/dist.h) */
 	KR_EXIT_KILL            /* only sent (kr_exit_sig): ends the target, trapping
 	                         * or not, with KR_EXIT_KILLED */
 };

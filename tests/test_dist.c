@@ -374,3 +374,147 @@ Test(dist, garbage_on_the_port_drops_that_connection_only)
 	vm_stop();
 	dist_kill(&k);
 }
+
+/* ---- links, monitors and exit signals across nodes ---- */
+
+/* {Atom, Pid} in the external format into out: its length. */
+static size_t term_atom_pid(uint8_t *out, size_t n, const char *atom, kr_pid pid)
+{
+	size_t a = strlen(atom), at = 5 + a;
+	out[0] = 131, out[1] = 104, out[2] = 2, out[3] = 119, out[4] = (uint8_t)a;
+	memcpy(out + 5, atom, a);
+	long k = kr_term_put_pid(out + at, n - at, pid);
+	return k > 0 ? at + (size_t)k : 0;
+}
+
+static size_t term_atom(uint8_t *out, const char *atom)
+{
+	size_t a = strlen(atom);
+	out[0] = 131, out[1] = 119, out[2] = (uint8_t)a;
+	memcpy(out + 3, atom, a);
+	return 3 + a;
+}
+
+/* Wait for an exit message from `from`, or a DOWN for ref: its reason. */
+static bool wait_signal(uint64_t tag, kr_pid from, kr_ref ref, kr_reason *r, long ms)
+{
+	kr_msg *m;
+	while (kr_recv(&m, ms) == 0) {
+		const kr_exit_msg *e = kr_msg_exit(m);
+		const kr_down_msg *d = kr_msg_down(m);
+		bool hit = (tag == KR_TAG_EXIT && e && e->from == from) ||
+		           (tag == KR_TAG_DOWN && d && d->ref == ref && d->pid == from);
+		if (hit)
+			*r = e ? e->reason : d->reason;
+		kr_msg_free(m);
+		if (hit)
+			return true;
+	}
+	return false;
+}
+
+typedef struct linker {
+	const char *peer;
+	int monitors;
+	kr_pid echo;
+	atomic_int ready, done;
+} linker;
+
+/* Link to and monitor the remote echo (monitors times), say ready, then
+ * expect the link's exit and every DOWN with noconnection. */
+static void noconn_linker(void *arg)
+{
+	linker *l = arg;
+	kr_trap_exit(1);
+	VM_CHECK(kr_link(l->echo) == 0, "kr_link to a remote pid");
+	kr_ref *refs = kr_alloc((size_t)l->monitors * sizeof *refs);
+	for (int i = 0; i < l->monitors; i++)
+		VM_CHECK((refs[i] = kr_monitor(l->echo)) > 0, "kr_monitor %d", i);
+	atomic_store(&l->ready, 1);
+	int downs = 0, exits = 0;
+	kr_msg *m;
+	while ((downs < l->monitors || !exits) && kr_recv(&m, 20000) == 0) {
+		const kr_down_msg *d = kr_msg_down(m);
+		const kr_exit_msg *e = kr_msg_exit(m);
+		if (d && d->pid == l->echo && d->reason.kind == KR_EXIT_NOCONNECTION)
+			downs++;
+		if (e && e->from == l->echo && e->reason.kind == KR_EXIT_NOCONNECTION)
+			exits++;
+		kr_msg_free(m);
+	}
+	VM_CHECK(exits == 1, "%d exits noconnection from the lost node", exits);
+	VM_CHECK(downs == l->monitors, "%d DOWNs of %d", downs, l->monitors);
+	atomic_store(&l->done, 1);
+}
+
+Test(dist, a_killed_node_fires_every_link_and_monitor_with_noconnection)
+{
+	char me[96], peer[96];
+	dist_name(me, sizeof me, "a");
+	dist_name(peer, sizeof peer, "b");
+	dist_proc k;
+	dist_krnode(&k, peer, DIST_COOKIE, NULL);
+	vm_start(2);
+	start_node(me, 0);
+	linker l = {.peer = peer, .monitors = 10000 / VM_LIGHT_DIV, .echo = ping_echo(peer)};
+	vm_spawn(noconn_linker, &l);
+	cr_assert(VM_WAIT(atomic_load(&l.ready) || atomic_load(&vm_fails), 20000));
+	ping_echo(peer); /* the link and monitors are there before the kill */
+	dist_kill(&k);
+	int ok = VM_WAIT(atomic_load(&l.done) || atomic_load(&vm_fails), 30000);
+	vm_stop();
+	cr_assert(ok, "the linked process did not hear of the lost node");
+}
+
+typedef struct crash_watch {
+	kr_pid echo;
+	int kill; /* 0: make it segfault; 1: kr_exit_sig KR_EXIT_KILL */
+	atomic_int done;
+} crash_watch;
+
+/* Link to and monitor the remote echo, end it, and see its reason twice. */
+static void crash_watcher(void *arg)
+{
+	crash_watch *c = arg;
+	kr_trap_exit(1);
+	VM_CHECK(kr_link(c->echo) == 0, "kr_link");
+	kr_ref ref = kr_monitor(c->echo);
+	VM_CHECK(ref > 0, "kr_monitor");
+	uint8_t t[32];
+	if (c->kill)
+		VM_CHECK(kr_exit_sig(c->echo, KR_EXIT_KILL) == 0, "kr_exit_sig");
+	else
+		VM_CHECK(kr_send_term(c->echo, t, term_atom(t, "segfault")) == 0, "send segfault");
+	int want = c->kill ? KR_EXIT_KILLED : KR_EXIT_SEGFAULT;
+	kr_reason r;
+	VM_CHECK(wait_signal(KR_TAG_EXIT, c->echo, 0, &r, 20000), "no exit");
+	VM_CHECK(r.kind == want, "exit reason %s", kr_exit_kind_name(r.kind));
+	VM_CHECK(wait_signal(KR_TAG_DOWN, c->echo, ref, &r, 20000), "no DOWN");
+	VM_CHECK(r.kind == want, "DOWN reason %s (%s)", kr_exit_kind_name(r.kind), r.text);
+	/* The node is still up: echo was restarted by its supervisor. */
+	ref = kr_monitor(c->echo);
+	VM_CHECK(ref > 0 && wait_signal(KR_TAG_DOWN, c->echo, ref, &r, 20000) &&
+	                 r.kind == KR_EXIT_NOPROC,
+	         "a monitor of the dead echo: no DOWN noproc");
+	atomic_store(&c->done, 1);
+}
+
+Test(dist, a_remote_crash_and_a_remote_kill_reach_links_and_monitors)
+{
+	char me[96], peer[96];
+	dist_name(me, sizeof me, "a");
+	dist_name(peer, sizeof peer, "b");
+	dist_proc k;
+	dist_krnode(&k, peer, DIST_COOKIE, NULL);
+	vm_start(2);
+	start_node(me, 0);
+	for (int kill = 0; kill < 2; kill++) {
+		crash_watch c = {.echo = ping_echo(peer), .kill = kill};
+		vm_spawn(crash_watcher, &c);
+		cr_assert(VM_WAIT(atomic_load(&c.done) || atomic_load(&vm_fails), 30000));
+		vm_assert_clean();
+	}
+	cr_assert_eq(nodes_up(), 1);
+	vm_stop();
+	dist_kill(&k);
+}

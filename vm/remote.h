@@ -23,6 +23,13 @@ typedef struct krx_remote_ops {
 	 * incarnation is gone), or a negative KR_E... code. */
 	int (*send)(kr_pid from, kr_pid to, unsigned kind, uint64_t tag, kr_ref ref,
 	            const void *data, size_t len, kr_bin *bin);
+	/* A signal (mailbox.h's KRX_SIG_ kinds: link, unlink, exit, monitor,
+	 * demonitor, down) from the local process `from` (0: a host thread)
+	 * to the remote pid `to`, with ref and payload as krx_signal_send's.
+	 * Never refused: a peer that cannot be reached answers later, as
+	 * Erlang's does (noconnection). */
+	void (*signal)(kr_pid from, kr_pid to, unsigned kind, kr_ref ref, const void *payload,
+	               size_t len);
 	/* The VM is stopping (its schedulers are joined): free everything. */
 	void (*vm_stopped)(void);
 } krx_remote_ops;
@@ -37,6 +44,13 @@ const krx_remote_ops *krx_remote(void);
 static inline bool krx_pid_remote(kr_pid pid)
 {
 	return pid > 0 && KRX_PID_NODE(pid) != 0;
+}
+
+/* A pid that kr_link, kr_monitor, kr_exit_sig ... take: a well-formed
+ * local pid, or a remote one while dist/'s operations are installed. */
+static inline bool krx_pid_ok(kr_pid pid)
+{
+	return krx_pid_valid(pid) || (krx_pid_remote(pid) && krx_remote());
 }
 
 /* kr_send and friends on a remote pid: the installed send, or KR_EINVAL
@@ -58,6 +72,13 @@ void krx_remote_vm_stopped(void);
  * (not a local pid), KR_ELIMIT, KR_ENOMEM. */
 int krx_remote_deliver(kr_pid from, kr_pid to, uint64_t tag, const void *data, size_t len,
                        kr_bin *bin);
+
+/* A signal from the remote pid `from` to the local process `to` (a link,
+ * an exit, a monitor ... as krx_signal_send takes them). true when it was
+ * delivered; false when `to` is gone (or memory is short): the caller
+ * answers for it (noproc). */
+bool krx_remote_signal_in(kr_pid from, kr_pid to, unsigned kind, kr_ref ref, const void *payload,
+                          size_t len);
 
 /* kr_send with any tag below KR_TAG_RESERVED's own (krill's reserved
  * tags included): dist/'s processes talk to each other with tags no

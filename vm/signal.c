@@ -22,6 +22,7 @@
 
 #include "io.h"
 #include "msg.h"
+#include "remote.h"
 #include "send.h"
 #include "vm.h"
 
@@ -137,6 +138,13 @@ kr_ref krx_ref_new(krx_sched *s)
 enum krx_push krx_signal_send(krx_sched *s, kr_pid from, kr_pid to, unsigned kind, kr_ref ref,
                               uint64_t tag, const void *payload, size_t len)
 {
+	if (krx_pid_remote(to)) {
+		const krx_remote_ops *ops = krx_remote();
+		if (!ops)
+			return KRX_PUSH_DEAD; /* no node any more: nowhere to send it */
+		ops->signal(from, to, kind, ref, payload, len);
+		return KRX_PUSH_OK;
+	}
 	krx_msg *m = krx_msg_build(s, kind, from, tag, ref, payload, len, NULL);
 	return m ? krx_deliver(s, to, m) : KRX_PUSH_DEAD;
 }
@@ -348,7 +356,7 @@ KR_API int kr_link(kr_pid pid)
 	if (!p)
 		return KR_ENOTPROC;
 	kr_pid me = self_pid(p);
-	if (!krx_pid_valid(pid) || pid == me)
+	if (!krx_pid_ok(pid) || pid == me)
 		return pid == me ? 0 : KR_EINVAL;
 	krx_proc_ext *x = krx_proc_ext_get(p);
 	if (!x)
@@ -375,7 +383,7 @@ KR_API int kr_unlink(kr_pid pid)
 	krx_proc *p = krx_proc_self();
 	if (!p)
 		return KR_ENOTPROC;
-	if (!krx_pid_valid(pid))
+	if (!krx_pid_ok(pid))
 		return KR_EINVAL;
 	krx_proc_ext *x = krx_proc_ext_peek(p);
 	if (x && pidset_del(&x->links, pid))
@@ -399,7 +407,7 @@ KR_API kr_ref kr_monitor(kr_pid pid)
 	krx_proc *p = krx_proc_self();
 	if (!p)
 		return KR_ENOTPROC;
-	if (!krx_pid_valid(pid))
+	if (!krx_pid_ok(pid))
 		return KR_EINVAL;
 	krx_proc_ext *x = krx_proc_ext_get(p);
 	krx_sched *s = krx_sched_self();
@@ -450,7 +458,7 @@ KR_API int kr_exit_sig_reason(kr_pid pid, const kr_reason *reason)
 {
 	if (!reason || reason->kind < KR_EXIT_NORMAL || reason->kind > KR_EXIT_KILL)
 		return KR_EINVAL;
-	if (!krx_pid_valid(pid))
+	if (!krx_pid_ok(pid))
 		return KR_EINVAL;
 	krx_sched *s = krx_sched_self();
 	if (krx_vm_enter(s))
@@ -480,4 +488,13 @@ KR_API const kr_exit_msg *kr_msg_exit(const kr_msg *msg)
 KR_API const kr_down_msg *kr_msg_down(const kr_msg *msg)
 {
 	return msg && msg->tag == KR_TAG_DOWN && msg->len == sizeof(kr_down_msg) ? msg->data : NULL;
+}
+
+bool krx_remote_signal_in(kr_pid from, kr_pid to, unsigned kind, kr_ref ref, const void *payload,
+                          size_t len)
+{
+	if (!krx_pid_valid(to))
+		return false;
+	return krx_signal_send(krx_sched_self(), from, to, kind, ref, 0, payload, len) !=
+	       KRX_PUSH_DEAD;
 }

@@ -86,9 +86,10 @@ KR_API const char *kr_pid_node(kr_pid pid);
 
 /* Send (tag, data, len) to the process registered as name on node (Erlang's
  * {Name, Node} ! Msg): as kr_send, connecting first if need be; name not
- * registered there is not an error (a dead letter). On this node's own
- * name it is kr_send_named. KR_EINVAL (a bad name, node or tag),
- * KR_ENODIST, kr_send's errors. */
+ * registered there is not an error (a dead letter). With tag KR_TAG_TERM,
+ * data is a term in the external format, sent as it is (kr_send_term). On
+ * this node's own name it is kr_send_named. KR_EINVAL (a bad name, node or
+ * tag, a term that is not one), KR_ENODIST, kr_send's errors. */
 KR_API int kr_send_named_at(const char *node, const char *name, uint64_t tag, const void *data,
                             size_t len);
 
