@@ -228,7 +228,12 @@ static long start_epmd_blocking(void *arg)
 	while (waitpid(pid, &st, 0) < 0)
 		if (errno != EINTR)
 			return KR_EIO;
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : KR_EIO;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return 0;
+	/* Where posix_spawnp cannot report a failed exec (qemu-user runs
+	 * glibc's vfork-like clone as a fork), its child exits with 127, as a
+	 * shell does for a command it cannot find. */
+	return WIFEXITED(st) && WEXITSTATUS(st) == 127 ? KR_ENOSYS : KR_EIO;
 }
 
 /* Connect to the local EPMD; if none answers, start one and ask again
