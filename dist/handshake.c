@@ -418,10 +418,8 @@ int krd_hs_step(krd_hs *hs, const uint8_t *frame, size_t len)
 {
 	if (len > KRD_HS_FRAME_MAX)
 		return KRD_E_TOOBIG;
-	if (len == 0 && hs->state != S_OVER) {
-		hs->state = S_OVER;
-		return KRD_E_PROTO;
-	}
+	/* Each handler checks the length first: an empty frame is too short
+	 * for every message. */
 	int rc;
 	switch (hs->state) {
 	case S_STATUS: rc = on_status(hs, frame, len); break;
