@@ -199,8 +199,8 @@ static int alive_ok(const char *alive)
 
 /* posix_spawnp `epmd -daemon` with /dev/null for its standard descriptors,
  * no blocked signals and SIGPIPE at its default, and wait for it: the
- * daemon forks and its first process exits at once. 0, KR_ENOSYS if there
- * is no epmd on PATH, KR_EIO if it could not start or failed. */
+ * daemon forks and its first process exits at once. 0 (it ran), KR_ENOSYS
+ * if there is no epmd on PATH, KR_EIO if it could not be started. */
 static long start_epmd_blocking(void *arg)
 {
 	(void)arg;
@@ -228,12 +228,12 @@ static long start_epmd_blocking(void *arg)
 	while (waitpid(pid, &st, 0) < 0)
 		if (errno != EINTR)
 			return KR_EIO;
-	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
-		return 0;
 	/* Where posix_spawnp cannot report a failed exec (qemu-user runs
 	 * glibc's vfork-like clone as a fork), its child exits with 127, as a
-	 * shell does for a command it cannot find. */
-	return WIFEXITED(st) && WEXITSTATUS(st) == 127 ? KR_ENOSYS : KR_EIO;
+	 * shell does for a command it cannot find. Any other failure is no
+	 * answer yet: another node may have started an epmd just before us
+	 * (ours then finds the port taken), so the caller asks the port. */
+	return WIFEXITED(st) && WEXITSTATUS(st) == 127 ? KR_ENOSYS : 0;
 }
 
 /* Connect to the local EPMD; if none answers, start one and ask again
