@@ -118,7 +118,7 @@ aarch64_RUN    := QEMU_LD_PREFIX=/ LD_LIBRARY_PATH=$(ARM64_LIB) $(QEMU) -L /
 FLAVOURS  := native asan tsan aarch64
 
 .PHONY: all lib chat demo test test-native test-asan test-tsan test-aarch64 test-valgrind \
-        test-installed bench install \
+        test-installed bench install fuzz-handshake fuzz-handshake-short \
         uninstall clean deps-native deps-aarch64 deps-bench
 
 all: lib $(B)/krbench
@@ -285,6 +285,31 @@ test-installed: $(B)/.deps-native
 # for more.
 bench: $(B)/krbench $(B)/chat $(B)/chat_load $(B)/.deps-bench
 	scripts/bench.sh
+
+# --- fuzzing ----------------------------------------------------------------
+
+# The handshake's fuzz target (tests/fuzz/fuzz_handshake.c): clang's
+# libFuzzer with ASan and UBSan, the handshake machine fed the input as a
+# peer's frames, no VM. The seeds in tests/fuzz/corpus/handshake/ stay as
+# they are; what the fuzzer finds goes to build/fuzz/corpus-handshake/.
+# fuzz-handshake-short runs about 20 s; fuzz-handshake runs FUZZ_SECONDS.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 600
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=all -Iinclude -iquote dist
+FUZZ_HS_SRC  := tests/fuzz/fuzz_handshake.c dist/handshake.c vm/error.c
+
+$(B)/fuzz/fuzz_handshake: $(FUZZ_HS_SRC) dist/handshake.h $(B)/.deps-native
+	@mkdir -p $(@D)/corpus-handshake
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(FUZZ_HS_SRC) $(EI_A)
+
+fuzz-handshake-short: $(B)/fuzz/fuzz_handshake
+	@echo "== fuzz: the handshake, 20 s =="
+	$< -max_total_time=20 -max_len=1024 -print_final_stats=1 $(B)/fuzz/corpus-handshake \
+	  tests/fuzz/corpus/handshake
+fuzz-handshake: $(B)/fuzz/fuzz_handshake
+	$< -max_total_time=$(FUZZ_SECONDS) -max_len=1024 -print_final_stats=1 \
+	  $(B)/fuzz/corpus-handshake tests/fuzz/corpus/handshake
 
 # --- install ----------------------------------------------------------------
 
