@@ -12,6 +12,7 @@
 #include <atomic_ops.h>
 #include <ei.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "conn.h"
@@ -31,17 +32,24 @@ static void frame_begin(krd_buf *b, uint32_t creation)
 	krd_put_u8(b, KRD_VERSION_MAGIC);
 }
 
-/* The message itself: the term as given, or {Tag, Binary}. */
-static void put_message(krd_buf *b, uint64_t tag, const void *data, size_t len)
+/* A krill message as a term, without the version byte: the term as
+ * given (KR_TAG_TERM), or {Tag, Binary}. */
+static void put_body(krd_buf *b, uint64_t tag, const void *data, size_t len)
 {
 	if (tag == KR_TAG_TERM) {
-		krd_put(b, data, len); /* kr_send_term checked it, from 131 on */
+		krd_put(b, (const uint8_t *)data + 1, len - 1); /* checked whole, from 131 on */
 		return;
 	}
-	krd_put_u8(b, KRD_VERSION_MAGIC);
 	krd_put_tuple(b, 2);
 	krd_put_uint(b, tag);
 	krd_put_binary(b, data, len);
+}
+
+/* The message itself, after a control message. */
+static void put_message(krd_buf *b, uint64_t tag, const void *data, size_t len)
+{
+	krd_put_u8(b, KRD_VERSION_MAGIC);
+	put_body(b, tag, data, len);
 }
 
 /* Set the length and queue the frame to p's writer. A peer that cannot
@@ -63,6 +71,44 @@ static int frame_queue(krd_peer *p, krd_buf *b)
 	return rc == KR_ENOPROC ? 0 : rc;
 }
 
+/* kr_call to a peer's process, as gen_server:call does it: monitor the
+ * server (its DOWN is the call's), then {'$gen_call', {From, Ref}, Msg}.
+ * The reply {Ref, Reply} comes back as a plain message (ctrl's deliver). */
+static int send_call(krd_peer *p, uint32_t creation, kr_pid from, kr_pid to, uint64_t tag,
+                     kr_ref ref, const void *data, size_t len)
+{
+	uint8_t stack[512];
+	krd_buf b;
+	krd_buf_init(&b, stack, sizeof stack);
+	frame_begin(&b, creation);
+	krd_track_mon_out(&p->track, ref, from, to, true);
+	krd_put_tuple(&b, 4);
+	krd_put_uint(&b, KRD_MONITOR_P);
+	krd_put_pid(&b, from);
+	krd_put_pid(&b, to);
+	krd_put_ref(&b, ref);
+	int rc = frame_queue(p, &b);
+	krd_buf_free(&b);
+	if (rc)
+		return rc;
+	krd_buf_init(&b, stack, sizeof stack);
+	frame_begin(&b, creation);
+	krd_put_tuple(&b, 3);
+	krd_put_uint(&b, KRD_SEND_SENDER);
+	krd_put_pid(&b, from);
+	krd_put_pid(&b, to);
+	krd_put_u8(&b, KRD_VERSION_MAGIC);
+	krd_put_tuple(&b, 3);
+	krd_put_atom(&b, "$gen_call");
+	krd_put_tuple(&b, 2);
+	krd_put_pid(&b, from);
+	krd_put_ref(&b, ref);
+	put_body(&b, tag, data, len);
+	rc = frame_queue(p, &b);
+	krd_buf_free(&b);
+	return rc;
+}
+
 int krd_send(kr_pid from, kr_pid to, unsigned kind, uint64_t tag, kr_ref ref, const void *data,
              size_t len, kr_bin *bin)
 {
@@ -70,12 +116,12 @@ int krd_send(kr_pid from, kr_pid to, unsigned kind, uint64_t tag, kr_ref ref, co
 	krd_peer *p = krd_peer_of(to, &creation);
 	if (!p)
 		return KR_EINVAL;
-	if (kind != KRX_MSG_USER)
-		return KR_EINVAL; /* a call to another node's process: not yet */
 	if (!krd_node_running())
 		return 0; /* no node: nowhere to send it */
 	if (bin)
 		data = kr_bin_data(bin), len = kr_bin_size(bin);
+	if (kind == KRX_MSG_CALL)
+		return from ? send_call(p, creation, from, to, tag, ref, data, len) : KR_EINVAL;
 	uint8_t stack[512];
 	krd_buf b;
 	krd_buf_init(&b, stack, sizeof stack);
@@ -155,7 +201,7 @@ static void put_exit(krd_buf *b, long op, kr_pid from, kr_pid to, const kr_reaso
  * the link or monitor it makes or ends: false when there is nothing to
  * send. */
 static bool put_signal(krd_buf *b, krd_peer *p, kr_pid from, kr_pid to, unsigned kind, kr_ref ref,
-                       const void *payload, size_t len)
+                       uint64_t tag, const void *payload, size_t len)
 {
 	static AO_t unlink_ids;
 	kr_exit_msg e;
@@ -185,7 +231,7 @@ static bool put_signal(krd_buf *b, krd_peer *p, kr_pid from, kr_pid to, unsigned
 		         &e.reason);
 		return true;
 	case KRX_SIG_MONITOR:
-		krd_track_mon_out(&p->track, ref, from, to);
+		krd_track_mon_out(&p->track, ref, from, to, false);
 		krd_put_tuple(b, 4);
 		krd_put_uint(b, KRD_MONITOR_P);
 		put_from(b, from);
@@ -193,7 +239,7 @@ static bool put_signal(krd_buf *b, krd_peer *p, kr_pid from, kr_pid to, unsigned
 		krd_put_ref(b, ref);
 		return true;
 	case KRX_SIG_DEMONITOR:
-		(void)krd_track_mon_out_end(&p->track, ref, NULL);
+		(void)krd_track_mon_out_end(&p->track, ref, NULL, NULL);
 		krd_put_tuple(b, 4);
 		krd_put_uint(b, KRD_DEMONITOR_P);
 		put_from(b, from);
@@ -214,7 +260,22 @@ static bool put_signal(krd_buf *b, krd_peer *p, kr_pid from, kr_pid to, unsigned
 		krd_put(b, in.eref, in.eref_len);
 		put_reason_payload(b, &d.reason);
 		return true;
-	default: /* a call's reply or DOWN: calls across nodes come next */
+	case KRX_SIG_REPLY: /* {Tag, Reply} to the caller, Tag as it sent it */
+		if (!krd_track_call_in_end(&p->track, ref, &in))
+			return false; /* its node was lost meanwhile */
+		krd_put_tuple(b, 3);
+		krd_put_uint(b, KRD_SEND_SENDER);
+		put_from(b, from);
+		krd_put_pid(b, to);
+		krd_put_u8(b, KRD_VERSION_MAGIC);
+		krd_put_tuple(b, 2);
+		krd_put(b, in.eref, in.eref_len);
+		put_body(b, tag, payload, len);
+		return true;
+	case KRX_SIG_CALL_DOWN: /* the server ended: the caller's own monitor tells it */
+		(void)krd_track_call_in_end(&p->track, ref, NULL);
+		return false;
+	default:
 		return false;
 	}
 	put_from(b, from);
@@ -222,7 +283,8 @@ static bool put_signal(krd_buf *b, krd_peer *p, kr_pid from, kr_pid to, unsigned
 	return true;
 }
 
-void krd_signal(kr_pid from, kr_pid to, unsigned kind, kr_ref ref, const void *payload, size_t len)
+void krd_signal(kr_pid from, kr_pid to, unsigned kind, kr_ref ref, uint64_t tag,
+                const void *payload, size_t len)
 {
 	uint32_t creation;
 	krd_peer *p = krd_peer_of(to, &creation);
@@ -232,7 +294,7 @@ void krd_signal(kr_pid from, kr_pid to, unsigned kind, kr_ref ref, const void *p
 	krd_buf b;
 	krd_buf_init(&b, stack, sizeof stack);
 	frame_begin(&b, creation);
-	if (put_signal(&b, p, from, to, kind, ref, payload, len))
+	if (put_signal(&b, p, from, to, kind, ref, tag, payload, len))
 		(void)frame_queue(p, &b);
 	krd_buf_free(&b);
 }
@@ -244,35 +306,35 @@ static uint32_t be32(const uint8_t *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* A message of krill's shape, {Tag, Binary} with Tag a program's tag:
- * true and its parts. */
+/* A term (t, n bytes, no version byte) of krill's shape, {Tag, Binary}
+ * with Tag a program's tag: true and its parts. */
 static bool krill_shaped(const uint8_t *t, size_t n, uint64_t *tag, const uint8_t **data,
                          size_t *len)
 {
-	if (n < 6 || t[1] != ERL_SMALL_TUPLE_EXT || t[2] != 2)
+	if (n < 5 || t[0] != ERL_SMALL_TUPLE_EXT || t[1] != 2)
 		return false;
 	size_t k; /* the integer's bytes */
 	uint64_t v = 0;
-	switch (t[3]) {
+	switch (t[2]) {
 	case ERL_SMALL_INTEGER_EXT:
-		v = t[4], k = 2;
+		v = t[3], k = 2;
 		break;
 	case ERL_INTEGER_EXT:
-		if (n < 8 || (t[4] & 0x80))
+		if (n < 7 || (t[3] & 0x80))
 			return false; /* negative */
-		v = be32(t + 4), k = 5;
+		v = be32(t + 3), k = 5;
 		break;
 	case ERL_SMALL_BIG_EXT:
-		if (t[4] > 8 || t[5] != 0 || n < 6u + t[4])
+		if (t[3] > 8 || t[4] != 0 || n < 5u + t[3])
 			return false; /* too big, or negative */
-		for (unsigned i = t[4]; i-- > 0;)
-			v = v << 8 | t[6 + i];
-		k = 3 + (size_t)t[4];
+		for (unsigned i = t[3]; i-- > 0;)
+			v = v << 8 | t[5 + i];
+		k = 3 + (size_t)t[3];
 		break;
 	default:
 		return false;
 	}
-	const uint8_t *b = t + 3 + k;
+	const uint8_t *b = t + 2 + k;
 	if (v >= KR_TAG_SUP || (size_t)(b - t) + 5 > n || b[0] != ERL_BINARY_EXT ||
 	    (size_t)(b - t) + 5 + be32(b + 1) != n)
 		return false;
@@ -280,20 +342,109 @@ static bool krill_shaped(const uint8_t *t, size_t n, uint64_t *tag, const uint8_
 	return true;
 }
 
-static void deliver(kr_pid from, kr_pid to, const uint8_t *msg, size_t n)
+/* A term inside a message (t, n bytes, no version byte) as krill gives it
+ * to a process: (tag, bytes) for krill's shape, else (KR_TAG_TERM, the
+ * term with its version byte), made in scratch (n + 1 bytes). */
+static void as_krill(const uint8_t *t, size_t n, uint8_t *scratch, uint64_t *tag,
+                     const uint8_t **data, size_t *len)
+{
+	if (krill_shaped(t, n, tag, data, len))
+		return;
+	scratch[0] = KRD_VERSION_MAGIC;
+	memcpy(scratch + 1, t, n);
+	*tag = KR_TAG_TERM, *data = scratch, *len = n + 1;
+}
+
+/* {Ref, Reply} with Ref one of ours: the reply to a kr_call of ours, for
+ * the caller (dropped there unless it still waits), and the call's
+ * monitor ends as gen_server's does. */
+static bool reply_in(krd_peer *p, kr_pid from, kr_pid to, const uint8_t *msg, size_t n)
+{
+	int i = 1, arity;
+	kr_ref ref = 0;
+	if (n < 4 || msg[1] != ERL_SMALL_TUPLE_EXT || msg[2] != 2 ||
+	    msg[3] != ERL_NEWER_REFERENCE_EXT || !krd_get_tuple(msg, &i, &arity) ||
+	    !krd_get_ref(msg, &i, &ref) || !ref)
+		return false;
+	kr_pid server;
+	bool call;
+	if (krd_track_mon_out_end(&p->track, ref, &server, &call)) {
+		uint8_t stack[256];
+		krd_buf b;
+		krd_buf_init(&b, stack, sizeof stack);
+		uint32_t creation = 0;
+		(void)krd_peer_of(server, &creation);
+		frame_begin(&b, creation);
+		krd_put_tuple(&b, 4);
+		krd_put_uint(&b, KRD_DEMONITOR_P);
+		krd_put_pid(&b, to);
+		krd_put_pid(&b, server);
+		krd_put_ref(&b, ref);
+		(void)frame_queue(p, &b);
+		krd_buf_free(&b);
+	}
+	uint8_t *scratch = malloc(n);
+	uint64_t tag;
+	const uint8_t *data;
+	size_t len;
+	if (scratch) {
+		as_krill(msg + i, n - (size_t)i, scratch, &tag, &data, &len);
+		(void)krx_remote_signal_in(from, to, KRX_SIG_REPLY, ref, tag, data, len);
+	}
+	free(scratch);
+	return true;
+}
+
+/* {'$gen_call', {From, Tag}, Request}: a gen_server call, made a kr_call
+ * request so that kr_reply answers it; the reply goes to From as
+ * {Tag, Reply} (krd_signal's REPLY). */
+static bool call_in(krd_peer *p, kr_pid to, const uint8_t *msg, size_t n)
+{
+	int i = 1, arity;
+	char atom[KRD_MAX_ATOM_CHARS * 4 + 1];
+	kr_pid caller;
+	if (n < 14 || msg[1] != ERL_SMALL_TUPLE_EXT || msg[2] != 3 || !krd_get_tuple(msg, &i, &arity) ||
+	    !krd_get_atom(msg, &i, atom) || strcmp(atom, "$gen_call") ||
+	    !krd_get_tuple(msg, &i, &arity) || arity != 2 || !krd_get_pid(msg, &i, &caller))
+		return false;
+	int tag_at = i;
+	if (!krd_skip(msg, &i) || (size_t)(i - tag_at) > KRD_EREF_MAX || !caller)
+		return false;
+	krd_mon_in c = {.watcher = caller, .target = to, .eref_len = (uint16_t)(i - tag_at)};
+	memcpy(c.eref, msg + tag_at, c.eref_len);
+	kr_ref kref = krd_remote_ref(c.eref, c.eref_len);
+	uint8_t *scratch = malloc(n);
+	uint64_t tag;
+	const uint8_t *data;
+	size_t len;
+	if (!scratch || !krd_track_call_in(&p->track, kref, &c)) {
+		free(scratch);
+		return true; /* no memory: the call is lost, the caller times out */
+	}
+	as_krill(msg + i, n - (size_t)i, scratch, &tag, &data, &len);
+	if (!to || !krx_remote_call_in(caller, to, kref, tag, data, len))
+		(void)krd_track_call_in_end(&p->track, kref, NULL); /* gone: its monitor says so */
+	free(scratch);
+	return true;
+}
+
+static void deliver(krd_peer *p, kr_pid from, kr_pid to, const uint8_t *msg, size_t n)
 {
 	uint64_t tag;
 	const uint8_t *data;
 	size_t len;
-	if (!krill_shaped(msg, n, &tag, &data, &len))
+	if (to > 0 && (reply_in(p, from, to, msg, n) || call_in(p, to, msg, n)))
+		return;
+	if (!krill_shaped(msg + 1, n - 1, &tag, &data, &len))
 		tag = KR_TAG_TERM, data = msg, len = n;
 	(void)krx_remote_deliver(from, to, tag, data, len, NULL);
 }
 
-static void deliver_named(kr_pid from, const char *name, const uint8_t *msg, size_t n)
+static void deliver_named(krd_peer *p, kr_pid from, const char *name, const uint8_t *msg,
+                          size_t n)
 {
 	kr_pid to = strlen(name) <= KR_NAME_MAX ? kr_whereis(name) : KR_ENOPROC;
-	deliver(from, to > 0 ? to : 0, msg, n); /* 0: a dead letter */
+	deliver(p, from, to > 0 ? to : 0, msg, n); /* 0: a dead letter */
 }
 
 /* The reason of an exit or DOWN: in the control message at c[*i] when
@@ -319,7 +470,7 @@ static bool local(kr_pid pid)
 static void answer_noproc(kr_pid ours, kr_pid theirs)
 {
 	kr_exit_msg e = {.from = ours, .reason = {.kind = KR_EXIT_NOPROC}};
-	krd_signal(ours, theirs, KRX_SIG_EXIT_LINK, 0, &e, sizeof e);
+	krd_signal(ours, theirs, KRX_SIG_EXIT_LINK, 0, 0, &e, sizeof e);
 }
 
 /* {1, From, To}, {4, From, To}, {35, Id, From, To}, {36, Id, From, To}. */
@@ -335,7 +486,7 @@ static bool link_in(krd_peer *p, long op, const uint8_t *c, int i, int arity)
 		return true;
 	if (op == KRD_LINK) {
 		krd_track_link(&p->track, to, from);
-		if (!to || !krx_remote_signal_in(from, to, KRX_SIG_LINK, 0, NULL, 0)) {
+		if (!to || !krx_remote_signal_in(from, to, KRX_SIG_LINK, 0, 0, NULL, 0)) {
 			krd_track_unlink(&p->track, to, from);
 			answer_noproc(to, from);
 		}
@@ -343,7 +494,7 @@ static bool link_in(krd_peer *p, long op, const uint8_t *c, int i, int arity)
 	}
 	krd_track_unlink(&p->track, to, from);
 	if (to)
-		(void)krx_remote_signal_in(from, to, KRX_SIG_UNLINK, 0, NULL, 0);
+		(void)krx_remote_signal_in(from, to, KRX_SIG_UNLINK, 0, 0, NULL, 0);
 	if (op == KRD_UNLINK_ID) { /* {36, Id, From, To}: we, To, are done with it */
 		uint8_t stack[256];
 		krd_buf b;
@@ -387,7 +538,7 @@ static bool exit_in(krd_peer *p, long op, const uint8_t *c, int i, int arity, co
 		if (e.reason.kind == KR_EXIT_KILL)
 			e.reason.kind = KR_EXIT_KILLED; /* kill over a link is not untrappable */
 	}
-	(void)krx_remote_signal_in(from, to, link ? KRX_SIG_EXIT_LINK : KRX_SIG_EXIT, 0, &e,
+	(void)krx_remote_signal_in(from, to, link ? KRX_SIG_EXIT_LINK : KRX_SIG_EXIT, 0, 0, &e,
 	                           sizeof e);
 	return true;
 }
@@ -405,7 +556,7 @@ static bool monitor_in(krd_peer *p, long op, const uint8_t *c, int i, int arity)
 	if (krd_get_atom(c, &j, name)) {
 		i = j;
 		if (strlen(name) <= KR_NAME_MAX) {
-			snprintf(m.name, sizeof m.name, "%s", name);
+			memcpy(m.name, name, strlen(name) + 1);
 			kr_pid w = kr_whereis(name);
 			to = w > 0 ? w : 0;
 		}
@@ -421,7 +572,7 @@ static bool monitor_in(krd_peer *p, long op, const uint8_t *c, int i, int arity)
 	if (op == KRD_DEMONITOR_P) {
 		krd_mon_in had;
 		if (krd_track_mon_in_end(&p->track, kref, &had) && had.target)
-			(void)krx_remote_signal_in(from, had.target, KRX_SIG_DEMONITOR, kref, NULL, 0);
+			(void)krx_remote_signal_in(from, had.target, KRX_SIG_DEMONITOR, kref, 0, NULL, 0);
 		return true;
 	}
 	if (!local(to))
@@ -429,14 +580,14 @@ static bool monitor_in(krd_peer *p, long op, const uint8_t *c, int i, int arity)
 	m.watcher = from;
 	m.target = to;
 	bool noted = to && krd_track_mon_in(&p->track, kref, &m);
-	if (noted && krx_remote_signal_in(from, to, KRX_SIG_MONITOR, kref, NULL, 0))
+	if (noted && krx_remote_signal_in(from, to, KRX_SIG_MONITOR, kref, 0, NULL, 0))
 		return true;
 	/* Gone, never there, or no memory: DOWN noproc at once, naming what
 	 * was monitored as the peer named it. */
 	if (!noted)
 		(void)krd_track_mon_in(&p->track, kref, &m);
 	kr_down_msg d = {.ref = kref, .pid = to, .reason = {.kind = KR_EXIT_NOPROC}};
-	krd_signal(to, from, KRX_SIG_DOWN, kref, &d, sizeof d);
+	krd_signal(to, from, KRX_SIG_DOWN, kref, 0, &d, sizeof d);
 	return true;
 }
 
@@ -452,11 +603,13 @@ static bool down_in(krd_peer *p, long op, const uint8_t *c, int i, int arity, co
 	if (arity != (payload ? 4 : 5) || !krd_skip(c, &i) || !krd_get_pid(c, &i, &to) ||
 	    !krd_get_ref(c, &i, &ref) || !reason_in(c, &i, payload, msg, mlen, &d.reason))
 		return false;
-	if (!ref || !local(to) || !to || !krd_track_mon_out_end(&p->track, ref, &target))
+	bool call;
+	if (!ref || !local(to) || !to || !krd_track_mon_out_end(&p->track, ref, &target, &call))
 		return true; /* not ours, or demonitored since */
 	d.ref = ref;
 	d.pid = target;
-	(void)krx_remote_signal_in(target, to, KRX_SIG_DOWN, ref, &d, sizeof d);
+	(void)krx_remote_signal_in(target, to, call ? KRX_SIG_CALL_DOWN : KRX_SIG_DOWN, ref, 0, &d,
+	                           sizeof d);
 	return true;
 }
 
@@ -491,20 +644,20 @@ int krd_ctrl_handle(krd_peer *p, const uint8_t *f, size_t len, char *why, size_t
 	case KRD_SEND_TT: /* {2, Unused, To} and a trace token */
 		if (arity < 3 || !krd_skip(c, &i) || !krd_get_pid(c, &i, &to))
 			return BAD("a malformed SEND");
-		deliver(0, to, msg, mlen);
+		deliver(p, 0, to, msg, mlen);
 		return 0;
 	case KRD_SEND_SENDER:
 	case KRD_SEND_SENDER_TT: /* {22, From, To} */
 		if (arity < 3 || !krd_get_pid(c, &i, &from) || !krd_get_pid(c, &i, &to))
 			return BAD("a malformed SEND_SENDER");
-		deliver(from, to, msg, mlen);
+		deliver(p, from, to, msg, mlen);
 		return 0;
 	case KRD_REG_SEND:
 	case KRD_REG_SEND_TT: /* {6, From, Unused, ToName} */
 		if (arity < 4 || !krd_get_pid(c, &i, &from) || !krd_skip(c, &i) ||
 		    !krd_get_atom(c, &i, name))
 			return BAD("a malformed REG_SEND");
-		deliver_named(from, name, msg, mlen);
+		deliver_named(p, from, name, msg, mlen);
 		return 0;
 	case KRD_ALIAS_SEND:
 	case KRD_ALIAS_SEND_TT: /* {33, From, Alias}: krill makes no aliases yet */

@@ -60,8 +60,8 @@ int krd_send_named(kr_pid from, krd_peer *p, const char *name, uint64_t tag, con
 /* vm/'s remote signal (remote.h): a link, unlink, exit, monitor,
  * demonitor or DOWN from `from` to the remote pid `to`, noted in the
  * peer's track.h as it passes. */
-void krd_signal(kr_pid from, kr_pid to, unsigned kind, kr_ref ref, const void *payload,
-                size_t len);
+void krd_signal(kr_pid from, kr_pid to, unsigned kind, kr_ref ref, uint64_t tag,
+                const void *payload, size_t len);
 
 /* Act on one frame from peer p (len bytes after the length). 0, or -1
  * for a frame that breaks the protocol: the connection must end, and

@@ -55,7 +55,10 @@ static void vm_stopped(void)
 	AO_store(&state, OFF);
 }
 
-static const krx_remote_ops ops = {.send = krd_send, .signal = krd_signal, .vm_stopped = vm_stopped};
+static bool whole_term(const void *term, size_t len);
+
+static const krx_remote_ops ops = {
+	.send = krd_send, .signal = krd_signal, .term_ok = whole_term, .vm_stopped = vm_stopped};
 
 /* ---- waiting for the acceptor, from a process or a host thread ---- */
 
@@ -482,4 +485,78 @@ KR_API long kr_term_put_pid(void *out, size_t n, kr_pid pid)
 		memcpy(out, b.p, b.len);
 	krd_buf_free(&b);
 	return len;
+}
+
+/* ---- node monitors ---- */
+
+/* kr_monitor_nodes' subscribers (a pid once per subscription). */
+static pthread_mutex_t subs_lock = PTHREAD_MUTEX_INITIALIZER;
+static kr_pid *subs;
+static size_t nsubs, subs_cap;
+
+void krd_node_event(const char *name, bool up)
+{
+	pthread_mutex_lock(&subs_lock);
+	size_t n = nsubs;
+	kr_pid *to = n ? malloc(n * sizeof *to) : NULL;
+	if (to)
+		memcpy(to, subs, n * sizeof *to);
+	pthread_mutex_unlock(&subs_lock);
+	for (size_t i = 0; to && i < n; i++)
+		(void)krx_remote_deliver(0, to[i], up ? KR_TAG_NODEUP : KR_TAG_NODEDOWN, name,
+		                         strlen(name) + 1, NULL);
+	free(to);
+}
+
+KR_API int kr_monitor_nodes(int on)
+{
+	kr_pid self = kr_self();
+	if (self < 0)
+		return (int)self;
+	if (!krd_node_running())
+		return KR_ENODIST;
+	int rc = 0;
+	pthread_mutex_lock(&subs_lock);
+	size_t w = 0;
+	for (size_t i = 0; i < nsubs; i++) /* the gone go, and with on zero, self */
+		if (subs[i] != self && kr_is_alive(subs[i]))
+			subs[w++] = subs[i];
+	nsubs = w;
+	if (on) {
+		if (nsubs == subs_cap) {
+			size_t cap = subs_cap ? subs_cap * 2 : 8;
+			kr_pid *v = realloc(subs, cap * sizeof *v);
+			if (v)
+				subs = v, subs_cap = cap;
+		}
+		if (nsubs < subs_cap)
+			subs[nsubs++] = self;
+		else
+			rc = KR_ENOMEM;
+	}
+	pthread_mutex_unlock(&subs_lock);
+	return rc;
+}
+
+KR_API int kr_monitor_node(const char *node, int on)
+{
+	kr_pid self = kr_self();
+	if (self < 0)
+		return (int)self;
+	if (!node || !strchr(node, '@') || strlen(node) > KRD_NODE_NAME_MAX)
+		return KR_EINVAL;
+	if (!krd_node_running())
+		return KR_ENODIST;
+	if (!strcmp(node, krd_me.name))
+		return 0;
+	krd_peer *p = krd_peer_find(node, true);
+	if (!p)
+		return KR_ENOMEM;
+	if (!on) {
+		(void)krd_track_node_end(&p->track, self);
+		return 0;
+	}
+	krd_track_node(&p->track, self);
+	/* Not connected: connect, as Erlang does; a failure fires it. */
+	return krd_peer_writer(p) ? 0 : KR_ENOMEM;
 }

@@ -73,5 +73,7 @@ typedef struct krd_node {
 extern krd_node krd_me;
 /* A node runs: krd_me is set. */
 bool krd_node_running(void);
+/* A peer came up or went down: tell kr_monitor_nodes' subscribers. */
+void krd_node_event(const char *name, bool up);
 
 #endif

@@ -47,6 +47,15 @@ static size_t big_index_cap;
 
 /* ---- peers ---- */
 
+/* p went DOWN (the caller made it so, and holds no lock): its links and
+ * monitors fire, and if it had been UP, node watchers hear of it. */
+static void peer_lost(krd_peer *p, bool was_up)
+{
+	krd_track_lost(&p->track, p->name);
+	if (was_up)
+		krd_node_event(p->name, false);
+}
+
 krd_peer *krd_peer_find(const char *name, bool create)
 {
 	if (strlen(name) > KRD_NODE_NAME_MAX)
@@ -105,9 +114,12 @@ uint32_t krd_peer_creation(krd_peer *p)
 	return c;
 }
 
-static kr_pid down(krd_peer *p)
+/* Under the lock: p is DOWN. Its writer (to stop), and in *was_up
+ * whether it had been UP. */
+static kr_pid down(krd_peer *p, bool *was_up)
 {
 	kr_pid w = p->writer;
+	*was_up = p->state == KRD_UP;
 	p->state = KRD_DOWN;
 	p->writer = p->reader = p->connector = 0;
 	p->creation = 0;
@@ -123,12 +135,12 @@ kr_pid krd_peer_writer(krd_peer *p)
 		return w;
 	if (w > 0) { /* killed from outside: the peer starts again from DOWN */
 		pthread_mutex_lock(&lock);
-		bool lost = p->writer == w;
+		bool lost = p->writer == w, was_up = false;
 		if (lost)
-			(void)down(p);
+			(void)down(p, &was_up);
 		pthread_mutex_unlock(&lock);
 		if (lost)
-			krd_track_lost(&p->track);
+			peer_lost(p, was_up);
 	}
 	/* Spawn outside the lock (a spawn may yield), then claim. */
 	w = krd_writer_spawn(p);
@@ -220,6 +232,8 @@ kr_pid krd_peer_up(krd_peer *p, kr_pid self, uint32_t creation, uint64_t flags)
 	pthread_mutex_unlock(&lock);
 	if (old)
 		kr_exit_sig(old, KR_EXIT_SHUTDOWN);
+	if (w && !old)
+		krd_node_event(p->name, true);
 	return w;
 }
 
@@ -233,12 +247,14 @@ kr_pid krd_peer_gone(krd_peer *p, kr_pid self)
 		p->reader = 0;
 	/* Down when nothing else may still bring it up: self was the
 	 * connection, or the last attempt. */
-	if (p->state == KRD_UP ? p->reader == 0
-	                       : p->state == KRD_PENDING && !p->reader && !p->connector)
-		w = down(p);
+	bool lost = p->state == KRD_UP ? p->reader == 0
+	                               : p->state == KRD_PENDING && !p->reader && !p->connector;
+	bool was_up = false;
+	if (lost)
+		w = down(p, &was_up);
 	pthread_mutex_unlock(&lock);
-	if (w)
-		krd_track_lost(&p->track);
+	if (lost)
+		peer_lost(p, was_up);
 	return w;
 }
 
@@ -246,12 +262,12 @@ bool krd_peer_writer_gone(krd_peer *p, kr_pid w)
 {
 	pthread_mutex_lock(&lock);
 	bool gone = p->writer != w || p->state == KRD_PENDING;
-	bool lost = p->writer == w && p->state == KRD_PENDING;
+	bool lost = p->writer == w && p->state == KRD_PENDING, was_up = false;
 	if (lost)
-		(void)down(p);
+		(void)down(p, &was_up);
 	pthread_mutex_unlock(&lock);
 	if (lost)
-		krd_track_lost(&p->track);
+		peer_lost(p, was_up);
 	return gone;
 }
 
@@ -260,16 +276,19 @@ void krd_peers_reset(void)
 	pthread_mutex_lock(&lock);
 	size_t n = npeers;
 	krd_peer **all = malloc(n * sizeof *all + 1);
+	bool *up = malloc(n * sizeof *up + 1);
 	for (size_t i = 0; i < n; i++) {
-		(void)down(peers[i]);
-		if (all)
-			all[i] = peers[i];
+		bool was_up;
+		(void)down(peers[i], &was_up);
+		if (all && up)
+			all[i] = peers[i], up[i] = was_up;
 	}
 	pthread_mutex_unlock(&lock);
 	/* A peer lives until the VM stops; the array may move meanwhile. */
-	for (size_t i = 0; all && i < n; i++)
-		krd_track_lost(&all[i]->track);
+	for (size_t i = 0; all && up && i < n; i++)
+		peer_lost(all[i], up[i]);
 	free(all);
+	free(up);
 }
 
 int krd_peers_up(const char **out, int n)

@@ -12,7 +12,7 @@
 
 #include "remote.h"
 
-enum { LINK, MON_OUT, MON_IN };
+enum { LINK, MON_OUT, CALL_OUT, MON_IN, CALL_IN, NODE_MON };
 
 struct krd_tracked {
 	krd_tracked *next;
@@ -141,34 +141,43 @@ void krd_track_unlink(krd_track *t, kr_pid local, kr_pid remote)
 	free(e);
 }
 
-void krd_track_mon_out(krd_track *t, kr_ref ref, kr_pid watcher, kr_pid target)
+void krd_track_mon_out(krd_track *t, kr_ref ref, kr_pid watcher, kr_pid target, bool call)
 {
 	krd_tracked *e = calloc(1, sizeof *e);
 	if (!e)
 		return;
-	*e = (krd_tracked){.key = mix((uint64_t)ref), .type = MON_OUT, .local = watcher,
-	                   .remote = target, .ref = ref};
+	*e = (krd_tracked){.key = mix((uint64_t)ref), .type = call ? CALL_OUT : MON_OUT,
+	                   .local = watcher, .remote = target, .ref = ref};
 	pthread_mutex_lock(&t->lock);
 	add(t, e);
 	pthread_mutex_unlock(&t->lock);
 }
 
-bool krd_track_mon_out_end(krd_track *t, kr_ref ref, kr_pid *target)
+/* Unchain the entry of type a or b keyed by ref, or NULL. */
+static krd_tracked *take_ref(krd_track *t, kr_ref ref, int a, int b)
 {
 	uint64_t key = mix((uint64_t)ref);
 	pthread_mutex_lock(&t->lock);
 	krd_tracked **at = t->nb ? &t->b[key & (t->nb - 1)] : NULL;
 	krd_tracked *e = NULL;
 	for (; at && *at; at = &(*at)->next)
-		if ((*at)->type == MON_OUT && (*at)->ref == ref) {
+		if (((*at)->type == a || (*at)->type == b) && (*at)->ref == ref) {
 			e = *at;
 			*at = e->next;
 			t->n--;
 			break;
 		}
 	pthread_mutex_unlock(&t->lock);
+	return e;
+}
+
+bool krd_track_mon_out_end(krd_track *t, kr_ref ref, kr_pid *target, bool *call)
+{
+	krd_tracked *e = take_ref(t, ref, MON_OUT, CALL_OUT);
 	if (e && target)
 		*target = e->remote;
+	if (e && call)
+		*call = e->type == CALL_OUT;
 	free(e);
 	return e != NULL;
 }
@@ -181,7 +190,7 @@ kr_ref krd_remote_ref(const uint8_t *eref, size_t len)
 	return KRD_REMOTE_REF_BIT | (kr_ref)(h & (((uint64_t)1 << 62) - 1));
 }
 
-bool krd_track_mon_in(krd_track *t, kr_ref kref, const krd_mon_in *m)
+static bool in_add(krd_track *t, int type, kr_ref kref, const krd_mon_in *m)
 {
 	krd_tracked *e = calloc(1, sizeof *e);
 	krd_mon_in *in = malloc(sizeof *in);
@@ -191,7 +200,7 @@ bool krd_track_mon_in(krd_track *t, kr_ref kref, const krd_mon_in *m)
 		return false;
 	}
 	*in = *m;
-	*e = (krd_tracked){.key = mix((uint64_t)kref), .type = MON_IN, .local = m->target,
+	*e = (krd_tracked){.key = mix((uint64_t)kref), .type = type, .local = m->target,
 	                   .remote = m->watcher, .ref = kref, .in = in};
 	pthread_mutex_lock(&t->lock);
 	add(t, e);
@@ -199,20 +208,9 @@ bool krd_track_mon_in(krd_track *t, kr_ref kref, const krd_mon_in *m)
 	return true;
 }
 
-bool krd_track_mon_in_end(krd_track *t, kr_ref kref, krd_mon_in *out)
+static bool in_end(krd_track *t, int type, kr_ref kref, krd_mon_in *out)
 {
-	uint64_t key = mix((uint64_t)kref);
-	pthread_mutex_lock(&t->lock);
-	krd_tracked **at = t->nb ? &t->b[key & (t->nb - 1)] : NULL;
-	krd_tracked *e = NULL;
-	for (; at && *at; at = &(*at)->next)
-		if ((*at)->type == MON_IN && (*at)->ref == kref) {
-			e = *at;
-			*at = e->next;
-			t->n--;
-			break;
-		}
-	pthread_mutex_unlock(&t->lock);
+	krd_tracked *e = take_ref(t, kref, type, type);
 	if (!e)
 		return false;
 	if (out)
@@ -222,27 +220,84 @@ bool krd_track_mon_in_end(krd_track *t, kr_ref kref, krd_mon_in *out)
 	return true;
 }
 
-static void fire(const krd_tracked *e)
+bool krd_track_mon_in(krd_track *t, kr_ref kref, const krd_mon_in *m)
+{
+	return in_add(t, MON_IN, kref, m);
+}
+
+bool krd_track_mon_in_end(krd_track *t, kr_ref kref, krd_mon_in *out)
+{
+	return in_end(t, MON_IN, kref, out);
+}
+
+bool krd_track_call_in(krd_track *t, kr_ref kref, const krd_mon_in *m)
+{
+	return in_add(t, CALL_IN, kref, m);
+}
+
+bool krd_track_call_in_end(krd_track *t, kr_ref kref, krd_mon_in *out)
+{
+	return in_end(t, CALL_IN, kref, out);
+}
+
+void krd_track_node(krd_track *t, kr_pid pid)
+{
+	krd_tracked *e = calloc(1, sizeof *e);
+	if (!e)
+		return;
+	*e = (krd_tracked){.key = mix((uint64_t)pid), .type = NODE_MON, .local = pid};
+	pthread_mutex_lock(&t->lock);
+	add(t, e);
+	pthread_mutex_unlock(&t->lock);
+}
+
+bool krd_track_node_end(krd_track *t, kr_pid pid)
+{
+	uint64_t key = mix((uint64_t)pid);
+	pthread_mutex_lock(&t->lock);
+	krd_tracked **at = t->nb ? &t->b[key & (t->nb - 1)] : NULL;
+	krd_tracked *e = NULL;
+	for (; at && *at; at = &(*at)->next)
+		if ((*at)->type == NODE_MON && (*at)->local == pid) {
+			e = *at;
+			*at = e->next;
+			t->n--;
+			break;
+		}
+	pthread_mutex_unlock(&t->lock);
+	free(e);
+	return e != NULL;
+}
+
+static void fire(const krd_tracked *e, const char *name)
 {
 	kr_reason noconn = {.kind = KR_EXIT_NOCONNECTION};
 	switch (e->type) {
 	case LINK: {
 		kr_exit_msg x = {.from = e->remote, .reason = noconn};
-		(void)krx_remote_signal_in(e->remote, e->local, KRX_SIG_EXIT_LINK, 0, &x, sizeof x);
+		(void)krx_remote_signal_in(e->remote, e->local, KRX_SIG_EXIT_LINK, 0, 0, &x, sizeof x);
 		break;
 	}
-	case MON_OUT: {
+	case MON_OUT:
+	case CALL_OUT: {
 		kr_down_msg d = {.ref = e->ref, .pid = e->remote, .reason = noconn};
-		(void)krx_remote_signal_in(e->remote, e->local, KRX_SIG_DOWN, e->ref, &d, sizeof d);
+		(void)krx_remote_signal_in(e->remote, e->local,
+		                           e->type == MON_OUT ? KRX_SIG_DOWN : KRX_SIG_CALL_DOWN, e->ref,
+		                           0, &d, sizeof d);
 		break;
 	}
 	case MON_IN: /* its watcher is gone: the target forgets it */
-		(void)krx_remote_signal_in(e->remote, e->local, KRX_SIG_DEMONITOR, e->ref, NULL, 0);
+		(void)krx_remote_signal_in(e->remote, e->local, KRX_SIG_DEMONITOR, e->ref, 0, NULL, 0);
+		break;
+	case CALL_IN: /* its caller is gone: the reply, if any, is dropped */
+		break;
+	case NODE_MON:
+		(void)krx_remote_deliver(0, e->local, KR_TAG_NODEDOWN, name, strlen(name) + 1, NULL);
 		break;
 	}
 }
 
-void krd_track_lost(krd_track *t)
+void krd_track_lost(krd_track *t, const char *name)
 {
 	pthread_mutex_lock(&t->lock);
 	krd_tracked **b = t->b;
@@ -252,6 +307,6 @@ void krd_track_lost(krd_track *t)
 	pthread_mutex_unlock(&t->lock);
 	for (size_t i = 0; i < nb; i++)
 		for (krd_tracked *e = b[i]; e; e = e->next)
-			fire(e);
+			fire(e, name);
 	free_all(b, nb);
 }

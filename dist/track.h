@@ -6,8 +6,10 @@
  * and monitor between a local process and a peer's is also noted here, as
  * its signals pass (both ways), and forgotten as they end; when the peer
  * goes down, each one still noted fires: a link as an exit signal
- * noconnection, a monitor of ours as a DOWN noconnection, a monitor of
- * theirs on one of ours is dropped (its watcher is gone).
+ * noconnection, a monitor of ours as a DOWN noconnection (a call's: the
+ * call ends with KR_ENOCONN), a monitor of theirs on one of ours is
+ * dropped (its watcher is gone), and so is a call of theirs; a node
+ * monitor sends its KR_TAG_NODEDOWN.
  *
  * A peer's monitor reference is made into a kr_ref for vm/ (its watcher
  * sets hold kr_refs): bit 62 and a hash of the reference's bytes, so the
@@ -53,10 +55,11 @@ void krd_track_free(krd_track *t);
 void krd_track_link(krd_track *t, kr_pid local, kr_pid remote);
 void krd_track_unlink(krd_track *t, kr_pid local, kr_pid remote);
 
-/* Monitors of ours on a peer's process, by our ref. */
-void krd_track_mon_out(krd_track *t, kr_ref ref, kr_pid watcher, kr_pid target);
-/* Forget it; true (and *target) if it was noted. */
-bool krd_track_mon_out_end(krd_track *t, kr_ref ref, kr_pid *target);
+/* Monitors of ours on a peer's process, by our ref; `call` for the one a
+ * kr_call to that process makes (its DOWN is the call's). */
+void krd_track_mon_out(krd_track *t, kr_ref ref, kr_pid watcher, kr_pid target, bool call);
+/* Forget it; true (and *target, *call) if it was noted. */
+bool krd_track_mon_out_end(krd_track *t, kr_ref ref, kr_pid *target, bool *call);
 
 /* The kr_ref a peer's reference (its term's bytes) stands for. */
 kr_ref krd_remote_ref(const uint8_t *eref, size_t len);
@@ -65,7 +68,19 @@ bool krd_track_mon_in(krd_track *t, kr_ref kref, const krd_mon_in *m);
 /* Forget it, copying it out; false if it was not noted. */
 bool krd_track_mon_in_end(krd_track *t, kr_ref kref, krd_mon_in *out);
 
-/* The peer is down: fire and forget everything noted (module comment). */
-void krd_track_lost(krd_track *t);
+/* Calls from a peer's process to one of ours, waiting for the reply, by
+ * the kr_ref its reply tag stands for (eref: the tag's bytes; watcher the
+ * caller, target the server). */
+bool krd_track_call_in(krd_track *t, kr_ref kref, const krd_mon_in *m);
+bool krd_track_call_in_end(krd_track *t, kr_ref kref, krd_mon_in *out);
+
+/* Node monitors (kr_monitor_node) on this peer: one more for pid, or one
+ * less (false when pid had none). */
+void krd_track_node(krd_track *t, kr_pid pid);
+bool krd_track_node_end(krd_track *t, kr_pid pid);
+
+/* The peer (name) is down: fire and forget everything noted (module
+ * comment). */
+void krd_track_lost(krd_track *t, const char *name);
 
 #endif

@@ -413,6 +413,25 @@ static bool wait_signal(uint64_t tag, kr_pid from, kr_ref ref, kr_reason *r, lon
 	return false;
 }
 
+/* Both the exit message from `from` and the DOWN for ref, in whichever
+ * order they come: their reasons. */
+static bool wait_exit_and_down(kr_pid from, kr_ref ref, kr_reason *exit_r, kr_reason *down_r,
+                               long ms)
+{
+	bool got_exit = false, got_down = false;
+	kr_msg *m;
+	while (!(got_exit && got_down) && kr_recv(&m, ms) == 0) {
+		const kr_exit_msg *e = kr_msg_exit(m);
+		const kr_down_msg *d = kr_msg_down(m);
+		if (e && e->from == from)
+			*exit_r = e->reason, got_exit = true;
+		if (d && d->ref == ref && d->pid == from)
+			*down_r = d->reason, got_down = true;
+		kr_msg_free(m);
+	}
+	return got_exit && got_down;
+}
+
 typedef struct linker {
 	const char *peer;
 	int monitors;
@@ -517,4 +536,229 @@ Test(dist, a_remote_crash_and_a_remote_kill_reach_links_and_monitors)
 	cr_assert_eq(nodes_up(), 1);
 	vm_stop();
 	dist_kill(&k);
+}
+
+typedef struct beam_link {
+	const char *beam;
+	atomic_int done;
+} beam_link;
+
+/* Send {link_me, self()} to {rcv, beam} until a term comes back. */
+static bool introduce(const char *beam, kr_msg **reply)
+{
+	uint8_t t[300];
+	size_t n = term_atom_pid(t, sizeof t, "link_me", kr_self());
+	for (int i = 0; i < 100; i++) {
+		VM_CHECK(n && kr_send_named_at(beam, "rcv", KR_TAG_TERM, t, n) == 0, "link_me");
+		if (kr_recv_tag(reply, KR_TAG_TERM, 200) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The BEAM links to and monitors us, says go; we crash. */
+static void crash_for_beam(void *arg)
+{
+	beam_link *b = arg;
+	kr_msg *m;
+	VM_CHECK(introduce(b->beam, &m), "no go from the BEAM");
+	atomic_store(&b->done, 1);
+	kr_crash("bang");
+}
+
+Test(dist, a_krill_crash_reaches_a_linked_and_monitoring_beam_process)
+{
+	NEED_ERL();
+	char k[96], b[96];
+	dist_name(k, sizeof k, "k");
+	dist_name(b, sizeof b, "b");
+	const char *expr =
+		"register(rcv, self()), process_flag(trap_exit, true),"
+		"P = receive {link_me, X} -> X end,"
+		"link(P), M = erlang:monitor(process, P), P ! go,"
+		"receive {'EXIT', P, R} -> io:format(\"exit ~p~n\", [R]) after 10000 -> io:format(\"no exit~n\") end,"
+		"receive {'DOWN', M, process, P, R2} -> io:format(\"down ~p~n\", [R2])"
+		"  after 10000 -> io:format(\"no down~n\") end,"
+		"halt().";
+	dist_proc erl;
+	dist_erl(&erl, b, DIST_COOKIE, expr, 30);
+	vm_start_quiet(2);
+	start_node(k, 0);
+	beam_link t = {.beam = b};
+	vm_spawn(crash_for_beam, &t);
+	bool ok = dist_expect(&erl, "down ", 30000) && dist_expect(&erl, "\n", 1000);
+	vm_stop();
+	dist_kill(&erl);
+	cr_assert(ok, "erl said: %s", erl.text);
+	cr_assert(strstr(erl.text, "exit {error,<<\"bang\">>}"), "erl said: %s", erl.text);
+	cr_assert(strstr(erl.text, "down {error,<<\"bang\">>}"), "erl said: %s", erl.text);
+}
+
+/* A BEAM process says {ready, W}; we link to and monitor W, say linked;
+ * W exits with boom, which we see twice. */
+static void watch_beam(void *arg)
+{
+	beam_link *b = arg;
+	kr_trap_exit(1);
+	kr_msg *m;
+	if (!introduce(b->beam, &m)) {
+		VM_CHECK(0, "no {ready, W} from the BEAM");
+		return;
+	}
+	kr_pid w = 0;
+	const uint8_t *d = m->data;
+	VM_CHECK(m->len > 10 && d[1] == 104 && d[2] == 2 &&
+	                 kr_term_get_pid(d + 10, m->len - 10, &w) > 0 && w > 0,
+	         "{ready, W}: no pid in %zu bytes", m->len);
+	kr_msg_free(m);
+	VM_CHECK(kr_link(w) == 0, "kr_link");
+	kr_ref ref = kr_monitor(w);
+	uint8_t t[32];
+	VM_CHECK(kr_send_term(w, t, term_atom(t, "linked")) == 0, "linked");
+	kr_reason er = {0}, dr = {0};
+	VM_CHECK(wait_exit_and_down(w, ref, &er, &dr, 20000), "no exit and DOWN from W");
+	VM_CHECK(er.kind == KR_EXIT_ERROR && !strcmp(er.text, "boom"), "exit reason %s %s",
+	         kr_exit_kind_name(er.kind), er.text);
+	VM_CHECK(dr.kind == KR_EXIT_ERROR && !strcmp(dr.text, "boom"), "DOWN reason %s %s",
+	         kr_exit_kind_name(dr.kind), dr.text);
+	atomic_store(&b->done, 1);
+}
+
+Test(dist, a_beam_exit_reaches_a_linked_and_monitoring_krill_process)
+{
+	NEED_ERL();
+	char k[96], b[96];
+	dist_name(k, sizeof k, "k");
+	dist_name(b, sizeof b, "b");
+	const char *expr =
+		"register(rcv, self()),"
+		"L = receive {link_me, X} -> X end,"
+		"spawn(fun() -> L ! {ready, self()}, receive linked -> exit(boom) end end),"
+		"timer:sleep(10000), halt().";
+	dist_proc erl;
+	dist_erl(&erl, b, DIST_COOKIE, expr, 30);
+	vm_start(2);
+	start_node(k, 0);
+	beam_link t = {.beam = b};
+	vm_spawn(watch_beam, &t);
+	int ok = VM_WAIT(atomic_load(&t.done) || atomic_load(&vm_fails), 30000);
+	vm_stop();
+	dist_kill(&erl);
+	cr_assert(ok, "erl said: %s", erl.text);
+}
+
+/* ---- calls across nodes ---- */
+
+typedef struct caller {
+	const char *peer;
+	kr_pid server;
+	dist_proc *kill_me; /* kill this node during the last call */
+	int rc;
+	atomic_int calling, done;
+} caller;
+
+static void remote_caller(void *arg)
+{
+	caller *c = arg;
+	for (int i = 0; i < 100; i++) {
+		kr_msg *r;
+		int rc = kr_call(c->server, (uint64_t)i, &i, sizeof i, &r, 10000);
+		VM_CHECK(rc == 0, "call %d: %s", i, kr_strerror(rc));
+		if (rc)
+			return;
+		VM_CHECK(r->tag == (uint64_t)i && r->len == sizeof i && *(const int *)r->data == i &&
+		                 r->sender == c->server,
+		         "reply %d: tag %llu len %zu", i, (unsigned long long)r->tag, r->len);
+		kr_msg_free(r);
+	}
+	/* Nothing of the calls is left behind: no reply, no DOWN. */
+	kr_msg *m;
+	VM_CHECK(kr_recv(&m, 200) == KR_ETIMEDOUT, "a message left after the calls: tag %llu",
+	         (unsigned long long)m->tag);
+	/* A call whose server's node is lost ends with KR_ENOCONN. */
+	uint8_t t[32];
+	atomic_store(&c->calling, 1);
+	c->rc = kr_call(c->server, KR_TAG_TERM, t, term_atom(t, "noreply"), &m, 20000);
+	atomic_store(&c->done, 1);
+}
+
+Test(dist, kr_call_reaches_a_remote_server_and_a_lost_node_ends_it)
+{
+	char me[96], peer[96];
+	dist_name(me, sizeof me, "a");
+	dist_name(peer, sizeof peer, "b");
+	dist_proc k;
+	dist_krnode(&k, peer, DIST_COOKIE, NULL);
+	vm_start(2);
+	start_node(me, 0);
+	caller c = {.peer = peer, .server = ping_echo(peer)};
+	vm_spawn(remote_caller, &c);
+	cr_assert(VM_WAIT(atomic_load(&c.calling) || atomic_load(&vm_fails), 30000));
+	vm_assert_clean();
+	vm_host_sleep_ms(100);
+	dist_kill(&k);
+	int ok = VM_WAIT(atomic_load(&c.done), 20000);
+	vm_stop();
+	cr_assert(ok, "the call did not end when the node was lost");
+	cr_assert_eq(c.rc, KR_ENOCONN, "the call ended with %s", kr_strerror(c.rc));
+}
+
+/* ---- node monitors ---- */
+
+typedef struct nodewatch {
+	const char *peer;
+	atomic_int ready, done;
+} nodewatch;
+
+static bool wait_node_msg(uint64_t tag, const char *name, long ms)
+{
+	kr_msg *m;
+	while (kr_recv(&m, ms) == 0) {
+		bool hit = m->tag == tag && m->len == strlen(name) + 1 && !memcmp(m->data, name, m->len);
+		kr_msg_free(m);
+		if (hit)
+			return true;
+	}
+	return false;
+}
+
+static void node_watcher(void *arg)
+{
+	nodewatch *w = arg;
+	VM_CHECK(kr_monitor_nodes(1) == 0, "kr_monitor_nodes");
+	/* A node that cannot be reached: nodedown at once. */
+	VM_CHECK(kr_monitor_node("nobody@127.0.0.1", 1) == 0, "kr_monitor_node");
+	VM_CHECK(wait_node_msg(KR_TAG_NODEDOWN, "nobody@127.0.0.1", 20000),
+	         "no nodedown for a node that is not there");
+	VM_CHECK(kr_monitor_node(w->peer, 1) == 0 && kr_monitor_node(w->peer, 1) == 0 &&
+	                 kr_monitor_node(w->peer, 1) == 0 && kr_monitor_node(w->peer, 0) == 0,
+	         "kr_monitor_node x3, then one off");
+	VM_CHECK(wait_node_msg(KR_TAG_NODEUP, w->peer, 20000), "no nodeup");
+	atomic_store(&w->ready, 1);
+	int downs = 0;
+	kr_msg *m;
+	while (kr_recv(&m, 2000) == 0) { /* two node monitors and monitor_nodes: three */
+		downs += m->tag == KR_TAG_NODEDOWN && !strcmp(m->data, w->peer);
+		kr_msg_free(m);
+	}
+	VM_CHECK(downs == 3, "%d nodedowns, not 3", downs);
+	atomic_store(&w->done, 1);
+}
+
+Test(dist, node_monitors_hear_of_nodes_that_come_and_go)
+{
+	char me[96], peer[96];
+	dist_name(me, sizeof me, "a");
+	dist_name(peer, sizeof peer, "b");
+	dist_proc k;
+	dist_krnode(&k, peer, DIST_COOKIE, NULL);
+	vm_start(2);
+	start_node(me, 0);
+	nodewatch w = {.peer = peer};
+	vm_spawn(node_watcher, &w);
+	cr_assert(VM_WAIT(atomic_load(&w.ready) || atomic_load(&vm_fails), 30000));
+	dist_kill(&k);
+	int ok = VM_WAIT(atomic_load(&w.done) || atomic_load(&vm_fails), 30000);
+	vm_stop();
+	cr_assert(ok, "the watcher did not finish");
 }

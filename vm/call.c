@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "msg.h"
+#include "remote.h"
 #include "send.h"
 #include "signal.h"
 #include "timeout.h"
@@ -42,7 +43,8 @@ static inline __attribute__((always_inline)) int call(kr_pid pid, uint64_t tag, 
 		return KR_ENOTPROC;
 	/* Relaxed: our own pid. A call to oneself would take its own request
 	 * (which carries the reference) for the answer. */
-	if (!reply || !krx_pid_valid(pid) || (len && !req) || tag >= tag_end ||
+	if (!reply || !krx_pid_ok(pid) || (len && !req) ||
+	    !krx_remote_tag_ok(pid, tag, tag_end, req, len) ||
 	    !krx_timeout_valid(timeout_ms) || pid == (kr_pid)AO_load(&p->live_pid))
 		return KR_EINVAL;
 	krx_proc_ext *x = krx_proc_ext_get(p);
@@ -67,9 +69,15 @@ static inline __attribute__((always_inline)) int call(kr_pid pid, uint64_t tag, 
 	/* From here a late answer is dropped on arrival. (x is kept with the
 	 * slot: the same after the receive, on whatever thread.) */
 	x->call_ref = 0;
+	if (rc == KR_ETIMEDOUT && krx_pid_remote(pid)) /* the monitor dist/ made for it goes */
+		(void)krx_signal_send(krx_sched_self(), (kr_pid)AO_load(&p->live_pid), pid,
+		                      KRX_SIG_DEMONITOR, ref, 0, NULL, 0);
 	if (rc == 0 && m->tag == KR_TAG_DOWN) {
-		kr_msg_free(m); /* the server ended before replying */
-		return KR_ENOPROC;
+		/* The server ended before replying, or its node was lost. */
+		const kr_down_msg *d = kr_msg_down(m);
+		rc = d && d->reason.kind == KR_EXIT_NOCONNECTION ? KR_ENOCONN : KR_ENOPROC;
+		kr_msg_free(m);
+		return rc;
 	}
 	if (rc == 0)
 		*reply = m;
@@ -94,7 +102,7 @@ static inline __attribute__((always_inline)) int reply(const kr_msg *request, ui
                                                        size_t len)
 {
 	if (!request || request->ref <= 0 || request->sender <= 0 || (len && !data) ||
-	    tag >= tag_end)
+	    !krx_remote_tag_ok(request->sender, tag, tag_end, data, len))
 		return KR_EINVAL;
 	krx_sched *s = krx_sched_self();
 	if (krx_vm_enter(s))

@@ -24,12 +24,15 @@ typedef struct krx_remote_ops {
 	int (*send)(kr_pid from, kr_pid to, unsigned kind, uint64_t tag, kr_ref ref,
 	            const void *data, size_t len, kr_bin *bin);
 	/* A signal (mailbox.h's KRX_SIG_ kinds: link, unlink, exit, monitor,
-	 * demonitor, down) from the local process `from` (0: a host thread)
-	 * to the remote pid `to`, with ref and payload as krx_signal_send's.
-	 * Never refused: a peer that cannot be reached answers later, as
-	 * Erlang's does (noconnection). */
-	void (*signal)(kr_pid from, kr_pid to, unsigned kind, kr_ref ref, const void *payload,
-	               size_t len);
+	 * demonitor, down, a call's reply or down) from the local process
+	 * `from` (0: a host thread) to the remote pid `to`, with ref, tag and
+	 * payload as krx_signal_send's. Never refused: a peer that cannot be
+	 * reached answers later, as Erlang's does (noconnection). */
+	void (*signal)(kr_pid from, kr_pid to, unsigned kind, kr_ref ref, uint64_t tag,
+	               const void *payload, size_t len);
+	/* Whether len bytes at data are one whole term in the external format
+	 * (from the version byte on): what a KR_TAG_TERM message carries. */
+	bool (*term_ok)(const void *data, size_t len);
 	/* The VM is stopping (its schedulers are joined): free everything. */
 	void (*vm_stopped)(void);
 } krx_remote_ops;
@@ -53,6 +56,18 @@ static inline bool krx_pid_ok(kr_pid pid)
 	return krx_pid_valid(pid) || (krx_pid_remote(pid) && krx_remote());
 }
 
+/* The tag and data of a kr_call or kr_reply to a remote pid may be a term
+ * (KR_TAG_TERM, checked whole) as well as a program's tag below tag_end. */
+static inline bool krx_remote_tag_ok(kr_pid to, uint64_t tag, uint64_t tag_end, const void *data,
+                                     size_t len)
+{
+	const krx_remote_ops *ops;
+	if (tag < tag_end)
+		return true;
+	return tag == KR_TAG_TERM && krx_pid_remote(to) && (ops = krx_remote()) &&
+	       ops->term_ok(data, len);
+}
+
 /* kr_send and friends on a remote pid: the installed send, or KR_EINVAL
  * when no node runs. */
 int krx_remote_send(kr_pid from, kr_pid to, unsigned kind, uint64_t tag, kr_ref ref,
@@ -74,11 +89,18 @@ int krx_remote_deliver(kr_pid from, kr_pid to, uint64_t tag, const void *data, s
                        kr_bin *bin);
 
 /* A signal from the remote pid `from` to the local process `to` (a link,
- * an exit, a monitor ... as krx_signal_send takes them). true when it was
- * delivered; false when `to` is gone (or memory is short): the caller
- * answers for it (noproc). */
-bool krx_remote_signal_in(kr_pid from, kr_pid to, unsigned kind, kr_ref ref, const void *payload,
-                          size_t len);
+ * an exit, a monitor, a call's reply ... as krx_signal_send takes them).
+ * true when it was delivered; false when `to` is gone (or memory is
+ * short): the caller answers for it (noproc). */
+bool krx_remote_signal_in(kr_pid from, kr_pid to, unsigned kind, kr_ref ref, uint64_t tag,
+                          const void *payload, size_t len);
+
+/* A kr_call request from the remote pid `from` (gen_server's '$gen_call')
+ * to the local process `to`, with ref standing for the caller's tag: the
+ * server's kr_reply comes back through the remote signal op as a
+ * KRX_SIG_REPLY with that ref. true when delivered. */
+bool krx_remote_call_in(kr_pid from, kr_pid to, kr_ref ref, uint64_t tag, const void *data,
+                        size_t len);
 
 /* kr_send with any tag below KR_TAG_RESERVED's own (krill's reserved
  * tags included): dist/'s processes talk to each other with tags no

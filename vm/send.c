@@ -319,7 +319,7 @@ KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
 
 int krx_send_call(kr_pid to, uint64_t tag, kr_ref ref, const void *data, size_t len)
 {
-	return send_one(to, KRX_MSG_CALL, tag, KR_TAG_RESERVED, ref, data, len, NULL);
+	return send_one(to, KRX_MSG_CALL, tag, UINT64_MAX, ref, data, len, NULL); /* call.c checked tag */
 }
 
 void krx_send_reply(krx_sched *s, kr_pid from, kr_pid to, kr_ref ref, uint64_t tag,

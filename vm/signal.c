@@ -142,7 +142,7 @@ enum krx_push krx_signal_send(krx_sched *s, kr_pid from, kr_pid to, unsigned kin
 		const krx_remote_ops *ops = krx_remote();
 		if (!ops)
 			return KRX_PUSH_DEAD; /* no node any more: nowhere to send it */
-		ops->signal(from, to, kind, ref, payload, len);
+		ops->signal(from, to, kind, ref, tag, payload, len);
 		return KRX_PUSH_OK;
 	}
 	krx_msg *m = krx_msg_build(s, kind, from, tag, ref, payload, len, NULL);
@@ -490,11 +490,17 @@ KR_API const kr_down_msg *kr_msg_down(const kr_msg *msg)
 	return msg && msg->tag == KR_TAG_DOWN && msg->len == sizeof(kr_down_msg) ? msg->data : NULL;
 }
 
-bool krx_remote_signal_in(kr_pid from, kr_pid to, unsigned kind, kr_ref ref, const void *payload,
-                          size_t len)
+bool krx_remote_signal_in(kr_pid from, kr_pid to, unsigned kind, kr_ref ref, uint64_t tag,
+                          const void *payload, size_t len)
 {
 	if (!krx_pid_valid(to))
 		return false;
-	return krx_signal_send(krx_sched_self(), from, to, kind, ref, 0, payload, len) !=
+	return krx_signal_send(krx_sched_self(), from, to, kind, ref, tag, payload, len) !=
 	       KRX_PUSH_DEAD;
+}
+
+bool krx_remote_call_in(kr_pid from, kr_pid to, kr_ref ref, uint64_t tag, const void *data,
+                        size_t len)
+{
+	return krx_remote_signal_in(from, to, KRX_MSG_CALL, ref, tag, data, len);
 }

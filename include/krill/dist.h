@@ -28,6 +28,9 @@ extern "C" {
 
 /* A message holding any other term, in the external format (see above). */
 #define KR_TAG_TERM (KR_TAG_RESERVED + 3)
+/* kr_monitor_node and kr_monitor_nodes: data is the node's name, with its NUL. */
+#define KR_TAG_NODEUP (KR_TAG_RESERVED + 4)
+#define KR_TAG_NODEDOWN (KR_TAG_RESERVED + 5)
 
 /* Error codes of this header (krill.h's are from -1 down, krill/io.h's at -20). */
 enum kr_dist_error {
@@ -79,6 +82,22 @@ KR_API const char *kr_node_name(void);
  * out (each valid until kr_node_stop); returns how many are connected (may
  * be more than n), or KR_ENODIST. Safe from any thread. */
 KR_API int kr_nodes(const char **out, int n);
+
+/*
+ * Monitor node, as erlang:monitor_node(Node, true): the caller gets one
+ * KR_TAG_NODEDOWN message when the connection to node is lost, or, if it
+ * is not connected and cannot be (krill tries, as Erlang does), at once.
+ * Each call is one more monitor, each fires once; with on zero, one is
+ * removed (none left: nothing happens). Monitoring this node itself does
+ * nothing. 0, KR_EINVAL (a bad node name), KR_ENODIST, KR_ENOTPROC.
+ */
+KR_API int kr_monitor_node(const char *node, int on);
+
+/* As net_kernel:monitor_nodes(true): with on nonzero, the caller gets a
+ * KR_TAG_NODEUP message for each node that connects and KR_TAG_NODEDOWN
+ * for each that goes, until it calls this with zero or ends. 0,
+ * KR_ENODIST, KR_ENOTPROC. */
+KR_API int kr_monitor_nodes(int on);
 
 /* The name of the node pid lives on (this node's for a local pid), or NULL
  * for a pid that names no node krill has heard of. */
