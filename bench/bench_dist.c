@@ -75,6 +75,7 @@ typedef struct dist_bench {
 	char peer_text[4096]; /* what it printed */
 	size_t peer_len;
 	hist *h;
+	unsigned schedulers;  /* this VM's, for the RESULT line */
 	uint64_t wall_ns;     /* pingpong: the timed rounds; stream: the timed stream */
 	char err[256];
 	int rc;
@@ -409,10 +410,10 @@ static void report(const dist_bench *db)
 	const char *peer = peer_kind(db);
 	if (!strcmp(db->bench, "dist_pingpong")) {
 		const hist *h = db->h;
-		printf("RESULT bench=dist_pingpong impl=krill peer=%s rounds=%ld p50_ns=%" PRIu64
+		printf("RESULT bench=dist_pingpong impl=krill peer=%s schedulers=%u rounds=%ld p50_ns=%" PRIu64
 		       " p99_ns=%" PRIu64 " p999_ns=%" PRIu64 " max_ns=%" PRIu64
 		       " mean_ns=%.1f wall_ns_per_rtt=%.1f\n",
-		       peer, db->rounds, hist_percentile(h, 50), hist_percentile(h, 99),
+		       peer, db->schedulers, db->rounds, hist_percentile(h, 50), hist_percentile(h, 99),
 		       hist_percentile(h, 99.9), hist_percentile(h, 100), hist_mean(h),
 		       (double)db->wall_ns / (double)db->rounds);
 		printf("dist_pingpong (krill to %s): round trip p50 %.1f us, p99 %.1f us, mean %.1f us over %ld rounds\n",
@@ -421,9 +422,9 @@ static void report(const dist_bench *db)
 	} else {
 		double secs = (double)db->wall_ns / 1e9;
 		double mps = (double)db->msgs / secs, mbps = (double)db->msgs * (double)db->size / secs / 1e6;
-		printf("RESULT bench=dist_stream impl=krill peer=%s size=%ld msgs=%ld msgs_per_s=%.0f "
-		       "MB_per_s=%.1f secs=%.3f\n",
-		       peer, db->size, db->msgs, mps, mbps, secs);
+		printf("RESULT bench=dist_stream impl=krill peer=%s schedulers=%u size=%ld msgs=%ld "
+		       "msgs_per_s=%.0f MB_per_s=%.1f secs=%.3f\n",
+		       peer, db->schedulers, db->size, db->msgs, mps, mbps, secs);
 		printf("dist_stream (krill to %s): %ld messages of %ld bytes in %.3f s: %.0f messages/s, %.1f MB/s\n",
 		       peer, db->msgs, db->size, secs, mps, mbps);
 	}
@@ -457,7 +458,7 @@ static int run(int argc, char **argv, int stream_bench)
 	snprintf(beam_path, sizeof beam_path, "%s/erlang", dir);
 	dist_bench db = { .bench = stream_bench ? "dist_stream" : "dist_pingpong",
 			  .beam = !strcmp(peer, "beam"), .rounds = rounds, .msgs = msgs, .size = size,
-			  .timeout = timeout, .krnode = krnode ? krnode : krnode_path, .erl = erl,
+			  .timeout = timeout, .schedulers = bench_schedulers(sched), .krnode = krnode ? krnode : krnode_path, .erl = erl,
 			  .beam_dir = beam_dir ? beam_dir : beam_path, .peer_out = -1, .h = hist_new() };
 	long base = stream_bench ? msgs : rounds;
 	db.warmup = base / 10 < 10000 ? base / 10 : 10000;

@@ -155,14 +155,14 @@ sink(N) ->
 
 %% ---- dist_pingpong ----
 
-pingpong(Peer, PeerNode, #{rounds := Rounds}) ->
+pingpong(Peer, PeerNode, #{rounds := Rounds, schedulers := S}) ->
     Echo = case Peer of
                beam -> rpc:call(PeerNode, erlang, whereis, [echo]);
                krill -> {echo, PeerNode}
            end,
     Warmup = max(1, min(Rounds div 10, 10000)),
     rounds(Echo, 0, Warmup + Rounds, Warmup, krbench_hist:new(), 0),
-    receive {done, H, WallNs} -> report_pingpong(Peer, Rounds, H, WallNs) end.
+    receive {done, H, WallNs} -> report_pingpong(Peer, S, Rounds, H, WallNs) end.
 
 rounds(_, I, Total, _, H, Wall0) when I =:= Total ->
     self() ! {done, H, krbench:now_ns() - Wall0};
@@ -179,11 +179,11 @@ rounds(Echo, I, Total, Warmup, H, Wall0) ->
     W1 = if I =:= Warmup -> T0; true -> Wall0 end,
     rounds(Echo, I + 1, Total, Warmup, H1, W1).
 
-report_pingpong(Peer, Rounds, H, WallNs) ->
+report_pingpong(Peer, S, Rounds, H, WallNs) ->
     P = fun(Pc) -> krbench_hist:percentile(H, Pc) end,
     Mean = krbench_hist:mean(H),
     krbench:result("dist_pingpong",
-                   [{peer, Peer}, {rounds, Rounds}, {p50_ns, P(50)}, {p99_ns, P(99)},
+                   [{peer, Peer}, {schedulers, S}, {rounds, Rounds}, {p50_ns, P(50)}, {p99_ns, P(99)},
                     {p999_ns, P(99.9)}, {max_ns, P(100)}, {mean_ns, {float, 1, Mean}},
                     {wall_ns_per_rtt, {float, 1, WallNs / Rounds}}]),
     io:format("dist_pingpong (beam to ~s): round trip p50 ~.1f us, p99 ~.1f us, mean ~.1f us "
@@ -192,7 +192,7 @@ report_pingpong(Peer, Rounds, H, WallNs) ->
 
 %% ---- dist_stream ----
 
-stream(Peer, PeerNode, #{msgs := Msgs, size := Size}) ->
+stream(Peer, PeerNode, #{msgs := Msgs, size := Size, schedulers := S}) ->
     Sink = case Peer of
                beam -> rpc:call(PeerNode, erlang, whereis, [sink]);
                krill -> {sink, PeerNode}
@@ -205,7 +205,7 @@ stream(Peer, PeerNode, #{msgs := Msgs, size := Size}) ->
     Mps = Msgs / Secs,
     MBps = Msgs * Size / Secs / 1.0e6,
     krbench:result("dist_stream",
-                   [{peer, Peer}, {size, Size}, {msgs, Msgs}, {msgs_per_s, round(Mps)},
+                   [{peer, Peer}, {schedulers, S}, {size, Size}, {msgs, Msgs}, {msgs_per_s, round(Mps)},
                     {'MB_per_s', {float, 1, MBps}}, {secs, {float, 3, Secs}}]),
     io:format("dist_stream (beam to ~s): ~b messages of ~b bytes in ~.3f s: ~b messages/s, "
               "~.1f MB/s~n", [Peer, Msgs, Size, Secs, round(Mps), MBps]),
