@@ -283,7 +283,7 @@ test-installed: $(B)/.deps-native
 # each kind of host there (scripts/bench-page.sh --all: one section per CPU
 # model). KR_BENCH_RUNS (default 3) sets the runs of each; see the script
 # for more.
-bench: $(B)/krbench $(B)/chat $(B)/chat_load $(B)/.deps-bench
+bench: $(B)/krbench $(B)/krnode $(B)/chat $(B)/chat_load $(B)/.deps-bench
 	scripts/bench.sh
 
 # --- fuzzing ----------------------------------------------------------------

@@ -97,5 +97,7 @@ int bench_tree(int argc, char **argv);
 int bench_cpu(int argc, char **argv);
 int bench_touch(int argc, char **argv);
 int bench_line(int argc, char **argv);
+int bench_dist_pingpong(int argc, char **argv);
+int bench_dist_stream(int argc, char **argv);
 
 #endif

@@ -13,6 +13,8 @@
  *     krbench cpu [--jobs N] [--work W] [--reps R] [--check-from T] [--at-start]
  *     krbench touch [--pages N] [--stride-kb K]
  *     krbench line
+ *     krbench dist_pingpong [--peer krill|beam] [--rounds N]
+ *     krbench dist_stream [--peer krill|beam] [--msgs M] [--size S]
  *
  * The VM benchmarks also take --schedulers N (0 = online CPUs) and
  * --timeout SECS (see bench_vm_opts).
@@ -50,6 +52,10 @@ static const struct {
 	{ "touch", bench_touch,
 	  "[--pages N] [--stride-kb K]  the machine's cost of a first touch of a page" },
 	{ "line", bench_line, "  the machine's cost of a cache line's round trip between two CPUs" },
+	{ "dist_pingpong", bench_dist_pingpong,
+	  "[--peer krill|beam] [--rounds N]  round trip of a message to another node (build/krnode or erl)" },
+	{ "dist_stream", bench_dist_stream,
+	  "[--peer krill|beam] [--msgs M] [--size S]  one-way messages to another node: throughput" },
 };
 
 #define VM_OPTS "(VM benchmarks also take --schedulers N, 0 = online CPUs, and --timeout SECS)"
@@ -211,7 +217,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: krbench BENCHMARK [options]\n");
 	for (size_t i = 0; i < sizeof benches / sizeof benches[0]; i++)
-		fprintf(f, "  %-10s %s\n", benches[i].name, benches[i].usage);
+		fprintf(f, "  %-13s %s\n", benches[i].name, benches[i].usage);
 	fprintf(f, "%s\n", VM_OPTS);
 }
 

@@ -28,7 +28,8 @@
 #                          run that is not the whole suite, or whose results are not
 #                          in bench/results/, makes a page of itself alone
 #
-# Needs build/krbench (make build/krbench) and, for the BEAM and the plots,
+# Needs build/krbench (make build/krbench), build/krnode for the dist_
+# benchmarks, and, for the BEAM and the plots,
 # erlang-nox and gnuplot-nox (scripts/deps.sh bench); `make bench` sees to all.
 set -euo pipefail
 
@@ -49,7 +50,10 @@ beam_dir=build/erlang
 # arguments given, "=" for krbench's) or "ucontext" (ctx prints that line
 # itself). better: lower, higher, or "-" for a figure that has no ratio.
 # Further lines of one name add rows to its table: only their last three
-# fields count. --cdf gets a file from this script, and the last run's
+# fields count. The dist_ benchmarks start a second node themselves (krill's
+# default peer is build/krnode, the BEAM's another erl; --peer beam makes
+# krill's an erl too), so "=" compares krill-to-krill with BEAM-to-BEAM,
+# and --peer beam krill-to-BEAM with BEAM-to-BEAM. --cdf gets a file from this script, and the last run's
 # distribution goes into the results file for the CDF plots.
 suite=(
 	"ctx|ctx|-|ucontext|-|ns_per_switch|lower|one context switch, krill's against glibc's swapcontext: ns"
@@ -88,6 +92,20 @@ suite=(
 	"chat-10k|||||p99_us|lower|the same: p99 latency, us"
 	"chat-bounded|chat --clients 1000 --rooms 10 --msgs 20000 --inflight 4|all|beam|=|p99_us|lower|the chat server at a load it keeps up with (4 lines in flight a room): p99 latency, us"
 	"chat-bounded|||||msgs_per_s|higher|the same: lines delivered per second"
+	"dist_pingpong|dist_pingpong|all|beam|=|p50_ns|lower|a small message's round trip between two nodes on loopback, krill to build/krnode against BEAM to BEAM: p50, ns"
+	"dist_pingpong|||||mean_ns|lower|the same: mean, ns"
+	"dist_pingpong|||||p99_ns|lower|the same: p99, ns"
+	"dist_pingpong-beam|dist_pingpong --peer beam|all|beam|=|p50_ns|lower|the same round trip, krill to a BEAM node against BEAM to BEAM: p50, ns"
+	"dist_pingpong-beam|||||mean_ns|lower|the same: mean, ns"
+	"dist_pingpong-beam|||||p99_ns|lower|the same: p99, ns"
+	"dist_stream|dist_stream|all|beam|=|msgs_per_s|higher|one way on one connection, 1,000,000 messages of 64 bytes, krill to build/krnode against BEAM to BEAM: messages per second"
+	"dist_stream|||||MB_per_s|higher|the same: payload MB (10^6 bytes) per second"
+	"dist_stream-1k|dist_stream --size 1024 --msgs 200000|all|beam|=|msgs_per_s|higher|the same with 200,000 messages of 1 KiB: messages per second"
+	"dist_stream-1k|||||MB_per_s|higher|the same: payload MB per second"
+	"dist_stream-beam|dist_stream --peer beam|all|beam|=|msgs_per_s|higher|one way, 1,000,000 messages of 64 bytes, krill to a BEAM node against BEAM to BEAM: messages per second"
+	"dist_stream-beam|||||MB_per_s|higher|the same: payload MB per second"
+	"dist_stream-beam-1k|dist_stream --peer beam --size 1024 --msgs 200000|all|beam|=|msgs_per_s|higher|the same with 200,000 messages of 1 KiB: messages per second"
+	"dist_stream-beam-1k|||||MB_per_s|higher|the same: payload MB per second"
 )
 
 die() { echo "bench.sh: $*" >&2; exit 2; }

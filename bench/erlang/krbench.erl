@@ -11,6 +11,8 @@
 %%     restart [--restarts N]
 %%     tree [--sups N] [--workers M]
 %%     cpu [--jobs N] [--work W] [--reps R] [--at-start]
+%%     dist_pingpong [--peer beam|krill] [--rounds N] [--krnode PATH]
+%%     dist_stream [--peer beam|krill] [--msgs M] [--size S] [--krnode PATH]
 %%
 %% Every subcommand also takes --schedulers N and --timeout SECS, as krbench
 %% does. The number of schedulers is fixed when the BEAM starts, so start it
@@ -33,13 +35,16 @@
                   {"skynet", bench_skynet}, {"spawn", bench_spawn},
                   {"fanin", bench_fanin}, {"call", bench_call},
                   {"restart", bench_restart}, {"tree", bench_tree},
-                  {"cpu", bench_cpu}]).
+                  {"cpu", bench_cpu},
+                  {"dist_pingpong", {bench_dist, pingpong}},
+                  {"dist_stream", {bench_dist, stream}}]).
 
 main() ->
     erlang:halt(dispatch(init:get_plain_arguments())).
 
 dispatch([Name | Args]) ->
     case lists:keyfind(Name, 1, ?BENCHES) of
+        {_, {Mod, Fun}} -> Mod:Fun(Args);
         {_, Mod} -> Mod:run(Args);
         false ->
             note("krbench: no benchmark named '~s' (have: ~s)~n",

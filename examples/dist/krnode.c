@@ -11,6 +11,11 @@
  *    calls that time out or lose their node);
  *  - crashes with a segfault on the atom `segfault`;
  *  - sends a krill message (tag, bytes) from a process back to its sender.
+ * Its registered process `sink` (for krbench dist_stream) counts the
+ * messages it gets, of any kind; a krill message with the tag KRNODE_SINK_END
+ * (0xe0f) makes it send (KRNODE_SINK_END, the count so far, as 8 bytes
+ * little-endian, the end message not counted) back to that message's sender
+ * and count from zero again.
  * It prints "krnode NAME ready" once the node is reachable, and runs until
  * killed. From a BEAM node:
  *
@@ -22,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define KRNODE_SINK_END 0xe0f
 
 /* Send term (the bytes at t, a whole term without the version byte) to pid. */
 static void send_term(kr_pid to, const char *t, int len)
@@ -96,8 +103,31 @@ static void echo(void *arg)
 	}
 }
 
-/* The node, then echo under a supervisor (so that a segfault costs one
- * restart, as it would in an OTP application), then wait to be killed. */
+static void sink(void *arg)
+{
+	(void)arg;
+	kr_register("sink", kr_self());
+	uint64_t count = 0;
+	for (;;) {
+		kr_msg *m;
+		if (kr_recv(&m, KR_INFINITY) != 0)
+			continue;
+		if (m->tag == KRNODE_SINK_END && m->sender) {
+			uint8_t le[8];
+			for (int i = 0; i < 8; i++)
+				le[i] = (uint8_t)(count >> (8 * i));
+			kr_send(m->sender, KRNODE_SINK_END, le, sizeof le);
+			count = 0;
+		} else if (m->tag < KR_TAG_SUP || m->tag == KR_TAG_TERM) {
+			count++;
+		}
+		kr_msg_free(m);
+	}
+}
+
+/* The node, then echo and sink under a supervisor (so that a segfault
+ * costs one restart, as it would in an OTP application), then wait to be
+ * killed. */
 static void root(void *arg)
 {
 	const kr_node_config *cfg = arg;
@@ -106,9 +136,10 @@ static void root(void *arg)
 		fprintf(stderr, "krnode: %s\n", kr_strerror(rc));
 		exit(1);
 	}
-	kr_child_spec child = {.id = "echo", .start = echo, .restart = KR_PERMANENT};
+	kr_child_spec children[] = {{.id = "echo", .start = echo, .restart = KR_PERMANENT},
+	                            {.id = "sink", .start = sink, .restart = KR_PERMANENT}};
 	kr_sup_flags flags = {.strategy = KR_ONE_FOR_ONE, .max_restarts = 1000, .period_ms = 1000};
-	kr_pid sup = kr_sup_start_link(&flags, &child, 1, "echo_sup");
+	kr_pid sup = kr_sup_start_link(&flags, children, 2, "echo_sup");
 	if (sup < 0) {
 		fprintf(stderr, "krnode: supervisor: %s\n", kr_strerror((int)sup));
 		exit(1);
