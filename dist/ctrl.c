@@ -19,15 +19,16 @@
 #include "ext.h"
 #include "node.h"
 #include "remote.h"
+#include "spawn.h"
 
 /* ---- out ---- */
 
 /* The frame's head: room for the writer's krd_frame_msg and the length. */
-static void frame_begin(krd_buf *b, uint32_t creation)
+void krd_frame_begin(krd_buf *b, uint32_t creation)
 {
 	krd_frame_msg head = {.creation = creation};
 	krd_put(b, &head, sizeof head);
-	krd_put_u32(b, 0); /* the length, set by frame_queue */
+	krd_put_u32(b, 0); /* the length, set by krd_frame_send */
 	krd_put_u8(b, KRD_PASS_THROUGH);
 	krd_put_u8(b, KRD_VERSION_MAGIC);
 }
@@ -54,7 +55,7 @@ static void put_message(krd_buf *b, uint64_t tag, const void *data, size_t len)
 
 /* Set the length and queue the frame to p's writer. A peer that cannot
  * be reached drops it, as a send to a lost node is dropped. */
-static int frame_queue(krd_peer *p, krd_buf *b)
+int krd_frame_send(krd_peer *p, krd_buf *b)
 {
 	if (b->fail)
 		return KR_ENOMEM;
@@ -80,19 +81,19 @@ static int send_call(krd_peer *p, uint32_t creation, kr_pid from, kr_pid to, uin
 	uint8_t stack[512];
 	krd_buf b;
 	krd_buf_init(&b, stack, sizeof stack);
-	frame_begin(&b, creation);
+	krd_frame_begin(&b, creation);
 	krd_track_mon_out(&p->track, ref, from, to, true);
 	krd_put_tuple(&b, 4);
 	krd_put_uint(&b, KRD_MONITOR_P);
 	krd_put_pid(&b, from);
 	krd_put_pid(&b, to);
 	krd_put_ref(&b, ref);
-	int rc = frame_queue(p, &b);
+	int rc = krd_frame_send(p, &b);
 	krd_buf_free(&b);
 	if (rc)
 		return rc;
 	krd_buf_init(&b, stack, sizeof stack);
-	frame_begin(&b, creation);
+	krd_frame_begin(&b, creation);
 	krd_put_tuple(&b, 3);
 	krd_put_uint(&b, KRD_SEND_SENDER);
 	krd_put_pid(&b, from);
@@ -104,7 +105,7 @@ static int send_call(krd_peer *p, uint32_t creation, kr_pid from, kr_pid to, uin
 	krd_put_pid(&b, from);
 	krd_put_ref(&b, ref);
 	put_body(&b, tag, data, len);
-	rc = frame_queue(p, &b);
+	rc = krd_frame_send(p, &b);
 	krd_buf_free(&b);
 	return rc;
 }
@@ -125,7 +126,7 @@ int krd_send(kr_pid from, kr_pid to, unsigned kind, uint64_t tag, kr_ref ref, co
 	uint8_t stack[512];
 	krd_buf b;
 	krd_buf_init(&b, stack, sizeof stack);
-	frame_begin(&b, creation);
+	krd_frame_begin(&b, creation);
 	if (from) {
 		krd_put_tuple(&b, 3);
 		krd_put_uint(&b, KRD_SEND_SENDER);
@@ -137,7 +138,7 @@ int krd_send(kr_pid from, kr_pid to, unsigned kind, uint64_t tag, kr_ref ref, co
 	}
 	krd_put_pid(&b, to);
 	put_message(&b, tag, data, len);
-	int rc = frame_queue(p, &b);
+	int rc = krd_frame_send(p, &b);
 	krd_buf_free(&b);
 	return rc;
 }
@@ -148,7 +149,7 @@ int krd_send_named(kr_pid from, krd_peer *p, const char *name, uint64_t tag, con
 	uint8_t stack[512];
 	krd_buf b;
 	krd_buf_init(&b, stack, sizeof stack);
-	frame_begin(&b, 0);
+	krd_frame_begin(&b, 0);
 	krd_put_tuple(&b, 4);
 	krd_put_uint(&b, KRD_REG_SEND);
 	/* REG_SEND names a sender always; a host thread's is this node's pid
@@ -163,14 +164,14 @@ int krd_send_named(kr_pid from, krd_peer *p, const char *name, uint64_t tag, con
 	krd_put_atom(&b, "");
 	krd_put_atom(&b, name);
 	put_message(&b, tag, data, len);
-	int rc = frame_queue(p, &b);
+	int rc = krd_frame_send(p, &b);
 	krd_buf_free(&b);
 	return rc;
 }
 
 /* A sender where the protocol needs a pid and a host thread has none:
  * this node's pid 0, which no process has. */
-static void put_from(krd_buf *b, kr_pid from)
+void krd_put_from(krd_buf *b, kr_pid from)
 {
 	if (from && krd_put_pid(b, from))
 		return;
@@ -192,7 +193,7 @@ static void put_exit(krd_buf *b, long op, kr_pid from, kr_pid to, const kr_reaso
 {
 	krd_put_tuple(b, 3);
 	krd_put_uint(b, (uint64_t)op);
-	put_from(b, from);
+	krd_put_from(b, from);
 	krd_put_pid(b, to);
 	put_reason_payload(b, r);
 }
@@ -234,7 +235,7 @@ static bool put_signal(krd_buf *b, krd_peer *p, kr_pid from, kr_pid to, unsigned
 		krd_track_mon_out(&p->track, ref, from, to, false);
 		krd_put_tuple(b, 4);
 		krd_put_uint(b, KRD_MONITOR_P);
-		put_from(b, from);
+		krd_put_from(b, from);
 		krd_put_pid(b, to);
 		krd_put_ref(b, ref);
 		return true;
@@ -242,7 +243,7 @@ static bool put_signal(krd_buf *b, krd_peer *p, kr_pid from, kr_pid to, unsigned
 		(void)krd_track_mon_out_end(&p->track, ref, NULL, NULL);
 		krd_put_tuple(b, 4);
 		krd_put_uint(b, KRD_DEMONITOR_P);
-		put_from(b, from);
+		krd_put_from(b, from);
 		krd_put_pid(b, to);
 		krd_put_ref(b, ref);
 		return true;
@@ -255,7 +256,7 @@ static bool put_signal(krd_buf *b, krd_peer *p, kr_pid from, kr_pid to, unsigned
 		if (in.name[0])
 			krd_put_atom(b, in.name); /* monitored by name: the DOWN names it */
 		else
-			put_from(b, from);
+			krd_put_from(b, from);
 		krd_put_pid(b, to);
 		krd_put(b, in.eref, in.eref_len);
 		put_reason_payload(b, &d.reason);
@@ -265,7 +266,7 @@ static bool put_signal(krd_buf *b, krd_peer *p, kr_pid from, kr_pid to, unsigned
 			return false; /* its node was lost meanwhile */
 		krd_put_tuple(b, 3);
 		krd_put_uint(b, KRD_SEND_SENDER);
-		put_from(b, from);
+		krd_put_from(b, from);
 		krd_put_pid(b, to);
 		krd_put_u8(b, KRD_VERSION_MAGIC);
 		krd_put_tuple(b, 2);
@@ -278,7 +279,7 @@ static bool put_signal(krd_buf *b, krd_peer *p, kr_pid from, kr_pid to, unsigned
 	default:
 		return false;
 	}
-	put_from(b, from);
+	krd_put_from(b, from);
 	krd_put_pid(b, to);
 	return true;
 }
@@ -293,9 +294,9 @@ void krd_signal(kr_pid from, kr_pid to, unsigned kind, kr_ref ref, uint64_t tag,
 	uint8_t stack[512];
 	krd_buf b;
 	krd_buf_init(&b, stack, sizeof stack);
-	frame_begin(&b, creation);
+	krd_frame_begin(&b, creation);
 	if (put_signal(&b, p, from, to, kind, ref, tag, payload, len))
-		(void)frame_queue(p, &b);
+		(void)krd_frame_send(p, &b);
 	krd_buf_free(&b);
 }
 
@@ -345,8 +346,8 @@ static bool krill_shaped(const uint8_t *t, size_t n, uint64_t *tag, const uint8_
 /* A term inside a message (t, n bytes, no version byte) as krill gives it
  * to a process: (tag, bytes) for krill's shape, else (KR_TAG_TERM, the
  * term with its version byte), made in scratch (n + 1 bytes). */
-static void as_krill(const uint8_t *t, size_t n, uint8_t *scratch, uint64_t *tag,
-                     const uint8_t **data, size_t *len)
+void krd_as_krill(const uint8_t *t, size_t n, uint8_t *scratch, uint64_t *tag,
+                  const uint8_t **data, size_t *len)
 {
 	if (krill_shaped(t, n, tag, data, len))
 		return;
@@ -374,13 +375,13 @@ static bool reply_in(krd_peer *p, kr_pid from, kr_pid to, const uint8_t *msg, si
 		krd_buf_init(&b, stack, sizeof stack);
 		uint32_t creation = 0;
 		(void)krd_peer_of(server, &creation);
-		frame_begin(&b, creation);
+		krd_frame_begin(&b, creation);
 		krd_put_tuple(&b, 4);
 		krd_put_uint(&b, KRD_DEMONITOR_P);
 		krd_put_pid(&b, to);
 		krd_put_pid(&b, server);
 		krd_put_ref(&b, ref);
-		(void)frame_queue(p, &b);
+		(void)krd_frame_send(p, &b);
 		krd_buf_free(&b);
 	}
 	uint8_t *scratch = malloc(n);
@@ -388,7 +389,7 @@ static bool reply_in(krd_peer *p, kr_pid from, kr_pid to, const uint8_t *msg, si
 	const uint8_t *data;
 	size_t len;
 	if (scratch) {
-		as_krill(msg + i, n - (size_t)i, scratch, &tag, &data, &len);
+		krd_as_krill(msg + i, n - (size_t)i, scratch, &tag, &data, &len);
 		(void)krx_remote_signal_in(from, to, KRX_SIG_REPLY, ref, tag, data, len);
 	}
 	free(scratch);
@@ -421,7 +422,7 @@ static bool call_in(krd_peer *p, kr_pid to, const uint8_t *msg, size_t n)
 		free(scratch);
 		return true; /* no memory: the call is lost, the caller times out */
 	}
-	as_krill(msg + i, n - (size_t)i, scratch, &tag, &data, &len);
+	krd_as_krill(msg + i, n - (size_t)i, scratch, &tag, &data, &len);
 	if (!to || !krx_remote_call_in(caller, to, kref, tag, data, len))
 		(void)krd_track_call_in_end(&p->track, kref, NULL); /* gone: its monitor says so */
 	free(scratch);
@@ -501,13 +502,13 @@ static bool link_in(krd_peer *p, long op, const uint8_t *c, int i, int arity)
 		krd_buf_init(&b, stack, sizeof stack);
 		uint32_t creation;
 		(void)krd_peer_of(from, &creation);
-		frame_begin(&b, creation);
+		krd_frame_begin(&b, creation);
 		krd_put_tuple(&b, 4);
 		krd_put_uint(&b, KRD_UNLINK_ID_ACK);
 		krd_put_uint(&b, id);
-		put_from(&b, to);
+		krd_put_from(&b, to);
 		krd_put_pid(&b, from);
-		(void)frame_queue(p, &b);
+		(void)krd_frame_send(p, &b);
 		krd_buf_free(&b);
 	}
 	return true;
@@ -683,12 +684,15 @@ int krd_ctrl_handle(krd_peer *p, const uint8_t *f, size_t len, char *why, size_t
 	case KRD_MONITOR_P_EXIT:
 	case KRD_PAYLOAD_MONITOR_P_EXIT:
 		return down_in(p, op, c, i, arity, msg, mlen) ? 0 : BAD("a malformed MONITOR_P_EXIT");
-	case KRD_GROUP_LEADER: /* krill processes have no group leader */
 	case KRD_SPAWN_REQUEST:
 	case KRD_SPAWN_REQUEST_TT:
+		return krd_spawn_request_in(p, c, i, arity, msg, mlen) ? 0
+		                                                          : BAD("a malformed SPAWN_REQUEST");
 	case KRD_SPAWN_REPLY:
 	case KRD_SPAWN_REPLY_TT:
-		return 0; /* spawns across nodes: the next step of issue 13 */
+		return krd_spawn_reply_in(p, c, i, arity) ? 0 : BAD("a malformed SPAWN_REPLY");
+	case KRD_GROUP_LEADER: /* krill processes have no group leader */
+		return 0;
 	default:
 		return BAD("an unknown control operation %ld", op);
 	}

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ext.h"
 #include "krill.h"
 #include "peer.h"
 
@@ -48,6 +49,21 @@ enum krd_op {
 	KRD_UNLINK_ID = 35,
 	KRD_UNLINK_ID_ACK = 36
 };
+
+/* Building frames (for spawn.c too): the head a writer reads and the
+ * length's room, the pass-through byte and the control message's version
+ * byte; then the control tuple and any message; krd_frame_send sets the
+ * length and queues it to p's writer (0 also when p cannot be reached:
+ * dropped, as a send to a lost node is). */
+void krd_frame_begin(krd_buf *b, uint32_t creation);
+int krd_frame_send(krd_peer *p, krd_buf *b);
+/* A sender pid, or this node's pid 0 for a host thread (which has none). */
+void krd_put_from(krd_buf *b, kr_pid from);
+/* A term inside a message (t, n bytes, no version byte) as a process gets
+ * it: (tag, bytes) for {Tag, Binary}, else (KR_TAG_TERM, the term with its
+ * version byte, made in scratch: n + 1 bytes). */
+void krd_as_krill(const uint8_t *t, size_t n, uint8_t *scratch, uint64_t *tag,
+                  const uint8_t **data, size_t *len);
 
 /* vm/'s remote send (remote.h): a message from `from` to the remote pid
  * `to`, as {Tag, Binary}, or as the term itself for KR_TAG_TERM. */

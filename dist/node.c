@@ -34,6 +34,7 @@
 #include "epmd.h"
 #include "ext.h"
 #include "remote.h"
+#include "spawn.h"
 
 enum { OFF, STARTING, RUNNING, STOPPING };
 
@@ -52,6 +53,7 @@ static void vm_stopped(void)
 {
 	/* Every process is gone, and with them the sockets they owned. */
 	krd_peers_free();
+	krd_spawnables_free();
 	AO_store(&state, OFF);
 }
 
@@ -157,36 +159,20 @@ static void acceptor_main(void *arg)
 
 /* ---- net_kernel ---- */
 
-/* {'$gen_call', {From, Tag}, {is_auth, Node}} -> {Tag, yes} to From, as
- * net_adm:ping asks. Other requests get no answer (the caller times out,
- * as with a net_kernel that does not know them). */
+/* net_adm:ping's question, gen_server:call(net_kernel, {is_auth, Node}),
+ * arrives as a kr_call (ctrl.c makes '$gen_call's calls): the answer is
+ * yes. Other requests get no answer (the caller times out, as with a
+ * net_kernel that does not know them). */
 static void net_kernel_call(const kr_msg *m)
 {
 	const uint8_t *t = m->data;
 	int i = 1, arity;
 	char atom[KRD_MAX_ATOM_CHARS * 4 + 1];
-	kr_pid from;
-	if (!krd_get_tuple(t, &i, &arity) || arity != 3 || !krd_get_atom(t, &i, atom) ||
-	    strcmp(atom, "$gen_call") || !krd_get_tuple(t, &i, &arity) || arity != 2 ||
-	    !krd_get_pid(t, &i, &from))
+	if (!m->ref || m->tag != KR_TAG_TERM || !krd_get_tuple(t, &i, &arity) || arity != 2 ||
+	    !krd_get_atom(t, &i, atom) || strcmp(atom, "is_auth"))
 		return;
-	int tag_at = i;
-	if (!krd_skip(t, &i))
-		return;
-	int tag_end = i;
-	if (!krd_get_tuple(t, &i, &arity) || arity != 2 || !krd_get_atom(t, &i, atom) ||
-	    strcmp(atom, "is_auth"))
-		return;
-	uint8_t stack[256];
-	krd_buf b;
-	krd_buf_init(&b, stack, sizeof stack);
-	krd_put_u8(&b, KRD_VERSION_MAGIC);
-	krd_put_tuple(&b, 2);
-	krd_put(&b, t + tag_at, (size_t)(tag_end - tag_at));
-	krd_put_atom(&b, "yes");
-	if (!b.fail)
-		(void)kr_send_term(from, b.p, b.len);
-	krd_buf_free(&b);
+	static const uint8_t yes[] = {KRD_VERSION_MAGIC, ERL_SMALL_ATOM_UTF8_EXT, 3, 'y', 'e', 's'};
+	(void)kr_reply(m, KR_TAG_TERM, yes, sizeof yes);
 }
 
 static void net_kernel_main(void *arg)
@@ -197,8 +183,7 @@ static void net_kernel_main(void *arg)
 		kr_msg *m;
 		if (kr_recv(&m, KR_INFINITY) != 0)
 			continue;
-		if (m->tag == KR_TAG_TERM)
-			net_kernel_call(m);
+		net_kernel_call(m);
 		kr_msg_free(m);
 	}
 }

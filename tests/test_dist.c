@@ -762,3 +762,109 @@ Test(dist, node_monitors_hear_of_nodes_that_come_and_go)
 	vm_stop();
 	cr_assert(ok, "the watcher did not finish");
 }
+
+/* ---- remote spawn ---- */
+
+typedef struct spawner {
+	const char *peer;
+	atomic_int done;
+} spawner;
+
+static void remote_spawner(void *arg)
+{
+	spawner *s = arg;
+	kr_trap_exit(1);
+	/* A worker there answers a message with its argument. */
+	kr_pid w = kr_spawn_at(s->peer, "worker", "hello", 5, NULL);
+	VM_CHECK(w > 0 && !strcmp(kr_pid_node(w), s->peer), "kr_spawn_at: %s",
+	         kr_strerror((int)w));
+	kr_msg *m;
+	VM_CHECK(kr_send(w, 4, NULL, 0) == 0 && kr_recv(&m, 10000) == 0 && m->tag == 4 &&
+	                 m->len == 5 && !memcmp(m->data, "hello", 5) && m->sender == w,
+	         "the worker's answer");
+	/* spawn_link and spawn_monitor: a worker that crashes at once is seen
+	 * by both, with its reason. */
+	kr_ref ref = 0;
+	kr_spawn_opts o = {.link = 1, .monitor = &ref};
+	w = kr_spawn_at(s->peer, "worker", "crash", 5, &o);
+	VM_CHECK(w > 0 && ref > 0, "kr_spawn_at with link and monitor: %s", kr_strerror((int)w));
+	kr_reason er = {0}, dr = {0};
+	VM_CHECK(wait_exit_and_down(w, ref, &er, &dr, 20000), "no exit and DOWN from the worker");
+	VM_CHECK(er.kind == KR_EXIT_ERROR && !strcmp(er.text, "asked to crash"), "exit: %s %s",
+	         kr_exit_kind_name(er.kind), er.text);
+	VM_CHECK(dr.kind == KR_EXIT_ERROR, "DOWN: %s", kr_exit_kind_name(dr.kind));
+	/* A name nobody registered: the process ends at once, as undef. */
+	o.link = 0;
+	w = kr_spawn_at(s->peer, "nosuch", NULL, 0, &o);
+	VM_CHECK(w > 0 && wait_signal(KR_TAG_DOWN, w, ref, &dr, 20000) &&
+	                 dr.kind == KR_EXIT_ERROR && strstr(dr.text, "undef"),
+	         "undef: %s", dr.text);
+	/* Bad arguments, and a node that is not there. */
+	VM_CHECK(kr_spawn_at(s->peer, "", NULL, 0, NULL) == KR_EINVAL, "an empty name");
+	VM_CHECK(kr_spawn_at("nohost", "worker", NULL, 0, NULL) == KR_EINVAL, "a node name without @");
+	VM_CHECK(kr_spawn_at("nobody@127.0.0.1", "worker", NULL, 0, NULL) == KR_ENOCONN,
+	         "a node that is not there");
+	/* On this node's own name it spawns here. */
+	w = kr_spawn_at(kr_node_name(), "worker", "local", 5, NULL);
+	VM_CHECK(w > 0 && kr_send(w, 6, NULL, 0) == 0 && kr_recv(&m, 10000) == 0 && m->len == 5 &&
+	                 !memcmp(m->data, "local", 5),
+	         "kr_spawn_at on our own name: %s", kr_strerror((int)w));
+	atomic_store(&s->done, 1);
+}
+
+static void local_worker(const void *arg, size_t len)
+{
+	kr_msg *m;
+	if (kr_recv(&m, KR_INFINITY) == 0 && m->sender)
+		kr_send(m->sender, m->tag, arg, len);
+}
+
+Test(dist, kr_spawn_at_spawns_links_and_monitors_on_another_node)
+{
+	char me[96], peer[96];
+	dist_name(me, sizeof me, "a");
+	dist_name(peer, sizeof peer, "b");
+	dist_proc k;
+	dist_krnode(&k, peer, DIST_COOKIE, NULL);
+	vm_start_quiet(2);
+	cr_assert_eq(kr_spawnable("worker", local_worker), 0);
+	cr_assert_eq(kr_spawnable("worker", local_worker), KR_EEXIST);
+	cr_assert_eq(kr_spawnable("a:b", local_worker), KR_EINVAL);
+	start_node(me, 0);
+	spawner s = {.peer = peer};
+	vm_spawn(remote_spawner, &s);
+	int ok = VM_WAIT(atomic_load(&s.done) || atomic_load(&vm_fails), 60000);
+	vm_stop();
+	dist_kill(&k);
+	cr_assert(ok, "the spawner did not finish");
+}
+
+Test(dist, a_beam_node_spawns_krill_processes)
+{
+	NEED_ERL();
+	char k[96], b[96], expr[1400];
+	dist_name(k, sizeof k, "k");
+	dist_name(b, sizeof b, "b");
+	dist_proc kn, erl;
+	dist_krnode(&kn, k, DIST_COOKIE, NULL);
+	snprintf(expr, sizeof expr,
+	         "K = '%s', pong = net_adm:ping(K),"
+	         "P = spawn(K, krill, worker, [<<\"hello\">>]), P ! {1, <<>>},"
+	         "receive {1, B} -> io:format(\"worker ~p~n\", [B]) after 5000 -> io:format(\"no answer~n\") end,"
+	         "{P2, M} = spawn_monitor(K, krill, worker, [<<\"crash\">>]),"
+	         "receive {'DOWN', M, process, P2, R} -> io:format(\"down ~p~n\", [R]) after 5000 -> io:format(\"no down~n\") end,"
+	         "process_flag(trap_exit, true), P3 = spawn_link(K, krill, nosuch, []),"
+	         "receive {'EXIT', P3, R3} -> io:format(\"exit ~p~n\", [R3]) after 5000 -> io:format(\"no exit~n\") end,"
+	         "io:format(\"other ~p~n\", [catch spawn(K, lists, seq, [1, 2])]),"
+	         "halt().",
+	         k);
+	dist_erl(&erl, b, DIST_COOKIE, expr, 30);
+	bool ok = dist_expect(&erl, "other ", 30000) && dist_expect(&erl, "\n", 1000);
+	dist_kill(&erl);
+	dist_kill(&kn);
+	cr_assert(ok, "erl said: %s", erl.text);
+	cr_assert(strstr(erl.text, "worker <<\"hello\">>"), "erl said: %s", erl.text);
+	cr_assert(strstr(erl.text, "down {error,<<\"asked to crash\">>}"), "erl said: %s", erl.text);
+	cr_assert(strstr(erl.text, "exit {error,<<\"undef: krill:nosuch/1"), "erl said: %s", erl.text);
+	cr_assert(strstr(erl.text, "other {'EXIT',{badarg"), "erl said: %s", erl.text);
+}

@@ -47,6 +47,7 @@
 #include "io.h"
 #include "mi.h"
 #include "registry.h"
+#include "remote.h"
 #include "signal.h"
 #include "str.h"
 #include "vm.h"
@@ -342,7 +343,13 @@ void krx_proc_yielded(krx_task *t)
 	act_on_pending_signals(krx_proc_of(t));
 }
 
-static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
+/* A remote spawner's link and monitor (krx_remote_spawn). */
+typedef struct remote_ties {
+	kr_pid link_to, watcher;
+	kr_ref ref;
+} remote_ties;
+
+static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts, const remote_ties *ties)
 {
 	static const kr_spawn_opts none;
 	if (!opts)
@@ -389,6 +396,8 @@ static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
 		err = krx_signal_spawn_link(parent, (kr_pid)AO_load(&parent->live_pid), p, pid);
 	if (!err && opts->monitor)
 		err = krx_signal_spawn_monitor(parent, p, pid, opts->monitor);
+	if (!err && ties)
+		err = krx_signal_spawn_remote(p, ties->link_to, ties->watcher, ties->ref);
 	if (err) {
 		krx_proc_ext *x = krx_proc_ext_peek(p);
 		if (x)
@@ -414,9 +423,19 @@ KR_API kr_pid kr_spawn_opt(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
 		return KR_ENOTPROC;
 	if (krx_vm_enter(self))
 		return KR_ESTOPPED;
-	kr_pid pid = spawn(fn, arg, opts);
+	kr_pid pid = spawn(fn, arg, opts, NULL);
 	krx_vm_leave(self);
 	return pid;
+}
+
+kr_pid krx_remote_spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts, kr_pid link_to,
+                        kr_pid watcher, kr_ref ref)
+{
+	remote_ties ties = {link_to, watcher, ref};
+	kr_spawn_opts o = opts ? *opts : (kr_spawn_opts){0};
+	o.link = 0;
+	o.monitor = NULL;
+	return spawn(fn, arg, &o, &ties); /* from a process: no door to count */
 }
 
 KR_API kr_pid kr_spawn(kr_fn *fn, void *arg)

@@ -102,6 +102,20 @@ bool krx_remote_signal_in(kr_pid from, kr_pid to, unsigned kind, kr_ref ref, uin
 bool krx_remote_call_in(kr_pid from, kr_pid to, kr_ref ref, uint64_t tag, const void *data,
                         size_t len);
 
+/* A process spawned for a peer's SPAWN_REQUEST: kr_spawn_opt's, and
+ * before anyone can see it, linked to the remote pid link_to (0: none)
+ * and monitored by the remote pid watcher with ref (0: none), so that it
+ * cannot end unnoticed in between. */
+kr_pid krx_remote_spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts, kr_pid link_to,
+                        kr_pid watcher, kr_ref ref);
+
+/* For kr_spawn_at's monitor option, in the calling process: a fresh
+ * reference, noted as a monitor of target (0 while the pid is not known
+ * yet: its DOWN still counts), or set to monitor target, or dropped. */
+kr_ref krx_remote_ref_new(void);
+int krx_remote_monitor_note(kr_ref ref, kr_pid target);
+void krx_remote_monitor_drop(kr_ref ref);
+
 /* kr_send with any tag below KR_TAG_RESERVED's own (krill's reserved
  * tags included): dist/'s processes talk to each other with tags no
  * program can send them by mistake. */

@@ -342,6 +342,42 @@ int krx_signal_spawn_monitor(krx_proc *parent, krx_proc *child, kr_pid child_pid
 	return 0;
 }
 
+int krx_signal_spawn_remote(krx_proc *child, kr_pid link_to, kr_pid watcher, kr_ref ref)
+{
+	krx_proc_ext *cx = krx_proc_ext_get(child);
+	if (!cx || (link_to && pidset_add(&cx->links, link_to)))
+		return KR_ENOMEM;
+	if (watcher && monset_add(&cx->watchers, ref, watcher)) {
+		if (link_to)
+			pidset_del(&cx->links, link_to);
+		return KR_ENOMEM;
+	}
+	return 0;
+}
+
+kr_ref krx_remote_ref_new(void)
+{
+	return krx_ref_new(krx_sched_self());
+}
+
+int krx_remote_monitor_note(kr_ref ref, kr_pid target)
+{
+	krx_proc *p = krx_proc_self();
+	krx_proc_ext *x = p ? krx_proc_ext_get(p) : NULL;
+	if (!x)
+		return p ? KR_ENOMEM : KR_ENOTPROC;
+	monset_del(&x->monitors, ref, NULL);
+	return monset_add(&x->monitors, ref, target);
+}
+
+void krx_remote_monitor_drop(kr_ref ref)
+{
+	krx_proc *p = krx_proc_self();
+	krx_proc_ext *x = p ? krx_proc_ext_peek(p) : NULL;
+	if (x)
+		monset_del(&x->monitors, ref, NULL);
+}
+
 /* ---- the public calls ---- */
 
 static kr_pid self_pid(krx_proc *p)

@@ -100,5 +100,8 @@ void krx_signal_notify(krx_proc *p, kr_pid pid, const kr_reason *reason);
  * published, parent is the calling process. 0 or KR_ENOMEM. */
 int krx_signal_spawn_link(krx_proc *parent, kr_pid parent_pid, krx_proc *child, kr_pid child_pid);
 int krx_signal_spawn_monitor(krx_proc *parent, krx_proc *child, kr_pid child_pid, kr_ref *ref);
+/* The same for a remote spawner (remote.h's krx_remote_spawn): link_to and
+ * watcher are remote pids (0: none). */
+int krx_signal_spawn_remote(krx_proc *child, kr_pid link_to, kr_pid watcher, kr_ref ref);
 
 #endif

@@ -16,11 +16,13 @@
  * (0xe0f) makes it send (KRNODE_SINK_END, the count so far, as 8 bytes
  * little-endian, the end message not counted) back to that message's sender
  * and count from zero again.
+ * Its function `worker` may be spawned from other nodes (see worker()).
  * It prints "krnode NAME ready" once the node is reachable, and runs until
  * killed. From a BEAM node:
  *
  *   {echo, 'k@127.0.0.1'} ! {self(), hello}, receive X -> X end.
  *   gen_server:call({echo, 'k@127.0.0.1'}, ping).
+ *   P = spawn('k@127.0.0.1', krill, worker, [<<"hi">>]), P ! {1, <<>>}.
  */
 #include <ei.h>
 #include <krill.h>
@@ -125,12 +127,26 @@ static void sink(void *arg)
 	}
 }
 
+/* Spawnable from other nodes as "worker" (kr_spawn_at, or a BEAM's
+ * spawn(Node, krill, worker, [Binary])): with the argument "crash" it
+ * crashes at once; otherwise it answers the first message it gets with
+ * that message's tag and its own argument, and ends. */
+static void worker(const void *arg, size_t len)
+{
+	if (len == 5 && !memcmp(arg, "crash", 5))
+		kr_crash("asked to crash");
+	kr_msg *m;
+	if (kr_recv(&m, KR_INFINITY) == 0 && m->sender && m->tag < KR_TAG_SUP)
+		kr_send(m->sender, m->tag, arg, len);
+}
+
 /* The node, then echo and sink under a supervisor (so that a segfault
  * costs one restart, as it would in an OTP application), then wait to be
  * killed. */
 static void root(void *arg)
 {
 	const kr_node_config *cfg = arg;
+	kr_spawnable("worker", worker);
 	int rc = kr_node_start(cfg);
 	if (rc != 0) {
 		fprintf(stderr, "krnode: %s\n", kr_strerror(rc));

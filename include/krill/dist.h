@@ -99,6 +99,38 @@ KR_API int kr_monitor_node(const char *node, int on);
  * KR_ENODIST, KR_ENOTPROC. */
 KR_API int kr_monitor_nodes(int on);
 
+/*
+ * Remote spawn. A C function registered by name may be spawned from other
+ * nodes: kr_spawn_at from a krill node, or erlang:spawn(KrillNode, krill,
+ * Name, [Binary]) (spawn_link, spawn_monitor, spawn_opt with link and
+ * monitor too) from a BEAM. It runs as fn(arg, len) in a new process, arg
+ * the spawner's bytes (a binary's; another term's in the external format),
+ * valid for the process's life. A name nobody registered spawns a process
+ * that ends at once with an error, as Erlang's undef does.
+ */
+typedef void kr_remote_fn(const void *arg, size_t len);
+
+/* Register fn under name (1 to KR_NAME_MAX bytes). 0, KR_EEXIST (name
+ * taken), KR_EINVAL, KR_ENOMEM. Safe from any thread, node running or not. */
+KR_API int kr_spawnable(const char *name, kr_remote_fn *fn);
+
+/*
+ * Spawn name's function on node with len bytes at arg, over Erlang's
+ * SPAWN_REQUEST: as erlang:spawn_opt(Node, krill, Name, [Binary], Opts).
+ * "module:function" names an Erlang function instead, for a BEAM node
+ * (spawn_opt(Node, module, function, [Binary], Opts)). Of opts, link and
+ * monitor apply (the link is made before the process runs; the monitor's
+ * ref is stored in *opts->monitor); the rest are the remote node's
+ * business. On this node's own name it spawns here. Returns the new pid;
+ * KR_ENOCONN (the node cannot be reached, or went down meanwhile),
+ * KR_EINVAL (a bad node or name; the remote node said badarg), KR_ELIMIT
+ * (it said system_limit), KR_ENOSYS (it does not spawn: notsup),
+ * KR_ENODIST, KR_ENOTPROC (a host thread). Waits for the remote node's
+ * answer (a connection is made first if need be).
+ */
+KR_API kr_pid kr_spawn_at(const char *node, const char *name, const void *arg, size_t len,
+                          const kr_spawn_opts *opts);
+
 /* The name of the node pid lives on (this node's for a local pid), or NULL
  * for a pid that names no node krill has heard of. */
 KR_API const char *kr_pid_node(kr_pid pid);
