@@ -82,7 +82,7 @@ static int send_call(krd_peer *p, uint32_t creation, kr_pid from, kr_pid to, uin
 	krd_buf b;
 	krd_buf_init(&b, stack, sizeof stack);
 	krd_frame_begin(&b, creation);
-	krd_track_mon_out(&p->track, ref, from, to, true);
+	krd_track_mon_out(&p->track, ref, from, to, true, NULL);
 	krd_put_tuple(&b, 4);
 	krd_put_uint(&b, KRD_MONITOR_P);
 	krd_put_pid(&b, from);
@@ -232,21 +232,26 @@ static bool put_signal(krd_buf *b, krd_peer *p, kr_pid from, kr_pid to, unsigned
 		         &e.reason);
 		return true;
 	case KRX_SIG_MONITOR:
-		krd_track_mon_out(&p->track, ref, from, to, false);
+		krd_track_mon_out(&p->track, ref, from, to, false, NULL);
 		krd_put_tuple(b, 4);
 		krd_put_uint(b, KRD_MONITOR_P);
 		krd_put_from(b, from);
 		krd_put_pid(b, to);
 		krd_put_ref(b, ref);
 		return true;
-	case KRX_SIG_DEMONITOR:
-		(void)krd_track_mon_out_end(&p->track, ref, NULL, NULL);
+	case KRX_SIG_DEMONITOR: {
+		char name[KR_NAME_MAX + 1] = "";
+		(void)krd_track_mon_out_end(&p->track, ref, NULL, NULL, name);
 		krd_put_tuple(b, 4);
 		krd_put_uint(b, KRD_DEMONITOR_P);
 		krd_put_from(b, from);
-		krd_put_pid(b, to);
+		if (name[0])
+			krd_put_atom(b, name); /* monitored by name: demonitored by name */
+		else
+			krd_put_pid(b, to);
 		krd_put_ref(b, ref);
 		return true;
+	}
 	case KRX_SIG_DOWN: /* from ended, watched by `to` */
 		if (len != sizeof d || !krd_track_mon_in_end(&p->track, ref, &in))
 			return false; /* demonitored, or the connection was lost meanwhile */
@@ -369,7 +374,7 @@ static bool reply_in(krd_peer *p, kr_pid from, kr_pid to, const uint8_t *msg, si
 		return false;
 	kr_pid server;
 	bool call;
-	if (krd_track_mon_out_end(&p->track, ref, &server, &call)) {
+	if (krd_track_mon_out_end(&p->track, ref, &server, &call, NULL)) {
 		uint8_t stack[256];
 		krd_buf b;
 		krd_buf_init(&b, stack, sizeof stack);
@@ -605,7 +610,7 @@ static bool down_in(krd_peer *p, long op, const uint8_t *c, int i, int arity, co
 	    !krd_get_ref(c, &i, &ref) || !reason_in(c, &i, payload, msg, mlen, &d.reason))
 		return false;
 	bool call;
-	if (!ref || !local(to) || !to || !krd_track_mon_out_end(&p->track, ref, &target, &call))
+	if (!ref || !local(to) || !to || !krd_track_mon_out_end(&p->track, ref, &target, &call, NULL))
 		return true; /* not ours, or demonitored since */
 	d.ref = ref;
 	d.pid = target;

@@ -545,3 +545,45 @@ KR_API int kr_monitor_node(const char *node, int on)
 	/* Not connected: connect, as Erlang does; a failure fires it. */
 	return krd_peer_writer(p) ? 0 : KR_ENOMEM;
 }
+
+KR_API kr_ref kr_monitor_name_at(const char *node, const char *name)
+{
+	kr_pid self = kr_self();
+	if (self < 0)
+		return self;
+	if (!node || !strchr(node, '@') || strlen(node) > KRD_NODE_NAME_MAX || !name || !*name ||
+	    strlen(name) > KR_NAME_MAX)
+		return KR_EINVAL;
+	if (!krd_node_running())
+		return KR_ENODIST;
+	kr_ref ref = krx_remote_ref_new();
+	if (!strcmp(node, krd_me.name)) {
+		kr_pid pid = kr_whereis(name);
+		if (pid > 0)
+			return kr_monitor(pid);
+		if (krx_remote_monitor_note(ref, 0) != 0)
+			return KR_ENOMEM;
+		kr_down_msg d = {.ref = ref, .reason = {.kind = KR_EXIT_NOPROC}};
+		(void)krx_remote_signal_in(0, self, KRX_SIG_DOWN, ref, 0, &d, sizeof d);
+		return ref;
+	}
+	krd_peer *p = krd_peer_find(node, true);
+	kr_pid anchor = p ? krd_peer_anchor(p) : KR_ENOMEM;
+	if (anchor < 0)
+		return anchor;
+	if (krx_remote_monitor_note(ref, anchor) != 0)
+		return KR_ENOMEM;
+	krd_track_mon_out(&p->track, ref, self, anchor, false, name);
+	uint8_t stack[512];
+	krd_buf b;
+	krd_buf_init(&b, stack, sizeof stack);
+	krd_frame_begin(&b, 0);
+	krd_put_tuple(&b, 4);
+	krd_put_uint(&b, KRD_MONITOR_P);
+	krd_put_pid(&b, self);
+	krd_put_atom(&b, name);
+	krd_put_ref(&b, ref);
+	int rc = krd_frame_send(p, &b); /* connects first; a failure fires the DOWN */
+	krd_buf_free(&b);
+	return rc ? rc : ref;
+}

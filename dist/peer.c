@@ -375,6 +375,14 @@ static kr_pid big_join(uint32_t s, uint32_t id, uint32_t serial)
 	return (kr_pid)((uint64_t)s << SLOT_SHIFT | BIG_BIT | n);
 }
 
+kr_pid krd_peer_anchor(krd_peer *p)
+{
+	pthread_mutex_lock(&lock);
+	uint32_t s = slot_for(p, 0);
+	pthread_mutex_unlock(&lock);
+	return s ? (kr_pid)((uint64_t)s << SLOT_SHIFT) : KR_ELIMIT;
+}
+
 kr_pid krd_pid_join(const char *node, uint32_t id, uint32_t serial, uint32_t creation)
 {
 	if (krd_node_running() && !strcmp(node, krd_me.name)) {

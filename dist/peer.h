@@ -85,6 +85,11 @@ int krd_peers_up(const char **out, int n);
 /* Every connection process of every peer (for kr_node_stop): at most n. */
 int krd_peers_procs(kr_pid *out, int n);
 
+/* A pid that stands for the peer itself rather than a process (its slot
+ * with creation 0, id 0, serial 0): the target vm/ notes for a monitor by
+ * registered name, so that signals about it reach the peer. */
+kr_pid krd_peer_anchor(krd_peer *p);
+
 /* A pid's parts as a peer would see them. */
 typedef struct krd_pid_parts {
 	const char *node;

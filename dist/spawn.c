@@ -277,7 +277,7 @@ bool krd_spawn_reply_in(krd_peer *p, const uint8_t *c, int i, int arity)
 		(void)krx_remote_signal_in(pid, to, KRX_SIG_LINK, 0, 0, NULL, 0);
 	}
 	if (!r.err && (flags & F_MONITOR))
-		krd_track_mon_out(&p->track, ref, to, pid, false);
+		krd_track_mon_out(&p->track, ref, to, pid, false, NULL);
 	(void)krx_remote_deliver(0, to, KRD_TAG_SPAWN_REPLY, &r, sizeof r, NULL);
 	return true;
 }

@@ -7,6 +7,7 @@
  */
 #include "track.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,7 +21,8 @@ struct krd_tracked {
 	int type;
 	kr_pid local, remote;
 	kr_ref ref;
-	krd_mon_in *in; /* MON_IN: the monitor as noted */
+	krd_mon_in *in; /* MON_IN, CALL_IN: the monitor or call as noted */
+	char *name;     /* MON_OUT by registered name: the name */
 };
 
 static uint64_t mix(uint64_t x)
@@ -49,6 +51,7 @@ static void free_all(krd_tracked **b, size_t nb)
 		for (krd_tracked *e = b[i], *next; e; e = next) {
 			next = e->next;
 			free(e->in);
+			free(e->name);
 			free(e);
 		}
 	free(b);
@@ -141,13 +144,18 @@ void krd_track_unlink(krd_track *t, kr_pid local, kr_pid remote)
 	free(e);
 }
 
-void krd_track_mon_out(krd_track *t, kr_ref ref, kr_pid watcher, kr_pid target, bool call)
+void krd_track_mon_out(krd_track *t, kr_ref ref, kr_pid watcher, kr_pid target, bool call,
+                       const char *name)
 {
 	krd_tracked *e = calloc(1, sizeof *e);
-	if (!e)
+	char *n = name ? strdup(name) : NULL;
+	if (!e || (name && !n)) {
+		free(e);
+		free(n);
 		return;
+	}
 	*e = (krd_tracked){.key = mix((uint64_t)ref), .type = call ? CALL_OUT : MON_OUT,
-	                   .local = watcher, .remote = target, .ref = ref};
+	                   .local = watcher, .remote = target, .ref = ref, .name = n};
 	pthread_mutex_lock(&t->lock);
 	add(t, e);
 	pthread_mutex_unlock(&t->lock);
@@ -171,15 +179,20 @@ static krd_tracked *take_ref(krd_track *t, kr_ref ref, int a, int b)
 	return e;
 }
 
-bool krd_track_mon_out_end(krd_track *t, kr_ref ref, kr_pid *target, bool *call)
+bool krd_track_mon_out_end(krd_track *t, kr_ref ref, kr_pid *target, bool *call, char *name)
 {
 	krd_tracked *e = take_ref(t, ref, MON_OUT, CALL_OUT);
-	if (e && target)
+	if (!e)
+		return false;
+	if (target)
 		*target = e->remote;
-	if (e && call)
+	if (call)
 		*call = e->type == CALL_OUT;
+	if (name)
+		snprintf(name, KR_NAME_MAX + 1, "%s", e->name ? e->name : "");
+	free(e->name);
 	free(e);
-	return e != NULL;
+	return true;
 }
 
 kr_ref krd_remote_ref(const uint8_t *eref, size_t len)

@@ -56,10 +56,14 @@ void krd_track_link(krd_track *t, kr_pid local, kr_pid remote);
 void krd_track_unlink(krd_track *t, kr_pid local, kr_pid remote);
 
 /* Monitors of ours on a peer's process, by our ref; `call` for the one a
- * kr_call to that process makes (its DOWN is the call's). */
-void krd_track_mon_out(krd_track *t, kr_ref ref, kr_pid watcher, kr_pid target, bool call);
-/* Forget it; true (and *target, *call) if it was noted. */
-bool krd_track_mon_out_end(krd_track *t, kr_ref ref, kr_pid *target, bool *call);
+ * kr_call to that process makes (its DOWN is the call's); name for one by
+ * registered name (kr_monitor_name_at; target is then the peer's anchor,
+ * krd_peer_anchor), else NULL. */
+void krd_track_mon_out(krd_track *t, kr_ref ref, kr_pid watcher, kr_pid target, bool call,
+                       const char *name);
+/* Forget it; true (and *target, *call, the name or "" into name if not
+ * NULL: KR_NAME_MAX + 1 bytes) if it was noted. */
+bool krd_track_mon_out_end(krd_track *t, kr_ref ref, kr_pid *target, bool *call, char *name);
 
 /* The kr_ref a peer's reference (its term's bytes) stands for. */
 kr_ref krd_remote_ref(const uint8_t *eref, size_t len);

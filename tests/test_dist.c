@@ -868,3 +868,58 @@ Test(dist, a_beam_node_spawns_krill_processes)
 	cr_assert(strstr(erl.text, "exit {error,<<\"undef: krill:nosuch/1"), "erl said: %s", erl.text);
 	cr_assert(strstr(erl.text, "other {'EXIT',{badarg"), "erl said: %s", erl.text);
 }
+
+/* ---- monitors by name ---- */
+
+typedef struct name_watch {
+	const char *peer;
+	atomic_int done;
+} name_watch;
+
+static void name_watcher(void *arg)
+{
+	name_watch *w = arg;
+	/* No such name there: DOWN noproc. */
+	kr_ref ref = kr_monitor_name_at(w->peer, "nobody");
+	VM_CHECK(ref > 0, "kr_monitor_name_at: %s", kr_strerror((int)ref));
+	kr_msg *m;
+	VM_CHECK(kr_recv_tag(&m, KR_TAG_DOWN, 20000) == 0 && kr_msg_down(m)->ref == ref &&
+	                 kr_msg_down(m)->reason.kind == KR_EXIT_NOPROC &&
+	                 !strcmp(kr_pid_node(kr_msg_down(m)->pid), w->peer),
+	         "no DOWN noproc for a name nobody has");
+	/* A demonitored name monitor stays quiet; a live one sees the end. */
+	kr_ref quiet = kr_monitor_name_at(w->peer, "echo");
+	ref = kr_monitor_name_at(w->peer, "echo");
+	VM_CHECK(quiet > 0 && ref > 0 && kr_demonitor(quiet, 1) == 0, "monitors of echo");
+	uint8_t t[32];
+	VM_CHECK(kr_send_named_at(w->peer, "echo", KR_TAG_TERM, t, term_atom(t, "segfault")) == 0,
+	         "segfault to echo");
+	VM_CHECK(kr_recv_tag(&m, KR_TAG_DOWN, 20000) == 0 && kr_msg_down(m)->ref == ref &&
+	                 kr_msg_down(m)->reason.kind == KR_EXIT_SEGFAULT,
+	         "no DOWN segfault for echo");
+	VM_CHECK(kr_recv_tag(&m, KR_TAG_DOWN, 500) == KR_ETIMEDOUT, "a DOWN for the demonitored one");
+	/* This node's own names too. */
+	ref = kr_monitor_name_at(kr_node_name(), "nobody");
+	VM_CHECK(ref > 0 && kr_recv_tag(&m, KR_TAG_DOWN, 1000) == 0 && kr_msg_down(m)->ref == ref &&
+	                 kr_msg_down(m)->reason.kind == KR_EXIT_NOPROC,
+	         "a local name nobody has");
+	VM_CHECK(kr_monitor_name_at("nohost", "x") == KR_EINVAL, "a bad node");
+	atomic_store(&w->done, 1);
+}
+
+Test(dist, monitors_by_name_on_another_node)
+{
+	char me[96], peer[96];
+	dist_name(me, sizeof me, "a");
+	dist_name(peer, sizeof peer, "b");
+	dist_proc k;
+	dist_krnode(&k, peer, DIST_COOKIE, NULL);
+	vm_start(2);
+	start_node(me, 0);
+	name_watch w = {.peer = peer};
+	vm_spawn(name_watcher, &w);
+	int ok = VM_WAIT(atomic_load(&w.done) || atomic_load(&vm_fails), 60000);
+	vm_stop();
+	dist_kill(&k);
+	cr_assert(ok, "the watcher did not finish");
+}

@@ -84,6 +84,18 @@ KR_API const char *kr_node_name(void);
 KR_API int kr_nodes(const char **out, int n);
 
 /*
+ * Monitor the process registered as name on node, as Erlang's
+ * monitor(process, {Name, Node}): one KR_TAG_DOWN message when it ends,
+ * at once with KR_EXIT_NOPROC if no process has the name there, with
+ * KR_EXIT_NOCONNECTION if node cannot be reached or is lost. Its
+ * kr_down_msg.pid names the node (kr_pid_node), not a process. Remove it
+ * with kr_demonitor. Returns the ref; KR_EINVAL (a bad name or node),
+ * KR_ENODIST, KR_ENOTPROC, KR_ENOMEM. On this node's own name it monitors
+ * the local process of that name.
+ */
+KR_API kr_ref kr_monitor_name_at(const char *node, const char *name);
+
+/*
  * Monitor node, as erlang:monitor_node(Node, true): the caller gets one
  * KR_TAG_NODEDOWN message when the connection to node is lost, or, if it
  * is not connected and cannot be (krill tries, as Erlang does), at once.
