@@ -5,6 +5,8 @@
  */
 #include "conn.h"
 
+#include <atomic_ops.h>
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -107,6 +109,7 @@ static bool writer_take(writer *w, const kr_msg *m)
 	}
 	const uint8_t *f = (const uint8_t *)m->data + sizeof head;
 	size_t n = m->len - sizeof head;
+	AO_fetch_and_add(&w->peer->queued, (AO_t)-(AO_t)m->len); /* relaxed: a gauge */
 	if (n > BATCH - w->len) {
 		flush(w);
 		if (n > BATCH) {

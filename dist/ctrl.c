@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "conn.h"
 #include "ext.h"
@@ -69,7 +70,24 @@ int krd_frame_send(krd_peer *p, krd_buf *b)
 	if (!w)
 		return 0;
 	int rc = krd_frame_queue(w, b->p, b->len);
+	if (rc == 0)
+		AO_fetch_and_add(&p->queued, (AO_t)b->len); /* relaxed: a gauge */
 	return rc == KR_ENOPROC ? 0 : rc;
+}
+
+/*
+ * Backpressure, as the BEAM's dist_buf_busy_limit: a process that sends
+ * to a peer whose writer has more than busy_limit bytes queued waits (a
+ * millisecond at a time) until the writer has taken the excess, or the
+ * peer is down. Only senders of messages wait: dist/'s own processes
+ * (the reader answering a link or a call) never do, so that a slow peer
+ * cannot stop the reading of its own connection.
+ */
+static void wait_while_busy(krd_peer *p)
+{
+	while (AO_load(&p->queued) > krd_me.busy_limit && krd_peer_writer_alive(p))
+		if (kr_sleep(1) == KR_ENOTPROC)
+			nanosleep(&(struct timespec){0, 1000000}, NULL);
 }
 
 /* kr_call to a peer's process, as gen_server:call does it: monitor the
@@ -140,6 +158,7 @@ int krd_send(kr_pid from, kr_pid to, unsigned kind, uint64_t tag, kr_ref ref, co
 	put_message(&b, tag, data, len);
 	int rc = krd_frame_send(p, &b);
 	krd_buf_free(&b);
+	wait_while_busy(p);
 	return rc;
 }
 
@@ -166,6 +185,7 @@ int krd_send_named(kr_pid from, krd_peer *p, const char *name, uint64_t tag, con
 	put_message(&b, tag, data, len);
 	int rc = krd_frame_send(p, &b);
 	krd_buf_free(&b);
+	wait_while_busy(p);
 	return rc;
 }
 

@@ -298,6 +298,7 @@ static int configure(const kr_node_config *cfg, acceptor_arg *a)
 	krd_me.max_frame = cfg->max_frame ? cfg->max_frame : (size_t)128 << 20;
 	if (krd_me.max_frame > UINT32_MAX)
 		krd_me.max_frame = UINT32_MAX;
+	krd_me.busy_limit = cfg->busy_limit ? cfg->busy_limit : (size_t)1 << 20;
 	unsigned port = cfg->fixed_port ? cfg->fixed_port : cfg->port;
 	const char *where = cfg->listen_addr ? cfg->listen_addr : krd_me.host;
 	if (krd_resolve(where, (uint16_t)port, &a->addr, &a->addrlen) != 0)

@@ -62,6 +62,7 @@ typedef struct krd_node {
 	uint64_t flags;       /* what we advertise */
 	unsigned tick_ms;     /* net_ticktime in milliseconds */
 	size_t max_frame;
+	size_t busy_limit;    /* bytes queued for one peer past which senders wait */
 	unsigned fixed_port;  /* 0: EPMD */
 	int hidden;
 	unsigned port;        /* the port we listen on */

@@ -106,6 +106,14 @@ static uint32_t slot_for(krd_peer *p, uint32_t creation)
 	return (uint32_t)n;
 }
 
+bool krd_peer_writer_alive(krd_peer *p)
+{
+	pthread_mutex_lock(&lock);
+	kr_pid w = p->writer;
+	pthread_mutex_unlock(&lock);
+	return w > 0 && kr_is_alive(w);
+}
+
 uint32_t krd_peer_creation(krd_peer *p)
 {
 	pthread_mutex_lock(&lock);
@@ -123,6 +131,7 @@ static kr_pid down(krd_peer *p, bool *was_up)
 	p->state = KRD_DOWN;
 	p->writer = p->reader = p->connector = 0;
 	p->creation = 0;
+	AO_store(&p->queued, 0); /* what the writer held goes with it */
 	return w;
 }
 

@@ -21,6 +21,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <atomic_ops.h>
+
 #include "handshake.h"
 #include "krill.h"
 #include "track.h"
@@ -39,6 +41,8 @@ typedef struct krd_peer {
 	uint32_t creation; /* UP: the peer's */
 	uint64_t flags;    /* UP: the peer's */
 	krd_track track;   /* links and monitors across its connection */
+	AO_t queued;       /* bytes of frames queued to its writer and not yet taken:
+	                    * relaxed, a gauge for backpressure (ctrl.c) */
 } krd_peer;
 
 /* The peer of this name, made (DOWN) if create; NULL if unknown (or out
@@ -51,6 +55,8 @@ krd_peer *krd_peer_of(kr_pid pid, uint32_t *creation);
  * DOWN (a connector process is started). 0 when no process could be
  * spawned. A writer found dead (killed from outside) is replaced. */
 kr_pid krd_peer_writer(krd_peer *p);
+/* Whether the peer has a live writer (the peer is PENDING or UP). */
+bool krd_peer_writer_alive(krd_peer *p);
 /* The peer's creation when UP, 0 otherwise. */
 uint32_t krd_peer_creation(krd_peer *p);
 

@@ -923,3 +923,47 @@ Test(dist, monitors_by_name_on_another_node)
 	dist_kill(&k);
 	cr_assert(ok, "the watcher did not finish");
 }
+
+/* ---- backpressure ---- */
+
+typedef struct flood {
+	const char *peer;
+	int msgs;
+	atomic_int sent, done;
+} flood;
+
+static void flooder(void *arg)
+{
+	flood *f = arg;
+	static char kb[1024];
+	for (int i = 0; i < f->msgs; i++) {
+		VM_CHECK(kr_send_named_at(f->peer, "sink", 1, kb, sizeof kb) == 0, "send %d", i);
+		atomic_store(&f->sent, i + 1);
+	}
+	atomic_store(&f->done, 1);
+}
+
+Test(dist, a_sender_to_a_peer_that_does_not_read_waits_past_busy_limit)
+{
+	char me[96], peer[96];
+	dist_name(me, sizeof me, "a");
+	dist_name(peer, sizeof peer, "b");
+	dist_proc k;
+	dist_krnode(&k, peer, DIST_COOKIE, NULL);
+	vm_start(2);
+	kr_node_config cfg = {.name = me, .cookie = DIST_COOKIE, .busy_limit = 256 << 10};
+	cr_assert_eq(kr_node_start(&cfg), 0);
+	(void)ping_echo(peer);
+	kill(k.pid, SIGSTOP);
+	flood f = {.peer = peer, .msgs = 40000}; /* 40 MB */
+	vm_spawn(flooder, &f);
+	vm_host_sleep_ms(2000);
+	int stuck_at = atomic_load(&f.sent);
+	kill(k.pid, SIGCONT);
+	int ok = VM_WAIT(atomic_load(&f.done) || atomic_load(&vm_fails), 60000);
+	vm_stop();
+	dist_kill(&k);
+	/* The kernel's socket buffers take some megabytes; the rest waits. */
+	cr_assert_lt(stuck_at, 24000, "%d KiB sent to a peer that reads nothing", stuck_at);
+	cr_assert(ok, "the sender did not finish once the peer read again");
+}

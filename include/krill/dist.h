@@ -56,6 +56,9 @@ typedef struct kr_node_config {
 	unsigned net_ticktime;   /* seconds; a peer silent this long is down; 0 = 60 */
 	size_t max_frame;        /* the largest frame a peer may send (a bigger one ends
 	                          * the connection); 0 = 128 MiB */
+	size_t busy_limit;       /* bytes queued for one peer past which a process that
+	                          * sends to it waits until they drain (the BEAM's
+	                          * dist_buf_busy_limit); 0 = 1 MiB */
 } kr_node_config;
 
 /*
