@@ -245,8 +245,9 @@ static size_t head_size(const uint8_t *p, size_t len, uint64_t *kids)
 		return len >= 2 ? 2 : 0;
 	case ERL_INTEGER_EXT:
 		return len >= 5 ? 5 : 0;
-	case ERL_FLOAT_EXT:
-		return len >= 32 ? 32 : 0;
+	case ERL_FLOAT_EXT: /* 31 bytes of text, NUL-padded by every encoder: libei
+	                     * reads it with sscanf, which runs on to a NUL */
+		return len >= 32 && memchr(p + 1, 0, 31) ? 32 : 0;
 	case 'F': /* NEW_FLOAT_EXT */
 		return len >= 9 ? 9 : 0;
 	case ERL_ATOM_EXT:
