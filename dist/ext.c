@@ -228,6 +228,47 @@ static size_t node_term_size(const uint8_t *p, size_t len, size_t before, size_t
 	return before + a + after;
 }
 
+static size_t head_size(const uint8_t *p, size_t len, uint64_t *kids);
+
+/* One of the terms inside a fun: of one of the n tags (none of them a term
+ * with elements, so this never comes back to fun_size), else 0. */
+static size_t fun_part(const uint8_t *p, size_t len, const char *tags, size_t n)
+{
+	uint64_t kids;
+	if (!len || !memchr(tags, p[0], n))
+		return 0;
+	return head_size(p, len, &kids);
+}
+
+/* A NEW_FUN_EXT: Size (counting itself, not the tag), Arity, Uniq[16],
+ * Index, NumFree, then Module (an atom), OldIndex and OldUniq (integers)
+ * and Pid, then the free variables. libei decodes those four terms
+ * without looking at Size, so they must lie inside it; the free variables
+ * it takes as bytes, and so does the walk. */
+static size_t fun_size(const uint8_t *p, size_t len)
+{
+	static const struct {
+		char tags[4];
+		size_t n;
+	} parts[4] = {
+		{{ERL_ATOM_EXT, ERL_SMALL_ATOM_EXT, ERL_ATOM_UTF8_EXT, ERL_SMALL_ATOM_UTF8_EXT}, 4},
+		{{ERL_SMALL_INTEGER_EXT, ERL_INTEGER_EXT, ERL_SMALL_BIG_EXT, ERL_LARGE_BIG_EXT}, 4},
+		{{ERL_SMALL_INTEGER_EXT, ERL_INTEGER_EXT, ERL_SMALL_BIG_EXT, ERL_LARGE_BIG_EXT}, 4},
+		{{ERL_PID_EXT, ERL_NEW_PID_EXT}, 2},
+	};
+	size_t at = 1 + 4 + 1 + 16 + 4 + 4, n;
+	if (len < at || (n = be32(p + 1)) > len - 1 || n + 1 < at)
+		return 0;
+	size_t end = 1 + n;
+	for (int i = 0; i < 4; i++) {
+		size_t k = fun_part(p + at, end - at, parts[i].tags, parts[i].n);
+		if (!k)
+			return 0;
+		at += k;
+	}
+	return end;
+}
+
 /*
  * One term's own bytes (not its elements'): its size, and in *kids the
  * number of terms that follow as its elements. 0 when malformed. Funs
@@ -314,10 +355,8 @@ static size_t head_size(const uint8_t *p, size_t len, uint64_t *kids)
 		if (len < 6 || be32(p + 1) > len - 6)
 			return 0;
 		return 6 + (size_t)be32(p + 1);
-	case ERL_NEW_FUN_EXT: /* Size counts itself but not the tag */
-		if (len < 5 || (n = be32(p + 1)) < 4 || n > len - 1)
-			return 0;
-		return 1 + n;
+	case ERL_NEW_FUN_EXT:
+		return fun_size(p, len);
 	case ERL_EXPORT_EXT:
 		*kids = 3; /* module, function, arity */
 		return 1;
