@@ -450,10 +450,43 @@ static int kind_named(const char *atom)
 	return -1;
 }
 
+/* libei's printer recurses once per level of a term, in frames of over
+ * 2 KiB, on the stack of the connection's process (64 KiB by default): it
+ * prints a term nested at most this deep. */
+#define PRINT_DEPTH_MAX 10
+
+/* Whether the term at p (it passed the walk) nests at most max deep (a
+ * term without elements is 1 deep), found without recursing. */
+static bool shallow(const uint8_t *p, int max)
+{
+	uint64_t left[PRINT_DEPTH_MAX]; /* terms still to walk at each level */
+	int sp = 0;
+	size_t at = 0;
+	left[0] = 1;
+	while (sp >= 0) {
+		if (!left[sp]) {
+			sp--;
+			continue;
+		}
+		left[sp]--;
+		uint64_t kids;
+		at += head_size(p + at, (size_t)-1 / 2 - at, &kids);
+		if (kids && ++sp == max)
+			return false;
+		if (kids)
+			left[sp] = kids;
+	}
+	return true;
+}
+
 static void printed(const uint8_t *buf, int at, kr_reason *r)
 {
 	char *s = NULL;
 	int i = at;
+	if (!shallow(buf + at, PRINT_DEPTH_MAX)) {
+		snprintf(r->text, sizeof r->text, "(a term nested over %d deep)", PRINT_DEPTH_MAX);
+		return;
+	}
 	if (ei_s_print_term(&s, (const char *)buf, &i) >= 0 && s)
 		snprintf(r->text, sizeof r->text, "%s", s);
 	free(s);
