@@ -451,13 +451,15 @@ static int kind_named(const char *atom)
 }
 
 /* libei's printer recurses once per level of a term, in frames of over
- * 2 KiB, on the stack of the connection's process (64 KiB by default): it
- * prints a term nested at most this deep. */
+ * 2 KiB, on the stack of the connection's process (64 KiB by default), and
+ * loses the buffer it allocates for an external fun's function name (when
+ * the name does not fit beside the module's, or is no atom): it is given
+ * only a term nested at most this deep, with no external fun in it. */
 #define PRINT_DEPTH_MAX 10
 
-/* Whether the term at p (it passed the walk) nests at most max deep (a
- * term without elements is 1 deep), found without recursing. */
-static bool shallow(const uint8_t *p, int max)
+/* Whether the term at p (it passed the walk) is one for libei's printer,
+ * found without recursing. */
+static bool printable(const uint8_t *p)
 {
 	uint64_t left[PRINT_DEPTH_MAX]; /* terms still to walk at each level */
 	int sp = 0;
@@ -469,9 +471,11 @@ static bool shallow(const uint8_t *p, int max)
 			continue;
 		}
 		left[sp]--;
+		if (p[at] == ERL_EXPORT_EXT)
+			return false;
 		uint64_t kids;
 		at += head_size(p + at, (size_t)-1 / 2 - at, &kids);
-		if (kids && ++sp == max)
+		if (kids && ++sp == PRINT_DEPTH_MAX)
 			return false;
 		if (kids)
 			left[sp] = kids;
@@ -483,8 +487,9 @@ static void printed(const uint8_t *buf, int at, kr_reason *r)
 {
 	char *s = NULL;
 	int i = at;
-	if (!shallow(buf + at, PRINT_DEPTH_MAX)) {
-		snprintf(r->text, sizeof r->text, "(a term nested over %d deep)", PRINT_DEPTH_MAX);
+	if (!printable(buf + at)) {
+		snprintf(r->text, sizeof r->text, "(a term nested over %d deep, or with fun M:F/A)",
+		         PRINT_DEPTH_MAX);
 		return;
 	}
 	if (ei_s_print_term(&s, (const char *)buf, &i) >= 0 && s)
