@@ -452,9 +452,9 @@ static int kind_named(const char *atom)
 
 /* libei's printer recurses once per level of a term, in frames of over
  * 2 KiB, on the stack of the connection's process (64 KiB by default), and
- * loses the buffer it allocates for an external fun's function name (when
- * the name does not fit beside the module's, or is no atom): it is given
- * only a term nested at most this deep, with no external fun in it. */
+ * never frees what it allocates for a fun (a closure's free variables; an
+ * external fun's function name when it does not fit beside the module's):
+ * it is given only a term nested at most this deep, with no fun in it. */
 #define PRINT_DEPTH_MAX 10
 
 /* Whether the term at p (it passed the walk) is one for libei's printer,
@@ -471,7 +471,7 @@ static bool printable(const uint8_t *p)
 			continue;
 		}
 		left[sp]--;
-		if (p[at] == ERL_EXPORT_EXT)
+		if (p[at] == ERL_NEW_FUN_EXT || p[at] == ERL_EXPORT_EXT)
 			return false;
 		uint64_t kids;
 		at += head_size(p + at, (size_t)-1 / 2 - at, &kids);
@@ -488,7 +488,7 @@ static void printed(const uint8_t *buf, int at, kr_reason *r)
 	char *s = NULL;
 	int i = at;
 	if (!printable(buf + at)) {
-		snprintf(r->text, sizeof r->text, "(a term nested over %d deep, or with fun M:F/A)",
+		snprintf(r->text, sizeof r->text, "(a term nested over %d deep, or with a fun)",
 		         PRINT_DEPTH_MAX);
 		return;
 	}
