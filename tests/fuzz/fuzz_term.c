@@ -38,6 +38,7 @@
  */
 #include <ei.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <sanitizer/asan_interface.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -323,15 +324,39 @@ static void *run_job(void *arg)
 	return NULL;
 }
 
+/* One thread with a process-sized stack runs every job in turn: a thread
+ * per input would cost the sanitizers memory for each one made. */
+static sem_t go, done;
+static job *current;
+
+static void *worker(void *arg)
+{
+	for (;;) {
+		while (sem_wait(&go) != 0)
+			;
+		run_job(current);
+		sem_post(&done);
+	}
+	return arg;
+}
+
+static void worker_init(void)
+{
+	pthread_attr_t a;
+	pthread_t t;
+	if (sem_init(&go, 0, 0) || sem_init(&done, 0, 0) || pthread_attr_init(&a) ||
+	    pthread_attr_setstacksize(&a, PROC_STACK) || pthread_create(&t, &a, worker, NULL))
+		abort();
+	pthread_attr_destroy(&a);
+}
+
 static void on_process_stack(const uint8_t *p, size_t len, bool frame)
 {
 	job j = {p, len, frame};
-	pthread_attr_t a;
-	pthread_t t;
-	if (pthread_attr_init(&a) || pthread_attr_setstacksize(&a, PROC_STACK) ||
-	    pthread_create(&t, &a, run_job, &j) || pthread_join(t, NULL))
-		abort();
-	pthread_attr_destroy(&a);
+	current = &j;
+	sem_post(&go);
+	while (sem_wait(&done) != 0)
+		;
 }
 
 static void check_term(const uint8_t *p, size_t len)
@@ -344,8 +369,10 @@ static void check_term(const uint8_t *p, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	if (!region)
+	if (!region) {
 		region_init();
+		worker_init();
+	}
 	if (size < 1 || size > MAX_INPUT)
 		return 0;
 	if (data[0] == KRD_PASS_THROUGH && size >= 2 && data[1] == KRD_VERSION_MAGIC) {
