@@ -228,6 +228,47 @@ static size_t node_term_size(const uint8_t *p, size_t len, size_t before, size_t
 	return before + a + after;
 }
 
+static size_t head_size(const uint8_t *p, size_t len, uint64_t *kids);
+
+/* One of the terms inside a fun: of one of the n tags (none of them a term
+ * with elements, so this never comes back to fun_size), else 0. */
+static size_t fun_part(const uint8_t *p, size_t len, const char *tags, size_t n)
+{
+	uint64_t kids;
+	if (!len || !memchr(tags, p[0], n))
+		return 0;
+	return head_size(p, len, &kids);
+}
+
+/* A NEW_FUN_EXT: Size (counting itself, not the tag), Arity, Uniq[16],
+ * Index, NumFree, then Module (an atom), OldIndex and OldUniq (integers)
+ * and Pid, then the free variables. libei decodes those four terms
+ * without looking at Size, so they must lie inside it; the free variables
+ * it takes as bytes, and so does the walk. */
+static size_t fun_size(const uint8_t *p, size_t len)
+{
+	static const struct {
+		char tags[4];
+		size_t n;
+	} parts[4] = {
+		{{ERL_ATOM_EXT, ERL_SMALL_ATOM_EXT, ERL_ATOM_UTF8_EXT, ERL_SMALL_ATOM_UTF8_EXT}, 4},
+		{{ERL_SMALL_INTEGER_EXT, ERL_INTEGER_EXT, ERL_SMALL_BIG_EXT, ERL_LARGE_BIG_EXT}, 4},
+		{{ERL_SMALL_INTEGER_EXT, ERL_INTEGER_EXT, ERL_SMALL_BIG_EXT, ERL_LARGE_BIG_EXT}, 4},
+		{{ERL_PID_EXT, ERL_NEW_PID_EXT}, 2},
+	};
+	size_t at = 1 + 4 + 1 + 16 + 4 + 4, n;
+	if (len < at || (n = be32(p + 1)) > len - 1 || n + 1 < at)
+		return 0;
+	size_t end = 1 + n;
+	for (int i = 0; i < 4; i++) {
+		size_t k = fun_part(p + at, end - at, parts[i].tags, parts[i].n);
+		if (!k)
+			return 0;
+		at += k;
+	}
+	return end;
+}
+
 /*
  * One term's own bytes (not its elements'): its size, and in *kids the
  * number of terms that follow as its elements. 0 when malformed. Funs
@@ -245,8 +286,9 @@ static size_t head_size(const uint8_t *p, size_t len, uint64_t *kids)
 		return len >= 2 ? 2 : 0;
 	case ERL_INTEGER_EXT:
 		return len >= 5 ? 5 : 0;
-	case ERL_FLOAT_EXT:
-		return len >= 32 ? 32 : 0;
+	case ERL_FLOAT_EXT: /* 31 bytes of text, NUL-padded by every encoder: libei
+	                     * reads it with sscanf, which runs on to a NUL */
+		return len >= 32 && memchr(p + 1, 0, 31) ? 32 : 0;
 	case 'F': /* NEW_FLOAT_EXT */
 		return len >= 9 ? 9 : 0;
 	case ERL_ATOM_EXT:
@@ -313,10 +355,8 @@ static size_t head_size(const uint8_t *p, size_t len, uint64_t *kids)
 		if (len < 6 || be32(p + 1) > len - 6)
 			return 0;
 		return 6 + (size_t)be32(p + 1);
-	case ERL_NEW_FUN_EXT: /* Size counts itself but not the tag */
-		if (len < 5 || (n = be32(p + 1)) < 4 || n > len - 1)
-			return 0;
-		return 1 + n;
+	case ERL_NEW_FUN_EXT:
+		return fun_size(p, len);
 	case ERL_EXPORT_EXT:
 		*kids = 3; /* module, function, arity */
 		return 1;
@@ -410,10 +450,48 @@ static int kind_named(const char *atom)
 	return -1;
 }
 
+/* libei's printer recurses once per level of a term, in frames of over
+ * 2 KiB, on the stack of the connection's process (64 KiB by default), and
+ * never frees what it allocates for a fun (a closure's free variables; an
+ * external fun's function name when it does not fit beside the module's):
+ * it is given only a term nested at most this deep, with no fun in it. */
+#define PRINT_DEPTH_MAX 10
+
+/* Whether the term at p (it passed the walk) is one for libei's printer,
+ * found without recursing. */
+static bool printable(const uint8_t *p)
+{
+	uint64_t left[PRINT_DEPTH_MAX]; /* terms still to walk at each level */
+	int sp = 0;
+	size_t at = 0;
+	left[0] = 1;
+	while (sp >= 0) {
+		if (!left[sp]) {
+			sp--;
+			continue;
+		}
+		left[sp]--;
+		if (p[at] == ERL_NEW_FUN_EXT || p[at] == ERL_EXPORT_EXT)
+			return false;
+		uint64_t kids;
+		at += head_size(p + at, (size_t)-1 / 2 - at, &kids);
+		if (kids && ++sp == PRINT_DEPTH_MAX)
+			return false;
+		if (kids)
+			left[sp] = kids;
+	}
+	return true;
+}
+
 static void printed(const uint8_t *buf, int at, kr_reason *r)
 {
 	char *s = NULL;
 	int i = at;
+	if (!printable(buf + at)) {
+		snprintf(r->text, sizeof r->text, "(a term nested over %d deep, or with a fun)",
+		         PRINT_DEPTH_MAX);
+		return;
+	}
 	if (ei_s_print_term(&s, (const char *)buf, &i) >= 0 && s)
 		snprintf(r->text, sizeof r->text, "%s", s);
 	free(s);

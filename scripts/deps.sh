@@ -7,6 +7,8 @@
 #   scripts/deps.sh aarch64   cross compiler, qemu-user, arm64 mimalloc, and an arm64
 #                             sysroot holding Criterion and its runtime libraries
 #   scripts/deps.sh bench     the BEAM (erlang-nox) and gnuplot for side-by-side benchmarks
+#   scripts/deps.sh fuzz      clang and its runtimes (libclang-rt-14-dev: libFuzzer, ASan,
+#                             UBSan for clang -fsanitize=fuzzer) for the fuzz targets
 #
 # As root it runs apt-get itself; otherwise it prints the exact apt-get line and fails.
 #
@@ -26,6 +28,9 @@ native_pkgs=(libmimalloc-dev libatomic-ops-dev libcriterion-dev pkgconf make gcc
              erlang-nox)
 aarch64_pkgs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user qemu-user-binfmt libmimalloc-dev:arm64)
 bench_pkgs=(erlang-nox gnuplot-nox)
+# clang -fsanitize=fuzzer links libclang_rt.fuzzer-x86_64.a, which Debian 12 ships in
+# libclang-rt-14-dev (not a dependency of clang; libfuzzer-14-dev is libFuzzer for gcc).
+fuzz_pkgs=(clang libclang-rt-14-dev)
 # libcriterion3 for arm64 and its runtime closure (apt-cache depends --recurse), less libc;
 # erlang-dev for its arm64 libei.a (dist/ links it in).
 sysroot_pkgs=(erlang-dev libcriterion3 libffi8 libgit2-1.5 libnanomsg5 libhttp-parser2.9 libmbedcrypto7
@@ -108,5 +113,6 @@ native)  apt_install "${native_pkgs[@]}" ;;
 aarch64) apt_install "${native_pkgs[@]}"; ensure_arm64_arch
          apt_install "${aarch64_pkgs[@]}"; ensure_binfmt; make_sysroot ;;
 bench)   apt_install "${native_pkgs[@]}" "${bench_pkgs[@]}" ;;
-*)       echo "usage: $0 native|aarch64|bench" >&2; exit 2 ;;
+fuzz)    apt_install "${native_pkgs[@]}" "${fuzz_pkgs[@]}" ;;
+*)       echo "usage: $0 native|aarch64|bench|fuzz" >&2; exit 2 ;;
 esac
