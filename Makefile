@@ -321,8 +321,9 @@ fuzz-handshake: $(B)/fuzz/fuzz_handshake
 # dist/ext.c, ctrl.c, peer.c and track.c as they are, the VM under them
 # stubbed in the target; seeds in tests/fuzz/corpus/term/, written by
 # tests/fuzz/term_seeds.escript from a BEAM's term_to_binary.
-FUZZ_TERM_SRC := tests/fuzz/fuzz_term.c dist/ext.c dist/ctrl.c dist/peer.c dist/track.c
-FUZZ_TERM_H   := dist/ext.h dist/ctrl.h dist/peer.h dist/track.h dist/node.h dist/conn.h vm/remote.h
+FUZZ_TERM_SRC := tests/fuzz/fuzz_term.c dist/ext.c dist/ctrl.c dist/peer.c dist/track.c dist/spawn.c
+FUZZ_TERM_H   := dist/ext.h dist/ctrl.h dist/peer.h dist/track.h dist/spawn.h dist/node.h dist/conn.h \
+                 vm/remote.h
 
 $(B)/fuzz/fuzz_term: $(FUZZ_TERM_SRC) $(FUZZ_TERM_H) $(B)/.deps-native
 	@mkdir -p $(@D)/corpus-term

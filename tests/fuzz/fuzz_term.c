@@ -103,8 +103,8 @@ int krx_remote_deliver(kr_pid from, kr_pid to, uint64_t tag, const void *data, s
 
 /* As vm/signal.c's: false for a pid that is not a local one; true or
  * false otherwise (alive or gone: both ways are taken). */
-bool krx_remote_signal_in(kr_pid from, kr_pid to, unsigned kind, kr_ref ref, const void *payload,
-                          size_t len)
+bool krx_remote_signal_in(kr_pid from, kr_pid to, unsigned kind, kr_ref ref, uint64_t tag,
+                          const void *payload, size_t len)
 {
 	if (len && !payload)
 		abort();
@@ -112,6 +112,93 @@ bool krx_remote_signal_in(kr_pid from, kr_pid to, unsigned kind, kr_ref ref, con
 		return false;
 	touch(payload, len);
 	return (to & 1) != 0;
+}
+
+/* A call from a peer: as krx_remote_signal_in. */
+bool krx_remote_call_in(kr_pid from, kr_pid to, kr_ref ref, uint64_t tag, const void *data,
+                        size_t len)
+{
+	return krx_remote_signal_in(from, to, 0, ref, tag, data, len);
+}
+
+/* A spawn for a peer (spawn.c): a local pid, or a failure now and then. */
+kr_pid krx_remote_spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts, kr_pid link_to,
+                        kr_pid watcher, kr_ref ref)
+{
+	if (!fn || (watcher && !ref))
+		abort();
+	return (link_to & 3) == 3 ? KR_ELIMIT : (kr_pid)((uint64_t)1 << 26 | 43);
+}
+
+/* The new process's go: its argument must be readable. */
+int krx_remote_queue(kr_pid to, uint64_t tag, const void *data, size_t len)
+{
+	touch(data, len);
+	return 0;
+}
+
+void krd_node_event(const char *name, bool up)
+{
+	touch(name, strlen(name));
+}
+
+/* What only a process calling into dist/ reaches (kr_spawn_at, a sender
+ * waiting past busy_limit), never a frame from a peer. */
+int kr_sleep(long ms)
+{
+	abort();
+}
+
+/* spawn.c's kr_spawn_at and its new processes: a caller's side, which no
+ * frame from a peer reaches. */
+kr_pid kr_self(void)
+{
+	abort();
+}
+
+kr_pid kr_spawn_opt(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
+{
+	abort();
+}
+
+int kr_recv_tag(kr_msg **out, uint64_t tag, long timeout_ms)
+{
+	abort();
+}
+
+int kr_recv_match(kr_msg **out, kr_match_fn *pred, void *ctx, long timeout_ms)
+{
+	abort();
+}
+
+void kr_msg_free(kr_msg *msg)
+{
+	abort();
+}
+
+int kr_crash(const char *fmt, ...)
+{
+	abort();
+}
+
+int kr_monitor_node(const char *node, int on)
+{
+	abort();
+}
+
+kr_ref krx_remote_ref_new(void)
+{
+	abort();
+}
+
+int krx_remote_monitor_note(kr_ref ref, kr_pid target)
+{
+	abort();
+}
+
+void krx_remote_monitor_drop(kr_ref ref)
+{
+	abort();
 }
 
 kr_pid kr_whereis(const char *name)
@@ -320,7 +407,7 @@ static void *run_job(void *arg)
 	why[0] = 0;
 	if (krd_ctrl_handle(peer, j->p, j->len, why, sizeof why) < 0 && !why[0])
 		abort(); /* a refusal says why */
-	krd_track_lost(&peer->track); /* the connection ends: every note fires */
+	krd_track_lost(&peer->track, peer->name); /* the connection ends: every note fires */
 	return NULL;
 }
 
