@@ -153,7 +153,7 @@ static void writer_main(void *arg)
 
 kr_pid krd_writer_spawn(krd_peer *p)
 {
-	kr_spawn_opts o = {.name = "dist_writer"};
+	kr_spawn_opts o = {.name = "dist_writer", .stack_size = KRD_STACK};
 	return kr_spawn_opt(writer_main, p, &o);
 }
 
@@ -317,7 +317,7 @@ static void connector_main(void *arg)
 
 kr_pid krd_connector_spawn(krd_peer *p)
 {
-	kr_spawn_opts o = {.name = "dist_connect"};
+	kr_spawn_opts o = {.name = "dist_connect", .stack_size = KRD_STACK};
 	return kr_spawn_opt(connector_main, p, &o);
 }
 
@@ -359,7 +359,7 @@ static void accepted_main(void *arg)
 
 int krd_conn_accepted(int fd)
 {
-	kr_spawn_opts o = {.name = "dist_accepted"};
+	kr_spawn_opts o = {.name = "dist_accepted", .stack_size = KRD_STACK};
 	kr_pid pid = kr_spawn_opt(accepted_main, (void *)(intptr_t)fd, &o);
 	int rc = pid > 0 ? kr_fd_give(fd, pid) : (int)pid;
 	if (rc != 0)

@@ -315,7 +315,7 @@ static int start(const kr_node_config *cfg)
 	krx_remote_install(&ops);
 	start_box box = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 	a.box = &box;
-	kr_spawn_opts o = {.name = "dist_acceptor"};
+	kr_spawn_opts o = {.name = "dist_acceptor", .stack_size = KRD_STACK};
 	kr_pid acc = kr_spawn_opt(acceptor_main, &a, &o);
 	if (acc < 0)
 		return (int)acc;

@@ -54,6 +54,11 @@
 	 KRD_F_SMALL_ATOM_TAGS | KRD_F_BIG_SEQTRACE_LABELS | KRD_F_EXIT_PAYLOAD | KRD_F_UNLINK_ID | \
 	 KRD_F_MANDATORY_25_DIGEST | KRD_F_SPAWN | KRD_F_V4_NC | KRD_F_ALIAS)
 
+/* The stack of dist/'s own processes, whatever the VM's default: a
+ * connection reads terms with libei, whose printer recurses (ext.c
+ * bounds the depth it lets it go for this size). */
+#define KRD_STACK ((size_t)64 << 10)
+
 typedef struct krd_node {
 	char name[KRD_NODE_NAME_MAX + 1]; /* alive@host */
 	char host[KRD_NODE_NAME_MAX + 1];
