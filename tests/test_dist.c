@@ -245,12 +245,19 @@ typedef struct ping {
 	atomic_int done;
 } ping;
 
+/* Sends again every half second: a message to a name not (yet) registered is
+ * dropped, as in Erlang, and the peer's supervisor may still be restarting
+ * echo after a crash. */
 static void pinger(void *arg)
 {
 	ping *p = arg;
-	p->rc = kr_send_named_at(p->peer, "echo", 5, "ping", 4);
 	kr_msg *m;
-	if (!p->rc && !(p->rc = kr_recv(&m, 10000))) {
+	for (int i = 0; i < 30; i++) {
+		p->rc = kr_send_named_at(p->peer, "echo", 5, "ping", 4);
+		if (p->rc || !(p->rc = kr_recv(&m, 500)))
+			break;
+	}
+	if (!p->rc) {
 		p->got = m->sender;
 		kr_msg_free(m);
 	}
