@@ -203,7 +203,14 @@ $(2)/krill_tests: $$($(1)_TEST_OBJ) $(2)/libkrill.a
 $(2)/krnode: $(2)/obj/examples/dist/krnode.o $(2)/libkrill.a
 	$$($(1)_CC) $$($(1)_LDFLAGS) $(PROG_LDFLAGS) -o $$@ $$^ $(LIBS)
 
-test-$(1): $(2)/krill_tests $(2)/krnode
+# The cluster demonstration (examples/dist/README.md): a node program and
+# the driver that runs and kills its nodes; tests/test_dist_demo.c runs it.
+$(2)/cluster: $(2)/obj/examples/dist/cluster.o $(2)/libkrill.a
+	$$($(1)_CC) $$($(1)_LDFLAGS) $(PROG_LDFLAGS) -o $$@ $$^ $(LIBS)
+$(2)/cluster_demo: $(2)/obj/examples/dist/cluster_demo.o
+	$$($(1)_CC) $$($(1)_LDFLAGS) -o $$@ $$^
+
+test-$(1): $(2)/krill_tests $(2)/krnode $(2)/cluster $(2)/cluster_demo
 	@echo "== krill tests: $(1) =="
 	cd $(2) && $$($(1)_RUN) ./krill_tests $$(TEST_ARGS)
 endef
@@ -245,7 +252,7 @@ $(B)/chat_demo: $(B)/obj/examples/chat/chat_demo.o $(B)/obj/$(CHAT_SRV:.c=.o) $(
 	$(CC) $(PROG_LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LIBS)
 chat: $(B)/chat $(B)/chat_load $(B)/chat_demo
 
-demo: $(B)/krbench $(EXAMPLES) $(B)/chat_demo
+demo: $(B)/krbench $(EXAMPLES) $(B)/chat_demo $(B)/cluster $(B)/cluster_demo
 	@echo "== the context switch, krill against glibc swapcontext =="
 	$(B)/krbench ctx
 	@echo
@@ -263,6 +270,9 @@ demo: $(B)/krbench $(EXAMPLES) $(B)/chat_demo
 	@echo
 	@echo "== the chat server: a connection crashes, a room crashes, a room crashes too often =="
 	$(B)/chat_demo
+	@echo
+	@echo "== a cluster of nodes: a worker node, then the coordinator's, killed with SIGKILL; no job lost =="
+	$(B)/cluster_demo
 
 # make test runs every suite, in order, even when one fails, and fails if any did.
 test:
@@ -375,4 +385,4 @@ uninstall:
 clean:
 	rm -rf $(B)/obj $(B)/asan $(B)/tsan $(B)/valgrind $(B)/aarch64/obj $(B)/aarch64/krill_tests \
 	       $(B)/*.a $(B)/*.so $(B)/krbench $(B)/krill_tests $(B)/krill.pc $(EXAMPLES) $(B)/krnode \
-	       $(B)/chat $(B)/chat_load $(B)/chat_demo
+	       $(B)/cluster $(B)/cluster_demo $(B)/chat $(B)/chat_load $(B)/chat_demo
