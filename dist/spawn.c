@@ -282,13 +282,19 @@ bool krd_spawn_reply_in(krd_peer *p, const uint8_t *c, int i, int arity)
 	return true;
 }
 
+/* What kr_spawn_at waits for: the reply to its request, or its node's end. */
+typedef struct awaited {
+	const char *node;
+	kr_ref ref;
+} awaited;
+
 static int is_reply(const kr_msg *m, void *ctx)
 {
-	const char *node = ctx;
-	const kr_ref *ref = (const kr_ref *)(node + strlen(node) + 1);
+	const awaited *w = ctx;
 	if (m->tag == KRD_TAG_SPAWN_REPLY && m->len == sizeof(spawn_reply))
-		return ((const spawn_reply *)m->data)->ref == *ref;
-	return m->tag == KR_TAG_NODEDOWN && m->len == strlen(node) + 1 && !memcmp(m->data, node, m->len);
+		return ((const spawn_reply *)m->data)->ref == w->ref;
+	return m->tag == KR_TAG_NODEDOWN && m->len == strlen(w->node) + 1 &&
+	       !memcmp(m->data, w->node, m->len);
 }
 
 static void put_request(krd_buf *b, kr_ref ref, kr_pid self, const char *name, bool link,
@@ -358,11 +364,8 @@ KR_API kr_pid kr_spawn_at(const char *node, const char *name, const void *arg, s
 	krd_buf_free(&b);
 	kr_msg *m = NULL;
 	if (!rc) {
-		char ctx[KRD_NODE_NAME_MAX + 1 + sizeof ref];
-		size_t n = strlen(node) + 1;
-		memcpy(ctx, node, n);
-		memcpy(ctx + n, &ref, sizeof ref);
-		rc = kr_recv_match(&m, is_reply, ctx, KR_INFINITY);
+		awaited w = {.node = node, .ref = ref};
+		rc = kr_recv_match(&m, is_reply, &w, KR_INFINITY);
 	}
 	kr_monitor_node(node, 0);
 	spawn_reply r = {.err = KR_ENOCONN};

@@ -34,6 +34,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,8 @@ static struct {
 	bool c_has_job;        /* a handed c a job after kill_c_after results */
 	bool a_handed_out;     /* a handed out a job after kill_a_after results */
 	int lost_with_c;       /* a's "lost with node c" lines */
+	uint64_t lost_ids;     /* the jobs lost with c, by id */
+	uint64_t redone_ids;   /* of those, the ones a handed out again */
 	bool took_over;        /* b: "taking over" */
 	bool adopted_or_requeued;
 	bool beam_monitoring, beam_pong, beam_down_noconnection, beam_called_standby, beam_done;
@@ -203,7 +206,15 @@ static void note(int who, const char *line)
 			seen.c_has_job = true;
 		if (seen.results >= seen.kill_a_after && handed_to(line, NULL))
 			seen.a_handed_out = true;
-		seen.lost_with_c += has(line, "lost with node c");
+		int id;
+		if (has(line, "lost with node c") && sscanf(line, "job %d", &id) == 1 && id >= 0 &&
+		    id < 64) {
+			seen.lost_with_c++;
+			seen.lost_ids |= 1ull << id;
+		}
+		if (handed_to(line, NULL) && sscanf(line, "job %d", &id) == 1 && id >= 0 && id < 64 &&
+		    (seen.lost_ids >> id & 1))
+			seen.redone_ids |= 1ull << id;
 	} else if (who == B) {
 		seen.took_over |= has(line, "taking over");
 		seen.adopted_or_requeued |= has(line, "adopted") || has(line, "queued again");
@@ -314,7 +325,13 @@ static bool d_ready(void) { return seen.ready[D]; }
 static bool beam_monitoring(void) { return seen.beam_monitoring || kids[BEAM].pid == 0; }
 static bool c_has_job(void) { return seen.c_has_job; }
 static bool c_loss_seen(void) { return seen.lost_with_c > 0; }
-static bool a_handed_out(void) { return seen.a_handed_out; }
+/* Half the results are in, a has just handed out a job, and a itself has
+ * redone every job lost with c (so that the check below sees a's own
+ * recovery, not the standby's). */
+static bool a_handed_out(void)
+{
+	return seen.a_handed_out && (seen.lost_ids & ~seen.redone_ids) == 0;
+}
 static bool verdict(void) { return seen.verdict != 0; }
 static bool all_ended(void)
 {
@@ -421,8 +438,9 @@ static bool check(const run_opts *o, bool finished)
 {
 	bool beam_ok = !o->erl || (seen.beam_pong && seen.beam_down_noconnection &&
 	                           seen.beam_called_standby);
-	out("driver", "checks: c killed mid-job, its jobs redone: %s (%d lost with c)",
-	    seen.lost_with_c > 0 ? "yes" : "NO", seen.lost_with_c);
+	bool c_redone = seen.lost_with_c > 0 && (seen.lost_ids & ~seen.redone_ids) == 0;
+	out("driver", "checks: c killed mid-job, its jobs redone by a: %s (%d lost with c)",
+	    c_redone ? "yes" : "NO", seen.lost_with_c);
 	out("driver", "checks: a killed mid-run, b took over and finished: %s",
 	    seen.took_over && seen.verdict ? "yes" : "NO");
 	if (o->erl)
@@ -433,7 +451,7 @@ static bool check(const run_opts *o, bool finished)
 	out("driver", "checks: the verdict: %s", seen.verdict > 0 ? "PASS" : seen.verdict < 0 ?
 	    "FAIL" : "none");
 	out("driver", "checks: every node process ended: %s", finished ? "yes" : "NO");
-	return finished && seen.lost_with_c > 0 && seen.took_over && seen.verdict > 0 && beam_ok;
+	return finished && c_redone && seen.took_over && seen.verdict > 0 && beam_ok;
 }
 
 static void usage(void)
