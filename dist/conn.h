@@ -33,11 +33,14 @@
 #define KRD_TAG_FRAME (KR_TAG_SUP + 0x80) /* to a writer: krd_frame_msg, then the frame */
 #define KRD_TAG_UP (KR_TAG_SUP + 0x81)    /* to a writer: krd_up_msg */
 
-/* The head of a frame queued to a writer. */
+/* The head of a frame queued to a writer. A message to a pid of the
+ * peer's earlier incarnation is dropped here, as Erlang drops it; what
+ * needs the peer's answer (links, monitors) goes with KRD_ANY_CREATION. */
 typedef struct krd_frame_msg {
-	uint32_t creation; /* the incarnation it is for; 0: any (a send to a name) */
+	uint32_t creation; /* the incarnation it is for, or KRD_ANY_CREATION */
 	uint32_t unused;
 } krd_frame_msg;
+#define KRD_ANY_CREATION 0u /* a send to a name, a signal: for whoever is there */
 
 kr_pid krd_writer_spawn(krd_peer *p);
 kr_pid krd_connector_spawn(krd_peer *p);

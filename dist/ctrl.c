@@ -99,7 +99,7 @@ static int send_call(krd_peer *p, uint32_t creation, kr_pid from, kr_pid to, uin
 	uint8_t stack[512];
 	krd_buf b;
 	krd_buf_init(&b, stack, sizeof stack);
-	krd_frame_begin(&b, creation);
+	krd_frame_begin(&b, KRD_ANY_CREATION); /* a stale server's DOWN noproc ends the call */
 	krd_track_mon_out(&p->track, ref, from, to, true, NULL);
 	krd_put_tuple(&b, 4);
 	krd_put_uint(&b, KRD_MONITOR_P);
@@ -309,6 +309,10 @@ static bool put_signal(krd_buf *b, krd_peer *p, kr_pid from, kr_pid to, unsigned
 	return true;
 }
 
+/* A signal goes to the peer whichever incarnation `to` is of: a link or a
+ * monitor of an earlier one's pid is answered noproc by the peer, as
+ * Erlang's nodes answer it (dropped here, its link would wait for the
+ * noconnection of a later loss). */
 void krd_signal(kr_pid from, kr_pid to, unsigned kind, kr_ref ref, uint64_t tag,
                 const void *payload, size_t len)
 {
@@ -319,7 +323,7 @@ void krd_signal(kr_pid from, kr_pid to, unsigned kind, kr_ref ref, uint64_t tag,
 	uint8_t stack[512];
 	krd_buf b;
 	krd_buf_init(&b, stack, sizeof stack);
-	krd_frame_begin(&b, creation);
+	krd_frame_begin(&b, KRD_ANY_CREATION);
 	if (put_signal(&b, p, from, to, kind, ref, tag, payload, len))
 		(void)krd_frame_send(p, &b);
 	krd_buf_free(&b);
@@ -493,10 +497,27 @@ static bool local(kr_pid pid)
 
 /* An exit signal back to a peer's process: its link or monitor named a
  * process of ours that is gone. */
-static void answer_noproc(kr_pid ours, kr_pid theirs)
+/* A peer's link or monitor found none of ours: answer noproc at once,
+ * naming what it named exactly as it did (its bytes `named`: a pid, maybe
+ * of an earlier incarnation of this node, which maps to no kr_pid, or a
+ * registered name), so that the peer's own link or monitor ends. With a
+ * reference (eref), the answer is a DOWN; without, a link's EXIT. */
+static void answer_noproc(krd_peer *p, const uint8_t *named, size_t named_len, kr_pid theirs,
+                          const uint8_t *eref, size_t eref_len)
 {
-	kr_exit_msg e = {.from = ours, .reason = {.kind = KR_EXIT_NOPROC}};
-	krd_signal(ours, theirs, KRX_SIG_EXIT_LINK, 0, 0, &e, sizeof e);
+	uint8_t stack[512];
+	krd_buf b;
+	krd_buf_init(&b, stack, sizeof stack);
+	krd_frame_begin(&b, KRD_ANY_CREATION);
+	krd_put_tuple(&b, eref ? 4 : 3);
+	krd_put_uint(&b, eref ? KRD_PAYLOAD_MONITOR_P_EXIT : KRD_PAYLOAD_EXIT);
+	krd_put(&b, named, named_len);
+	krd_put_pid(&b, theirs);
+	if (eref)
+		krd_put(&b, eref, eref_len);
+	put_reason_payload(&b, &(kr_reason){.kind = KR_EXIT_NOPROC});
+	(void)krd_frame_send(p, &b);
+	krd_buf_free(&b);
 }
 
 /* {1, From, To}, {4, From, To}, {35, Id, From, To}, {36, Id, From, To}. */
@@ -506,7 +527,10 @@ static bool link_in(krd_peer *p, long op, const uint8_t *c, int i, int arity)
 	kr_pid from, to;
 	bool with_id = op == KRD_UNLINK_ID || op == KRD_UNLINK_ID_ACK;
 	if (arity != (with_id ? 4 : 3) || (with_id && !krd_get_uint64(c, &i, &id)) ||
-	    !krd_get_pid(c, &i, &from) || !krd_get_pid(c, &i, &to))
+	    !krd_get_pid(c, &i, &from))
+		return false;
+	int to_at = i;
+	if (!krd_get_pid(c, &i, &to))
 		return false;
 	if (op == KRD_UNLINK_ID_ACK || !local(to))
 		return true;
@@ -514,7 +538,7 @@ static bool link_in(krd_peer *p, long op, const uint8_t *c, int i, int arity)
 		krd_track_link(&p->track, to, from);
 		if (!to || !krx_remote_signal_in(from, to, KRX_SIG_LINK, 0, 0, NULL, 0)) {
 			krd_track_unlink(&p->track, to, from);
-			answer_noproc(to, from);
+			answer_noproc(p, c + to_at, (size_t)(i - to_at), from, NULL, 0);
 		}
 		return true;
 	}
@@ -577,7 +601,7 @@ static bool monitor_in(krd_peer *p, long op, const uint8_t *c, int i, int arity)
 	krd_mon_in m = {0};
 	if (arity != 4 || !krd_get_pid(c, &i, &from))
 		return false;
-	int j = i;
+	int j = i, to_at = i;
 	char name[KRD_MAX_ATOM_CHARS * 4 + 1];
 	if (krd_get_atom(c, &j, name)) {
 		i = j;
@@ -590,6 +614,7 @@ static bool monitor_in(krd_peer *p, long op, const uint8_t *c, int i, int arity)
 		return false;
 	}
 	int ref_at = i;
+	size_t to_len = (size_t)(ref_at - to_at);
 	if (!krd_skip(c, &i) || (size_t)(i - ref_at) > sizeof m.eref)
 		return false;
 	m.eref_len = (uint16_t)(i - ref_at);
@@ -608,12 +633,10 @@ static bool monitor_in(krd_peer *p, long op, const uint8_t *c, int i, int arity)
 	bool noted = to && krd_track_mon_in(&p->track, kref, &m);
 	if (noted && krx_remote_signal_in(from, to, KRX_SIG_MONITOR, kref, 0, NULL, 0))
 		return true;
-	/* Gone, never there, or no memory: DOWN noproc at once, naming what
-	 * was monitored as the peer named it. */
-	if (!noted)
-		(void)krd_track_mon_in(&p->track, kref, &m);
-	kr_down_msg d = {.ref = kref, .pid = to, .reason = {.kind = KR_EXIT_NOPROC}};
-	krd_signal(to, from, KRX_SIG_DOWN, kref, 0, &d, sizeof d);
+	/* Gone, never there, or no memory. */
+	if (noted)
+		(void)krd_track_mon_in_end(&p->track, kref, NULL);
+	answer_noproc(p, c + to_at, to_len, from, m.eref, m.eref_len);
 	return true;
 }
 

@@ -545,6 +545,50 @@ Test(dist, a_remote_crash_and_a_remote_kill_reach_links_and_monitors)
 	dist_kill(&k);
 }
 
+typedef struct stale_watch {
+	kr_pid old; /* a pid of the peer's earlier incarnation */
+	atomic_int done;
+} stale_watch;
+
+/* Link to and monitor a pid of an incarnation that is gone: as in Erlang,
+ * the peer's new incarnation answers noproc to both (and the link is not
+ * left waiting for a noconnection that the next loss would fire). */
+static void stale_watcher(void *arg)
+{
+	stale_watch *w = arg;
+	kr_trap_exit(1);
+	VM_CHECK(kr_link(w->old) == 0, "kr_link");
+	kr_reason r;
+	VM_CHECK(wait_signal(KR_TAG_EXIT, w->old, 0, &r, 20000), "no exit from the stale pid");
+	VM_CHECK(r.kind == KR_EXIT_NOPROC, "exit reason %s", kr_exit_kind_name(r.kind));
+	kr_ref ref = kr_monitor(w->old);
+	VM_CHECK(ref > 0, "kr_monitor");
+	VM_CHECK(wait_signal(KR_TAG_DOWN, w->old, ref, &r, 20000), "no DOWN for the stale pid");
+	VM_CHECK(r.kind == KR_EXIT_NOPROC, "DOWN reason %s", kr_exit_kind_name(r.kind));
+	atomic_store(&w->done, 1);
+}
+
+Test(dist, a_link_or_monitor_to_an_earlier_incarnation_gets_noproc)
+{
+	char me[96], peer[96];
+	dist_name(me, sizeof me, "a");
+	dist_name(peer, sizeof peer, "b");
+	dist_proc k;
+	dist_krnode(&k, peer, DIST_COOKIE, NULL);
+	vm_start(2);
+	start_node(me, 0);
+	stale_watch w = {.old = ping_echo(peer)};
+	dist_kill(&k);
+	cr_assert(VM_WAIT(nodes_up() == 0, 10000), "still %d nodes up", nodes_up());
+	dist_krnode(&k, peer, DIST_COOKIE, NULL);
+	(void)ping_echo(peer); /* connected to the new incarnation */
+	vm_spawn(stale_watcher, &w);
+	cr_assert(VM_WAIT(atomic_load(&w.done) || atomic_load(&vm_fails), 30000));
+	vm_assert_clean();
+	vm_stop();
+	dist_kill(&k);
+}
+
 typedef struct beam_link {
 	const char *beam;
 	atomic_int done;
