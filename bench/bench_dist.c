@@ -77,6 +77,7 @@ typedef struct dist_bench {
 	hist *h;
 	unsigned schedulers;  /* this VM's, for the RESULT line */
 	uint64_t wall_ns;     /* pingpong: the timed rounds; stream: the timed stream */
+	double tcp_rtt_ns;    /* pingpong: the machine's floor, measured before (bench_tcp.c) */
 	char err[256];
 	int rc;
 } dist_bench;
@@ -412,10 +413,10 @@ static void report(const dist_bench *db)
 		const hist *h = db->h;
 		printf("RESULT bench=dist_pingpong impl=krill peer=%s schedulers=%u rounds=%ld p50_ns=%" PRIu64
 		       " p99_ns=%" PRIu64 " p999_ns=%" PRIu64 " max_ns=%" PRIu64
-		       " mean_ns=%.1f wall_ns_per_rtt=%.1f\n",
+		       " mean_ns=%.1f wall_ns_per_rtt=%.1f tcp_rtt_ns=%.0f\n",
 		       peer, db->schedulers, db->rounds, hist_percentile(h, 50), hist_percentile(h, 99),
 		       hist_percentile(h, 99.9), hist_percentile(h, 100), hist_mean(h),
-		       (double)db->wall_ns / (double)db->rounds);
+		       (double)db->wall_ns / (double)db->rounds, db->tcp_rtt_ns);
 		printf("dist_pingpong (krill to %s): round trip p50 %.1f us, p99 %.1f us, mean %.1f us over %ld rounds\n",
 		       peer, (double)hist_percentile(h, 50) / 1e3, (double)hist_percentile(h, 99) / 1e3,
 		       hist_mean(h) / 1e3, db->rounds);
@@ -483,6 +484,8 @@ static int run(int argc, char **argv, int stream_bench)
 	struct sigaction sa = { .sa_handler = on_alarm, .sa_flags = SA_ONSTACK };
 	sigaction(SIGALRM, &sa, NULL);
 	bench_ns_per_tick(); /* before the VM: ~50 ms of busy waiting */
+	if (!stream_bench)
+		db.tcp_rtt_ns = bench_tcp_rtt_ns(5000); /* the floor, on the machine as it is now */
 	kr_config cfg = { .schedulers = sched };
 	int r = kr_main(&cfg, root_fn, &db);
 	peer_kill(&db); /* whatever happened in there */

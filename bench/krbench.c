@@ -15,6 +15,7 @@
  *     krbench line
  *     krbench dist_pingpong [--peer krill|beam] [--rounds N]
  *     krbench dist_stream [--peer krill|beam] [--msgs M] [--size S]
+ *     krbench tcp [--rounds N]
  *
  * The VM benchmarks also take --schedulers N (0 = online CPUs) and
  * --timeout SECS (see bench_vm_opts).
@@ -56,6 +57,8 @@ static const struct {
 	  "[--peer krill|beam] [--rounds N]  round trip of a message to another node (build/krnode or erl)" },
 	{ "dist_stream", bench_dist_stream,
 	  "[--peer krill|beam] [--msgs M] [--size S]  one-way messages to another node: throughput" },
+	{ "tcp", bench_tcp,
+	  "[--rounds N]  the machine's loopback TCP round trip between two threads (dist_pingpong's floor)" },
 };
 
 #define VM_OPTS "(VM benchmarks also take --schedulers N, 0 = online CPUs, and --timeout SECS)"
