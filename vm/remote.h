@@ -121,4 +121,12 @@ void krx_remote_monitor_drop(kr_ref ref);
  * program can send them by mistake. */
 int krx_remote_queue(kr_pid to, uint64_t tag, const void *data, size_t len);
 
+/* Deliver what the caller's scheduler holds back in its outbox now. Order
+ * is kept per pair of processes only (as in Erlang): a message held for one
+ * process can be overtaken by a later one to another, and by anything that
+ * other one then does. dist/ calls this where it needs more: a spawn reply
+ * queued to the writer must be there before the process it names runs and
+ * sends its first signal through the same writer. */
+void krx_remote_flush(void);
+
 #endif

@@ -352,3 +352,10 @@ int krx_remote_queue(kr_pid to, uint64_t tag, const void *data, size_t len)
 {
 	return krx_send(to, tag, data, len);
 }
+
+void krx_remote_flush(void)
+{
+	krx_sched *s = krx_sched_self();
+	if (s && s->vm.pending)
+		krx_outbox_flush(s);
+}

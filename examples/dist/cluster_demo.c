@@ -483,8 +483,9 @@ int main(int argc, char **argv)
 	seen.kill_a_after = o.jobs / 2;
 
 	/* build/cluster, beside this program. */
-	static char bin[4096];
-	snprintf(bin, sizeof bin, "%s/cluster", dirname(strdup(argv[0])));
+	static char dir[4096], bin[4096 + 16];
+	snprintf(dir, sizeof dir, "%s", argv[0]);
+	snprintf(bin, sizeof bin, "%s/cluster", dirname(dir));
 	cluster_bin = bin;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	deadline = secs;
@@ -500,5 +501,6 @@ int main(int argc, char **argv)
 	kill_all();
 	bool pass = check(&o, finished);
 	printf("cluster demo: %s (%d jobs, %.1f s)\n", pass ? "PASS" : "FAIL", o.jobs, elapsed());
+	fflush(stdout);
 	return pass ? 0 : 1;
 }
