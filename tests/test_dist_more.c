@@ -1,0 +1,282 @@
+/*
+ * test_dist_more.c - distribution (dist/, krill/dist.h) under the
+ * conditions issue 13 names beyond test_dist.c's: connections made from
+ * both sides at once, wrong cookies each way, fixed-port mode without
+ * EPMD, hidden nodes, frames over a node's maximum, a peer restarted while
+ * we keep sending, and many processes on both sides sharing one
+ * connection. The other nodes are OS processes: build/<flavour>/krnode
+ * (examples/dist/krnode.c; --commands makes it send when told, on its
+ * stdin) and erl when installed.
+ */
+#include <arpa/inet.h>
+
+#include "dist_util.h"
+
+static void fini(void)
+{
+	vm_fini();
+	dist_kill_all();
+}
+
+TestSuite(dist_more, .fini = fini, .timeout = 90);
+
+#define NEED_ERL()                                                         \
+	do {                                                               \
+		if (!dist_have_erl())                                      \
+			cr_skip_test("erl is not installed (erlang-nox)"); \
+	} while (0)
+
+/* ---- what the tests share ---- */
+
+/* The VM's reports, kept (a test looks for what was said, and how often). */
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char log_text[16384];
+static size_t log_len;
+
+static void keep_log(const char *line, void *ctx)
+{
+	(void)ctx;
+	pthread_mutex_lock(&log_lock);
+	size_t n = strlen(line);
+	if (n + 2 < sizeof log_text - log_len) {
+		memcpy(log_text + log_len, line, n);
+		log_len += n;
+		log_text[log_len++] = '\n';
+		log_text[log_len] = 0;
+	}
+	pthread_mutex_unlock(&log_lock);
+	atomic_fetch_add(&vm_reports, 1);
+}
+
+/* How many reports so far contain s. */
+static int log_count(const char *s)
+{
+	int k = 0;
+	pthread_mutex_lock(&log_lock);
+	for (const char *at = log_text; (at = strstr(at, s)); at += strlen(s))
+		k++;
+	pthread_mutex_unlock(&log_lock);
+	return k;
+}
+
+static void vm_start_logged(unsigned schedulers)
+{
+	kr_config cfg = {.schedulers = schedulers, .log = keep_log};
+	vm_start_cfg(&cfg);
+}
+
+static void start_node_cfg(kr_node_config cfg)
+{
+	if (!cfg.cookie)
+		cfg.cookie = DIST_COOKIE;
+	int rc = kr_node_start(&cfg);
+	cr_assert_eq(rc, 0, "kr_node_start(%s): %s", cfg.name, kr_strerror(rc));
+}
+
+static int nodes_up(void)
+{
+	return kr_nodes(NULL, 0);
+}
+
+/* Established TCP connections whose remote end is port a or port b (each
+ * connection between two local nodes listening on a and b counts once: by
+ * the end that called). */
+static int tcp_conns(unsigned a, unsigned b)
+{
+	FILE *f = fopen("/proc/net/tcp", "r");
+	if (!f)
+		return -1;
+	char line[512];
+	int k = 0;
+	while (fgets(line, sizeof line, f)) {
+		unsigned rport, st;
+		if (sscanf(line, " %*d: %*x:%*x %*x:%x %x", &rport, &st) == 2 && st == 1 &&
+		    (rport == a || rport == b))
+			k++;
+	}
+	fclose(f);
+	return k;
+}
+
+/* Does the EPMD on this host know the node alive? (false too when no EPMD
+ * runs.) A PORT_PLEASE2_REQ, from the test thread. */
+static bool epmd_knows(const char *node)
+{
+	char alive[96];
+	snprintf(alive, sizeof alive, "%s", node);
+	*strchr(alive, '@') = 0;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(4369),
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+		close(fd);
+		return false;
+	}
+	uint8_t req[128];
+	size_t n = strlen(alive);
+	req[0] = (uint8_t)((n + 1) >> 8), req[1] = (uint8_t)(n + 1), req[2] = 122;
+	memcpy(req + 3, alive, n);
+	struct timeval tv = {.tv_sec = 5};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	uint8_t resp[2] = {0, 1};
+	bool ok = write(fd, req, n + 3) == (ssize_t)(n + 3) && read(fd, resp, 2) == 2;
+	close(fd);
+	return ok && resp[0] == 119 && resp[1] == 0;
+}
+
+/* Wait for n messages (tag i, i as 4 bytes, i from 0 up: krnode's `send`
+ * command) from a process of node: false, with a failure recorded, if one
+ * is missing or out of order. */
+static bool take_sequence(const char *node, int n, long ms)
+{
+	for (int i = 0; i < n; i++) {
+		kr_msg *m;
+		int rc = kr_recv(&m, ms);
+		VM_CHECK(rc == 0, "message %d of %d: %s", i, n, kr_strerror(rc));
+		if (rc)
+			return false;
+		uint32_t v = 0;
+		if (m->len == sizeof v)
+			memcpy(&v, m->data, sizeof v);
+		const char *from = kr_pid_node(m->sender);
+		bool ok = m->tag == (uint64_t)i && m->len == sizeof v && v == (uint32_t)i && from &&
+		          !strcmp(from, node);
+		VM_CHECK(ok, "message %d: tag %llu len %zu from %s", i, (unsigned long long)m->tag,
+		         m->len, from ? from : "NULL");
+		kr_msg_free(m);
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+/* Send n messages (tag i, i) to {echo, peer}, then take their n echoes, in
+ * order. */
+static bool echo_sequence(const char *peer, int n, long ms)
+{
+	for (uint32_t i = 0; i < (uint32_t)n; i++) {
+		int rc = kr_send_named_at(peer, "echo", i, &i, sizeof i);
+		VM_CHECK(rc == 0, "kr_send_named_at: %s", kr_strerror(rc));
+		if (rc)
+			return false;
+	}
+	return take_sequence(peer, n, ms);
+}
+
+/* A process registered as "collect" that takes a sequence of n from node. */
+typedef struct collect {
+	const char *node;
+	int n;
+	long ms;
+	atomic_int ready, done, got_any;
+} collect;
+
+static void collector(void *arg)
+{
+	collect *c = arg;
+	VM_CHECK(kr_register("collect", kr_self()) == 0, "register collect");
+	atomic_store(&c->ready, 1);
+	if (c->n == 0) { /* nothing may come */
+		kr_msg *m;
+		if (kr_recv(&m, c->ms) == 0) {
+			atomic_store(&c->got_any, 1);
+			kr_msg_free(m);
+		}
+	} else if (!take_sequence(c->node, c->n, c->ms)) {
+		return;
+	}
+	atomic_store(&c->done, 1);
+}
+
+static void spawn_collector(collect *c)
+{
+	vm_spawn(collector, c);
+	cr_assert(VM_WAIT(atomic_load(&c->ready), 10000));
+}
+
+/* ---- simultaneous connect ---- */
+
+#define SIM_ROUNDS 20
+#define SIM_MSGS 100
+
+typedef struct sim {
+	const char *peer;
+	atomic_int done;
+} sim;
+
+/* On the go message, send SIM_MSGS to {echo, peer} and take their echoes. */
+static void sim_sender(void *arg)
+{
+	sim *s = arg;
+	kr_msg *m;
+	int rc = kr_recv(&m, 20000);
+	VM_CHECK(rc == 0, "no go: %s", kr_strerror(rc));
+	if (rc)
+		return;
+	kr_msg_free(m);
+	if (echo_sequence(s->peer, SIM_MSGS, 20000))
+		atomic_store(&s->done, 1);
+}
+
+/* One round: this node (a fresh name) and krnode k start sending to each
+ * other at about the same moment (within a random 300 us either way), so
+ * that each calls the other while the other's call is under way. */
+static void sim_round(dist_proc *k, const char *peer, unsigned kport, int round, uint32_t *seed)
+{
+	char me[96];
+	dist_name(me, sizeof me, round % 2 ? "a" : "z"); /* below the peer's name, then above */
+	unsigned port = dist_free_port();
+	start_node_cfg((kr_node_config){.name = me, .port = port});
+	collect c = {.node = peer, .n = SIM_MSGS, .ms = 20000};
+	spawn_collector(&c);
+	sim s = {.peer = peer};
+	kr_pid sender = vm_spawn(sim_sender, &s);
+	long d = (long)(vm_rand(seed) % 601) - 300;
+	if (d < 0) {
+		cr_assert_eq(kr_send(sender, 1, NULL, 0), 0);
+		vm_spin_us(-d);
+		dist_say(k, "send %s collect %d", me, SIM_MSGS);
+	} else {
+		dist_say(k, "send %s collect %d", me, SIM_MSGS);
+		vm_spin_us(d);
+		cr_assert_eq(kr_send(sender, 1, NULL, 0), 0);
+	}
+	int ok = VM_WAIT((atomic_load(&c.done) && atomic_load(&s.done)) || atomic_load(&vm_fails),
+	                 30000);
+	cr_assert(ok && !atomic_load(&vm_fails),
+	          "round %d (%s, offset %ld us): %s; %s (%s); the VM said: %s; krnode said: %s",
+	          round, me, d,
+	          atomic_load(&c.done) ? "its messages came" : "its messages did not all come",
+	          atomic_load(&s.done) ? "ours came back" : "ours did not all come back",
+	          vm_fail_msg, log_text, k->text);
+	/* One connection left between the two (the other attempt closed). */
+	cr_assert(VM_WAIT(tcp_conns(port, kport) == 1, 5000), "round %d: %d connections", round,
+	          tcp_conns(port, kport));
+	cr_assert_eq(nodes_up(), 1, "round %d", round);
+	char want[128];
+	snprintf(want, sizeof want, "nodes 1: %s\n", me);
+	bool seen = false;
+	for (int i = 0; i < 50 && !seen; i++) { /* it may not have seen the last round's node go */
+		dist_say(k, "nodes");
+		seen = dist_expect(k, want, 100);
+	}
+	cr_assert(seen, "round %d: krnode said: %s", round, k->text);
+	cr_assert_eq(kr_node_stop(), 0);
+}
+
+Test(dist_more, simultaneous_connects_leave_one_connection_and_lose_no_message)
+{
+	char peer[96];
+	dist_name(peer, sizeof peer, "m");
+	unsigned kport = dist_free_port();
+	char extra[32];
+	snprintf(extra, sizeof extra, "--port %u", kport);
+	dist_proc k;
+	dist_krnode_in(&k, peer, DIST_COOKIE, extra, true);
+	vm_start_logged(2);
+	uint32_t seed = (uint32_t)getpid();
+	for (int r = 0; r < SIM_ROUNDS; r++)
+		sim_round(&k, peer, kport, r, &seed);
+	vm_stop();
+	dist_kill(&k);
+}
