@@ -415,7 +415,8 @@ Test(dist_more, a_wrong_cookie_between_krill_nodes_is_refused_both_ways_then_the
 	/* We call: refused; the node called (krnode) reports it, we do not
 	 * (a failed call is quiet, as net_kernel's are). */
 	expect_refused(peer, "echo");
-	cr_assert(dist_expect(&k, "cookies differ", 10000), "krnode said: %s", said(&k));
+	cr_assert(dist_expect(&k, "cookies differ", 10000), "krnode said: %s; the VM said: %s",
+	          said(&k), log_text);
 	cr_assert_eq(log_count("cookies differ"), 0, "we reported: %s", log_text);
 
 	/* They call: refused, reported once by us, nothing delivered. */
@@ -492,4 +493,214 @@ Test(dist_more, a_wrong_cookie_with_a_beam_is_refused_both_ways_then_the_right_o
 	cr_assert_eq(log_count("cookies differ"), 1, "the VM said: %s", log_text);
 	vm_stop();
 	dist_kill(&erl);
+}
+
+/* ---- fixed ports, no EPMD ---- */
+
+/* Three nodes listen on one port P, each on its own loopback address
+ * (127.0.0.1, .2, .3), as nodes on three hosts would: fixed-port mode
+ * finds every peer on P. */
+Test(dist_more, fixed_port_krill_nodes_reach_each_other_without_epmd)
+{
+	char me[96], b[96], c[96], extra[32];
+	name_at(me, sizeof me, "a", "127.0.0.1");
+	name_at(b, sizeof b, "b", "127.0.0.2");
+	name_at(c, sizeof c, "c", "127.0.0.3");
+	unsigned port = dist_free_port();
+	snprintf(extra, sizeof extra, "--fixed-port %u", port);
+	dist_proc kb, kc;
+	dist_krnode_in(&kb, b, DIST_COOKIE, extra, true);
+	dist_krnode(&kc, c, DIST_COOKIE, extra);
+	vm_start_logged(2);
+	start_node_cfg((kr_node_config){.name = me, .fixed_port = port});
+	/* b calls us at our fixed port. */
+	collect col = {.node = b, .n = 10, .ms = 10000};
+	spawn_collector(&col);
+	dist_say(&kb, "send %s collect 10", me);
+	cr_assert(VM_WAIT(atomic_load(&col.done) || atomic_load(&vm_fails), 20000), "b said: %s",
+	          said(&kb));
+	vm_assert_clean();
+	/* We call c at its fixed port. */
+	expect_echoes(c, 10);
+	cr_assert_eq(nodes_up(), 2);
+	/* And none of the three asked EPMD for anything. */
+	cr_assert(!epmd_knows(me) && !epmd_knows(b) && !epmd_knows(c));
+	vm_stop();
+	dist_kill(&kb);
+	dist_kill(&kc);
+}
+
+/* A BEAM with -erl_epmd_port P (OTP 23+: listen on P, and find every node
+ * on P; -start_epmd false) calls a krill node in fixed-port mode, then
+ * drops the connection, and the krill node calls it. */
+Test(dist_more, fixed_port_mode_talks_to_a_beam_with_erl_epmd_port_both_ways)
+{
+	NEED_ERL();
+	char me[96], b[96], expr[1024], opts[128];
+	name_at(me, sizeof me, "k", "127.0.0.1");
+	name_at(b, sizeof b, "b", "127.0.0.3");
+	unsigned port = dist_free_port();
+	snprintf(opts, sizeof opts,
+	         "-erl_epmd_port %u -start_epmd false -kernel inet_dist_use_interface {127,0,0,3}",
+	         port);
+	vm_start_logged(2);
+	start_node_cfg((kr_node_config){.name = me, .fixed_port = port});
+	snprintf(expr, sizeof expr,
+	         BEAM_RCV "K = '%s',"
+	         "io:format(\"ping ~p~n\", [net_adm:ping(K)]),"
+	         "io:format(\"nodes ~p~n\", [nodes()]),"
+	         "erlang:disconnect_node(K),"
+	         "io:format(\"disconnected~n\"),"
+	         "receive after 60000 -> ok end, halt().",
+	         me);
+	dist_proc erl;
+	dist_erl_opts(&erl, b, DIST_COOKIE, opts, expr, 60);
+	/* It calls us. */
+	cr_assert(dist_expect(&erl, "disconnected", 20000), "erl said: %s", said(&erl));
+	char want[160];
+	snprintf(want, sizeof want, "nodes ['%s']", me);
+	cr_assert(strstr(erl.text, "ping pong") && strstr(erl.text, want), "erl said: %s",
+	          erl.text);
+	cr_assert(VM_WAIT(nodes_up() == 0, 10000), "the BEAM's disconnect did not reach us");
+	/* We call it, at the same port on its address. */
+	beam_ask a = {.beam = b, .me = me, .tries = 50};
+	vm_spawn(beam_asker, &a);
+	cr_assert(VM_WAIT(atomic_load(&a.done), 30000));
+	cr_assert(atomic_load(&a.answered), "no answer; erl said: %s; the VM said: %s", said(&erl),
+	          log_text);
+	cr_assert_eq(nodes_up(), 1);
+	vm_stop();
+	dist_kill(&erl);
+}
+
+/* ---- hidden nodes ---- */
+
+/* A hidden krill node (this one) connects to two BEAMs that do not know
+ * each other, and a BEAM pings a hidden krnode. Erlang's rules for a
+ * hidden node: each BEAM has it in nodes(hidden), not in nodes(); and
+ * connections to it are not transitive: the two BEAMs it talks to are not
+ * connected through it. */
+Test(dist_more, a_hidden_node_is_in_nodes_hidden_only_and_passes_on_no_nodes)
+{
+	NEED_ERL();
+	char me[96], b1[96], b2[96], h[96], expr1[2048], expr2[1024];
+	dist_name(me, sizeof me, "k");
+	dist_name(b1, sizeof b1, "b");
+	dist_name(b2, sizeof b2, "c");
+	dist_name(h, sizeof h, "h");
+	dist_proc kh, e1, e2;
+	dist_krnode(&kh, h, DIST_COOKIE, "--hidden");
+	/* Each BEAM waits for our message, gives global a second to pass us
+	 * on, then says what it sees. */
+	const char *report =
+	        "receive after 1000 -> ok end,"
+	        "io:format(\"~s visible ~p hidden ~p other ~p~n\","
+	        "  [node(), lists:member(K, nodes()), lists:member(K, nodes(hidden)),"
+	        "   lists:member(Other, nodes(connected))]),";
+	snprintf(expr1, sizeof expr1,
+	         "K = '%s', Other = '%s', register(rcv, self()),"
+	         "receive {7, _} -> {ktest, K} ! {8, <<\"back\">>} end, %s"
+	         "H = '%s', io:format(\"pingh ~p~n\", [net_adm:ping(H)]),"
+	         "io:format(\"h visible ~p hidden ~p~n\","
+	         "  [lists:member(H, nodes()), lists:member(H, nodes(hidden))]),"
+	         "receive after 60000 -> ok end, halt().",
+	         me, b2, report, h);
+	snprintf(expr2, sizeof expr2,
+	         "K = '%s', Other = '%s', register(rcv, self()),"
+	         "receive {7, _} -> {ktest, K} ! {8, <<\"back\">>} end, %s"
+	         "receive after 60000 -> ok end, halt().",
+	         me, b1, report);
+	dist_erl(&e1, b1, DIST_COOKIE, expr1, 60);
+	dist_erl(&e2, b2, DIST_COOKIE, expr2, 60);
+	vm_start_logged(2);
+	start_node_cfg((kr_node_config){.name = me, .hidden = 1});
+	beam_ask a1 = {.beam = b1, .me = me, .tries = 100};
+	vm_spawn(beam_asker, &a1);
+	cr_assert(VM_WAIT(atomic_load(&a1.done), 30000));
+	cr_assert(atomic_load(&a1.answered), "no answer; erl said: %s", said(&e1));
+	beam_ask a2 = {.beam = b2, .me = me, .tries = 100};
+	vm_spawn(beam_asker, &a2);
+	cr_assert(VM_WAIT(atomic_load(&a2.done), 30000));
+	cr_assert(atomic_load(&a2.answered), "no answer; erl said: %s", said(&e2));
+	char want[160];
+	snprintf(want, sizeof want, "%s visible false hidden true other false", b1);
+	cr_assert(dist_expect(&e1, want, 20000), "erl said: %s", said(&e1));
+	snprintf(want, sizeof want, "%s visible false hidden true other false", b2);
+	cr_assert(dist_expect(&e2, want, 20000), "erl said: %s", said(&e2));
+	cr_assert_eq(nodes_up(), 2); /* both, and no other */
+	/* krnode --hidden, pinged from a BEAM. */
+	cr_assert(dist_expect(&e1, "h visible", 20000) && dist_expect(&e1, "\n", 1000),
+	          "erl said: %s", said(&e1));
+	cr_assert(strstr(e1.text, "pingh pong") && strstr(e1.text, "h visible false hidden true"),
+	          "erl said: %s", e1.text);
+	vm_stop();
+	dist_kill(&e1);
+	dist_kill(&e2);
+	dist_kill(&kh);
+}
+
+/* ---- frames over max_frame ---- */
+
+typedef struct big {
+	const char *peer;
+	size_t small, large;
+	atomic_int small_back, large_sent, large_back, done;
+} big;
+
+/* A message of `small` bytes to {echo, peer} comes back; one of `large`
+ * bytes comes back as a frame over our max_frame: the connection ends and
+ * it never arrives. */
+static void big_sender(void *arg)
+{
+	big *b = arg;
+	uint8_t *data = kr_alloc(b->large);
+	VM_CHECK(data != NULL, "kr_alloc");
+	if (!data)
+		return;
+	memset(data, 0xab, b->large);
+	kr_msg *m;
+	int rc = KR_ETIMEDOUT;
+	for (int i = 0; i < 30 && rc == KR_ETIMEDOUT; i++) {
+		VM_CHECK(kr_send_named_at(b->peer, "echo", 1, data, b->small) == 0, "send small");
+		rc = kr_recv(&m, 500);
+	}
+	VM_CHECK(rc == 0 && m->tag == 1 && m->len == b->small, "the small message: %s",
+	         kr_strerror(rc));
+	if (!rc)
+		kr_msg_free(m);
+	atomic_store(&b->small_back, 1);
+	VM_CHECK(kr_send_named_at(b->peer, "echo", 2, data, b->large) == 0, "send large");
+	atomic_store(&b->large_sent, 1);
+	if (kr_recv(&m, 3000) == 0) {
+		atomic_store(&b->large_back, 1);
+		kr_msg_free(m);
+	}
+	kr_free(data);
+	atomic_store(&b->done, 1);
+}
+
+Test(dist_more, a_frame_over_max_frame_ends_that_connection_with_a_report_and_the_node_goes_on)
+{
+	char me[96], peer[96];
+	dist_name(me, sizeof me, "a");
+	dist_name(peer, sizeof peer, "b");
+	dist_proc k;
+	dist_krnode(&k, peer, DIST_COOKIE, NULL);
+	vm_start_logged(2);
+	size_t max = 64 << 10;
+	start_node_cfg((kr_node_config){.name = me, .max_frame = max});
+	big b = {.peer = peer, .small = max - 1024, .large = max + 1};
+	vm_spawn(big_sender, &b);
+	cr_assert(VM_WAIT(atomic_load(&b.done) || atomic_load(&vm_fails), 30000));
+	vm_assert_clean();
+	cr_assert(!atomic_load(&b.large_back), "a frame over max_frame was taken");
+	cr_assert(VM_WAIT(log_count("over the maximum") == 1, 10000), "the VM said: %s", log_text);
+	cr_assert(VM_WAIT(nodes_up() == 0, 10000), "the connection is still up");
+	/* Our frames over our own maximum were the peer's to take; and the
+	 * node works on: the next send connects again. */
+	expect_echoes(peer, 10);
+	cr_assert_eq(nodes_up(), 1);
+	cr_assert_eq(log_count("over the maximum"), 1, "the VM said: %s", log_text);
+	vm_stop();
+	dist_kill(&k);
 }
