@@ -704,3 +704,162 @@ Test(dist_more, a_frame_over_max_frame_ends_that_connection_with_a_report_and_th
 	vm_stop();
 	dist_kill(&k);
 }
+
+/* ---- a peer restarted while we send ---- */
+
+typedef struct steady {
+	const char *peer;
+	atomic_int stop, done;
+	atomic_int back[2]; /* echoes from the first incarnation's echo, and the next's */
+	atomic_int incarnations;
+} steady;
+
+/* Send (1, i) to {echo, peer}, i = 0, 1, ..., a millisecond apart, until
+ * told to stop, and take the echoes: each one's number above the last's,
+ * and, from one echo process, one after the other with no gap (only the
+ * messages in flight when a node is lost, and those before the new
+ * incarnation's echo took its name, may be missing). */
+static void steady_sender(void *arg)
+{
+	steady *s = arg;
+	uint32_t i = 0, last = 0;
+	kr_pid from = 0;
+	int inc = -1;
+	while (!atomic_load(&s->stop) && !atomic_load(&vm_abort)) {
+		int rc = kr_send_named_at(s->peer, "echo", 1, &i, sizeof i);
+		VM_CHECK(rc == 0, "send %u: %s", i, kr_strerror(rc));
+		i++;
+		kr_msg *m;
+		for (long wait = 1; kr_recv(&m, wait) == 0; wait = 0) {
+			uint32_t v = 0;
+			if (m->len == sizeof v)
+				memcpy(&v, m->data, sizeof v);
+			bool ok = m->tag == 1 && m->len == sizeof v;
+			if (ok && m->sender != from) { /* a new incarnation's echo */
+				ok = inc < 0 || v > last;
+				from = m->sender;
+				inc++;
+			} else if (ok) {
+				ok = v == last + 1;
+			}
+			VM_CHECK(ok, "echo %u after %u (incarnation %d), tag %llu", v, last, inc,
+			         (unsigned long long)m->tag);
+			last = v;
+			if (inc >= 0 && inc < 2)
+				atomic_fetch_add(&s->back[inc], 1);
+			atomic_store(&s->incarnations, inc + 1);
+			kr_msg_free(m);
+		}
+	}
+	atomic_store(&s->done, 1);
+}
+
+Test(dist_more, a_peer_killed_and_restarted_while_we_send_loses_no_order_and_comes_back)
+{
+	char me[96], peer[96];
+	dist_name(me, sizeof me, "a");
+	dist_name(peer, sizeof peer, "b");
+	dist_proc k;
+	dist_krnode(&k, peer, DIST_COOKIE, NULL);
+	vm_start_logged(2);
+	start_node_cfg((kr_node_config){.name = me});
+	steady s = {.peer = peer};
+	kr_pid sender = vm_spawn(steady_sender, &s);
+	int want = 300 / KR_TEST_SCALE;
+	cr_assert(VM_WAIT(atomic_load(&s.back[0]) >= want || atomic_load(&vm_fails), 20000));
+	vm_assert_clean();
+	cr_assert_eq(nodes_up(), 1);
+	dist_kill(&k);
+	cr_assert(VM_WAIT(nodes_up() == 0, 10000), "the killed peer is still up");
+	dist_krnode(&k, peer, DIST_COOKIE, NULL);
+	cr_assert(VM_WAIT(atomic_load(&s.back[1]) >= want || atomic_load(&vm_fails), 30000),
+	          "%d echoes from the new incarnation; the VM said: %s", atomic_load(&s.back[1]),
+	          log_text);
+	vm_assert_clean();
+	cr_assert_eq(nodes_up(), 1);
+	cr_assert_eq(atomic_load(&s.incarnations), 2);
+	cr_assert(kr_is_alive(sender), "the sender ended");
+	atomic_store(&s.stop, 1);
+	cr_assert(VM_WAIT(atomic_load(&s.done), 10000));
+	cr_assert_eq(log_len, 0, "the VM said: %s", log_text); /* nothing crashed */
+	vm_stop();
+	dist_kill(&k);
+}
+
+/* ---- many processes on both sides, one connection ---- */
+
+typedef struct stress {
+	const char *peer;
+	uint32_t n; /* messages each way per pair */
+	atomic_int done, spawned;
+} stress;
+
+/* One pair: spawn a duet on the peer (krnode's: it sends us n messages
+ * (1, i) and echoes each (2, i) we send), name ourselves its partner, send
+ * our n and take its n and our n echoes: each stream exactly once and in
+ * order. */
+static void stress_pair(void *arg)
+{
+	stress *s = arg;
+	kr_pid d = kr_spawn_at(s->peer, "duet", &s->n, sizeof s->n, NULL);
+	VM_CHECK(d > 0, "kr_spawn_at duet: %s", kr_strerror((int)d));
+	if (d <= 0)
+		return;
+	atomic_fetch_add(&s->spawned, 1);
+	VM_CHECK(kr_send(d, 3, NULL, 0) == 0, "hello");
+	uint32_t sent = 0, got[3] = {0};
+	kr_msg *m;
+	while (got[1] < s->n || got[2] < s->n) {
+		if (sent < s->n && kr_send(d, 2, &sent, sizeof sent) == 0)
+			sent++;
+		int rc;
+		while ((rc = kr_recv(&m, sent < s->n ? 0 : 30000)) == 0) {
+			uint32_t v = UINT32_MAX;
+			if (m->len == sizeof v)
+				memcpy(&v, m->data, sizeof v);
+			bool ok = m->sender == d && (m->tag == 1 || m->tag == 2) && v == got[m->tag];
+			VM_CHECK(ok, "from duet %llx: tag %llu value %u, expected %u",
+			         (unsigned long long)d, (unsigned long long)m->tag, v,
+			         m->tag < 3 ? got[m->tag] : 0);
+			kr_msg_free(m);
+			if (!ok)
+				return;
+			got[m->tag]++;
+			if (got[1] == s->n && got[2] == s->n)
+				break;
+		}
+		if (rc && sent == s->n) {
+			VM_CHECK(0, "pair stalled: got %u and %u of %u: %s", got[1], got[2], s->n,
+			         kr_strerror(rc));
+			return;
+		}
+	}
+	atomic_fetch_add(&s->done, 1);
+}
+
+Test(dist_more, hundreds_of_process_pairs_share_one_connection_and_every_message_arrives_once_in_order)
+{
+	char me[96], peer[96];
+	dist_name(me, sizeof me, "a");
+	dist_name(peer, sizeof peer, "b");
+	unsigned port = dist_free_port(), kport = dist_free_port();
+	char extra[32];
+	snprintf(extra, sizeof extra, "--port %u", kport);
+	dist_proc k;
+	dist_krnode(&k, peer, DIST_COOKIE, extra);
+	vm_start_logged(2);
+	start_node_cfg((kr_node_config){.name = me, .port = port});
+	int pairs = 200 / VM_LIGHT_DIV;
+	stress s = {.peer = peer, .n = 500};
+	for (int i = 0; i < pairs; i++)
+		vm_spawn(stress_pair, &s);
+	cr_assert(VM_WAIT(atomic_load(&s.done) == pairs || atomic_load(&vm_fails), 60000),
+	          "%d of %d pairs done (%d spawned)", atomic_load(&s.done), pairs,
+	          atomic_load(&s.spawned));
+	vm_assert_clean();
+	cr_assert_eq(nodes_up(), 1);
+	cr_assert_eq(tcp_conns(port, kport), 1);
+	cr_assert_eq(log_len, 0, "the VM said: %s", log_text);
+	vm_stop();
+	dist_kill(&k);
+}
