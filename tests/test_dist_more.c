@@ -59,6 +59,36 @@ static int log_count(const char *s)
 	return k;
 }
 
+/* A copy of the reports so far, and its length, taken under the lock (the
+ * schedulers may be writing one). */
+static char log_seen[sizeof log_text];
+
+static const char *log_now(void)
+{
+	pthread_mutex_lock(&log_lock);
+	memcpy(log_seen, log_text, sizeof log_seen);
+	pthread_mutex_unlock(&log_lock);
+	return log_seen;
+}
+
+static size_t log_length(void)
+{
+	pthread_mutex_lock(&log_lock);
+	size_t n = log_len;
+	pthread_mutex_unlock(&log_lock);
+	return n;
+}
+
+/* The first failure a process recorded, copied under its lock. */
+static const char *fail_now(void)
+{
+	static char msg[sizeof vm_fail_msg];
+	pthread_mutex_lock(&vm_fail_lock);
+	memcpy(msg, vm_fail_msg, sizeof msg);
+	pthread_mutex_unlock(&vm_fail_lock);
+	return msg;
+}
+
 static void vm_start_logged(unsigned schedulers)
 {
 	kr_config cfg = {.schedulers = schedulers, .log = keep_log};
@@ -248,7 +278,7 @@ static void sim_round(dist_proc *k, const char *peer, unsigned kport, int round,
 	          round, me, d,
 	          atomic_load(&c.done) ? "its messages came" : "its messages did not all come",
 	          atomic_load(&s.done) ? "ours came back" : "ours did not all come back",
-	          vm_fail_msg, log_text, k->text);
+	          fail_now(), log_now(), k->text);
 	/* One connection left between the two (the other attempt closed). */
 	cr_assert(VM_WAIT(tcp_conns(port, kport) == 1, 5000), "round %d: %d connections", round,
 	          tcp_conns(port, kport));
@@ -416,20 +446,20 @@ Test(dist_more, a_wrong_cookie_between_krill_nodes_is_refused_both_ways_then_the
 	 * (a failed call is quiet, as net_kernel's are). */
 	expect_refused(peer, "echo");
 	cr_assert(dist_expect(&k, "cookies differ", 10000), "krnode said: %s; the VM said: %s",
-	          said(&k), log_text);
-	cr_assert_eq(log_count("cookies differ"), 0, "we reported: %s", log_text);
+	          said(&k), log_now());
+	cr_assert_eq(log_count("cookies differ"), 0, "we reported: %s", log_now());
 
 	/* They call: refused, reported once by us, nothing delivered. */
 	collect c = {.node = peer, .n = 0, .ms = 3000};
 	spawn_collector(&c);
 	dist_say(&k, "send %s collect 1", me);
-	cr_assert(VM_WAIT(log_count("cookies differ") == 1, 10000), "the VM said: %s", log_text);
+	cr_assert(VM_WAIT(log_count("cookies differ") == 1, 10000), "the VM said: %s", log_now());
 	cr_assert(VM_WAIT(atomic_load(&c.done), 10000));
 	cr_assert(!atomic_load(&c.got_any), "a message came through a refused connection");
 	cr_assert_eq(nodes_up(), 0);
 	dist_say(&k, "nodes");
 	cr_assert(dist_expect(&k, "nodes 0:", 5000), "krnode said: %s", said(&k));
-	cr_assert_eq(log_count("cookies differ"), 1, "the VM said: %s", log_text);
+	cr_assert_eq(log_count("cookies differ"), 1, "the VM said: %s", log_now());
 
 	/* The right cookie: both ways work. */
 	cr_assert_eq(kr_node_stop(), 0);
@@ -441,7 +471,7 @@ Test(dist_more, a_wrong_cookie_between_krill_nodes_is_refused_both_ways_then_the
 	          said(&k));
 	expect_echoes(peer, 10);
 	cr_assert_eq(nodes_up(), 1);
-	cr_assert_eq(log_count("cookies differ"), 1, "the VM said: %s", log_text);
+	cr_assert_eq(log_count("cookies differ"), 1, "the VM said: %s", log_now());
 	vm_stop();
 	dist_kill(&k);
 }
@@ -475,14 +505,14 @@ Test(dist_more, a_wrong_cookie_with_a_beam_is_refused_both_ways_then_the_right_o
 	/* We call the BEAM with a cookie it does not take: refused, quietly here. */
 	start_node_cfg((kr_node_config){.name = me});
 	expect_refused(b, "rcv");
-	cr_assert_eq(log_count("cookies differ"), 0, "we reported: %s", log_text);
+	cr_assert_eq(log_count("cookies differ"), 0, "we reported: %s", log_now());
 	cr_assert_eq(kr_node_stop(), 0);
 
 	/* The BEAM calls us with a wrong cookie (ping1), then the right one. */
 	start_node_cfg((kr_node_config){.name = me2});
 	cr_assert(dist_expect(&erl, "ping1 ", 20000), "erl said: %s", said(&erl));
 	cr_assert(dist_expect(&erl, "ping1 pang", 1000), "erl said: %s", said(&erl));
-	cr_assert(VM_WAIT(log_count("cookies differ") == 1, 10000), "the VM said: %s", log_text);
+	cr_assert(VM_WAIT(log_count("cookies differ") == 1, 10000), "the VM said: %s", log_now());
 	cr_assert_eq(nodes_up(), 0);
 	cr_assert(dist_expect(&erl, "ping2 pong", 20000), "erl said: %s", said(&erl));
 	cr_assert_eq(nodes_up(), 1);
@@ -490,7 +520,7 @@ Test(dist_more, a_wrong_cookie_with_a_beam_is_refused_both_ways_then_the_right_o
 	vm_spawn(beam_asker, &a);
 	cr_assert(VM_WAIT(atomic_load(&a.done), 30000));
 	cr_assert(atomic_load(&a.answered), "no answer; erl said: %s", said(&erl));
-	cr_assert_eq(log_count("cookies differ"), 1, "the VM said: %s", log_text);
+	cr_assert_eq(log_count("cookies differ"), 1, "the VM said: %s", log_now());
 	vm_stop();
 	dist_kill(&erl);
 }
@@ -567,7 +597,7 @@ Test(dist_more, fixed_port_mode_talks_to_a_beam_with_erl_epmd_port_both_ways)
 	vm_spawn(beam_asker, &a);
 	cr_assert(VM_WAIT(atomic_load(&a.done), 30000));
 	cr_assert(atomic_load(&a.answered), "no answer; erl said: %s; the VM said: %s", said(&erl),
-	          log_text);
+	          log_now());
 	cr_assert_eq(nodes_up(), 1);
 	vm_stop();
 	dist_kill(&erl);
@@ -694,13 +724,13 @@ Test(dist_more, a_frame_over_max_frame_ends_that_connection_with_a_report_and_th
 	cr_assert(VM_WAIT(atomic_load(&b.done) || atomic_load(&vm_fails), 30000));
 	vm_assert_clean();
 	cr_assert(!atomic_load(&b.large_back), "a frame over max_frame was taken");
-	cr_assert(VM_WAIT(log_count("over the maximum") == 1, 10000), "the VM said: %s", log_text);
+	cr_assert(VM_WAIT(log_count("over the maximum") == 1, 10000), "the VM said: %s", log_now());
 	cr_assert(VM_WAIT(nodes_up() == 0, 10000), "the connection is still up");
 	/* Our frames over our own maximum were the peer's to take; and the
 	 * node works on: the next send connects again. */
 	expect_echoes(peer, 10);
 	cr_assert_eq(nodes_up(), 1);
-	cr_assert_eq(log_count("over the maximum"), 1, "the VM said: %s", log_text);
+	cr_assert_eq(log_count("over the maximum"), 1, "the VM said: %s", log_now());
 	vm_stop();
 	dist_kill(&k);
 }
@@ -774,14 +804,14 @@ Test(dist_more, a_peer_killed_and_restarted_while_we_send_loses_no_order_and_com
 	dist_krnode(&k, peer, DIST_COOKIE, NULL);
 	cr_assert(VM_WAIT(atomic_load(&s.back[1]) >= want || atomic_load(&vm_fails), 30000),
 	          "%d echoes from the new incarnation; the VM said: %s", atomic_load(&s.back[1]),
-	          log_text);
+	          log_now());
 	vm_assert_clean();
 	cr_assert_eq(nodes_up(), 1);
 	cr_assert_eq(atomic_load(&s.incarnations), 2);
 	cr_assert(kr_is_alive(sender), "the sender ended");
 	atomic_store(&s.stop, 1);
 	cr_assert(VM_WAIT(atomic_load(&s.done), 10000));
-	cr_assert_eq(log_len, 0, "the VM said: %s", log_text); /* nothing crashed */
+	cr_assert_eq(log_length(), 0, "the VM said: %s", log_now()); /* nothing crashed */
 	vm_stop();
 	dist_kill(&k);
 }
@@ -859,7 +889,7 @@ Test(dist_more, hundreds_of_process_pairs_share_one_connection_and_every_message
 	vm_assert_clean();
 	cr_assert_eq(nodes_up(), 1);
 	cr_assert_eq(tcp_conns(port, kport), 1);
-	cr_assert_eq(log_len, 0, "the VM said: %s", log_text);
+	cr_assert_eq(log_length(), 0, "the VM said: %s", log_now());
 	vm_stop();
 	dist_kill(&k);
 }
