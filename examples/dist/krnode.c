@@ -2,7 +2,7 @@
  * krnode - a krill node to talk to from other nodes, krill's or the BEAM's.
  *
  *   build/krnode --name NAME [--cookie COOKIE] [--port P] [--fixed-port P]
- *                [--ticktime SECONDS] [--hidden]
+ *                [--ticktime SECONDS] [--hidden] [--commands]
  *
  * Its registered process `echo`:
  *  - sends every message {Pid, Term} back to Pid as Term;
@@ -16,7 +16,13 @@
  * (0xe0f) makes it send (KRNODE_SINK_END, the count so far, as 8 bytes
  * little-endian, the end message not counted) back to that message's sender
  * and count from zero again.
- * Its function `worker` may be spawned from other nodes (see worker()).
+ * Its functions `worker` and `duet` may be spawned from other nodes (see
+ * worker() and duet()).
+ * With --commands it reads lines from its standard input (for tests that
+ * need it to act at a moment of their choosing), and ends when that ends:
+ *  - `send NODE NAME N` sends N krill messages (tag i, i as 4 bytes) to
+ *    {NAME, NODE}, i from 0 up, from a new process, then prints "sent N";
+ *  - `nodes` prints "nodes K:" and the names of the K connected nodes.
  * It prints "krnode NAME ready" once the node is reachable, and runs until
  * killed. From a BEAM node:
  *
@@ -25,12 +31,16 @@
  *   P = spawn('k@127.0.0.1', krill, worker, [<<"hi">>]), P ! {1, <<>>}.
  */
 #include <ei.h>
+#include <fcntl.h>
 #include <krill.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define KRNODE_SINK_END 0xe0f
+
+static int with_commands; /* --commands */
 
 /* Send term (the bytes at t, a whole term without the version byte) to pid. */
 static void send_term(kr_pid to, const char *t, int len)
@@ -140,6 +150,99 @@ static void worker(const void *arg, size_t len)
 		kr_send(m->sender, m->tag, arg, len);
 }
 
+/* Spawnable as "duet" (a partner in a stress test): its argument is a
+ * count n (4 bytes). Its first message (any) names its partner, the
+ * sender; then it sends the partner n messages (tag 1, i as 4 bytes, i
+ * from 0 up) while it sends back, as it comes, each message of tag 2 the
+ * partner sends, until it has done both n times. */
+static void duet(const void *arg, size_t len)
+{
+	uint32_t n, sent = 0, echoed = 0;
+	kr_msg *m;
+	if (len != sizeof n || kr_recv(&m, 60000) != 0)
+		return;
+	memcpy(&n, arg, sizeof n);
+	kr_pid partner = m->sender;
+	kr_msg_free(m);
+	while (sent < n || echoed < n) {
+		if (sent < n && kr_send(partner, 1, &sent, sizeof sent) == 0)
+			sent++;
+		while (echoed < n && kr_recv(&m, sent < n ? 0 : 60000) == 0) {
+			if (m->tag == 2)
+				echoed += kr_send(partner, 2, m->data, m->len) == 0;
+			kr_msg_free(m);
+		}
+		if (sent == n && echoed < n)
+			return; /* a minute without a message: the partner is gone */
+	}
+}
+
+/* ---- commands on the standard input (--commands) ---- */
+
+typedef struct sending {
+	char node[256], name[KR_NAME_MAX + 1]; /* the sscanf below knows these sizes */
+	unsigned n;
+} sending;
+
+static void sender(void *arg)
+{
+	sending *s = arg;
+	unsigned ok = 0;
+	for (uint32_t i = 0; i < s->n; i++)
+		ok += kr_send_named_at(s->node, s->name, i, &i, sizeof i) == 0;
+	printf("sent %u\n", ok);
+	fflush(stdout);
+	free(s);
+}
+
+static void command(const char *line)
+{
+	sending s;
+	if (sscanf(line, "send %255s %63s %u", s.node, s.name, &s.n) == 3) {
+		sending *copy = malloc(sizeof s); /* not kr_alloc: that is the caller's heap */
+		if (copy) {
+			*copy = s;
+			if (kr_spawn(sender, copy) < 0)
+				free(copy);
+		}
+	} else if (!strcmp(line, "nodes")) {
+		const char *names[64];
+		int k = kr_nodes(names, 64);
+		printf("nodes %d:", k);
+		for (int i = 0; i < k && i < 64; i++)
+			printf(" %s", names[i]);
+		printf("\n");
+		fflush(stdout);
+	}
+}
+
+/* Read commands, a line each; the end of the input ends the program (so
+ * that a test that dies leaves no node behind). */
+static void commands(void *arg)
+{
+	(void)arg;
+	char buf[1024];
+	size_t have = 0;
+	fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
+	for (;;) {
+		ssize_t r = kr_read(0, buf + have, sizeof buf - 1 - have, KR_INFINITY);
+		if (r <= 0)
+			_exit(0); /* not exit(): the schedulers run on */
+		have += (size_t)r;
+		buf[have] = 0;
+		char *line = buf, *nl;
+		while ((nl = strchr(line, '\n'))) {
+			*nl = 0;
+			command(line);
+			line = nl + 1;
+		}
+		have -= (size_t)(line - buf);
+		memmove(buf, line, have);
+		if (have == sizeof buf - 1)
+			have = 0; /* a line too long: dropped */
+	}
+}
+
 /* The node, then echo and sink under a supervisor (so that a segfault
  * costs one restart, as it would in an OTP application), then wait to be
  * killed. */
@@ -147,6 +250,7 @@ static void root(void *arg)
 {
 	const kr_node_config *cfg = arg;
 	kr_spawnable("worker", worker);
+	kr_spawnable("duet", duet);
 	int rc = kr_node_start(cfg);
 	if (rc != 0) {
 		fprintf(stderr, "krnode: %s\n", kr_strerror(rc));
@@ -160,6 +264,8 @@ static void root(void *arg)
 		fprintf(stderr, "krnode: supervisor: %s\n", kr_strerror((int)sup));
 		exit(1);
 	}
+	if (with_commands)
+		kr_spawn(commands, NULL);
 	printf("krnode %s ready\n", kr_node_name());
 	fflush(stdout);
 	kr_sleep(KR_INFINITY);
@@ -168,7 +274,7 @@ static void root(void *arg)
 static void usage(void)
 {
 	fprintf(stderr, "usage: krnode --name NAME [--cookie COOKIE] [--port P] [--fixed-port P]\n"
-	                "              [--ticktime SECONDS] [--hidden]\n");
+	                "              [--ticktime SECONDS] [--hidden] [--commands]\n");
 	exit(2);
 }
 
@@ -178,6 +284,10 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--hidden")) {
 			cfg.hidden = 1;
+			continue;
+		}
+		if (!strcmp(argv[i], "--commands")) {
+			with_commands = 1;
 			continue;
 		}
 		if (i + 1 >= argc)
