@@ -286,6 +286,18 @@ static int dial(krd_peer *p, int *fdp)
 	return kr_connect(fd, (struct sockaddr *)&ss, sl, SETUP_MS);
 }
 
+/* The connector's answer to "alive" (handshake.h). */
+typedef struct attempt {
+	krd_peer *p;
+	kr_pid self;
+} attempt;
+
+static bool still_pending(void *ctx)
+{
+	const attempt *a = ctx;
+	return krd_peer_still_pending(a->p, a->self);
+}
+
 static void connector_main(void *arg)
 {
 	krd_peer *p = arg;
@@ -298,6 +310,9 @@ static void connector_main(void *arg)
 	krd_hs_peer hp;
 	int rc = dial(p, &fd);
 	krd_hs_self me = hs_self();
+	attempt at = {p, self};
+	me.still_pending = still_pending;
+	me.pending_ctx = &at;
 	if (!rc)
 		rc = krd_handshake_connect(fd, &me, p->name, &hp, SETUP_MS);
 	if (rc == KR_EEXIST) { /* theirs wins: it comes in through the acceptor */

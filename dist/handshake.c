@@ -240,7 +240,10 @@ static int on_status(krd_hs *hs, const uint8_t *f, size_t len)
 		return KRD_HS_MORE;
 	}
 	if (is_status(f, len, "alive")) {
-		/* We are connecting, so the connection the peer holds is gone. */
+		if (hs->me->still_pending && !hs->me->still_pending(hs->me->pending_ctx)) {
+			send_status(hs, "false");
+			return KR_EEXIST;
+		}
 		send_status(hs, "true");
 		hs->state = S_CHALLENGE;
 		return KRD_HS_MORE;

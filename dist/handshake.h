@@ -34,6 +34,7 @@
 #ifndef KRD_HANDSHAKE_H
 #define KRD_HANDSHAKE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -67,6 +68,12 @@ typedef struct krd_hs_self {
 	uint64_t flags;    /* the distribution flags we advertise */
 	uint64_t required; /* flags a peer must have, or it is refused */
 	uint32_t creation;
+	/* Initiator: is this attempt still the one the peer table waits for?
+	 * The peer says "alive" when it holds a connection to us; we answer
+	 * "true" (that connection is dead: replace it) only if so, else
+	 * "false" and give up, as net_kernel does. NULL: always. */
+	bool (*still_pending)(void *ctx);
+	void *pending_ctx;
 } krd_hs_self;
 
 /* The peer as it named itself. flags are what it advertised; the flags in

@@ -129,7 +129,7 @@ static kr_pid down(krd_peer *p, bool *was_up)
 	kr_pid w = p->writer;
 	*was_up = p->state == KRD_UP;
 	p->state = KRD_DOWN;
-	p->writer = p->reader = p->connector = 0;
+	p->writer = p->reader = p->connector = p->asked_alive = 0;
 	p->creation = 0;
 	AO_store(&p->queued, 0); /* what the writer held goes with it */
 	return w;
@@ -174,6 +174,14 @@ kr_pid krd_peer_writer(krd_peer *p)
 	return w;
 }
 
+bool krd_peer_still_pending(krd_peer *p, kr_pid self)
+{
+	pthread_mutex_lock(&lock);
+	bool ok = p->state == KRD_PENDING && p->connector == self && !p->reader;
+	pthread_mutex_unlock(&lock);
+	return ok;
+}
+
 bool krd_peer_connecting(krd_peer *p, kr_pid self)
 {
 	pthread_mutex_lock(&lock);
@@ -198,15 +206,17 @@ krd_hs_status krd_peer_admit(krd_peer *p, kr_pid self)
 	case KRD_PENDING:
 		if (p->reader) {
 			st = KRD_HS_NOK; /* another of theirs is under way */
-		} else if (p->connector && strcmp(krd_me.name, p->name) < 0) {
-			st = KRD_HS_NOK; /* ours wins (net_kernel: the greater name accepts) */
+		} else if (p->connector && strcmp(krd_me.name, p->name) > 0) {
+			st = KRD_HS_NOK; /* ours wins (net_kernel: the greater name refuses) */
 		} else {
 			st = p->connector ? KRD_HS_OK_SIMULTANEOUS : KRD_HS_OK;
 			p->reader = self;
+			p->connector = 0; /* ours loses its claim (net_kernel kills it) */
 		}
 		break;
 	case KRD_UP:
 		st = KRD_HS_ALIVE; /* the peer may have restarted: it says */
+		p->asked_alive = self;
 		break;
 	}
 	pthread_mutex_unlock(&lock);
@@ -227,9 +237,10 @@ kr_pid krd_peer_up(krd_peer *p, kr_pid self, uint32_t creation, uint64_t flags)
 	pthread_mutex_lock(&lock);
 	bool mine = p->state == KRD_PENDING && (p->reader == self || (!p->reader &&
 	                                                               p->connector == self));
-	bool takeover = p->state == KRD_UP; /* answered alive/true: the old one is dead */
+	bool takeover = p->state == KRD_UP && p->asked_alive == self; /* answered alive/true */
 	if ((mine || takeover) && slot_for(p, creation)) {
 		old = takeover ? p->reader : 0;
+		p->asked_alive = 0;
 		p->state = KRD_UP;
 		p->reader = self;
 		if (p->connector == self)

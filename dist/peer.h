@@ -38,6 +38,7 @@ typedef struct krd_peer {
 	kr_pid writer;    /* PENDING, UP: the outgoing queue */
 	kr_pid connector; /* PENDING: our own attempt, while it runs */
 	kr_pid reader;    /* the connection that is (or is being) admitted */
+	kr_pid asked_alive; /* UP: the accepted connection told "alive", which may replace it */
 	uint32_t creation; /* UP: the peer's */
 	uint64_t flags;    /* UP: the peer's */
 	krd_track track;   /* links and monitors across its connection */
@@ -78,6 +79,8 @@ kr_pid krd_peer_gone(krd_peer *p, kr_pid self);
  * peer is PENDING with no connection under way), false when it has no
  * work (another attempt, or theirs, got there first). */
 bool krd_peer_connecting(krd_peer *p, kr_pid self);
+/* Connector self is still p's pending attempt (nothing else admitted). */
+bool krd_peer_still_pending(krd_peer *p, kr_pid self);
 /* Writer w waited for a connection long enough: true when it may end (the
  * peer is DOWN now if w was its writer), false when a connection came up
  * meanwhile and w is needed. */

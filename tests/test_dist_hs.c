@@ -289,8 +289,8 @@ static int hand_over(krd_hs *from, krd_hs *to)
 
 Test(dist_hs, two_machines_complete_a_handshake_in_memory)
 {
-	krd_hs_self me_a = { "a@h", "secret", F_OURS, F_MANDATORY_25, 7 };
-	krd_hs_self me_b = { "b@h", "secret", F_OURS | F_ALIAS, F_MANDATORY_25, 0x80000001u };
+	krd_hs_self me_a = { "a@h", "secret", F_OURS, F_MANDATORY_25, 7, NULL, NULL };
+	krd_hs_self me_b = { "b@h", "secret", F_OURS | F_ALIAS, F_MANDATORY_25, 0x80000001u, NULL, NULL };
 	side acc = { .answer = KRD_HS_OK };
 	krd_hs c, a;
 	cr_assert_eq(krd_hs_init_connect(&c, &me_a, "b@h"), 0);
@@ -305,7 +305,7 @@ Test(dist_hs, two_machines_complete_a_handshake_in_memory)
 	uint8_t f[17] = { 'a' };
 	cr_assert_eq(krd_hs_step(&c, f, sizeof f), KRD_E_PROTO);
 	/* Bad arguments. */
-	krd_hs_self noname = { "nohost", "secret", 0, 0, 0 };
+	krd_hs_self noname = { "nohost", "secret", 0, 0, 0, NULL, NULL };
 	cr_assert_eq(krd_hs_init_connect(&c, &noname, "b@h"), KR_EINVAL);
 	cr_assert_eq(krd_hs_init_connect(&c, &me_a, "b"), KR_EINVAL);
 	cr_assert_eq(krd_hs_init_connect(&c, NULL, "b@h"), KR_EINVAL);
@@ -946,7 +946,7 @@ Test(dist_hs, a_beam_node_connects_to_a_krill_node, .timeout = 60)
 	char cookie[32], beam[64], script[256];
 	snprintf(cookie, sizeof cookie, "krhs_cookie_%d", id);
 	snprintf(beam, sizeof beam, "krhsb%d@127.0.0.1", id);
-	b.me = (krd_hs_self){ b.name, cookie, F_OURS, F_MANDATORY_25, 0 };
+	b.me = (krd_hs_self){ b.name, cookie, F_OURS, F_MANDATORY_25, 0, NULL, NULL };
 	vm_spawn(beam_accept_proc, &b);
 	cr_assert(VM_WAIT(atomic_load(&b.ready), 10000));
 	cr_assert_eq(b.reg_rc, 0, "register: %d %s", b.reg_rc, kr_strerror(b.reg_rc));
@@ -1014,7 +1014,7 @@ Test(dist_hs, a_krill_node_connects_to_a_beam_node, .timeout = 60)
 	snprintf(b.name, sizeof b.name, "krhsk%d@127.0.0.1", id);
 	char cookie[32];
 	snprintf(cookie, sizeof cookie, "krhs_cookie_%d", id);
-	b.me = (krd_hs_self){ b.name, cookie, F_OURS, F_MANDATORY_25, 0x5eed };
+	b.me = (krd_hs_self){ b.name, cookie, F_OURS, F_MANDATORY_25, 0x5eed, NULL, NULL };
 	const char *script =
 		"net_kernel:monitor_nodes(true, [{node_type, all}]),"
 		"io:format(\"creation ~p~n\", [erlang:system_info(creation)]),"
