@@ -325,18 +325,6 @@ Test(dist, a_stopped_peer_is_down_after_net_ticktime)
 	cr_assert_geq(ms, 1500, "down after %.0f ms, before net_ticktime", ms);
 }
 
-/* A free TCP port on loopback (free when looked at). */
-static unsigned free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t l = sizeof a;
-	cr_assert_eq(bind(fd, (struct sockaddr *)&a, l), 0);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 /* Connect to port, write len bytes, and wait for the node to close. */
 static void throw_at(unsigned port, const void *bytes, size_t len)
 {
@@ -361,7 +349,7 @@ Test(dist, garbage_on_the_port_drops_that_connection_only)
 	dist_proc k;
 	dist_krnode(&k, peer, DIST_COOKIE, NULL);
 	vm_start_quiet(2);
-	unsigned port = free_port();
+	unsigned port = dist_free_port();
 	kr_node_config cfg = {.name = me, .cookie = DIST_COOKIE, .port = port};
 	cr_assert_eq(kr_node_start(&cfg), 0);
 	uint32_t seed = 12345;
