@@ -841,13 +841,14 @@ static void stress_pair(void *arg)
 			if (m->len == sizeof v)
 				memcpy(&v, m->data, sizeof v);
 			bool ok = m->sender == d && (m->tag == 1 || m->tag == 2) && v == got[m->tag];
+			uint64_t tag = m->tag;
 			VM_CHECK(ok, "from duet %llx: tag %llu value %u, expected %u",
-			         (unsigned long long)d, (unsigned long long)m->tag, v,
-			         m->tag < 3 ? got[m->tag] : 0);
+			         (unsigned long long)d, (unsigned long long)tag, v,
+			         tag < 3 ? got[tag] : 0);
 			kr_msg_free(m);
 			if (!ok)
 				return;
-			got[m->tag]++;
+			got[tag]++;
 			if (got[1] == s->n && got[2] == s->n)
 				break;
 		}
