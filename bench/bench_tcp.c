@@ -1,9 +1,13 @@
 /*
- * bench_tcp.c - the machine's floor under dist_pingpong: a small message's
- * round trip over loopback TCP between two plain threads on blocking
- * sockets (TCP_NODELAY), with no runtime at all. A distribution round trip
- * is two such hops plus each node's work, so this is what no node on this
- * machine can beat (krbench tcp; dist_pingpong prints it as tcp_rtt_ns).
+ * bench_tcp.c - the machine under dist_pingpong: a small message's round
+ * trip over loopback TCP between two plain threads blocking in read()
+ * (TCP_NODELAY), with no runtime at all (krbench tcp; dist_pingpong prints
+ * it as tcp_rtt_ns). A round trip between two nodes is the same two hops
+ * plus each node's work, so this is what a runtime that sleeps in the
+ * kernel between messages pays at least. It moves with the host's state
+ * (13.6 us in one hour, 48-52 us in another on the same VM); a runtime
+ * whose threads spin a while before sleeping, as krill's schedulers do,
+ * can come in under it.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>

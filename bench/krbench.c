@@ -58,7 +58,7 @@ static const struct {
 	{ "dist_stream", bench_dist_stream,
 	  "[--peer krill|beam] [--msgs M] [--size S]  one-way messages to another node: throughput" },
 	{ "tcp", bench_tcp,
-	  "[--rounds N]  the machine's loopback TCP round trip between two threads (dist_pingpong's floor)" },
+	  "[--rounds N]  the machine's loopback TCP round trip between two blocking threads (under dist_pingpong)" },
 };
 
 #define VM_OPTS "(VM benchmarks also take --schedulers N, 0 = online CPUs, and --timeout SECS)"

@@ -94,7 +94,7 @@ suite=(
 	"chat-bounded|||||msgs_per_s|higher|the same: lines delivered per second"
 	"dist_pingpong|dist_pingpong|all|beam|=|p50_ns|lower|a small message's round trip between two nodes on loopback, krill to build/krnode against BEAM to BEAM: p50, ns"
 	"dist_pingpong|||||mean_ns|lower|the same: mean, ns"
-	"dist_pingpong|||||tcp_rtt_ns|-|the machine at the start of krill's runs: a loopback TCP round trip between two threads with no runtime, p50, ns (the floor: a round trip between two nodes is one of these plus the work of each node)"
+	"dist_pingpong|||||tcp_rtt_ns|-|the machine at the start of krill's runs: a loopback TCP round trip between two threads blocking in read(), no runtime, p50, ns (what a runtime that sleeps in the kernel between messages pays at least)"
 	"dist_pingpong|||||p99_ns|lower|the same: p99, ns"
 	"dist_pingpong-beam|dist_pingpong --peer beam|all|beam|=|p50_ns|lower|the same round trip, krill to a BEAM node against BEAM to BEAM: p50, ns"
 	"dist_pingpong-beam|||||mean_ns|lower|the same: mean, ns"
