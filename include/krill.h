@@ -175,7 +175,10 @@ KR_API int kr_yield(void);
  * other than KR_INFINITY), or KR_ENOTPROC from a host thread. */
 KR_API int kr_sleep(long ms);
 
-/* 1 if pid names a live process, 0 if not. Safe from any thread. */
+/* 1 if pid names a live process, 0 if not. Safe from any thread. Another
+ * node's pid gives 0: whether it lives cannot be known here without asking
+ * its node (Erlang's is_process_alive/1 refuses it with badarg); monitor it
+ * instead. */
 KR_API int kr_is_alive(kr_pid pid);
 
 enum kr_status {
