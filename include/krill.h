@@ -127,6 +127,7 @@ typedef struct kr_vm_stats {
 	uint64_t dead_letters;  /* messages sent to processes that were gone */
 	size_t stacks_in_use;   /* stacks held by processes */
 	const char *stack_protection; /* "guard_install", "mprotect" or "canary" */
+	size_t hibernating;     /* processes waiting without a stack (kr_hibernate) */
 } kr_vm_stats;
 
 /* Fill *out. KR_EINVAL (out NULL), KR_ESTOPPED if no VM runs. Safe from
@@ -194,8 +195,10 @@ typedef struct kr_proc_info {
 	size_t heap_bytes;            /* bytes held on its heap (received messages included) */
 	uint64_t reductions;          /* work done so far */
 	int scheduler;                /* the scheduler it runs or last ran on (0-based), -1 if none yet */
-	const char *stack_protection; /* "guard_install", "mprotect" or "canary"; "none" before it first runs */
+	const char *stack_protection; /* "guard_install", "mprotect" or "canary"; "none" while it
+	                               * holds no stack (before it first runs, hibernating) */
 	char name[32];                /* from kr_spawn_opts (truncated), or "" */
+	int hibernating;              /* 1: waiting in kr_hibernate, without a stack */
 } kr_proc_info;
 
 /* Fill *out for a live process. KR_ENOPROC if it is gone, KR_EINVAL (out
@@ -452,6 +455,19 @@ KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len);
  * host thread. The message is the caller's: free it with kr_msg_free, or
  * let the process's end do it. */
 KR_API int kr_recv(kr_msg **out, long timeout_ms);
+
+/*
+ * Wait for a message without a stack, as erlang:hibernate/3: the caller's
+ * stack goes back to the pool, and when a message or an exit signal comes
+ * the process starts again as fn(arg) on a stack it takes then (at once if
+ * a message is already queued). Everything but the stack is kept: pid,
+ * heap (keep the state there, with kr_alloc: locals are gone), mailbox in
+ * order, links, monitors, registered name, trap_exit, reductions. An exit
+ * signal ends it as it would any process. When fn returns, the process
+ * ends normally. Never returns, but for KR_ENOTPROC (a host thread) and
+ * KR_EINVAL (fn NULL).
+ */
+KR_API int kr_hibernate(kr_fn *fn, void *arg);
 /* As kr_recv, but take the oldest message with this tag; the others stay,
  * in order, for later receives. */
 KR_API int kr_recv_tag(kr_msg **out, uint64_t tag, long timeout_ms);

@@ -84,6 +84,11 @@ size_t krx_sched_stacks_in_use(void)
 	return AO_load(&krx_scheds.stacks_in_use);
 }
 
+size_t krx_sched_hibernating(void)
+{
+	return AO_load(&krx_scheds.hibernating);
+}
+
 bool krx_sched_reporting(void)
 {
 	return !krx_scheds.cfg.no_reports;
@@ -127,6 +132,10 @@ static bool give_stack(krx_sched *s, krx_task *t)
 	/* Relaxed: figures for kr_info and kr_vm_stats. */
 	AO_int_store(&t->guard, (unsigned)t->stack->guard + 1);
 	AO_fetch_and_add1(&krx_scheds.stacks_in_use);
+	/* A task that has run before and has no stack is back from
+	 * krx_task_hibernate (an exit never comes back). Relaxed: a figure. */
+	if (AO_int_load(&t->last_sched))
+		AO_fetch_and_sub1(&krx_scheds.hibernating);
 	krx_ctx_make(&t->ctx, t->stack->lo, (size_t)(t->stack->hi - t->stack->lo), task_entry, t,
 	             &s->ctx);
 	return true;
@@ -193,6 +202,13 @@ void krx_sched_switched_out(krx_sched *s, krx_task *t)
 		mark_done(t);
 		krx_scheds.cfg.hooks.task_exit(t);
 		break;
+	case KRX_SW_HIBERNATE:
+		/* Before the wait is published: a waker may run it at once,
+		 * elsewhere, and it must find no stack to resume on. */
+		release_stack(t, cache_for(s, t));
+		AO_int_store(&t->guard, 0); /* kr_info: no stack, no protection */
+		AO_fetch_and_add1(&krx_scheds.hibernating); /* relaxed: a figure */
+		/* Fall through: the rest is a park's. */
 	case KRX_SW_PARK: {
 		AO_t word = s->park_word;
 		if (s->park_deadline)
@@ -340,6 +356,26 @@ _Noreturn void krx_task_exit(void)
 	}
 	s->switched_for = KRX_SW_EXIT;
 	/* The last switch off this stack: ASan frees the task's fake stack. */
+	krx_ctx_exit(&t->ctx, &s->ctx);
+}
+
+_Noreturn void krx_task_hibernate(bool (*commit)(krx_task *t, void *arg), void *arg)
+{
+	krx_sched *s = krx_sched_self();
+	krx_task *t = krx_task_on(s);
+	if (!t) {
+		krx_sched_log("krill: krx_task_hibernate called outside a process");
+		abort();
+	}
+	krx_sched_commit_deferred(s); /* as krx_task_park: park_* are ours now */
+	AO_t st = AO_load(&t->state);
+	s->switched_for = KRX_SW_HIBERNATE;
+	s->park_word = (st & ~(AO_t)(KRX_ST_SEQ_ONE - 1)) + KRX_ST_SEQ_ONE + KRX_WAIT_RECV;
+	s->park_deadline = 0;
+	s->park_commit = commit;
+	s->park_arg = arg;
+	/* Never a direct switch: the loop releases the stack, on its own. The
+	 * last switch off this stack, as an exit's. */
 	krx_ctx_exit(&t->ctx, &s->ctx);
 }
 

@@ -64,7 +64,7 @@ typedef struct krx_sched_hooks {
  * id, current through krx_task_on, and vm) ---- */
 
 /* Why the running task switched back to the scheduler. */
-enum krx_switch_cause { KRX_SW_YIELD, KRX_SW_PARK, KRX_SW_EXIT };
+enum krx_switch_cause { KRX_SW_YIELD, KRX_SW_PARK, KRX_SW_EXIT, KRX_SW_HIBERNATE };
 
 typedef struct krx_sched {
 	unsigned id;
@@ -158,6 +158,7 @@ krx_stack_pool *krx_sched_pool(void);
  * or KR_ENOMEM. */
 int krx_sched_pool_for(size_t size, krx_stack_pool **out);
 size_t krx_sched_stacks_in_use(void);
+size_t krx_sched_hibernating(void);
 
 /* ---- 4. hand-off (send.c, mailbox.c; and park, below) ---- */
 
@@ -259,6 +260,13 @@ krx_task_park(unsigned status, uint64_t deadline, bool (*commit)(krx_task *t, vo
 		AO_store(&t->state, woke & ~(AO_t)KRX_ST_TIMEDOUT);
 	return woke;
 }
+/* Park as a receive does (KRX_WAIT_RECV, no deadline, commit as for
+ * krx_task_park), but without a stack: the scheduler gives the task's stack
+ * back before it publishes the wait, and the task, woken, starts again from
+ * the top (the task_main hook), on whatever stack it gets then. A commit
+ * that says "do not park" restarts it at once, on a fresh stack too. */
+_Noreturn void krx_task_hibernate(bool (*commit)(krx_task *t, void *arg), void *arg);
+
 /* Spend reductions; yield when the budget is gone. */
 static inline void krx_task_charge(long reds)
 {

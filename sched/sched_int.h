@@ -43,6 +43,7 @@ extern struct krx_scheds {
 	AO_t npidle;
 	AO_t nspinning;
 	AO_t stacks_in_use;
+	AO_t hibernating;       /* tasks parked without a stack (krx_task_hibernate) */
 	/* Watchdog (watchdog.c). */
 	pthread_t watchdog;
 	pthread_mutex_t wd_lock;

@@ -51,7 +51,7 @@ typedef struct krx_task {
 	krx_ctx ctx;
 	AO_t state;
 	struct krx_task *next;   /* link in the global queue or an inbox */
-	krx_stack *stack;        /* NULL until it first runs */
+	krx_stack *stack;        /* NULL until it first runs, and while it hibernates */
 	struct krx_stack_pool *pool;
 	struct krx_sched *bound; /* runs only there, or NULL */
 	AO_t reductions;         /* spent in total (written by its scheduler) */

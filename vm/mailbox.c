@@ -275,6 +275,32 @@ static bool announce_waiting(krx_task *t, void *arg)
 	return AO_compare_and_swap_full(&p->mbox.in, WORD(p->serial, 0), WORD(p->serial, mark));
 }
 
+/* kr_hibernate's commit when messages are already here: start again now. */
+static bool restart_now(krx_task *t, void *arg)
+{
+	(void)t;
+	(void)arg;
+	return false;
+}
+
+KR_API int kr_hibernate(kr_fn *fn, void *arg)
+{
+	krx_proc *p = krx_proc_self();
+	if (!p)
+		return KR_ENOTPROC;
+	if (!fn)
+		return KR_EINVAL;
+	/* krx_proc_main runs these when the process starts again. */
+	p->user_fn = fn;
+	p->user_arg = arg;
+	/* A message taken in but not received (a selective receive passed it),
+	 * or pushed or handed over since: no wait. announce_waiting's CAS
+	 * catches a push after this look. */
+	krx_mailbox *mb = &p->mbox;
+	bool have = mb->head || krx_mailbox_has_new(mb);
+	krx_task_hibernate(have ? restart_now : announce_waiting, NULL);
+}
+
 /* m, found by a receive, is the process's now. */
 static inline __attribute__((always_inline)) int received(krx_proc *p, krx_msg *m, kr_msg **out)
 {

@@ -534,6 +534,7 @@ static int proc_info(kr_pid pid, kr_proc_info *out)
 	info.scheduler = (int)AO_int_load(&p->task.last_sched) - 1;
 	unsigned guard = AO_int_load(&p->task.guard);
 	info.stack_protection = guard ? krx_guard_kind_name((krx_guard_kind)(guard - 1)) : "none";
+	info.hibernating = st == KRX_WAIT_RECV && !guard; /* a receive holds its stack */
 	name_get(p, info.name);
 	if ((kr_pid)AO_load_acquire(&p->live_pid) != pid)
 		return KR_ENOPROC;

@@ -164,6 +164,7 @@ KR_API int kr_vm_stats_get(kr_vm_stats *out)
 		.procs_spawned = krx_procs_spawned(),
 		.dead_letters = krx_dead_letters_count(),
 		.stacks_in_use = krx_sched_stacks_in_use(),
+		.hibernating = krx_sched_hibernating(),
 		.stack_protection = krx_guard_kind_name(ss.best),
 	};
 	krx_vm_leave(self);
