@@ -58,7 +58,7 @@ enum { TAG_PING = 1, TAG_STOP, TAG_DONE };
 typedef struct pingpong {
 	const char *bench; /* "pingpong" or "call" */
 	long rounds, warmup;
-	int cross, call;
+	int cross, call, hibernate;
 	const char *cdf;   /* where to write the distribution, or NULL */
 	kr_pid root, pong;
 	hist *h;
@@ -179,6 +179,35 @@ static void pong_fn(void *arg)
 	}
 }
 
+/* --hibernate: pong answers one message, then waits without a stack; each
+ * round wakes it, on a stack from the pool, from the top. */
+static void pong_hibernating(void *arg)
+{
+	pingpong *pp = arg;
+	kr_msg *m;
+	int r = kr_recv(&m, 0);
+	if (r < 0) {
+		fail(pp, "pong: kr_recv after waking", r);
+		return;
+	}
+	if (m->tag == TAG_STOP) {
+		kr_msg_free(m);
+		return;
+	}
+	r = kr_send(m->sender, TAG_PING, m->data, m->len);
+	kr_msg_free(m);
+	if (r < 0) {
+		fail(pp, "pong: kr_send", r);
+		return;
+	}
+	kr_hibernate(pong_hibernating, pp);
+}
+
+static void pong_hibernate_first(void *arg)
+{
+	kr_hibernate(pong_hibernating, arg);
+}
+
 static void ping_fn(void *arg)
 {
 	pingpong *pp = arg;
@@ -250,7 +279,7 @@ static void root_fn(void *arg)
 	pp->clock_ns = clock_cost(pp->h);
 	kr_spawn_opts po = { .name = "pong", .bind_scheduler = pp->cross ? 2 : 1 };
 	kr_spawn_opts pi = { .name = "ping", .bind_scheduler = 1 };
-	pp->pong = kr_spawn_opt(pong_fn, pp, &po);
+	pp->pong = kr_spawn_opt(pp->hibernate ? pong_hibernate_first : pong_fn, pp, &po);
 	if (pp->pong < 0) {
 		fprintf(stderr, "krbench %s: spawning pong: %s\n", pp->bench, kr_strerror((int)pp->pong));
 		return;
@@ -310,10 +339,11 @@ static void report(const pingpong *pp, double line_before, double line_after)
 			 "; a cache line's round trip between two CPUs: %.0f ns before, %.0f ns after",
 			 line_before, line_after);
 	}
-	printf("RESULT bench=%s impl=krill schedulers=%u placement=%s rtt_mean_ns=%.1f "
+	printf("RESULT bench=%s impl=krill schedulers=%u placement=%s pong=%s rtt_mean_ns=%.1f "
 	       "p50_ns=%" PRIu64 " p99_ns=%" PRIu64 " p999_ns=%" PRIu64 " max_ns=%" PRIu64
 	       " wall_ns_per_rtt=%.1f clock_ns=%" PRIu64 " rounds=%ld%s%s\n",
-	       pp->bench, pp->schedulers, placement, hist_mean(h), hist_percentile(h, 50),
+	       pp->bench, pp->schedulers, placement, pp->hibernate ? "hibernating" : "receiving",
+	       hist_mean(h), hist_percentile(h, 50),
 	       hist_percentile(h, 99), hist_percentile(h, 99.9), hist_percentile(h, 100),
 	       (double)pp->wall_ns / (double)pp->rounds, pp->clock_ns, pp->rounds, per_call, line);
 	printf("%s (%s scheduler): round trip mean %.1f ns, p50 %" PRIu64 " ns, p99 %" PRIu64
@@ -327,13 +357,14 @@ static void report(const pingpong *pp, double line_before, double line_after)
 /* krbench pingpong and krbench call: the same rounds, two ways. */
 static int run(int argc, char **argv, int call)
 {
-	long rounds = 1000000, cross = 0;
+	long rounds = 1000000, cross = 0, hibernate = 0;
 	const char *cdf = NULL;
 	unsigned sched;
 	const bench_opt opts[] = { { .name = "--rounds", .val = &rounds },
 				   { .name = "--cross", .val = &cross, .flag = 1 },
-				   { .name = "--cdf", .str = &cdf } };
-	if (bench_vm_opts(argc, argv, opts, 3, &sched) < 0)
+				   { .name = "--cdf", .str = &cdf },
+				   { .name = "--hibernate", .val = &hibernate, .flag = 1 } };
+	if (bench_vm_opts(argc, argv, opts, call ? 3 : 4, &sched) < 0)
 		return 2;
 	if (cross && bench_schedulers(sched) < 2) {
 		fprintf(stderr, "krbench %s: --cross needs at least 2 schedulers (have %u)\n", argv[0],
@@ -342,7 +373,7 @@ static int run(int argc, char **argv, int call)
 	}
 	pingpong pp = { .bench = call ? "call" : "pingpong", .rounds = rounds,
 			.warmup = rounds / 10 < 10000 ? rounds / 10 : 10000, .cross = (int)cross,
-			.call = call, .cdf = cdf, .h = hist_new() };
+			.call = call, .hibernate = (int)hibernate, .cdf = cdf, .h = hist_new() };
 	if (!pp.h) {
 		fprintf(stderr, "krbench %s: out of memory\n", pp.bench);
 		return 1;

@@ -10,6 +10,10 @@
  * struct, table slot and whatever else the VM keeps. Then each is sent one
  * message, and the run ends when the VM counts them all gone.
  *
+ * --hibernate: the same, but each waits in kr_hibernate instead of a
+ * receive (no stack while it waits), and takes its message when woken:
+ * bytes_per_proc is then what a hibernating process costs.
+ *
  * --short: N processes that start, send one message to the root and exit;
  * spawn_per_s covers everything, from the first spawn until all N messages
  * are in and the VM counts all N processes gone.
@@ -28,7 +32,7 @@ enum { TAG_GO = 1, TAG_HI };
 
 typedef struct spawnb {
 	long procs;
-	int short_lived;
+	int short_lived, hibernate;
 	kr_pid root;
 	kr_pid *pids;
 	atomic_long started, released;
@@ -57,6 +61,21 @@ static void waiter_fn(void *arg)
 		return;
 	kr_msg_free(m);
 	atomic_fetch_add_explicit(&sb->released, 1, memory_order_relaxed);
+}
+
+static void woken_fn(void *arg)
+{
+	kr_msg *m;
+	if (kr_recv(&m, 0) < 0)
+		return;
+	kr_msg_free(m);
+	atomic_fetch_add_explicit(&sb->released, 1, memory_order_relaxed);
+}
+
+static void hibernator_fn(void *arg)
+{
+	atomic_fetch_add_explicit(&sb->started, 1, memory_order_relaxed);
+	kr_hibernate(woken_fn, NULL);
 }
 
 static void short_fn(void *arg)
@@ -185,7 +204,7 @@ static void run_waiting(spawnb *s, size_t base, unsigned sched)
 	long n = s->procs;
 	long rss0 = rss_bytes();
 	uint64_t t0 = bench_now_ns();
-	if (spawn_all(s, waiter_fn) < 0)
+	if (spawn_all(s, s->hibernate ? hibernator_fn : waiter_fn) < 0)
 		return;
 	uint64_t t_spawned = bench_now_ns(), note = t_spawned;
 	fprintf(stderr, "spawn: %ld spawn calls in %.3f s, %ld started by then\n", n,
@@ -235,9 +254,10 @@ static void run_waiting(spawnb *s, size_t base, unsigned sched)
 		return;
 	}
 	double per = (double)(rss1 - rss0) / (double)n;
-	printf("RESULT bench=spawn impl=krill schedulers=%u mode=wait procs=%ld spawn_per_s=%.0f "
+	printf("RESULT bench=spawn impl=krill schedulers=%u mode=%s procs=%ld spawn_per_s=%.0f "
 	       "bytes_per_proc=%.0f release_per_s=%.0f secs=%.4f\n",
-	       sched, n, (double)n / secs, per, (double)n / ((double)(t_gone - t1) / 1e9), secs);
+	       sched, s->hibernate ? "hibernate" : "wait", n, (double)n / secs, per,
+	       (double)n / ((double)(t_gone - t1) / 1e9), secs);
 	printf("spawn: %ld processes started and waiting in %.3f s (%.0f per second; spawn calls "
 	       "alone %.0f per second); %.0f bytes resident each; released and gone in %.3f s\n",
 	       n, secs, (double)n / secs, (double)n / ((double)(t_spawned - t0) / 1e9), per,
@@ -265,13 +285,18 @@ static void root_fn(void *arg)
 
 int bench_spawn(int argc, char **argv)
 {
-	long procs = 1000000, short_lived = 0;
+	long procs = 1000000, short_lived = 0, hibernate = 0;
 	unsigned sched;
 	const bench_opt opts[] = { { .name = "--procs", .val = &procs },
-				   { .name = "--short", .val = &short_lived, .flag = 1 } };
-	if (bench_vm_opts(argc, argv, opts, 2, &sched) < 0)
+				   { .name = "--short", .val = &short_lived, .flag = 1 },
+				   { .name = "--hibernate", .val = &hibernate, .flag = 1 } };
+	if (bench_vm_opts(argc, argv, opts, 3, &sched) < 0)
 		return 2;
-	spawnb s = { .procs = procs, .short_lived = (int)short_lived };
+	if (short_lived && hibernate) {
+		fprintf(stderr, "krbench spawn: --short or --hibernate, not both\n");
+		return 2;
+	}
+	spawnb s = { .procs = procs, .short_lived = (int)short_lived, .hibernate = (int)hibernate };
 	if (!short_lived) {
 		/* Allocated and touched now, so it is in the RSS baseline. */
 		s.pids = malloc((size_t)procs * sizeof(kr_pid));

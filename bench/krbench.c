@@ -2,10 +2,10 @@
  * krbench - krill's benchmarks, one subcommand each:
  *
  *     krbench ctx [--switches N] [--runs R]
- *     krbench pingpong [--rounds N] [--cross] [--cdf FILE]
+ *     krbench pingpong [--rounds N] [--cross] [--hibernate] [--cdf FILE]
  *     krbench ring [--procs N] [--rounds R]
  *     krbench skynet
- *     krbench spawn [--procs N] [--short]
+ *     krbench spawn [--procs N] [--short | --hibernate]
  *     krbench fanin [--senders K] [--msgs M]
  *     krbench call [--rounds N] [--cross] [--cdf FILE]
  *     krbench restart [--restarts N]
@@ -38,10 +38,12 @@ static const struct {
 } benches[] = {
 	{ "ctx", bench_ctx, "[--switches N] [--runs R]  context switch: krill against swapcontext" },
 	{ "pingpong", bench_pingpong,
-	  "[--rounds N] [--cross] [--cdf FILE]  message round trip between two processes" },
+	  "[--rounds N] [--cross] [--hibernate] [--cdf FILE]  message round trip between two processes "
+	  "(--hibernate: the answering one hibernates between messages)" },
 	{ "ring", bench_ring, "[--procs N] [--rounds R]  a token passed round a ring of processes" },
 	{ "skynet", bench_skynet, "  a 10-ary tree of 1,111,111 processes summing their indices" },
-	{ "spawn", bench_spawn, "[--procs N] [--short]  spawn rate and memory per waiting process" },
+	{ "spawn", bench_spawn,
+	  "[--procs N] [--short | --hibernate]  spawn rate and memory per waiting (or hibernating) process" },
 	{ "fanin", bench_fanin, "[--senders K] [--msgs M]  K senders flooding one receiver" },
 	{ "call", bench_call,
 	  "[--rounds N] [--cross] [--cdf FILE]  request and reply: kr_call, kr_reply" },

@@ -24,7 +24,7 @@
 %% bench_call): what ping sends and pong answers, nothing else, differs.
 %% --cdf FILE writes the round trips' distribution (krbench_hist:write_cdf).
 -module(bench_pingpong).
--export([run/1, run/2, sample/1]).
+-export([run/1, run/2, sample/1, pong_hib/1]).
 
 run(Args) ->
     run("pingpong", Args).
@@ -33,7 +33,8 @@ run(Args) ->
 run(Bench, Args) ->
     Spec = [{"--rounds", rounds, 1000000}, {"--cross", cross, flag}, {"--unbound", unbound, flag},
             {"--cdf", cdf, string}]
-        ++ [{"--gen-server", gen_server, flag} || Bench =:= "call"],
+        ++ [{"--gen-server", gen_server, flag} || Bench =:= "call"]
+        ++ [{"--hibernate", hibernate, flag} || Bench =:= "pingpong"],
     case krbench:opts(Bench, Args, Spec) of
         {error, Rc} -> Rc;
         {ok, #{cross := true, unbound := true}} ->
@@ -48,6 +49,7 @@ run(Bench, Args) ->
             Mode = case O of
                        #{gen_server := true} -> gen_server;
                        _ when Bench =:= "call" -> call;
+                       #{hibernate := true} -> hibernate;
                        _ -> ping
                    end,
             krbench:run_root(Bench, fun() ->
@@ -101,13 +103,14 @@ wait_ping(Bench, Ping) ->
     end.
 
 start_pong(ping, Opt) -> spawn_opt(fun() -> pong([]) end, Opt);
+start_pong(hibernate, Opt) -> spawn_opt(fun() -> erlang:hibernate(?MODULE, pong_hib, [[]]) end, Opt);
 start_pong(call, Opt) -> spawn_opt(fun() -> bench_call:server([]) end, Opt);
 start_pong(gen_server, Opt) ->
     {ok, Pid} = gen_server:start(bench_call, [], [{spawn_opt, Opt}]),
     Pid.
 
 %% One round: ping's side.
-exchange(ping, Pong, I) ->
+exchange(Ping, Pong, I) when Ping =:= ping; Ping =:= hibernate ->
     Pong ! {self(), I},
     receive Back -> Back end;
 exchange(call, Pong, I) ->
@@ -116,10 +119,21 @@ exchange(gen_server, Pong, I) ->
     gen_server:call(Pong, I, infinity).
 
 %% Is this round's answer the right one? (Matching builds no term.)
-answered(ping, Pong, I, {Pong, I}) -> true;
-answered(ping, _, _, _) -> false;
+answered(Ping, Pong, I, {Pong, I}) when Ping =:= ping; Ping =:= hibernate -> true;
+answered(Ping, _, _, _) when Ping =:= ping; Ping =:= hibernate -> false;
 answered(_, _, I, I) -> true;
 answered(_, _, _, _) -> false.
+
+%% --hibernate: answer one message, then hibernate (erlang:hibernate/3).
+pong_hib(On) ->
+    receive
+        {From, I} when is_pid(From) ->
+            From ! {self(), I},
+            erlang:hibernate(?MODULE, pong_hib,
+                             [if I band 16#ffff =:= 0 -> sample(On); true -> On end]);
+        {stop, From} ->
+            From ! {self(), sample(On)}
+    end.
 
 pong(On) ->
     receive
@@ -186,6 +200,7 @@ report(Bench, Mode, H, WallNs, ClockNs, Rounds, Placement, Scheds, PingOn, PongO
             %% call's ns_per_call (issue 4's name for it) is the mean round trip.
             Server = case Mode of
                          ping -> [];
+                         hibernate -> [{pong, hibernating}];
                          call -> [{server, 'receive'}, {ns_per_call, {float, 1, Mean}}];
                          gen_server -> [{server, gen_server}, {ns_per_call, {float, 1, Mean}}]
                      end,

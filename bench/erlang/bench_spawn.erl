@@ -18,6 +18,9 @@
 %% existed before, sends each one message, and the run ends when the BEAM
 %% counts them all gone.
 %%
+%% --hibernate: the same, but each waits in erlang:hibernate/3 (its heap
+%% and stack shrunk to what the call needs) and takes its message when woken.
+%%
 %% --short: N processes that start, send one message to the root and exit;
 %% spawn_per_s covers everything, from the first spawn until all N messages
 %% are in and the BEAM counts all N processes gone. The root sets
@@ -30,16 +33,20 @@
 %%
 %% Needs +P above N.
 -module(bench_spawn).
--export([run/1]).
+-export([run/1, woken/1]).
 
 run(Args) ->
-    Spec = [{"--procs", procs, 1000000}, {"--short", short, flag}, {"--on-heap", on_heap, flag}],
+    Spec = [{"--procs", procs, 1000000}, {"--short", short, flag}, {"--on-heap", on_heap, flag},
+            {"--hibernate", hibernate, flag}],
     case krbench:opts("spawn", Args, Spec) of
         {error, Rc} -> Rc;
         {ok, #{short := false, on_heap := true}} ->
             krbench:note("krbench spawn: --on-heap goes with --short~n", []),
             2;
-        {ok, #{procs := N, short := Short, on_heap := OnHeap, schedulers := S}} ->
+        {ok, #{short := true, hibernate := true}} ->
+            krbench:note("krbench spawn: --short or --hibernate, not both~n", []),
+            2;
+        {ok, #{procs := N, short := Short, on_heap := OnHeap, hibernate := Hib, schedulers := S}} ->
             case erlang:system_info(process_limit) of
                 Limit when Limit < N + 1024 ->
                     krbench:note("krbench spawn: the process limit is ~b; start erl with +P ~b~n",
@@ -49,7 +56,7 @@ run(Args) ->
                     krbench:note("spawn: ~b processes~s~n", [N, if Short -> ", short-lived"; true -> "" end]),
                     Mqd = if OnHeap -> on_heap; true -> off_heap end,
                     Run = if Short -> fun() -> run_short(N, Mqd, S) end;
-                             true -> fun() -> run_waiting(N, S) end
+                             true -> fun() -> run_waiting(N, S, Hib) end
                           end,
                     krbench:run_root("spawn", Run)
             end
@@ -97,7 +104,14 @@ waiter(C) ->
     counters:add(C, 1, 1),
     receive go -> counters:add(C, 2, 1) end.
 
-run_waiting(N, Scheds) ->
+hibernator(C) ->
+    counters:add(C, 1, 1),
+    erlang:hibernate(?MODULE, woken, [C]).
+
+woken(C) ->
+    receive go -> counters:add(C, 2, 1) end.
+
+run_waiting(N, Scheds, Hib) ->
     C = counters:new(2, [write_concurrency]),
     Base = erlang:system_info(process_count),
     Before = maps:from_keys(erlang:processes(), []),
@@ -105,7 +119,7 @@ run_waiting(N, Scheds) ->
     Rss0 = krbench:rss_kb(),
     Mem0 = erlang:memory(total),
     T0 = krbench:now_ns(),
-    spawn_all(N, fun() -> waiter(C) end),
+    spawn_all(N, if Hib -> fun() -> hibernator(C) end; true -> fun() -> waiter(C) end end),
     TSpawned = krbench:now_ns(),
     krbench:note("spawn: ~b spawn calls in ~s s~n", [N, krbench:decimals(3, (TSpawned - T0) / 1.0e9)]),
     case wait_started(C, N, TSpawned, TSpawned, 0) of
@@ -131,7 +145,9 @@ run_waiting(N, Scheds) ->
                                     MemPer = (Mem1 - Mem0) / N,
                                     RelSecs = (TGone - T1) / 1.0e9,
                                     krbench:result("spawn",
-                                                   [{schedulers, Scheds}, {mode, wait}, {procs, N},
+                                                   [{schedulers, Scheds},
+                                                    {mode, if Hib -> hibernate; true -> wait end},
+                                                    {procs, N},
                                                     {spawn_per_s, round(N / Secs)},
                                                     {bytes_per_proc, round(Per)},
                                                     {release_per_s, round(N / RelSecs)},
