@@ -356,3 +356,41 @@ Test(hibernate, bad_calls_return_errors)
 	cr_assert_eq(atomic_load(&bad_rc), KR_EINVAL);
 	vm_stop();
 }
+
+/* ---- no stack before the first run ---- */
+
+static atomic_int hold_cpu;
+
+static void hog(void *arg)
+{
+	(void)arg;
+	while (atomic_load(&hold_cpu)) /* no krill call: the scheduler is ours */
+		;
+}
+
+static atomic_long not_yet_ran;
+
+static void ran(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&not_yet_ran, 1);
+}
+
+Test(hibernate, spawned_processes_take_no_stack_until_they_first_run)
+{
+	vm_start_quiet(1); /* the watchdog would report the hog */
+	atomic_store(&hold_cpu, 1);
+	kr_pid h = vm_spawn(hog, NULL);
+	cr_assert(VM_WAIT(vm_status(h) == KR_RUNNING, 10000), "the hog never ran");
+	long n = 100000 / VM_LIGHT_DIV;
+	for (long i = 0; i < n; i++)
+		cr_assert_gt(kr_spawn(ran, NULL), 0);
+	kr_vm_stats st = vm_stats();
+	cr_assert_eq(st.procs_alive, (size_t)n + 1);
+	cr_assert_eq(st.stacks_in_use, 1, "%zu stacks for %ld processes that have not run",
+	             st.stacks_in_use, n);
+	cr_assert_eq(atomic_load(&not_yet_ran), 0);
+	atomic_store(&hold_cpu, 0);
+	cr_assert(VM_WAIT(atomic_load(&not_yet_ran) == n, 30000));
+	vm_stop();
+}
