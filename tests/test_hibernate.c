@@ -394,3 +394,80 @@ Test(hibernate, spawned_processes_take_no_stack_until_they_first_run)
 	cr_assert(VM_WAIT(atomic_load(&not_yet_ran) == n, 30000));
 	vm_stop();
 }
+
+/* ---- krill's own supervisors hibernate when idle ---- */
+
+typedef struct idle_sup {
+	kr_pid sup;
+	atomic_llong first, second; /* its child before and after the kill */
+	atomic_int phase; /* test -> owner: 2 ask, 4 wait for the restart, 6 end */
+	atomic_int done;  /* owner -> test: 1 started, 3 asked, 5 restarted */
+} idle_sup;
+
+static void idle_worker(void *arg)
+{
+	(void)arg;
+	kr_msg *m;
+	while (kr_recv(&m, KR_INFINITY) == 0)
+		kr_msg_free(m);
+}
+
+static kr_pid only_child(kr_pid sup)
+{
+	kr_sup_child c;
+	return kr_sup_which_children(sup, &c, 1) == 1 ? c.pid : 0;
+}
+
+static void wait_phase(idle_sup *is, int phase)
+{
+	while (atomic_load(&is->phase) < phase)
+		kr_sleep(5);
+}
+
+/* The supervisor's owner (the supervisor API is for processes). */
+static void idle_sup_owner(void *arg)
+{
+	idle_sup *is = arg;
+	kr_child_spec spec = {.id = "w", .start = idle_worker, .restart = KR_PERMANENT};
+	is->sup = kr_sup_start_link(NULL, &spec, 1, NULL);
+	VM_CHECK(is->sup > 0, "kr_sup_start_link: %lld", (long long)is->sup);
+	atomic_store(&is->done, 1);
+	wait_phase(is, 2);
+	atomic_store(&is->first, only_child(is->sup)); /* a call wakes it */
+	atomic_store(&is->done, 3);
+	wait_phase(is, 4);
+	kr_pid second = 0;
+	for (int i = 0; i < 2000 && (!second || second == atomic_load(&is->first)); i++) {
+		kr_sleep(5);
+		second = only_child(is->sup);
+	}
+	atomic_store(&is->second, second);
+	atomic_store(&is->done, 5);
+	wait_phase(is, 6);
+}
+
+Test(hibernate, an_idle_supervisor_hibernates_and_still_restarts_a_child_and_answers_calls)
+{
+	vm_start(2);
+	idle_sup is = {0};
+	vm_spawn(idle_sup_owner, &is);
+	cr_assert(VM_WAIT(atomic_load(&is.done) == 1, 10000));
+	kr_proc_info info;
+	/* Idle past its hibernate_after (a second): no stack. */
+	cr_assert(VM_WAIT(kr_info(is.sup, &info) == 0 && info.hibernating, 5000),
+	          "the idle supervisor did not hibernate");
+	atomic_store(&is.phase, 2);
+	cr_assert(VM_WAIT(atomic_load(&is.done) == 3, 10000));
+	kr_pid first = (kr_pid)atomic_load(&is.first);
+	cr_assert_gt(first, 0, "which_children after waking");
+	cr_assert(VM_WAIT(kr_info(is.sup, &info) == 0 && info.hibernating, 5000), "not again");
+	cr_assert_eq(kr_exit_sig(first, KR_EXIT_KILL), 0);
+	atomic_store(&is.phase, 4);
+	cr_assert(VM_WAIT(atomic_load(&is.done) == 5, 20000));
+	kr_pid second = (kr_pid)atomic_load(&is.second);
+	cr_assert(second > 0 && second != first,
+	          "the child killed while its supervisor slept was not restarted");
+	atomic_store(&is.phase, 6);
+	cr_assert(VM_WAIT(!kr_is_alive(is.sup), 10000), "the supervisor outlived its owner");
+	vm_stop();
+}

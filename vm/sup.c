@@ -56,6 +56,11 @@ enum {
 };
 
 #define DEFAULT_PERIOD_MS 5000
+/* A supervisor idle this long hibernates (kr_hibernate): its stack goes
+ * back to the pool until a child ends or a call comes. As gen_server's
+ * hibernate_after, and long enough that a busy supervisor never pays for
+ * a restart from the top. */
+#define HIBERNATE_AFTER_MS 1000
 #define DEFAULT_WORKER_SHUTDOWN_MS 5000
 
 /* A child spec as the supervisor keeps it: flat, so it travels in a message. */
@@ -942,11 +947,15 @@ static void serve(sup *s, const kr_msg *m)
 
 /* ---- the supervisor ---- */
 
-static _Noreturn void loop(sup *s)
+static _Noreturn void loop(void *arg)
 {
+	sup *s = arg;
 	for (;;) {
 		kr_msg *m;
-		if (kr_recv(&m, KR_INFINITY))
+		int rc = kr_recv(&m, HIBERNATE_AFTER_MS);
+		if (rc == KR_ETIMEDOUT)
+			kr_hibernate(loop, s); /* starts again here, on a fresh stack */
+		if (rc)
 			continue;
 		const kr_exit_msg *e = kr_msg_exit(m);
 		if (e) {
