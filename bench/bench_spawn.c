@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -254,10 +255,12 @@ static void run_waiting(spawnb *s, size_t base, unsigned sched)
 		return;
 	}
 	double per = (double)(rss1 - rss0) / (double)n;
+	struct rusage ru;
+	long peak_kb = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : -1;
 	printf("RESULT bench=spawn impl=krill schedulers=%u mode=%s procs=%ld spawn_per_s=%.0f "
-	       "bytes_per_proc=%.0f release_per_s=%.0f secs=%.4f\n",
+	       "bytes_per_proc=%.0f release_per_s=%.0f secs=%.4f peak_rss_kb=%ld\n",
 	       sched, s->hibernate ? "hibernate" : "wait", n, (double)n / secs, per,
-	       (double)n / ((double)(t_gone - t1) / 1e9), secs);
+	       (double)n / ((double)(t_gone - t1) / 1e9), secs, peak_kb);
 	printf("spawn: %ld processes started and waiting in %.3f s (%.0f per second; spawn calls "
 	       "alone %.0f per second); %.0f bytes resident each; released and gone in %.3f s\n",
 	       n, secs, (double)n / secs, (double)n / ((double)(t_spawned - t0) / 1e9), per,
