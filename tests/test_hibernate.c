@@ -473,3 +473,59 @@ Test(hibernate, an_idle_supervisor_hibernates_and_still_restarts_a_child_and_ans
 	cr_assert(VM_WAIT(!kr_is_alive(is.sup), 10000), "the supervisor outlived its owner");
 	vm_stop();
 }
+
+/* ---- kr_sup_run's supervisor does not hibernate ---- */
+
+static atomic_int magic_seen, magic_starts;
+static atomic_llong magic_pid;
+
+static void magic_child(void *arg)
+{
+	atomic_store(&magic_seen, *(const int *)arg);
+	atomic_store(&magic_pid, kr_self());
+	atomic_fetch_add(&magic_starts, 1);
+	idle_worker(NULL);
+}
+
+/* A supervisor in the caller's own process, its child's argument on the
+ * caller's stack: legal, as kr_sup_run never returns and that stack lives
+ * on. Hibernating would give it back. */
+static void sup_runner(void *arg)
+{
+	(void)arg;
+	int magic = 0x5eed;
+	kr_child_spec spec = {.id = "c", .start = magic_child, .arg = &magic};
+	kr_sup_run(NULL, &spec, 1);
+}
+
+/* Takes a stack (the one the pool gives next) and writes over it. */
+static void scribbler(void *arg)
+{
+	(void)arg;
+	volatile char junk[8192];
+	memset((char *)junk, 0xab, sizeof junk);
+	idle_worker(NULL);
+}
+
+Test(hibernate, a_supervisor_run_in_its_callers_process_keeps_that_stack)
+{
+	vm_start(1);
+	kr_pid s = vm_spawn(sup_runner, NULL);
+	cr_assert(VM_WAIT(atomic_load(&magic_starts) == 1, 10000));
+	cr_assert_eq(atomic_load(&magic_seen), 0x5eed);
+	vm_host_sleep_ms(1500); /* past a supervisor's hibernate_after */
+	kr_proc_info info;
+	cr_assert_eq(kr_info(s, &info), 0);
+	cr_assert_eq(info.hibernating, 0, "kr_sup_run's supervisor hibernated");
+	kr_pid w = vm_spawn(scribbler, NULL);
+	cr_assert(VM_WAIT(vm_status(w) == KR_WAITING, 10000));
+	/* The child, killed, is restarted with the argument its spec gave. */
+	cr_assert_eq(kr_exit_sig((kr_pid)atomic_load(&magic_pid), KR_EXIT_KILL), 0);
+	cr_assert(VM_WAIT(atomic_load(&magic_starts) == 2, 10000), "no restart");
+	cr_assert_eq(atomic_load(&magic_seen), 0x5eed, "the restarted child's argument is %#x",
+	             (unsigned)atomic_load(&magic_seen));
+	cr_assert_eq(kr_exit_sig(s, KR_EXIT_SHUTDOWN), 0);
+	cr_assert_eq(kr_exit_sig(w, KR_EXIT_KILL), 0);
+	cr_assert(VM_WAIT(vm_alive() == 0, 10000));
+	vm_stop();
+}

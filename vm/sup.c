@@ -107,6 +107,9 @@ typedef struct sup {
 	uint64_t next_key;
 	int64_t *ring;              /* times of recent restarts (ms), a growable ring */
 	int ring_cap, ring_head, ring_n;
+	bool hibernates;            /* kr_sup_start_link's own process: it may hibernate when
+	                             * idle. Not kr_sup_run's: the caller's stack, which
+	                             * hibernation gives back, may hold its children's args */
 } sup;
 
 /* kr_sup_start_link's first message to its supervisor. */
@@ -952,7 +955,7 @@ static _Noreturn void loop(void *arg)
 	sup *s = arg;
 	for (;;) {
 		kr_msg *m;
-		int rc = kr_recv(&m, HIBERNATE_AFTER_MS);
+		int rc = kr_recv(&m, s->hibernates ? HIBERNATE_AFTER_MS : KR_INFINITY);
 		if (rc == KR_ETIMEDOUT)
 			kr_hibernate(loop, s); /* starts again here, on a fresh stack */
 		if (rc)
@@ -1054,6 +1057,7 @@ static void sup_main(void *arg)
 	kr_msg_free(m);
 	if (s && (rc = start_all(s, &why)) == 0) {
 		krx_send(parent, TAG_ACK, &rc, sizeof rc);
+		s->hibernates = true;
 		loop(s);
 	}
 	/* Failed. The name goes now: the exit path frees it only after the
