@@ -361,6 +361,33 @@ Test(chat, greets_and_delivers_every_line_to_every_member_in_one_order)
 	server_stop();
 }
 
+/* An idle connection's writer hibernates (it holds no stack while nothing
+ * comes for it) and wakes for the next line. */
+Test(chat, idle_connections_writers_hibernate_and_wake_for_the_next_line)
+{
+	int port = server_start(NULL);
+	client *a = join_as(port, "alice", NULL), *b = join_as(port, "bob", NULL);
+	line l;
+	while (next_line(a, &l, 200)) /* bob's arrival */
+		;
+	/* Past every idle time (the writers' and the supervisors' a join
+	 * woke): whatever hibernates has. */
+	vm_host_sleep_ms(2500);
+	size_t asleep = vm_stats().hibernating;
+	say(a, "after a nap");
+	expect_chat(b, "alice: after a nap");
+	expect_chat(a, "alice: after a nap");
+	/* The line woke exactly the two writers (the room and the readers do
+	 * not hibernate; nothing else took part). */
+	size_t awake = vm_stats().hibernating;
+	cr_assert(awake + 2 <= asleep, "%zu hibernating before the line, %zu after it: the writers "
+	          "were not asleep", asleep, awake);
+	cr_assert(VM_WAIT(vm_stats().hibernating == asleep, 10000), "they did not go back to sleep");
+	client_free(a);
+	client_free(b);
+	server_stop();
+}
+
 /* Many clients in several rooms, all talking at once: each gets exactly
  * its room's lines. */
 Test(chat, many_clients_in_several_rooms_each_get_exactly_their_rooms_lines)

@@ -11,7 +11,8 @@
  *      └─ acceptor: accepts, starts a reader under the lobby's supervisor
  *
  * A connection is two processes because a process parked in kr_read cannot
- * take messages: the reader reads lines and acts on them (chat lines go
+ * take messages (an idle connection's writer hibernates, so it holds one
+ * stack, its reader's): the reader reads lines and acts on them (chat lines go
  * straight to its room process), the writer takes what is to be written
  * (the room's lines, notices) and writes it, many lines a write. The writer
  * is also the room's member: it joins and leaves rooms, and joins its room
@@ -41,6 +42,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +80,7 @@ enum {
 #define WAIT_SLICE_MS 20      /* a writer with a full socket looks at its mailbox this often */
 #define FLUSH_AT (64 * 1024)  /* a writer writes once it holds this much */
 #define TAKE_MAX 4096         /* ... or once it has taken this many messages */
+#define IDLE_MS 1000          /* a writer with nothing to do this long hibernates */
 #define OUT_KEEP (16 * 1024)  /* a writer keeps an output buffer this big when it is idle */
 #define CHAT_BATCH 4096       /* a reader sends its room what it has once it holds this much */
 #define READ_CHUNK 4096       /* a reader reads this much at a time (and holds a line more) */
@@ -678,14 +681,51 @@ static int is_start(const kr_msg *m, void *ctx)
 	return m->tag == T_START || m->tag == KR_TAG_EXIT;
 }
 
+/* The writer's loop, its state on its heap: an idle connection's writer
+ * (nothing to write, no room to find again) hibernates after IDLE_MS, so
+ * that it holds no stack until the next line for it comes, and starts
+ * again here. */
+static void writer_loop(void *arg)
+{
+	writer *w = arg;
+	kr_msg *m;
+	for (;;) {
+		/* Take what has come (waiting only if there is nothing to
+		 * write), up to a batch, then write it in one go. */
+		long wait = IDLE_MS;
+		if (w->rejoin_at) {
+			uint64_t t = now_ms();
+			wait = w->rejoin_at > t ? (long)(w->rejoin_at - t) : 0;
+		}
+		for (int taken = 0; taken < TAKE_MAX && pending(w) < FLUSH_AT; taken++) {
+			bool idle = taken == 0 && !pending(w);
+			int rc = kr_recv(&m, idle ? wait : 0);
+			if (rc == KR_ETIMEDOUT && idle && !w->rejoin_at)
+				kr_hibernate(writer_loop, w);
+			if (rc)
+				break;
+			handle(w, m);
+		}
+		rejoin(w);
+		flush(w, 0);
+		/* The socket is full: wait for room, a little at a time, taking
+		 * messages in between (the slow-client bound applies to them). */
+		if (pending(w) && !w->dead)
+			kr_wait_fd(w->fd, KR_WRITABLE, WAIT_SLICE_MS);
+	}
+}
+
 /* arg: the reader that spawned us, linked. */
 static void writer_main(void *arg)
 {
 	/* A reader's crash must not end us before we have closed the socket
 	 * cleanly; we end when its DOWN comes. */
 	kr_trap_exit(1);
-	writer w = { .fd = -1 };
-	serve_reader(&w, (kr_pid)(intptr_t)arg);
+	writer *w = kr_alloc(sizeof *w);
+	if (!w)
+		return; /* the reader sees us gone */
+	*w = (writer){ .fd = -1 };
+	serve_reader(w, (kr_pid)(intptr_t)arg);
 	kr_msg *m;
 	if (kr_recv_match(&m, is_start, NULL, HANDOVER_MS))
 		return;
@@ -695,34 +735,14 @@ static void writer_main(void *arg)
 	kr_msg_free(m);
 	if (st.fd < 0)
 		return; /* the reader has gone: the socket, if it gave it, closes with us */
-	w.fd = st.fd;
+	w->fd = st.fd;
 	/* The greeting is written here, where the socket is: the reader
 	 * need not send it (T_START is waited for first). */
-	say(&w,
+	say(w,
 	    "* welcome to krill chat, %s. Commands: /nick NAME, /join ROOM, /who, /quit; "
 	    "to see crashes repaired: /crash, /crashroom",
 	    st.nick);
-	for (;;) {
-		/* Take what has come (waiting only if there is nothing to
-		 * write), up to a batch, then write it in one go. */
-		long wait = KR_INFINITY;
-		if (w.rejoin_at) {
-			uint64_t t = now_ms();
-			wait = w.rejoin_at > t ? (long)(w.rejoin_at - t) : 0;
-		}
-		for (int taken = 0; taken < TAKE_MAX && pending(&w) < FLUSH_AT; taken++) {
-			long t = taken == 0 && !pending(&w) ? wait : 0;
-			if (kr_recv(&m, t))
-				break;
-			handle(&w, m);
-		}
-		rejoin(&w);
-		flush(&w, 0);
-		/* The socket is full: wait for room, a little at a time, taking
-		 * messages in between (the slow-client bound applies to them). */
-		if (pending(&w) && !w.dead)
-			kr_wait_fd(w.fd, KR_WRITABLE, WAIT_SLICE_MS);
-	}
+	writer_loop(w);
 }
 
 /* ---- the reader ------------------------------------------------------------ */
