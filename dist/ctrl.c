@@ -171,15 +171,7 @@ int krd_send_named(kr_pid from, krd_peer *p, const char *name, uint64_t tag, con
 	krd_frame_begin(&b, 0);
 	krd_put_tuple(&b, 4);
 	krd_put_uint(&b, KRD_REG_SEND);
-	/* REG_SEND names a sender always; a host thread's is this node's pid
-	 * 0, which no process has. */
-	if (!from || !krd_put_pid(&b, from)) {
-		krd_put_u8(&b, ERL_NEW_PID_EXT);
-		krd_put_atom(&b, krd_me.name);
-		krd_put_u32(&b, 0);
-		krd_put_u32(&b, 0);
-		krd_put_u32(&b, krd_me.creation);
-	}
+	krd_put_from(&b, from); /* REG_SEND names a sender always */
 	krd_put_atom(&b, "");
 	krd_put_atom(&b, name);
 	put_message(&b, tag, data, len);
