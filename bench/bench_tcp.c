@@ -50,12 +50,6 @@ static void *echo_main(void *arg)
 	return NULL;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
 /* The round trip's p50 and mean in ns over rounds (after a tenth as
  * warm-up); -1 when loopback TCP cannot be set up. */
 static int tcp_rtt(long rounds, double *p50, double *mean)
@@ -91,8 +85,7 @@ static int tcp_rtt(long rounds, double *p50, double *mean)
 	shutdown(a, SHUT_RDWR);
 	pthread_join(th, NULL);
 	if (rc == 0) {
-		qsort(t, (size_t)rounds, sizeof *t, cmp_double);
-		*p50 = t[rounds / 2];
+		*p50 = bench_median(t, (int)rounds);
 		*mean = sum / (double)rounds;
 	}
 out:
