@@ -367,13 +367,7 @@ _Noreturn void krx_task_hibernate(bool (*commit)(krx_task *t, void *arg), void *
 		krx_sched_log("krill: krx_task_hibernate called outside a process");
 		abort();
 	}
-	krx_sched_commit_deferred(s); /* as krx_task_park: park_* are ours now */
-	AO_t st = AO_load(&t->state);
-	s->switched_for = KRX_SW_HIBERNATE;
-	s->park_word = (st & ~(AO_t)(KRX_ST_SEQ_ONE - 1)) + KRX_ST_SEQ_ONE + KRX_WAIT_RECV;
-	s->park_deadline = 0;
-	s->park_commit = commit;
-	s->park_arg = arg;
+	krx_sched_park_set(s, t, KRX_SW_HIBERNATE, KRX_WAIT_RECV, 0, commit, arg);
 	/* Never a direct switch: the loop releases the stack, on its own. The
 	 * last switch off this stack, as an exit's. */
 	krx_ctx_exit(&t->ctx, &s->ctx);

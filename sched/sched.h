@@ -236,21 +236,31 @@ _Noreturn void krx_task_exit(void);
  * means "do not park after all" and the task is resumed at once. Returns
  * the state word the task was woken with (KRX_ST_TIMEDOUT tells a
  * timeout). */
+/* What the scheduler will do for running task t once it has switched out:
+ * park it (KRX_SW_PARK, KRX_SW_HIBERNATE) in status, with a new sequence
+ * number, until deadline, after commit (krx_task_park says how). */
+static inline __attribute__((always_inline)) void
+krx_sched_park_set(krx_sched *s, krx_task *t, unsigned cause, unsigned status, uint64_t deadline,
+                   bool (*commit)(krx_task *t, void *arg), void *arg)
+{
+	AO_t st = AO_load(&t->state);
+	/* A task deferred here is parked with park_*: make its commit before
+	 * this park takes them (its partner leaves the CPU without waking it). */
+	krx_sched_commit_deferred(s);
+	s->switched_for = cause;
+	s->park_word = (st & ~(AO_t)(KRX_ST_SEQ_ONE - 1)) + KRX_ST_SEQ_ONE + status;
+	s->park_deadline = deadline;
+	s->park_commit = commit;
+	s->park_arg = arg;
+}
+
 static inline __attribute__((always_inline)) AO_t
 krx_task_park(unsigned status, uint64_t deadline, bool (*commit)(krx_task *t, void *arg), void *arg)
 {
 	/* Inline: see receive() in vm/mailbox.c. */
 	krx_sched *s = krx_sched_self();
 	krx_task *t = (krx_task *)s->current;
-	AO_t st = AO_load(&t->state);
-	/* A task deferred here is parked with park_*: make its commit before
-	 * this park takes them (its partner leaves the CPU without waking it). */
-	krx_sched_commit_deferred(s);
-	s->switched_for = KRX_SW_PARK;
-	s->park_word = (st & ~(AO_t)(KRX_ST_SEQ_ONE - 1)) + KRX_ST_SEQ_ONE + status;
-	s->park_deadline = deadline;
-	s->park_commit = commit;
-	s->park_arg = arg;
+	krx_sched_park_set(s, t, KRX_SW_PARK, status, deadline, commit, arg);
 	krx_task *next = krx_sched_direct_next(s, t);
 	krx_ctx_switch(&t->ctx, next ? &next->ctx : &s->ctx);
 	/* Resumed, perhaps on another thread: s is stale, t is not. */
