@@ -61,21 +61,10 @@ static void keeper_main(void *arg)
 	VM_CHECK(0, "kr_hibernate returned %d", rc);
 }
 
-/* The watcher: linked to the keeper, trapping; ends when told. */
-static void watcher_main(void *arg)
-{
-	(void)arg;
-	kr_trap_exit(1);
-	kr_msg *m;
-	while (kr_recv(&m, KR_INFINITY) == 0)
-		if (m->tag == 1)
-			return;
-}
-
 Test(hibernate, a_hibernating_process_keeps_pid_heap_name_links_and_trap_exit_and_holds_no_stack)
 {
 	vm_start(2);
-	keeper k = {.watcher = vm_spawn(watcher_main, NULL)};
+	keeper k = {.watcher = vm_spawn(vm_wait_forever, NULL)};
 	cr_assert(VM_WAIT(vm_status(k.watcher) == KR_WAITING, 10000));
 	size_t before = vm_stacks(); /* the watcher's, in its receive */
 	kr_pid p = vm_spawn(keeper_main, &k);
@@ -406,14 +395,6 @@ typedef struct idle_sup {
 	atomic_int done;  /* owner -> test: 1 started, 3 asked, 5 restarted */
 } idle_sup;
 
-static void idle_worker(void *arg)
-{
-	(void)arg;
-	kr_msg *m;
-	while (kr_recv(&m, KR_INFINITY) == 0)
-		kr_msg_free(m);
-}
-
 static kr_pid only_child(kr_pid sup)
 {
 	kr_sup_child c;
@@ -430,7 +411,7 @@ static void wait_phase(idle_sup *is, int phase)
 static void idle_sup_owner(void *arg)
 {
 	idle_sup *is = arg;
-	kr_child_spec spec = {.id = "w", .start = idle_worker, .restart = KR_PERMANENT};
+	kr_child_spec spec = {.id = "w", .start = vm_wait_forever, .restart = KR_PERMANENT};
 	is->sup = kr_sup_start_link(NULL, &spec, 1, NULL);
 	VM_CHECK(is->sup > 0, "kr_sup_start_link: %lld", (long long)is->sup);
 	atomic_store(&is->done, 1);
@@ -484,7 +465,7 @@ static void magic_child(void *arg)
 	atomic_store(&magic_seen, *(const int *)arg);
 	atomic_store(&magic_pid, kr_self());
 	atomic_fetch_add(&magic_starts, 1);
-	idle_worker(NULL);
+	vm_wait_forever(NULL);
 }
 
 /* A supervisor in the caller's own process, its child's argument on the
@@ -504,7 +485,7 @@ static void scribbler(void *arg)
 	(void)arg;
 	volatile char junk[8192];
 	memset((char *)junk, 0xab, sizeof junk);
-	idle_worker(NULL);
+	vm_wait_forever(NULL);
 }
 
 Test(hibernate, a_supervisor_run_in_its_callers_process_keeps_that_stack)
