@@ -5,7 +5,10 @@
  * A task that waits on a descriptor puts a waiter record (on its own stack)
  * on that descriptor's entry, in a table indexed by descriptor number, and
  * arms the descriptor in epoll, EPOLLONESHOT, for what all its waiters
- * want. Several tasks may wait on one descriptor (a reader and a writer,
+ * want. A notification request (krx_poll_notify: vm/'s kr_fd_notify, for a
+ * process that waits for other things meanwhile, or hibernates) is a
+ * record of the same kind, on the heap, on the entry's second list: it has
+ * no task to wake, but a function to call once, after which it is freed. Several tasks may wait on one descriptor (a reader and a writer,
  * several acceptors): an event wakes those it concerns and arms the
  * descriptor again for the others. Every wait arms afresh (one epoll_ctl),
  * so a descriptor that was closed and its number reused behind our back is
@@ -55,7 +58,9 @@
 
 typedef struct waiter {
 	struct waiter *prev, *next;
-	krx_task *task;
+	krx_task *task;     /* NULL for a notification request */
+	krx_poll_notify_fn *notify; /* ... which calls notify(owner ...) instead */
+	uint64_t owner;
 	AO_t word;          /* the waiting state word the wake-up CAS expects */
 	const AO_t *cancel; /* nonzero: do not park (an exit signal waits) */
 	int fd;
@@ -68,7 +73,8 @@ typedef struct waiter {
 
 typedef struct fd_entry {
 	pthread_mutex_t lock;
-	waiter *waiters;
+	waiter *waiters;    /* parked tasks' records, on their stacks */
+	waiter *notes;      /* notification requests, on the heap */
 	AO_t word;          /* vm/'s (krx_poll_fd_word) */
 } fd_entry;
 
@@ -78,7 +84,8 @@ static struct {
 	AO_t *chunks;              /* fd_entry[CHUNK] each, published with release */
 	pthread_mutex_t grow;
 	struct epoll_event *bufs;  /* EVENTS per scheduler, its thread's alone */
-	AO_t nwait;                /* waiter records linked */
+	AO_t nwait;                /* waiter records of tasks linked */
+	AO_t nnote;                /* notification requests linked */
 	AO_t sleeper;              /* id + 1 of the scheduler in a blocking epoll_wait */
 	AO_t polling;              /* a non-blocking poll is under way */
 	AO_t wakeups;
@@ -150,8 +157,15 @@ void krx_poll_free(void)
 		fd_entry *c = (fd_entry *)AO_load(&P.chunks[i]);
 		if (!c)
 			continue;
-		for (unsigned k = 0; k < CHUNK; k++)
+		for (unsigned k = 0; k < CHUNK; k++) {
+			/* Requests whose descriptors never became ready nor were
+			 * closed (the tasks' records went with their stacks). */
+			for (waiter *w = c[k].notes, *next; w; w = next) {
+				next = w->next;
+				krx_free_raw(w);
+			}
 			pthread_mutex_destroy(&c[k].lock);
+		}
 		krx_free_raw(c);
 	}
 	krx_free_raw(P.chunks);
@@ -177,16 +191,28 @@ uint64_t krx_poll_wakeups(void)
 
 /* ---- waiters (the entry's lock held) ---- */
 
+/* The list w belongs on, and the count of such records. */
+static waiter **list_of(fd_entry *e, const waiter *w)
+{
+	return w->task ? &e->waiters : &e->notes;
+}
+
+static AO_t *count_of(const waiter *w)
+{
+	return w->task ? &P.nwait : &P.nnote;
+}
+
 static void link_waiter(fd_entry *e, waiter *w)
 {
+	waiter **head = list_of(e, w);
 	w->prev = NULL;
-	w->next = e->waiters;
-	if (e->waiters)
-		e->waiters->prev = w;
-	e->waiters = w;
+	w->next = *head;
+	if (*head)
+		(*head)->prev = w;
+	*head = w;
 	w->linked = true;
 	/* Relaxed: a count for heuristics and statistics. */
-	AO_fetch_and_add1(&P.nwait);
+	AO_fetch_and_add1(count_of(w));
 }
 
 static void unlink_waiter(fd_entry *e, waiter *w)
@@ -194,11 +220,18 @@ static void unlink_waiter(fd_entry *e, waiter *w)
 	if (w->prev)
 		w->prev->next = w->next;
 	else
-		e->waiters = w->next;
+		*list_of(e, w) = w->next;
 	if (w->next)
 		w->next->prev = w->prev;
 	w->linked = false;
-	AO_fetch_and_sub1(&P.nwait);
+	AO_fetch_and_sub1(count_of(w));
+}
+
+/* Do records wait on any descriptor? Relaxed: a hint (see the invariants
+ * at the top). */
+static bool anyone_waits(void)
+{
+	return AO_load(&P.nwait) || AO_load(&P.nnote);
 }
 
 /* Arm fd in epoll for what e's waiters want, if any. 0 or an errno. */
@@ -206,6 +239,8 @@ static int arm_fd(fd_entry *e, int fd)
 {
 	unsigned want = 0;
 	for (waiter *w = e->waiters; w; w = w->next)
+		want |= w->events;
+	for (waiter *w = e->notes; w; w = w->next)
 		want |= w->events;
 	if (!want)
 		return 0;
@@ -221,35 +256,64 @@ static int arm_fd(fd_entry *e, int fd)
 	return errno;
 }
 
+/* What a waker found to do once it drops the entry's lock. */
+typedef struct wakeups {
+	krx_task *tasks; /* to queue, chained through their next links */
+	waiter *notes;   /* notification requests fired, chained through next */
+} wakeups;
+
 /* Try to win w's wake-up; w is unlinked either way (a loser's task finds it
- * so). The winner records why and chains the task on *list, to be queued
- * once the lock is dropped: until then the task cannot run, so w stays
- * alive. Returns 1 if won. */
-static unsigned wake_locked(fd_entry *e, waiter *w, unsigned fired, int err, krx_task **list)
+ * so). The winner records why and chains the task on wk, to be queued once
+ * the lock is dropped: until then the task cannot run, so w stays alive. A
+ * notification request always wins: nothing else can take it once it is
+ * unlinked. Returns 1 if won. */
+static unsigned wake_locked(fd_entry *e, waiter *w, unsigned fired, int err, wakeups *wk)
 {
 	krx_task *t = w->task;
-	AO_t won = (w->word & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE;
 	unlink_waiter(e, w);
+	w->fired = fired;
+	w->err = err;
+	if (!t) {
+		w->next = wk->notes;
+		wk->notes = w;
+		return 1;
+	}
+	AO_t won = (w->word & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE;
 	/* Full: against the timer's CAS on the same word (the other wakers
 	 * hold this lock); acquire, to see what the parked task published. */
 	if (!AO_compare_and_swap_full(&t->state, w->word, won))
 		return 0;
-	w->fired = fired;
-	w->err = err;
 	w->woken = true;
 	/* The task is in no queue while parked: its link is free. */
-	t->next = *list;
-	*list = t;
+	t->next = wk->tasks;
+	wk->tasks = t;
 	return 1;
 }
 
-static void ready_all(krx_task *list)
+/* Wake every record on *head (tasks' or notes'): with err (fd was
+ * closed), or else as if what each waits for had fired. Returns how many
+ * were woken. */
+static unsigned wake_list(fd_entry *e, waiter **head, int err, wakeups *wk)
 {
-	while (list) {
-		krx_task *t = list;
-		list = t->next;
+	unsigned woke = 0;
+	while (*head)
+		woke += wake_locked(e, *head, err ? 0 : (*head)->events, err, wk);
+	return woke;
+}
+
+/* The wakers' second half, the lock dropped: queue the tasks, send the
+ * notifications (and free their records). */
+static void ready_all(wakeups *wk)
+{
+	for (krx_task *t = wk->tasks, *next; t; t = next) {
+		next = t->next;
 		t->next = NULL;
 		krx_task_ready(t);
+	}
+	for (waiter *w = wk->notes, *next; w; w = next) {
+		next = w->next;
+		w->notify(w->owner, w->fd, w->fired, w->err);
+		krx_free_raw(w);
 	}
 }
 
@@ -329,16 +393,16 @@ void krx_poll_interrupt(krx_task *t)
 	fd_entry *e = f ? entry((int)(f - 1), false) : NULL;
 	if (!e)
 		return;
-	krx_task *list = NULL;
+	wakeups wk = { 0 };
 	pthread_mutex_lock(&e->lock);
 	for (waiter *w = e->waiters; w; w = w->next) {
 		if (w->task == t) {
-			wake_locked(e, w, 0, 0, &list);
+			wake_locked(e, w, 0, 0, &wk);
 			break;
 		}
 	}
 	pthread_mutex_unlock(&e->lock);
-	ready_all(list);
+	ready_all(&wk);
 }
 
 int krx_poll_close(int fd)
@@ -346,10 +410,10 @@ int krx_poll_close(int fd)
 	fd_entry *e = entry(fd, false);
 	if (!e)
 		return close(fd);
-	krx_task *list = NULL;
+	wakeups wk = { 0 };
 	pthread_mutex_lock(&e->lock);
-	while (e->waiters)
-		wake_locked(e, e->waiters, 0, EBADF, &list);
+	wake_list(e, &e->waiters, EBADF, &wk);
+	wake_list(e, &e->notes, EBADF, &wk);
 	/* Out of epoll before the close: a duplicate of fd elsewhere would
 	 * keep the registration, and its events would name a reused number. */
 	(void)epoll_ctl(P.epfd, EPOLL_CTL_DEL, fd, NULL);
@@ -358,9 +422,74 @@ int krx_poll_close(int fd)
 	int rc = close(fd);
 	int close_errno = errno;
 	pthread_mutex_unlock(&e->lock);
-	ready_all(list);
+	ready_all(&wk);
 	errno = close_errno;
 	return rc;
+}
+
+/* ---- notification requests ---- */
+
+static waiter *find_note(fd_entry *e, uint64_t owner)
+{
+	for (waiter *w = e->notes; w; w = w->next)
+		if (w->owner == owner)
+			return w;
+	return NULL;
+}
+
+int krx_poll_notify(int fd, unsigned events, uint64_t owner, krx_poll_notify_fn *notify, int *err)
+{
+	fd_entry *e = entry(fd, true);
+	if (!e)
+		return fd < 0 || (size_t)fd >= P.max_fds ? KR_EINVAL : KR_ENOMEM;
+	/* Made before the lock is taken, and freed unused if owner asks again. */
+	waiter *fresh = krx_calloc_raw(1, sizeof *fresh);
+	if (!fresh)
+		return KR_ENOMEM;
+	wakeups wk = { 0 };
+	pthread_mutex_lock(&e->lock);
+	waiter *w = find_note(e, owner);
+	if (w) {
+		w->events = events;
+	} else {
+		w = fresh, fresh = NULL;
+		*w = (waiter){ .notify = notify, .owner = owner, .fd = fd, .events = events };
+		link_waiter(e, w);
+	}
+	int rc = arm_fd(e, fd);
+	/* epoll takes no regular files: always ready, as poll(2) says. */
+	if (rc == EPERM)
+		wake_locked(e, w, events, 0, &wk);
+	else if (rc)
+		unlink_waiter(e, w), fresh = w;
+	pthread_mutex_unlock(&e->lock);
+	ready_all(&wk);
+	krx_free_raw(fresh);
+	if (rc && rc != EPERM) {
+		*err = rc;
+		return KR_EIO;
+	}
+	return 0;
+}
+
+bool krx_poll_notify_cancel(int fd, uint64_t owner)
+{
+	fd_entry *e = entry(fd, false);
+	if (!e)
+		return false;
+	pthread_mutex_lock(&e->lock);
+	waiter *w = find_note(e, owner);
+	if (w)
+		unlink_waiter(e, w);
+	pthread_mutex_unlock(&e->lock);
+	/* Left armed in epoll: an event that finds no one is ignored. */
+	krx_free_raw(w);
+	return w != NULL;
+}
+
+size_t krx_poll_notes(void)
+{
+	return AO_load(&P.nnote);
 }
 
 /* ---- the schedulers' side ---- */
@@ -374,6 +503,18 @@ static unsigned fired_of(uint32_t ev)
 	return f;
 }
 
+/* Wake the records on *head that fired concerns. */
+static unsigned wake_concerned(fd_entry *e, waiter **head, unsigned fired, wakeups *wk)
+{
+	unsigned woke = 0;
+	for (waiter *w = *head, *next; w; w = next) {
+		next = w->next;
+		if (w->events & fired)
+			woke += wake_locked(e, w, fired & (w->events | KR_HANGUP), 0, wk);
+	}
+	return woke;
+}
+
 /* Wake the waiters the events in ev concern, arming each descriptor again
  * for the waiters left. */
 static unsigned dispatch(struct epoll_event *ev, int n)
@@ -385,22 +526,19 @@ static unsigned dispatch(struct epoll_event *ev, int n)
 		if (!e)
 			continue;
 		unsigned fired = fired_of(ev[i].events);
-		krx_task *list = NULL;
+		wakeups wk = { 0 };
 		pthread_mutex_lock(&e->lock);
-		for (waiter *w = e->waiters, *next; w; w = next) {
-			next = w->next;
-			if (w->events & fired)
-				woke += wake_locked(e, w, fired & (w->events | KR_HANGUP), 0, &list);
-		}
+		woke += wake_concerned(e, &e->waiters, fired, &wk);
+		woke += wake_concerned(e, &e->notes, fired, &wk);
 		/* The one-shot registration has fired: arm it again for those
 		 * left. If that fails (fd was closed behind our back), wake
 		 * them too: their own calls will say what became of fd. */
 		if (arm_fd(e, fd)) {
-			while (e->waiters)
-				woke += wake_locked(e, e->waiters, e->waiters->events, 0, &list);
+			woke += wake_list(e, &e->waiters, 0, &wk);
+			woke += wake_list(e, &e->notes, 0, &wk);
 		}
 		pthread_mutex_unlock(&e->lock);
-		ready_all(list);
+		ready_all(&wk);
 	}
 	/* Relaxed: a statistic. */
 	if (woke)
@@ -455,10 +593,10 @@ static int wait_events(struct epoll_event *buf, int64_t timeout_ns)
 
 int krx_poll_sleep(krx_sched *s, int64_t timeout_ns)
 {
-	/* Relaxed: nwait is a hint (see the invariants at the top). Full: a
+	/* Relaxed: anyone_waits is a hint (see the invariants). Full: a
 	 * waker stores our wake word, then looks at sleeper (krx_poll_kick);
 	 * we publish sleeper, then look at the word: one sees the other. */
-	if (!AO_load(&P.nwait) || !AO_compare_and_swap_full(&P.sleeper, 0, (AO_t)s->id + 1))
+	if (!anyone_waits() || !AO_compare_and_swap_full(&P.sleeper, 0, (AO_t)s->id + 1))
 		return -1;
 	struct epoll_event *buf = buf_of(s);
 	int n = 0;
@@ -483,7 +621,7 @@ unsigned krx_poll_now(krx_sched *s)
 	/* Relaxed: hints. With no waiter there is nothing to find; with a
 	 * sleeper, the kernel wakes it for whatever becomes ready; and one
 	 * non-blocking poll at a time is enough. */
-	if (!AO_load(&P.nwait) || AO_load(&P.sleeper) ||
+	if (!anyone_waits() || AO_load(&P.sleeper) ||
 	    !AO_compare_and_swap_acquire(&P.polling, 0, 1))
 		return 0;
 	struct epoll_event *buf = buf_of(s);

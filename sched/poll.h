@@ -36,8 +36,25 @@ int krx_poll_wait(int fd, unsigned events, uint64_t deadline, const AO_t *cancel
  * waiting. */
 void krx_poll_interrupt(krx_task *t);
 
+/*
+ * A notification request: once fd is ready for events (or is closed with
+ * krx_poll_close), call notify(owner, fd, fired, err) from whichever thread
+ * finds it (a scheduler's loop, or krx_poll_close's caller), without locks
+ * held, and forget the request. fired as krx_poll_wait returns it; err
+ * EBADF (fired 0) when fd was closed. One request per owner and fd: asking
+ * again changes its events. A regular file is ready at once (notify is
+ * called before this returns). 0; KR_EIO with *err (epoll refused fd);
+ * KR_EINVAL for an fd past the table; KR_ENOMEM.
+ */
+typedef void krx_poll_notify_fn(uint64_t owner, int fd, unsigned fired, int err);
+int krx_poll_notify(int fd, unsigned events, uint64_t owner, krx_poll_notify_fn *notify, int *err);
+/* Withdraw owner's request on fd: true if there was one (notify will not
+ * be called for it), false if none (it fired already, or never was). */
+bool krx_poll_notify_cancel(int fd, uint64_t owner);
+
 /* Close fd, first waking every task waiting on it (they return KR_EIO,
- * EBADF) and dropping it from epoll. Returns close(2)'s result; errno is
+ * EBADF) and every notification request on it (err EBADF), and dropping
+ * it from epoll. Returns close(2)'s result; errno is
  * close's. */
 int krx_poll_close(int fd);
 
@@ -46,8 +63,10 @@ int krx_poll_close(int fd);
  * krx_poll_free. */
 AO_t *krx_poll_fd_word(int fd);
 
-/* Tasks parked in krx_poll_wait now, and tasks the poller has woken. */
+/* Tasks parked in krx_poll_wait now, notification requests pending, and
+ * tasks and requests the poller has woken. */
 size_t krx_poll_waiting(void);
+size_t krx_poll_notes(void);
 uint64_t krx_poll_wakeups(void);
 
 /* ---- for sched.c ---- */

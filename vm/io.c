@@ -471,6 +471,45 @@ KR_API int kr_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, lo
 	return so_error ? fail(so_error) : 0;
 }
 
+/* ---- readiness as a message ---- */
+
+/* The poller's answer to kr_fd_notify (any thread, no lock held): a signal
+ * that becomes a KR_TAG_FD message as the owner takes it in; dropped if
+ * the owner has ended. */
+static void fd_ready(uint64_t owner, int fd, unsigned fired, int err)
+{
+	kr_fd_msg f = { .fd = fd, .events = fired, .err = err };
+	(void)krx_signal_send(NULL, 0, (kr_pid)owner, KRX_SIG_FD_READY, 0, KR_TAG_FD, &f, sizeof f);
+}
+
+KR_API int kr_fd_notify(int fd, unsigned events)
+{
+	krx_proc *p = krx_proc_self();
+	if (!p)
+		return KR_ENOTPROC;
+	if (fd < 0 || !events || (events & ~(KR_READABLE | KR_WRITABLE)))
+		return KR_EINVAL;
+	krx_task_charge(IO_REDS);
+	int err = 0;
+	int rc = krx_poll_notify(fd, events, (uint64_t)pid_of(krx_proc_self()), fd_ready, &err);
+	return rc == KR_EIO ? fail(err) : rc;
+}
+
+KR_API int kr_fd_notify_cancel(int fd)
+{
+	krx_proc *p = krx_proc_self();
+	if (!p)
+		return KR_ENOTPROC;
+	if (fd < 0)
+		return KR_EINVAL;
+	return krx_poll_notify_cancel(fd, (uint64_t)pid_of(p));
+}
+
+KR_API const kr_fd_msg *kr_msg_fd(const kr_msg *msg)
+{
+	return msg && msg->tag == KR_TAG_FD && msg->len == sizeof(kr_fd_msg) ? msg->data : NULL;
+}
+
 /* ---- figures ---- */
 
 KR_API int kr_last_errno(void)
@@ -497,6 +536,7 @@ KR_API int kr_io_stats_get(kr_io_stats *out)
 	/* Relaxed: figures. */
 	*out = (kr_io_stats){
 		.waiting = krx_poll_waiting(),
+		.notifying = krx_poll_notes(),
 		.owned = AO_load(&owned),
 		.wakeups = krx_poll_wakeups(),
 	};

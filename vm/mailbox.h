@@ -56,7 +56,8 @@ enum krx_msg_kind {
 	KRX_MSG_CALL,      /* a kr_call request: a message like any other for the
 	                    * receiver, but its receipt is recorded (call.c) */
 	KRX_SIG_CALL_DOWN, /* the server of our call ended first: payload kr_down_msg */
-	KRX_SIG_FD         /* kr_fd_give: the receiver owns the descriptor (payload int) */
+	KRX_SIG_FD,        /* kr_fd_give: the receiver owns the descriptor (payload int) */
+	KRX_SIG_FD_READY   /* kr_fd_notify's answer: payload kr_fd_msg, tag KR_TAG_FD */
 };
 
 typedef struct krx_msg {

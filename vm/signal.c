@@ -234,6 +234,9 @@ bool krx_signal_take(krx_proc *p, krx_msg *m)
 	case KRX_SIG_FD:
 		krx_io_adopt(p, m);
 		return false;
+	case KRX_SIG_FD_READY:
+		m->hb.kind = KRX_MSG_USER;
+		return true;
 	}
 	return false;
 }

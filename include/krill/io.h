@@ -18,7 +18,7 @@
  * EBADF ...). Timeouts follow krill.h's rule (at KR_INFINITY): in
  * milliseconds, 0 tries once without waiting, KR_INFINITY waits for ever,
  * any other negative value is KR_EINVAL at once. Every call here but kr_close,
- * kr_fd_give, kr_fd_owner and kr_io_stats needs a process: from a host
+ * kr_fd_give, kr_fd_owner, kr_msg_fd and kr_io_stats needs a process: from a host
  * thread it returns KR_ENOTPROC. Unlike errno, which a process must read
  * before its next krill call (it may resume on another thread),
  * kr_last_errno() is the process's own and keeps its value until the
@@ -77,6 +77,40 @@ enum kr_io_error {
  * always ready.
  */
 KR_API int kr_wait_fd(int fd, unsigned events, long timeout_ms);
+
+/*
+ * Readiness as a message, as Erlang's {active, once}: ask for one KR_TAG_FD
+ * message (kr_fd_msg) when fd is ready for events, and meanwhile receive
+ * other messages, or hibernate (kr_hibernate): a process waiting this way
+ * holds no stack, where one parked in kr_read or kr_wait_fd holds its own.
+ * The message comes once; ask again for the next (then read or write with
+ * a timeout of 0 until the call says KR_ETIMEDOUT, as readiness may be gone
+ * by the time the message is received). A process has at most one request
+ * per descriptor: asking again changes its events. If fd is closed with
+ * kr_close (or by its owner's end) first, the message comes with err EBADF
+ * and events 0. A request outlives a process that ends with it pending
+ * until fd is ready or closed, and is then dropped. 0; KR_EINVAL (fd < 0,
+ * events empty or with other bits); KR_EIO (kr_last_errno: EBADF, fd is
+ * not open); KR_ENOMEM; KR_ENOTPROC. A regular file is always ready.
+ */
+KR_API int kr_fd_notify(int fd, unsigned events);
+/* Withdraw the caller's kr_fd_notify request on fd: 1 if one was pending
+ * (no message will come for it), 0 if none was (its message may be in the
+ * mailbox already, as with Erlang's {active, false}: flush it if need be);
+ * KR_EINVAL (fd < 0), KR_ENOTPROC. */
+KR_API int kr_fd_notify_cancel(int fd);
+
+#define KR_TAG_FD (KR_TAG_RESERVED + 6) /* data: kr_fd_msg */
+
+typedef struct kr_fd_msg {
+	int fd;          /* the descriptor the request named */
+	unsigned events; /* what is ready, as kr_wait_fd reports it (KR_HANGUP too) */
+	int err;         /* 0, or EBADF: fd was closed before it was ready */
+} kr_fd_msg;
+
+/* The payload of a KR_TAG_FD message, or NULL if msg is not one. Safe from
+ * any thread. */
+KR_API const kr_fd_msg *kr_msg_fd(const kr_msg *msg);
 
 /*
  * Read at most len bytes into buf, as read(2), waiting up to timeout_ms for
@@ -158,8 +192,9 @@ KR_API int kr_close(int fd);
 /* Figures of the poller, for tests and monitoring. */
 typedef struct kr_io_stats {
 	size_t waiting;   /* processes parked on a descriptor now */
+	size_t notifying; /* kr_fd_notify requests pending now */
 	size_t owned;     /* descriptors owned by processes now */
-	uint64_t wakeups; /* processes the poller has woken since the VM started */
+	uint64_t wakeups; /* processes woken and requests answered by the poller since the VM started */
 } kr_io_stats;
 
 /* Fill *out. KR_EINVAL (out NULL), KR_ESTOPPED. Safe from any thread. */
