@@ -10,9 +10,9 @@
  *      │           └─ its writer (linked, not supervised)
  *      └─ acceptor: accepts, starts a reader under the lobby's supervisor
  *
- * A connection is two processes because a process parked in kr_read cannot
- * take messages (an idle connection's writer hibernates, so it holds one
- * stack, its reader's): the reader reads lines and acts on them (chat lines go
+ * A connection is two processes, so that reading never waits for writing
+ * nor writing for reading (an idle connection's processes both hibernate,
+ * so it holds no stack): the reader reads lines and acts on them (chat lines go
  * straight to its room process), the writer takes what is to be written
  * (the room's lines, notices) and writes it, many lines a write. The writer
  * is also the room's member: it joins and leaves rooms, and joins its room
@@ -80,7 +80,7 @@ enum {
 #define WAIT_SLICE_MS 20      /* a writer with a full socket looks at its mailbox this often */
 #define FLUSH_AT (64 * 1024)  /* a writer writes once it holds this much */
 #define TAKE_MAX 4096         /* ... or once it has taken this many messages */
-#define IDLE_MS 1000          /* a writer with nothing to do this long hibernates */
+#define IDLE_MS 1000          /* a reader or writer with nothing to do this long hibernates */
 #define OUT_KEEP (16 * 1024)  /* a writer keeps an output buffer this big when it is idle */
 #define CHAT_BATCH 4096       /* a reader sends its room what it has once it holds this much */
 #define READ_CHUNK 4096       /* a reader reads this much at a time (and holds a line more) */
@@ -1052,6 +1052,32 @@ static void adopt_writer(conn *c)
 	}
 }
 
+/* The reader's loop, its state on its heap: a client silent for IDLE_MS
+ * has its next input announced as a message (kr_fd_notify) while the
+ * reader hibernates, holding no stack until the client speaks; it starts
+ * again here. */
+static void reader_loop(void *arg)
+{
+	conn *c = arg;
+	kr_msg *m;
+	/* What woke us: the announcement (or anything else sent to a reader,
+	 * which has no use for it). */
+	while (kr_recv(&m, 0) == 0)
+		kr_msg_free(m);
+	for (;;) {
+		ssize_t n = kr_read(c->fd, c->in + c->nin, c->incap - c->nin, IDLE_MS);
+		if (n == KR_ETIMEDOUT) {
+			if (kr_fd_notify(c->fd, KR_READABLE) == 0)
+				kr_hibernate(reader_loop, c);
+			continue; /* kr_read says what is wrong with the socket */
+		}
+		if (n <= 0)
+			quit(c, 0); /* the client closed, or the connection failed */
+		c->nin += (size_t)n;
+		handle_input(c);
+	}
+}
+
 static void reader_main(void *arg)
 {
 	(void)arg;
@@ -1064,30 +1090,27 @@ static void reader_main(void *arg)
 		kr_msg_free(m);
 		return;
 	}
-	conn c = { .fd = h.fd, .writer = h.writer, .room_name = h.room };
-	memcpy(c.nick, h.nick, sizeof c.nick);
-	memcpy(c.peer, h.peer, sizeof c.peer);
-	c.incap = S.o.line_max + 1 + READ_CHUNK;
-	c.in = kr_alloc(c.incap);
-	c.batch = kr_alloc(CHAT_BATCH + S.o.line_max + CHAT_NAME_MAX + 3);
-	if (!c.in || !c.batch)
+	conn *c = kr_alloc(sizeof *c);
+	if (!c)
 		kr_crash("out of memory");
-	c.nin = m->len - sizeof h;
-	memcpy(c.in, (const char *)m->data + sizeof h, c.nin);
+	*c = (conn){ .fd = h.fd, .writer = h.writer, .room_name = h.room };
+	memcpy(c->nick, h.nick, sizeof c->nick);
+	memcpy(c->peer, h.peer, sizeof c->peer);
+	c->incap = S.o.line_max + 1 + READ_CHUNK;
+	c->in = kr_alloc(c->incap);
+	c->batch = kr_alloc(CHAT_BATCH + S.o.line_max + CHAT_NAME_MAX + 3);
+	if (!c->in || !c->batch)
+		kr_crash("out of memory");
+	c->nin = m->len - sizeof h;
+	memcpy(c->in, (const char *)m->data + sizeof h, c->nin);
 	kr_msg_free(m);
-	if (!c.writer)
-		start_writer(&c);
+	if (!c->writer)
+		start_writer(c);
 	else
-		adopt_writer(&c);
-	if (c.nin)
-		handle_input(&c);
-	for (;;) {
-		ssize_t n = kr_read(c.fd, c.in + c.nin, c.incap - c.nin, KR_INFINITY);
-		if (n <= 0)
-			quit(&c, 0); /* the client closed, or the connection failed */
-		c.nin += (size_t)n;
-		handle_input(&c);
-	}
+		adopt_writer(c);
+	if (c->nin)
+		handle_input(c);
+	reader_loop(c);
 }
 
 /* ---- the acceptor ------------------------------------------------------- */
