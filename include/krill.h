@@ -128,6 +128,12 @@ typedef struct kr_vm_stats {
 	size_t stacks_in_use;   /* stacks held by processes */
 	const char *stack_protection; /* "guard_install", "mprotect" or "canary" */
 	size_t hibernating;     /* processes waiting without a stack (kr_hibernate) */
+	size_t stacks_warm;     /* free stacks that keep their memory, so that the next
+	                         * process to run takes no page fault (besides a few
+	                         * cached per scheduler) */
+	size_t stacks_trimmed;  /* free stacks whose memory went back to the system: those
+	                         * beyond 256 warm ones, unused for a second (after a burst
+	                         * of processes ended or hibernated) */
 } kr_vm_stats;
 
 /* Fill *out. KR_EINVAL (out NULL), KR_ESTOPPED if no VM runs. Safe from

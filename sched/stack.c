@@ -14,7 +14,12 @@
  *    reached through an acquire ordered after that store: the carver's load
  *    of nregions, or the free list's acquire chain (every id on the list was
  *    carved before it was pushed).
- *  - The shared free list is a stack of slot ids under free_lock. The
+ *  - The shared free list is a stack of slot ids under free_lock, and so is
+ *    the cold list (a slot is on one of them at most: they share the link
+ *    array). The warm list's stacks keep their touched pages, so that the
+ *    next process to run takes no page fault; krx_stack_trim gives the
+ *    pages of those beyond a reserve back and moves them to the cold list,
+ *    handed out only when the warm list is empty. The
  *    schedulers' caches take and give stacks in batches of half a cache,
  *    so the lock is taken once per KRX_STACK_CACHE / 2 stacks; a lock
  *    instead of a lock-free stack because a tagged lock-free pop can be
@@ -296,19 +301,81 @@ static void push_batch(krx_stack_pool *pool, krx_stack **v, uint32_t k)
 	pthread_mutex_unlock(&pool->free_lock);
 }
 
-/* Pop up to max stacks into out (the most recently pushed first). */
-static uint32_t pop_batch(krx_stack_pool *pool, krx_stack **out, uint32_t max)
+/* Pop up to max stacks from the list at *top into out (the most recently
+ * pushed first); free_lock held. */
+static uint32_t pop_locked(krx_stack_pool *pool, uint32_t *top, AO_t *count, krx_stack **out,
+                           uint32_t max)
 {
 	uint32_t k = 0;
-	pthread_mutex_lock(&pool->free_lock);
-	while (k < max && pool->free_top) {
-		uint32_t id = pool->free_top - 1;
-		pool->free_top = *link_of(pool, id);
+	while (k < max && *top) {
+		uint32_t id = *top - 1;
+		*top = *link_of(pool, id);
 		out[k++] = slot_of(pool, id);
 	}
-	AO_store(&pool->nfree, AO_load(&pool->nfree) - k);
+	/* Relaxed: written under the lock, read racily by the stats. */
+	AO_store(count, AO_load(count) - k);
+	return k;
+}
+
+/* Pop up to max stacks into out: warm ones first, then cold. */
+static uint32_t pop_batch(krx_stack_pool *pool, krx_stack **out, uint32_t max)
+{
+	pthread_mutex_lock(&pool->free_lock);
+	uint32_t k = pop_locked(pool, &pool->free_top, &pool->nfree, out, max);
+	k += pop_locked(pool, &pool->cold_top, &pool->ncold, out + k, max - k);
 	pthread_mutex_unlock(&pool->free_lock);
 	return k;
+}
+
+/* Give back the pages of stacks v[0..k): a process_madvise for them all
+ * where the kernel takes MADV_DONTNEED there (Linux 6.13), else one
+ * madvise each. A canary stack keeps its bottom page: it holds the canary. */
+static void release_pages(krx_stack_pool *pool, krx_stack **v, uint32_t k, int pidfd)
+{
+	struct iovec iov[GUARD_BATCH];
+	for (uint32_t j = 0; j < k; j++) {
+		char *from = v[j]->lo + (v[j]->guard == KRX_GUARD_CANARY ? pool->page : 0);
+		iov[j] = (struct iovec){ .iov_base = from, .iov_len = (size_t)(v[j]->hi - from) };
+	}
+	if (pidfd >= 0 &&
+	    syscall(SYS_process_madvise, pidfd, iov, (size_t)k, MADV_DONTNEED, 0u) >= 0)
+		return;
+	for (uint32_t j = 0; j < k; j++)
+		(void)madvise(iov[j].iov_base, iov[j].iov_len, MADV_DONTNEED);
+}
+
+size_t krx_stack_trim(krx_stack_pool *pool, size_t keep)
+{
+	/* Relaxed: a look; the pops below decide under the lock. */
+	if (AO_load(&pool->nfree) <= keep)
+		return 0;
+	/* Valgrind does not know pidfd_open: one madvise a stack there. */
+	int pidfd = RUNNING_ON_VALGRIND ? -1 : (int)syscall(SYS_pidfd_open, getpid(), 0);
+	krx_stack *v[GUARD_BATCH];
+	size_t trimmed = 0;
+	for (;;) {
+		pthread_mutex_lock(&pool->free_lock);
+		size_t have = AO_load(&pool->nfree);
+		size_t want = have > keep ? have - keep : 0;
+		uint32_t k = pop_locked(pool, &pool->free_top, &pool->nfree, v,
+		                        want > GUARD_BATCH ? GUARD_BATCH : (uint32_t)want);
+		pthread_mutex_unlock(&pool->free_lock);
+		if (!k)
+			break;
+		/* Ours while neither list holds them: no lock for the calls. */
+		release_pages(pool, v, k, pidfd);
+		pthread_mutex_lock(&pool->free_lock);
+		for (uint32_t j = 0; j < k; j++) {
+			*link_of(pool, v[j]->id) = pool->cold_top;
+			pool->cold_top = v[j]->id + 1;
+		}
+		AO_store(&pool->ncold, AO_load(&pool->ncold) + k);
+		pthread_mutex_unlock(&pool->free_lock);
+		trimmed += k;
+	}
+	if (pidfd >= 0)
+		close(pidfd);
+	return trimmed;
 }
 
 /*
@@ -477,6 +544,7 @@ void krx_stack_pool_stats(krx_stack_pool *pool, krx_stack_stats *out)
 		out->carved += out->by_guard[k];
 	}
 	out->shared_free = AO_load(&pool->nfree);
+	out->cold = AO_load(&pool->ncold);
 	out->best = pool->best;
 }
 

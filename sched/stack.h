@@ -1,7 +1,8 @@
 /*
  * stack.h - the stack pool: coroutine stacks carved from large MAP_NORESERVE
  * reservations, each with a guard region below it, recycled through a
- * per-scheduler cache and a shared lock-free free list.
+ * per-scheduler cache and a shared free list, whose stacks beyond a warm
+ * reserve give their memory back to the system (krx_stack_trim).
  *
  * Invariants:
  *  - A stack slot is either handed out (owned by exactly one caller), in one
@@ -66,6 +67,9 @@ typedef struct krx_stack_pool {
 	pthread_mutex_t free_lock;      /* the shared free list: */
 	uint32_t free_top;              /* slot id + 1 of its top; 0: empty */
 	AO_t nfree;                     /* stacks on it (read racily by the stats) */
+	uint32_t cold_top;              /* the cold list (under free_lock too): stacks whose
+	                                 * pages were given back, handed out after the warm */
+	AO_t ncold;                     /* stacks on it (read racily) */
 	AO_t carved;                    /* slot ids taken by carvers (fetch-and-add); ids whose
 	                                 * region could not be mapped are lost, so stats count
 	                                 * carved slots from guards[] */
@@ -78,7 +82,8 @@ typedef struct krx_stack_pool {
 
 typedef struct krx_stack_stats {
 	size_t carved;      /* slots ever carved */
-	size_t shared_free; /* on the shared free list */
+	size_t shared_free; /* on the shared free list, warm */
+	size_t cold;        /* on the cold list: their memory given back */
 	size_t by_guard[KRX_GUARD_KINDS];
 	krx_guard_kind best;
 } krx_stack_stats;
@@ -95,6 +100,11 @@ krx_stack *krx_stack_get(krx_stack_pool *pool, krx_stack_cache *cache);
 void krx_stack_put(krx_stack_pool *pool, krx_stack_cache *cache, krx_stack *st);
 /* Move every cached stack to the shared list (a scheduler that exits). */
 void krx_stack_cache_flush(krx_stack_pool *pool, krx_stack_cache *cache);
+/* Give back to the system the memory of the stacks on the shared free list
+ * beyond the newest keep, moving them to the cold list (a few system calls
+ * for a thousand stacks). Returns how many were trimmed. Any thread; meant
+ * for one that is not running processes (the watchdog's). */
+size_t krx_stack_trim(krx_stack_pool *pool, size_t keep);
 
 /* False when a canary-guarded stack's canary was overwritten (it overflowed). */
 bool krx_stack_intact(const krx_stack *st);

@@ -328,6 +328,61 @@ Test(hibernate, a_million_processes_hibernate_with_no_stacks_and_each_wakes_once
 	vm_stop();
 }
 
+/* Sleepers that ran deep enough to touch a few pages of stack first: once
+ * they hibernate, the pool's stacks beyond its warm reserve give their
+ * memory back (the watchdog trims them after a second unused), and the
+ * sleepers wake on the trimmed stacks as on any. */
+__attribute__((noinline)) static int deep_enough(int depth)
+{
+	volatile char page[1024];
+	page[0] = (char)depth;
+	return depth ? deep_enough(depth - 1) + page[0] : page[0];
+}
+
+/* Deep, then waiting with its stack until told to hibernate: all hold
+ * stacks at once, as a burst of connections does. */
+static void deep_main(void *arg)
+{
+	crowd *c = arg;
+	(void)deep_enough(8);
+	atomic_fetch_add(&c->asleep, 1);
+	kr_msg *m;
+	if (kr_recv(&m, KR_INFINITY) == 0)
+		kr_msg_free(m);
+	kr_hibernate(crowd_woke, c);
+}
+
+Test(hibernate, the_stacks_hibernating_processes_gave_back_return_their_memory_to_the_system)
+{
+	vm_start(2);
+	long n = KR_TEST_MIN(20000 / VM_LIGHT_DIV, 4000) + 1000;
+	crowd c = {0};
+	kr_pid *pids = malloc((size_t)n * sizeof *pids);
+	cr_assert(pids);
+	for (long i = 0; i < n; i++)
+		cr_assert_gt(pids[i] = kr_spawn(deep_main, &c), 0);
+	cr_assert(VM_WAIT(atomic_load(&c.asleep) == n, 60000));
+	cr_assert_geq(vm_stacks(), (size_t)n, "the processes do not hold their stacks");
+	for (long i = 0; i < n; i++)
+		cr_assert_eq(kr_send(pids[i], 1, NULL, 0), 0);
+	cr_assert(VM_WAIT(vm_stats().hibernating == (size_t)n, 60000));
+	/* At most the warm reserve and the schedulers' caches stay warm. */
+	size_t warm = 256 + 2 * 64;
+	cr_assert(VM_WAIT(vm_stats().stacks_warm <= 256 && vm_stats().stacks_trimmed > 0, 10000),
+	          "%zu stacks warm, %zu trimmed", vm_stats().stacks_warm, vm_stats().stacks_trimmed);
+	kr_vm_stats s = vm_stats();
+	cr_assert_geq(s.stacks_trimmed + warm, (size_t)n / 2, "%zu trimmed of %ld stacks",
+	              s.stacks_trimmed, n);
+	for (long i = 0; i < n; i++)
+		cr_assert_eq(kr_send(pids[i], 1, NULL, 0), 0);
+	cr_assert(VM_WAIT(atomic_load(&c.answered) == n, 60000), "%ld of %ld woke",
+	          atomic_load(&c.answered), n);
+	cr_assert(VM_WAIT(vm_alive() == 0, 30000));
+	vm_assert_clean();
+	free(pids);
+	vm_stop();
+}
+
 /* ---- bad calls ---- */
 
 static atomic_int bad_rc = 1;

@@ -455,6 +455,49 @@ Test(stack, cache_spills_and_flushes)
 	krx_stack_pool_destroy(&pool);
 }
 
+/* Stacks beyond the warm reserve give their pages back and are handed out
+ * only after the warm ones; none is lost or handed out twice. */
+Test(stack, trim_gives_pages_back_and_cold_stacks_come_last)
+{
+	enum { N = 300, KEEP = 100 };
+	krx_stack_pool pool;
+	krx_stack *st[N];
+	krx_stack_stats s;
+	char seen[N] = { 0 };
+	size_t pg = page_size();
+
+	pool_init(&pool, NULL);
+	for (int i = 0; i < N; i++) {
+		st[i] = krx_stack_get(&pool, NULL);
+		touch_pages(st[i]->hi - 2 * pg, st[i]->hi, 1); /* two pages, as a run leaves */
+	}
+	for (int i = 0; i < N; i++)
+		krx_stack_put(&pool, NULL, st[i]);
+	cr_assert_eq(krx_stack_trim(&pool, N), 0, "nothing beyond the reserve");
+	cr_assert_eq(krx_stack_trim(&pool, KEEP), N - KEEP);
+	krx_stack_pool_stats(&pool, &s);
+	cr_assert_eq(s.shared_free, KEEP);
+	cr_assert_eq(s.cold, N - KEEP);
+	/* The newest were trimmed (the top of the list): the oldest stay warm. */
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(resident(st[i]->hi - 2 * pg, 2 * pg), i < KEEP ? 2u : 0u, "stack %d", i);
+	/* Warm first, then cold, then no new slot. */
+	for (int i = 0; i < N; i++) {
+		krx_stack *x = krx_stack_get(&pool, NULL);
+		cr_assert_lt(x->id, N);
+		cr_assert_not(seen[x->id], "stack %u handed out twice", x->id);
+		seen[x->id] = 1;
+		cr_assert_eq(x->id < KEEP, i < KEEP, "handout %d: stack %u", i, x->id);
+		touch_pages(x->hi - pg, x->hi, 2); /* usable */
+	}
+	krx_stack_pool_stats(&pool, &s);
+	cr_assert_eq(s.carved, N);
+	cr_assert_eq(s.shared_free + s.cold, 0);
+	for (int i = 0; i < N; i++)
+		krx_stack_put(&pool, NULL, st[i]);
+	krx_stack_pool_destroy(&pool);
+}
+
 Test(stack, regions_grow)
 {
 	enum { N = 100 };

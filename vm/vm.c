@@ -166,6 +166,8 @@ KR_API int kr_vm_stats_get(kr_vm_stats *out)
 		.stacks_in_use = krx_sched_stacks_in_use(),
 		.hibernating = krx_sched_hibernating(),
 		.stack_protection = krx_guard_kind_name(ss.best),
+		.stacks_warm = ss.shared_free,
+		.stacks_trimmed = ss.cold,
 	};
 	krx_vm_leave(self);
 	return 0;
