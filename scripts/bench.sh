@@ -97,6 +97,8 @@ suite=(
 	"chat-10k|||||p99_us|lower|the same: p99 latency, us"
 	"chat-bounded|chat --clients 1000 --rooms 10 --msgs 20000 --inflight 4|all|beam|=|p99_us|lower|the chat server at a load it keeps up with (4 lines in flight a room): p99 latency, us"
 	"chat-bounded|||||msgs_per_s|higher|the same: lines delivered per second"
+	"chat-idle|chat --clients 2000 --rooms 20 --msgs 0 --hold 4|all|beam|=|bytes_per_conn|lower|2,000 idle chat connections (joined, greeted, then silent for 4 s; krill's readers and writers hibernate after 1 s): the server's resident bytes per connection"
+	"chat-idle-awake|chat --hibernate-after -1 --clients 2000 --rooms 20 --msgs 0 --hold 4|all|beam|=|bytes_per_conn|lower|the same with krill's connection processes never hibernating (the BEAM runs the same program as above)"
 	"dist_pingpong|dist_pingpong|all|beam|=|p50_ns|lower|a small message's round trip between two nodes on loopback, krill to build/krnode against BEAM to BEAM: p50, ns"
 	"dist_pingpong|||||mean_ns|lower|the same: mean, ns"
 	"dist_pingpong|||||p99_ns|lower|the same: p99, ns"

@@ -2,11 +2,13 @@
 # One run of the chat benchmark, for scripts/bench.sh: start a chat server,
 # load it with build/chat_load, stop it, and pass on chat_load's RESULT line.
 #
-#   scripts/chat-run.sh krill|beam [--schedulers N] [--timeout SECS] LOAD...
+#   scripts/chat-run.sh krill|beam [--schedulers N] [--timeout SECS] [--hibernate-after MS] LOAD...
 #
 # krill's server is build/chat, the BEAM's bench/erlang/chat.erl (compiled
 # into build/erlang by bench.sh); both get N schedulers (0 or none: all).
-# LOAD is chat_load's options (--clients --rooms --msgs [--inflight]). The
+# --hibernate-after is krill's server's (ignored by the BEAM's, which has no
+# such setting). LOAD is chat_load's options (--clients --rooms --msgs
+# [--inflight] [--hold]; --server-pid is added here). The
 # load generator is krill either way (build/chat_load, all schedulers), so
 # both servers see the same client. Each run picks a free port, and a
 # connection is a descriptor on both sides, so the soft descriptor limit is
@@ -19,11 +21,13 @@ impl=${1:?usage: chat-run.sh krill|beam [--schedulers N] [--timeout SECS] LOAD..
 shift
 sched=0
 timeout_s=600
+hib=()
 load=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--schedulers) sched=$2; shift 2 ;;
 	--timeout) timeout_s=$2; shift 2 ;;
+	--hibernate-after) hib=(--hibernate-after "$2"); shift 2 ;;
 	*) load+=("$1"); shift ;;
 	esac
 done
@@ -65,7 +69,7 @@ trap cleanup EXIT
 # until it says it listens; 1 if it does not within 10 s.
 start_server() {
 	case $impl in
-	krill) build/chat --port "$port" --schedulers "$sched" >"$tmp/server" 2>&1 & ;;
+	krill) build/chat --port "$port" --schedulers "$sched" "${hib[@]}" >"$tmp/server" 2>&1 & ;;
 	beam) erl +S "$sched:$sched" +P 2000000 +Q 65536 -noshell -pa build/erlang -s chat main \
 		-extra --port "$port" >"$tmp/server" 2>&1 & ;;
 	*) echo "chat-run.sh: krill or beam, not '$impl'" >&2; exit 2 ;;
@@ -90,5 +94,5 @@ for try in 1 2 3; do
 	[ "$try" -lt 3 ] || exit 1
 done
 # The RESULT line, with the server's scheduler count for bench.sh's tables.
-build/chat_load "${load[@]}" --port "$port" --impl "$impl" --timeout "$timeout_s" |
-	sed "s/^\(RESULT bench=chat impl=[a-z]*\) /\1 schedulers=$sched /"
+build/chat_load "${load[@]}" --port "$port" --impl "$impl" --timeout "$timeout_s" \
+	--server-pid "$server" | sed "s/^\(RESULT bench=chat[a-z_]* impl=[a-z]*\) /\1 schedulers=$sched /"

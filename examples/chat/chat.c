@@ -1,7 +1,10 @@
 /*
  * chat.c - the chat server's program (the server itself is chat_server.c).
  *
- *     build/chat [--port P] [--schedulers N]   (default port 5555 on 127.0.0.1; 0 picks one)
+ *     build/chat [--port P] [--schedulers N] [--hibernate-after MS]
+ *
+ * The default port is 5555 on 127.0.0.1 (0 picks one). A connection's
+ * processes hibernate after MS idle (default 1000; -1: never).
  *
  * Try it with two or three `nc 127.0.0.1 5555`: type lines, /nick, /join,
  * /who; /crash ends your own connection's process (and only it), and
@@ -64,8 +67,11 @@ int main(int argc, char **argv)
 			opts.port = atoi(argv[++i]);
 		} else if (!strcmp(argv[i], "--schedulers") && i + 1 < argc) {
 			cfg.schedulers = (unsigned)atoi(argv[++i]);
+		} else if (!strcmp(argv[i], "--hibernate-after") && i + 1 < argc) {
+			opts.hibernate_after_ms = atol(argv[++i]);
 		} else {
-			fprintf(stderr, "usage: %s [--port P] [--schedulers N]\n", argv[0]);
+			fprintf(stderr, "usage: %s [--port P] [--schedulers N] [--hibernate-after MS]\n",
+			        argv[0]);
 			return 2;
 		}
 	}

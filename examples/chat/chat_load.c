@@ -4,7 +4,7 @@
  *
  *     build/chat_load --clients N --rooms R --msgs M [--port P] [--host H]
  *                     [--window W | --inflight K] [--size B] [--impl NAME] [--schedulers S]
- *                     [--connect K] [--timeout SECS]
+ *                     [--connect K] [--timeout SECS] [--hold SECS --server-pid PID]
  *
  * It opens N connections (client i is "c<i>" in room "r<i mod R>"), at
  * most K (default 200) being set up at once, and waits until every client
@@ -45,6 +45,15 @@
  * histogram (bench/hist.h). --impl only changes the RESULT line's impl
  * field (say --impl beam when pointed at the BEAM's server).
  *
+ * --hold SECS keeps every connection open and silent for SECS once the
+ * run is over, and then reads the server's resident memory (VmRSS of
+ * process PID, --server-pid): what its idle connections cost, against
+ * what it held before the first connection, printed as
+ *
+ *     RESULT bench=chat_idle impl=krill clients=N rss_before_kb=A rss_kb=B bytes_per_conn=X
+ *
+ * (with --msgs 0, connections that joined, were greeted and said nothing).
+ *
  * Every client is a krill process with its own socket (kr_connect,
  * kr_read, kr_write), so 10,000 connections are 10,000 small processes;
  * the soft RLIMIT_NOFILE is raised to the hard limit, and a run that would
@@ -79,6 +88,7 @@ static atomic_ullong received; /* lines received by all clients, for progress no
 
 static struct {
 	long clients, rooms, msgs, port, window, inflight, size, schedulers, connect, timeout;
+	long hold, server_pid;
 	const char *host, *impl;
 	struct sockaddr_in addr;
 	uint64_t epoch_ns;
@@ -407,10 +417,40 @@ static void report(double secs)
 	hist_free(all);
 }
 
+/* The server's resident memory (VmRSS), kB; 0 if it cannot be read. */
+static long server_rss_kb(void)
+{
+	char path[64], line[128];
+	snprintf(path, sizeof path, "/proc/%ld/status", O.server_pid);
+	FILE *f = fopen(path, "r");
+	long kb = 0;
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb;
+}
+
+/* --hold: the connections stay open and silent for O.hold seconds; then
+ * what the server holds for them. */
+static void report_idle(long rss_before)
+{
+	printf("chat_load: holding %ld idle connections for %ld s\n", O.clients, O.hold);
+	kr_sleep(O.hold * 1000);
+	long rss = server_rss_kb();
+	double per = (double)(rss - rss_before) * 1024 / (double)O.clients;
+	printf("chat_load: the server's resident memory: %ld kB before the first connection, %ld kB "
+	       "with %ld idle ones: %.0f bytes a connection\n", rss_before, rss, O.clients, per);
+	printf("RESULT bench=chat_idle impl=%s clients=%ld rss_before_kb=%ld rss_kb=%ld "
+	       "bytes_per_conn=%.0f\n", O.impl, O.clients, rss_before, rss, per);
+}
+
 static void root(void *arg)
 {
 	(void)arg;
 	root_pid = kr_self();
+	long rss_before = O.hold ? server_rss_kb() : 0;
 	kr_pid *pids = kr_calloc((size_t)O.clients, sizeof *pids);
 	uint64_t *order = kr_calloc((size_t)O.rooms, sizeof *order);
 	char *seen = kr_calloc((size_t)O.rooms, 1);
@@ -453,6 +493,8 @@ static void root(void *arg)
 	printf("chat_load: %ld connections held open at once; every member got every line of its "
 	       "room, once, in one order\n", O.clients);
 	report(secs);
+	if (O.hold)
+		report_idle(rss_before);
 	status = 0;
 	for (long i = 0; i < O.clients; i++)
 		kr_send(pids[i], GO, NULL, 0);
@@ -490,7 +532,8 @@ static int options(int argc, char **argv)
 		{ "--port", &O.port, 1 },        { "--window", &O.window, 1 }, { "--size", &O.size, 0 },
 		{ "--inflight", &O.inflight, 1 },
 		{ "--schedulers", &O.schedulers, 0 }, { "--connect", &O.connect, 1 },
-		{ "--timeout", &O.timeout, 1 },
+		{ "--timeout", &O.timeout, 1 }, { "--hold", &O.hold, 0 },
+		{ "--server-pid", &O.server_pid, 1 },
 	};
 	for (int i = 1; i < argc; i++) {
 		if (i + 1 >= argc)
@@ -512,6 +555,10 @@ static int options(int argc, char **argv)
 		if (opt_long(a, v, nums[j].min, nums[j].val))
 			return -1;
 	}
+	if (O.hold && !O.server_pid) {
+		fprintf(stderr, "chat_load: --hold needs --server-pid\n");
+		return -1;
+	}
 	if (!O.clients || O.rooms > O.clients || O.size > 4096) {
 		fprintf(stderr, "chat_load: --clients is needed, --rooms at most --clients, --size at "
 		                "most 4096\n");
@@ -531,7 +578,7 @@ static int options(int argc, char **argv)
 usage:
 	fprintf(stderr, "usage: chat_load --clients N --rooms R --msgs M [--port P] [--host H] "
 	                "[--window W | --inflight K] [--size B] [--impl NAME] [--schedulers S] [--connect K] "
-	                "[--timeout SECS]\n");
+	                "[--timeout SECS] [--hold SECS --server-pid PID]\n");
 	return -1;
 }
 

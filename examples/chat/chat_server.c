@@ -80,10 +80,12 @@ enum {
 #define WAIT_SLICE_MS 20      /* a writer with a full socket looks at its mailbox this often */
 #define FLUSH_AT (64 * 1024)  /* a writer writes once it holds this much */
 #define TAKE_MAX 4096         /* ... or once it has taken this many messages */
-#define IDLE_MS 1000          /* a reader or writer with nothing to do this long hibernates */
+#define IDLE_MS 1000          /* a reader or writer with nothing to do this long hibernates
+                               * (chat_opts.hibernate_after_ms's default) */
 #define OUT_KEEP (16 * 1024)  /* a writer keeps an output buffer this big when it is idle */
 #define CHAT_BATCH 4096       /* a reader sends its room what it has once it holds this much */
 #define READ_CHUNK 4096       /* a reader reads this much at a time (and holds a line more) */
+#define IN_FIRST 512          /* ... but starts with this much, growing as lines need */
 #define BIN_MIN 512           /* lines this long are broadcast by reference (kr_bin) */
 #define KEY_MAX (5 + CHAT_NAME_MAX + 1) /* "room:" / "rsup:" + a name */
 #define PEER_MAX 24
@@ -682,9 +684,9 @@ static int is_start(const kr_msg *m, void *ctx)
 }
 
 /* The writer's loop, its state on its heap: an idle connection's writer
- * (nothing to write, no room to find again) hibernates after IDLE_MS, so
- * that it holds no stack until the next line for it comes, and starts
- * again here. */
+ * (nothing to write, no room to find again) hibernates after
+ * chat_opts.hibernate_after_ms (IDLE_MS by default), so that it holds no
+ * stack until the next line for it comes, and starts again here. */
 static void writer_loop(void *arg)
 {
 	writer *w = arg;
@@ -692,7 +694,7 @@ static void writer_loop(void *arg)
 	for (;;) {
 		/* Take what has come (waiting only if there is nothing to
 		 * write), up to a batch, then write it in one go. */
-		long wait = IDLE_MS;
+		long wait = S.o.hibernate_after_ms;
 		if (w->rejoin_at) {
 			uint64_t t = now_ms();
 			wait = w->rejoin_at > t ? (long)(w->rejoin_at - t) : 0;
@@ -700,8 +702,13 @@ static void writer_loop(void *arg)
 		for (int taken = 0; taken < TAKE_MAX && pending(w) < FLUSH_AT; taken++) {
 			bool idle = taken == 0 && !pending(w);
 			int rc = kr_recv(&m, idle ? wait : 0);
-			if (rc == KR_ETIMEDOUT && idle && !w->rejoin_at)
+			if (rc == KR_ETIMEDOUT && idle && !w->rejoin_at) {
+				/* Empty: its memory goes too, until the next line. */
+				kr_free(w->buf);
+				w->buf = NULL;
+				w->off = w->len = w->cap = 0;
 				kr_hibernate(writer_loop, w);
+			}
 			if (rc)
 				break;
 			handle(w, m);
@@ -801,6 +808,8 @@ static void send_batch(conn *c)
 
 static void chat_line(conn *c, const char *text, size_t len)
 {
+	if (!c->batch && !(c->batch = kr_alloc(CHAT_BATCH + S.o.line_max + CHAT_NAME_MAX + 3)))
+		kr_crash("out of memory");
 	size_t nl = strlen(c->nick);
 	if (c->nbatch + nl + len + 3 > CHAT_BATCH + S.o.line_max + CHAT_NAME_MAX + 3)
 		send_batch(c);
@@ -1052,10 +1061,43 @@ static void adopt_writer(conn *c)
 	}
 }
 
-/* The reader's loop, its state on its heap: a client silent for IDLE_MS
- * has its next input announced as a message (kr_fd_notify) while the
- * reader hibernates, holding no stack until the client speaks; it starts
- * again here. */
+/* The reader's input buffer: made when it starts or wakes (IN_FIRST
+ * bytes: most lines are short), twice as big whenever a line in progress
+ * fills it, up to a longest line and a read; given back when it hibernates
+ * with nothing in it, as is the batch (made by the first chat line): an
+ * idle connection holds only its conn. */
+static void take_buffers(conn *c)
+{
+	size_t most = S.o.line_max + 1 + READ_CHUNK;
+	if (c->in && c->nin < c->incap)
+		return;
+	size_t cap = c->in ? c->incap : IN_FIRST;
+	while (cap <= c->nin && cap < most)
+		cap *= 2;
+	if (cap > most)
+		cap = most;
+	char *in = kr_realloc(c->in, cap);
+	if (!in)
+		kr_crash("out of memory");
+	c->in = in;
+	c->incap = cap;
+}
+
+static void drop_buffers(conn *c)
+{
+	kr_free(c->batch); /* empty: handle_input sent it */
+	c->batch = NULL;
+	if (!c->nin) { /* half a line waits in it otherwise */
+		kr_free(c->in);
+		c->in = NULL;
+		c->incap = 0;
+	}
+}
+
+/* The reader's loop, its state on its heap: a client silent for
+ * chat_opts.hibernate_after_ms (IDLE_MS by default) has its next input
+ * announced as a message (kr_fd_notify) while the reader hibernates,
+ * holding no stack until the client speaks; it starts again here. */
 static void reader_loop(void *arg)
 {
 	conn *c = arg;
@@ -1065,10 +1107,13 @@ static void reader_loop(void *arg)
 	while (kr_recv(&m, 0) == 0)
 		kr_msg_free(m);
 	for (;;) {
-		ssize_t n = kr_read(c->fd, c->in + c->nin, c->incap - c->nin, IDLE_MS);
+		take_buffers(c);
+		ssize_t n = kr_read(c->fd, c->in + c->nin, c->incap - c->nin, S.o.hibernate_after_ms);
 		if (n == KR_ETIMEDOUT) {
-			if (kr_fd_notify(c->fd, KR_READABLE) == 0)
+			if (kr_fd_notify(c->fd, KR_READABLE) == 0) {
+				drop_buffers(c);
 				kr_hibernate(reader_loop, c);
+			}
 			continue; /* kr_read says what is wrong with the socket */
 		}
 		if (n <= 0)
@@ -1096,12 +1141,8 @@ static void reader_main(void *arg)
 	*c = (conn){ .fd = h.fd, .writer = h.writer, .room_name = h.room };
 	memcpy(c->nick, h.nick, sizeof c->nick);
 	memcpy(c->peer, h.peer, sizeof c->peer);
-	c->incap = S.o.line_max + 1 + READ_CHUNK;
-	c->in = kr_alloc(c->incap);
-	c->batch = kr_alloc(CHAT_BATCH + S.o.line_max + CHAT_NAME_MAX + 3);
-	if (!c->in || !c->batch)
-		kr_crash("out of memory");
-	c->nin = m->len - sizeof h;
+	c->nin = m->len - sizeof h; /* what the reader before us had not handled */
+	take_buffers(c);
 	memcpy(c->in, (const char *)m->data + sizeof h, c->nin);
 	kr_msg_free(m);
 	if (!c->writer)
@@ -1256,6 +1297,10 @@ kr_pid chat_start(const chat_opts *opts)
 		o.room_max_restarts = 3;
 	if (!o.room_period_ms)
 		o.room_period_ms = 5000;
+	if (!o.hibernate_after_ms)
+		o.hibernate_after_ms = IDLE_MS;
+	else if (o.hibernate_after_ms < 0)
+		o.hibernate_after_ms = KR_INFINITY; /* a wait that never ends in hibernation */
 	names_free();
 	S.o = o;
 	S.lfd = -1;

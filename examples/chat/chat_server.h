@@ -26,6 +26,8 @@ typedef struct chat_opts {
 	int sndbuf;            /* SO_SNDBUF of accepted sockets; 0 = the kernel's (auto-tuned) */
 	int room_max_restarts; /* a room's supervisor restarts its room at most this often */
 	long room_period_ms;   /* ... within this period; 0, 0 = 3 in 5000 ms */
+	long hibernate_after_ms; /* a connection's reader or writer idle this long hibernates
+	                          * (holds no stack until it is needed); 0 = 1000, < 0 = never */
 } chat_opts;
 
 /*
