@@ -132,8 +132,8 @@ typedef struct kr_vm_stats {
 	                         * process to run takes no page fault (besides a few
 	                         * cached per scheduler) */
 	size_t stacks_trimmed;  /* free stacks whose memory went back to the system: those
-	                         * beyond 256 warm ones, unused for a second (after a burst
-	                         * of processes ended or hibernated) */
+	                         * no process took for a second, beyond 256 (after a
+	                         * burst of processes ended or hibernated) */
 } kr_vm_stats;
 
 /* Fill *out. KR_EINVAL (out NULL), KR_ESTOPPED if no VM runs. Safe from

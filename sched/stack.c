@@ -322,6 +322,8 @@ static uint32_t pop_batch(krx_stack_pool *pool, krx_stack **out, uint32_t max)
 {
 	pthread_mutex_lock(&pool->free_lock);
 	uint32_t k = pop_locked(pool, &pool->free_top, &pool->nfree, out, max);
+	if (AO_load(&pool->nfree) < pool->low_free)
+		pool->low_free = AO_load(&pool->nfree);
 	k += pop_locked(pool, &pool->cold_top, &pool->ncold, out + k, max - k);
 	pthread_mutex_unlock(&pool->free_lock);
 	return k;
@@ -344,21 +346,33 @@ static void release_pages(krx_stack_pool *pool, krx_stack **v, uint32_t k, int p
 		(void)madvise(iov[j].iov_base, iov[j].iov_len, MADV_DONTNEED);
 }
 
+/*
+ * The stacks below the warm list's low-water mark were not taken since the
+ * last trim (the list is a stack: takers and givers work at its top), so
+ * that many, less keep, are surplus; the others are what the last
+ * interval's processes cycled through. Which of the list's stacks are
+ * trimmed does not matter (the top ones, cheap to pop): only how many stay
+ * warm.
+ */
 size_t krx_stack_trim(krx_stack_pool *pool, size_t keep)
 {
-	/* Relaxed: a look; the pops below decide under the lock. */
-	if (AO_load(&pool->nfree) <= keep)
+	pthread_mutex_lock(&pool->free_lock);
+	size_t surplus = pool->low_free > keep ? pool->low_free - keep : 0;
+	pool->low_free = AO_load(&pool->nfree); /* the next interval starts */
+	pthread_mutex_unlock(&pool->free_lock);
+	if (!surplus)
 		return 0;
 	/* Valgrind does not know pidfd_open: one madvise a stack there. */
 	int pidfd = RUNNING_ON_VALGRIND ? -1 : (int)syscall(SYS_pidfd_open, getpid(), 0);
 	krx_stack *v[GUARD_BATCH];
 	size_t trimmed = 0;
-	for (;;) {
+	while (trimmed < surplus) {
+		size_t want = surplus - trimmed;
 		pthread_mutex_lock(&pool->free_lock);
-		size_t have = AO_load(&pool->nfree);
-		size_t want = have > keep ? have - keep : 0;
 		uint32_t k = pop_locked(pool, &pool->free_top, &pool->nfree, v,
 		                        want > GUARD_BATCH ? GUARD_BATCH : (uint32_t)want);
+		if (AO_load(&pool->nfree) < pool->low_free)
+			pool->low_free = AO_load(&pool->nfree);
 		pthread_mutex_unlock(&pool->free_lock);
 		if (!k)
 			break;

@@ -70,6 +70,8 @@ typedef struct krx_stack_pool {
 	uint32_t cold_top;              /* the cold list (under free_lock too): stacks whose
 	                                 * pages were given back, handed out after the warm */
 	AO_t ncold;                     /* stacks on it (read racily) */
+	size_t low_free;                /* the fewest on the warm list since the last
+	                                 * krx_stack_trim (under free_lock) */
 	AO_t carved;                    /* slot ids taken by carvers (fetch-and-add); ids whose
 	                                 * region could not be mapped are lost, so stats count
 	                                 * carved slots from guards[] */
@@ -101,9 +103,11 @@ void krx_stack_put(krx_stack_pool *pool, krx_stack_cache *cache, krx_stack *st);
 /* Move every cached stack to the shared list (a scheduler that exits). */
 void krx_stack_cache_flush(krx_stack_pool *pool, krx_stack_cache *cache);
 /* Give back to the system the memory of the stacks on the shared free list
- * beyond the newest keep, moving them to the cold list (a few system calls
- * for a thousand stacks). Returns how many were trimmed. Any thread; meant
- * for one that is not running processes (the watchdog's). */
+ * that no one took since the last trim, all but keep of them, moving them to
+ * the cold list (a few system calls for a thousand stacks): what the
+ * processes of the last interval cycled through stays warm. Returns how
+ * many were trimmed. Any thread; meant to be called now and then (once a
+ * second) by one that is not running processes (the watchdog's). */
 size_t krx_stack_trim(krx_stack_pool *pool, size_t keep);
 
 /* False when a canary-guarded stack's canary was overwritten (it overflowed). */

@@ -11,8 +11,8 @@
  *
  * It also keeps the stack pools lean, being the one thread that wakes now
  * and then without running processes: stacks given back after a burst
- * (processes that ended or hibernated) that stay unused on a pool's free
- * list for TRIM_AFTER_NS, beyond a warm reserve, give their memory back.
+ * (processes that ended or hibernated) that no process took for a second,
+ * beyond a warm reserve, give their memory back.
  */
 #include <stdlib.h>
 #include <time.h>
@@ -20,8 +20,8 @@
 #include "futex.h"
 #include "sched_int.h"
 
-#define WARM_STACKS 256               /* stacks a pool keeps warm (touched pages kept) */
-#define TRIM_AFTER_NS 1000000000ull /* ... and how long the ones beyond wait for work */
+#define WARM_STACKS 256            /* free stacks a pool keeps warm beyond those in use */
+#define TRIM_EVERY_NS 1000000000ull /* ... the interval over which "in use" is judged */
 
 /* The pools, the default one and those of other stack sizes. */
 static krx_stack_pool *pool_at(int i)
@@ -31,28 +31,17 @@ static krx_stack_pool *pool_at(int i)
 	              : (krx_stack_pool *)AO_load_acquire(&krx_scheds.other_pools[i - 1]);
 }
 
-/* Trim the pools whose warm lists have been over WARM_STACKS since two
- * looks at least TRIM_AFTER_NS apart (*since: when first seen over, or 0). */
-static void trim_stacks(uint64_t *since)
+/* Once every TRIM_EVERY_NS (*last: the last time), trim each pool of the
+ * free stacks no process took meanwhile, but WARM_STACKS. */
+static void trim_stacks(uint64_t *last)
 {
-	bool over = false;
-	for (int i = 0; i <= KRX_STACK_SIZES; i++) {
-		krx_stack_pool *p = pool_at(i);
-		krx_stack_stats st;
-		if (p && (krx_stack_pool_stats(p, &st), st.shared_free > WARM_STACKS))
-			over = true;
-	}
 	uint64_t now = krx_now_ns();
-	if (!over || !*since) {
-		*since = over ? now : 0;
+	if (now - *last < TRIM_EVERY_NS)
 		return;
-	}
-	if (now - *since < TRIM_AFTER_NS)
-		return;
+	*last = now;
 	for (int i = 0; i <= KRX_STACK_SIZES; i++)
 		if (pool_at(i))
 			krx_stack_trim(pool_at(i), WARM_STACKS);
-	*since = 0;
 }
 
 /* CPU time a scheduler thread has used, in ns (0 if it cannot be read). */
@@ -80,7 +69,7 @@ static void *watchdog_main(void *arg)
 	const uint64_t threshold_ns = (uint64_t)krx_scheds.cfg.watchdog_ms * 1000000u;
 	const unsigned pace = krx_scheds.cfg.watchdog_ms / 2 ? krx_scheds.cfg.watchdog_ms / 2 : 1;
 	unsigned interval = pace;
-	uint64_t over_since = 0;
+	uint64_t trimmed_at = krx_now_ns();
 	pthread_mutex_lock(&krx_scheds.wd_lock);
 	while (seen && !AO_load(&krx_scheds.stopping)) {
 		struct timespec ts;
@@ -123,7 +112,7 @@ static void *watchdog_main(void *arg)
 		/* Not under wd_lock: a trim makes system calls, and a waking
 		 * scheduler may want the lock (krx_watchdog_poke). */
 		pthread_mutex_unlock(&krx_scheds.wd_lock);
-		trim_stacks(&over_since);
+		trim_stacks(&trimmed_at);
 		pthread_mutex_lock(&krx_scheds.wd_lock);
 		/* An idle VM should cost nothing: look less often when idle,
 		 * until a scheduler wakes up and pokes us (under wd_lock). */
