@@ -77,8 +77,8 @@ typedef int64_t kr_pid;
 #define KR_INFINITY (-1L)
 
 /*
- * Report levels, as OTP's logger's (most severe first). A report is made
- * when its level is at or above the VM's level (kr_config.log_level,
+ * Report levels, as OTP's logger's, most severe first. A report is made
+ * when it is as severe as the VM's level or more (kr_config.log_level,
  * kr_log_set_level), which is notice unless set, as OTP's primary level:
  *   error    a crash report (a process that ended itself abnormally:
  *            kr_crash, KR_ASSERT, a fault, the heap limit ...), a
@@ -128,8 +128,8 @@ typedef struct kr_config {
 	                        * each on stderr */
 	void *log_ctx;         /* the last argument of log or log_handler */
 	int no_reports;        /* deprecated: nonzero means log_level KR_LOG_NONE */
-	int log_level;         /* enum kr_log_level: reports below it are not
-	                        * made; 0 = KR_LOG_NOTICE */
+	int log_level;         /* enum kr_log_level: reports less severe are
+	                        * not made; 0 = KR_LOG_NOTICE */
 	kr_log_handler_fn *log_handler; /* reports with their level, instead of
 	                        * log (setting both is KR_EINVAL) */
 	int log_burst;         /* reports at most in one second; past it they are
@@ -181,7 +181,7 @@ KR_API int kr_vm_stats_get(kr_vm_stats *out);
 /* ------------------------------------------------------------------------ */
 
 /* Set the VM's report level (logger:set_primary_config(level, L)): reports
- * below it are not made from now on. KR_LOG_DEFAULT is notice. Returns the
+ * less severe are not made from now on. KR_LOG_DEFAULT is notice. Returns the
  * level it replaces (positive), KR_EINVAL for a level that is not an enum
  * kr_log_level, KR_ESTOPPED if no VM runs. Safe from any thread; a report
  * being made on another thread at that moment may still go out. */
@@ -190,7 +190,7 @@ KR_API int kr_log_set_level(int level);
  * Safe from any thread. */
 KR_API int kr_log_get_level(void);
 /* Make a report of one's own at level (logger:log/3), formatted as printf:
- * made as krill's are, if level is at or above the VM's level, through
+ * made as krill's are, if it is as severe as the VM's level or more, through
  * kr_config.log (or log_handler, or stderr), and counted in the burst
  * limit. 0 (also when the level or the burst limit leaves it out),
  * KR_EINVAL (fmt NULL, or level not one from KR_LOG_EMERGENCY to

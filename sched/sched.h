@@ -307,12 +307,12 @@ int krx_log_level(void);
 int krx_log_set_level(int level);
 
 /* One report, cut at KRX_LOG_MAX - 1 bytes: room for a crash report's
- * first line and its 32 frames. Made only if its level is at or above the
- * level in force and the burst limit lets it through. */
+ * first line and its 32 frames. Made only if it is as severe as the level
+ * in force or more, and the burst limit lets it through. */
 #define KRX_LOG_MAX 4096
 void krx_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void krx_vlog(int level, const char *fmt, va_list ap);
-/* Is the level in force at or above this one? Code that prepares a
+/* Would a report of this level pass the level in force? Code that prepares a
  * report (a backtrace, a name looked up) may skip the work if not. */
 bool krx_log_on(int level);
 /* A report made in two steps, for one whose making costs (a crash report's
