@@ -12,11 +12,12 @@
  * is N over the timed rounds' total time, and the percentiles come from a
  * histogram (hist.h).
  *
- * Reports are off (kr_config.no_reports: no crash report, no backtrace, no
- * supervisor report), as the BEAM side sets its logger's level to none:
- * printing them would measure the terminal. With --reports, the VM makes
- * them all (two a round, the crash with its backtrace, and the restart) and
- * a log hook counts and drops them.
+ * Reports are off (kr_config.log_level KR_LOG_NONE: no crash report, no
+ * backtrace, no supervisor report), as the BEAM side sets its logger's
+ * level to none: printing them would measure the terminal. With --reports,
+ * the VM makes them all (level info, no burst limit: three a round, the
+ * crash with its backtrace, the supervisor's child_terminated and its
+ * progress report of the restart) and a log hook counts and drops them.
  */
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -155,7 +156,7 @@ int bench_restart(int argc, char **argv)
 	}
 	rs = &r;
 	kr_config cfg = { .schedulers = sched, .log = drop_report, .log_ctx = &r,
-			  .no_reports = !with_reports };
+			  .log_level = with_reports ? KR_LOG_INFO : KR_LOG_NONE, .log_burst = -1 };
 	int rc = kr_main(&cfg, root_fn, &r);
 	hist_free(r.h);
 	if (bench_vm_failed("restart", rc))

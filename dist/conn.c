@@ -242,7 +242,9 @@ static krd_hs_self hs_self(void)
 	                     .creation = krd_me.creation};
 }
 
-/* The connection process's end, however the connection went. */
+/* The connection process's end, however the connection went. A peer
+ * silent past net_ticktime is an error report, as OTP's dist_util makes
+ * one ("Node ... not responding"); a connection closed is not. */
 static void conn_end(krd_peer *p, int fd, const char *why, bool bad)
 {
 	kr_pid w = p ? krd_peer_gone(p, kr_self()) : 0;
@@ -250,6 +252,9 @@ static void conn_end(krd_peer *p, int fd, const char *why, bool bad)
 		kr_exit_sig(w, KR_EXIT_SHUTDOWN);
 	if (fd >= 0)
 		shutdown(fd, SHUT_RDWR); /* the writer's dup too */
+	if (p && !bad && !strcmp(why, "net_tick_timeout"))
+		krx_log(KR_LOG_ERROR, "krill: node %s not responding: connection removed (%s)",
+		        p->name, why);
 	if (bad)
 		kr_crash("dist: connection %s%s dropped: %s", p ? "with " : "", p ? p->name : "", why);
 }

@@ -19,10 +19,10 @@
  * undisturbed, on the other workers. At the end the coordinator prints
  * the answers and stops the pool.
  *
- * krill's own reports (a crash, a restart) are printed after a "|"; they
- * come from the other scheduler as well, so they may interleave with the
- * coordinator's lines a little out of order. Everything here uses only
- * the public API (krill.h).
+ * krill's own reports (a crash, a restart) are printed after a "|", with
+ * their level; they come from the other scheduler as well, so they may
+ * interleave with the coordinator's lines a little out of order.
+ * Everything here uses only the public API (krill.h).
  */
 #include <krill.h>
 #include <stdbool.h>
@@ -205,14 +205,17 @@ static void coordinator(void *arg)
 }
 
 /* krill's reports: their first line (a crash report's backtrace follows). */
-static void print_report(const char *line, void *ctx)
+/* A report's first line (a crash's backtrace follows it), with its level. */
+static void print_report(int level, const char *line, void *ctx)
 {
 	(void)ctx;
-	printf("  | %.*s\n", (int)strcspn(line, "\n"), line);
+	printf("  | %s: %.*s\n", kr_log_level_name(level), (int)strcspn(line, "\n"), line);
 }
 
 int main(void)
 {
-	kr_config cfg = { .log = print_report };
+	/* Level info: the supervisors' progress reports (a child started,
+	 * restarted) too, which the default level (notice) leaves out. */
+	kr_config cfg = { .log_handler = print_report, .log_level = KR_LOG_INFO };
 	return kr_main(&cfg, coordinator, NULL) < 0;
 }

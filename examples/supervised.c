@@ -20,7 +20,8 @@
  * reset. Finally the root stops the tree.
  *
  * krill's own reports (crashes, restarts, giving up) are printed as they
- * come, indented after a "|". Everything here uses only the public API
+ * come, indented after a "|", each with its level (an error, or an info
+ * for a supervisor's progress report). Everything here uses only the public API
  * (krill.h).
  */
 #include <krill.h>
@@ -191,16 +192,18 @@ static void root(void *arg)
 }
 
 /* krill's reports: their first line (a crash report's backtrace follows). */
-static void print_report(const char *line, void *ctx)
+/* A report's first line (a crash's backtrace follows it), with its level. */
+static void print_report(int level, const char *line, void *ctx)
 {
 	(void)ctx;
-	int n = (int)strcspn(line, "\n");
-	printf("  | %.*s\n", n, line);
+	printf("  | %s: %.*s\n", kr_log_level_name(level), (int)strcspn(line, "\n"), line);
 }
 
 int main(void)
 {
-	kr_config cfg = { .log = print_report };
+	/* Level info: the supervisors' progress reports (a child started,
+	 * restarted) too, which the default level (notice) leaves out. */
+	kr_config cfg = { .log_handler = print_report, .log_level = KR_LOG_INFO };
 	int rc = kr_main(&cfg, root, NULL);
 	return rc < 0 ? 1 : 0;
 }

@@ -76,10 +76,43 @@ typedef int64_t kr_pid;
  */
 #define KR_INFINITY (-1L)
 
-/* Where krill writes reports: the watchdog's, and a crash report for every
- * abnormal exit. One call per report; a crash report's backtrace follows
- * its first line, one frame a line, in the same string. */
+/*
+ * Report levels, as OTP's logger's, most severe first. A report is made
+ * when it is as severe as the VM's level or more (kr_config.log_level,
+ * kr_log_set_level), which is notice unless set, as OTP's primary level:
+ *   error    a crash report (a process that ended itself abnormally:
+ *            kr_crash, KR_ASSERT, a fault, the heap limit ...), a
+ *            supervisor's reports (a child terminated, failed to start, did
+ *            not stop cleanly; the restart intensity reached)
+ *   warning  the watchdog's (a process ran too long without yielding)
+ *   info     a supervisor's progress reports (a child started or restarted)
+ *   debug    a process ended by an exit signal from another (killed, or a
+ *            linked process's abnormal end): OTP makes no report at all
+ * docs/guide.md, "Logging", has the whole list and where krill differs.
+ */
+enum kr_log_level {
+	KR_LOG_DEFAULT = 0, /* as a setting: notice */
+	KR_LOG_NONE,        /* as a setting: no reports at all (OTP's none) */
+	KR_LOG_EMERGENCY,
+	KR_LOG_ALERT,
+	KR_LOG_CRITICAL,
+	KR_LOG_ERROR,
+	KR_LOG_WARNING,
+	KR_LOG_NOTICE,
+	KR_LOG_INFO,
+	KR_LOG_DEBUG,
+	KR_LOG_ALL = KR_LOG_DEBUG /* as a setting: every report (OTP's all) */
+};
+
+/* Where krill writes reports (kr_config.log): one call per report made,
+ * with the report's text; a crash report's backtrace follows its first
+ * line, one frame a line, in the same string. Called from scheduler
+ * threads and the watchdog's, several at once: it must be thread-safe, and
+ * must not call krill. */
 typedef void kr_log_fn(const char *line, void *ctx);
+/* The same with the report's level (kr_config.log_handler): an enum
+ * kr_log_level from KR_LOG_EMERGENCY to KR_LOG_DEBUG. */
+typedef void kr_log_handler_fn(int level, const char *line, void *ctx);
 
 /* VM settings. A zeroed struct (or NULL) means every default. */
 typedef struct kr_config {
@@ -91,15 +124,24 @@ typedef struct kr_config {
 	unsigned watchdog_ms;  /* report a process that runs this long without
 	                        * yielding; 0 = 10 ms */
 	size_t max_message;    /* largest payload kr_send copies; 0 = 64 MiB */
-	kr_log_fn *log;        /* reports; NULL = one line each on stderr */
-	void *log_ctx;
-	int no_reports;        /* nonzero: make no reports at all, not even the
-	                        * backtrace of a crash (a logger level of "none") */
+	kr_log_fn *log;        /* reports; NULL (and no log_handler) = one line
+	                        * each on stderr */
+	void *log_ctx;         /* the last argument of log or log_handler */
+	int no_reports;        /* deprecated: nonzero means log_level KR_LOG_NONE */
+	int log_level;         /* enum kr_log_level: reports less severe are
+	                        * not made; 0 = KR_LOG_NOTICE */
+	kr_log_handler_fn *log_handler; /* reports with their level, instead of
+	                        * log (setting both is KR_EINVAL) */
+	int log_burst;         /* reports at most in one second; past it they are
+	                        * dropped, and a report says how many; 0 = 500
+	                        * (OTP's default handler's burst limit); negative =
+	                        * no limit */
 } kr_config;
 
 /* Start the VM: its scheduler threads, stack pool and process table.
  * KR_EEXIST if a VM is running, KR_EINVAL for bad settings (more than 1,024
- * schedulers, max_procs past its ceiling, stack_size out of range),
+ * schedulers, max_procs past its ceiling, stack_size out of range,
+ * log_level not an enum kr_log_level, both log and log_handler set),
  * KR_ENOMEM. Call from a host thread. */
 KR_API int kr_vm_start(const kr_config *cfg);
 
@@ -139,6 +181,30 @@ typedef struct kr_vm_stats {
 /* Fill *out. KR_EINVAL (out NULL), KR_ESTOPPED if no VM runs. Safe from
  * any thread. */
 KR_API int kr_vm_stats_get(kr_vm_stats *out);
+
+/* ------------------------------------------------------------------------ */
+/* Logging                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Set the VM's report level (logger:set_primary_config(level, L)): reports
+ * less severe are not made from now on. KR_LOG_DEFAULT is notice. Returns the
+ * level it replaces (positive), KR_EINVAL for a level that is not an enum
+ * kr_log_level, KR_ESTOPPED if no VM runs. Safe from any thread; a report
+ * being made on another thread at that moment may still go out. */
+KR_API int kr_log_set_level(int level);
+/* The VM's report level (KR_LOG_NONE to KR_LOG_DEBUG), or KR_ESTOPPED.
+ * Safe from any thread. */
+KR_API int kr_log_get_level(void);
+/* Make a report of one's own at level (logger:log/3), formatted as printf:
+ * made as krill's are, if it is as severe as the VM's level or more, through
+ * kr_config.log (or log_handler, or stderr), and counted in the burst
+ * limit. 0 (also when the level or the burst limit leaves it out),
+ * KR_EINVAL (fmt NULL, or level not one from KR_LOG_EMERGENCY to
+ * KR_LOG_DEBUG), KR_ESTOPPED. Safe from any thread. */
+KR_API int kr_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "emergency" ... "debug", "none" for KR_LOG_NONE, "unknown" for anything
+ * else (KR_LOG_DEFAULT too). Safe from any thread. */
+KR_API const char *kr_log_level_name(int level);
 
 /* ------------------------------------------------------------------------ */
 /* Processes                                                                 */

@@ -273,8 +273,8 @@ static void thread_start(krx_sched *s)
 	sigaddset(&sigpipe, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &sigpipe, NULL);
 	if (!krx_fault_thread_start(s))
-		krx_sched_log("krill: scheduler %u has no signal stack: a fault in a process "
-		              "running on it will end the program", s->id);
+		krx_log(KR_LOG_WARNING, "krill: scheduler %u has no signal stack: a fault in a "
+		        "process running on it will end the program", s->id);
 	if (krx_scheds.cfg.pin) {
 		cpu_set_t set;
 		CPU_ZERO(&set);

@@ -12,8 +12,6 @@
  */
 #include "sched_int.h"
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,26 +85,6 @@ size_t krx_sched_stacks_in_use(void)
 size_t krx_sched_hibernating(void)
 {
 	return AO_load(&krx_scheds.hibernating);
-}
-
-bool krx_sched_reporting(void)
-{
-	return !krx_scheds.cfg.no_reports;
-}
-
-void krx_sched_log(const char *fmt, ...)
-{
-	if (krx_scheds.cfg.no_reports)
-		return;
-	char line[KRX_LOG_MAX];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof line, fmt, ap);
-	va_end(ap);
-	if (krx_scheds.cfg.log)
-		krx_scheds.cfg.log(line, krx_scheds.cfg.log_ctx);
-	else
-		fprintf(stderr, "%s\n", line);
 }
 
 /* ---- running a task ---- */
@@ -186,7 +164,8 @@ void krx_sched_switched_out(krx_sched *s, krx_task *t)
 	if (t->stack && t->stack->guard == KRX_GUARD_CANARY && !krx_stack_intact(t->stack)) {
 		char name[64];
 		krx_scheds.cfg.hooks.task_name(t, name, sizeof name);
-		krx_sched_log("krill: process %s overflowed its stack (canary); memory is corrupt", name);
+		krx_log(KR_LOG_CRITICAL, "krill: process %s overflowed its stack (canary); memory is corrupt",
+		        name);
 		abort();
 	}
 	switch (s->switched_for) {
@@ -236,7 +215,7 @@ void krx_sched_switched_out(krx_sched *s, krx_task *t)
 void krx_sched_run_task(krx_sched *s, krx_task *t)
 {
 	if (!t->stack && !give_stack(s, t)) {
-		krx_sched_log("krill: out of stack address space; a process could not start");
+		krx_log(KR_LOG_ERROR, "krill: out of stack address space; a process could not start");
 		mark_done(t);
 		krx_scheds.cfg.hooks.task_exit(t);
 		return;
@@ -351,7 +330,7 @@ _Noreturn void krx_task_exit(void)
 	krx_sched *s = krx_sched_self();
 	krx_task *t = krx_task_on(s);
 	if (!t) {
-		krx_sched_log("krill: krx_task_exit called outside a process");
+		krx_log(KR_LOG_CRITICAL, "krill: krx_task_exit called outside a process");
 		abort();
 	}
 	s->switched_for = KRX_SW_EXIT;
@@ -364,7 +343,7 @@ _Noreturn void krx_task_hibernate(bool (*commit)(krx_task *t, void *arg), void *
 	krx_sched *s = krx_sched_self();
 	krx_task *t = krx_task_on(s);
 	if (!t) {
-		krx_sched_log("krill: krx_task_hibernate called outside a process");
+		krx_log(KR_LOG_CRITICAL, "krill: krx_task_hibernate called outside a process");
 		abort();
 	}
 	krx_sched_park_set(s, t, KRX_SW_HIBERNATE, KRX_WAIT_RECV, 0, commit, arg);

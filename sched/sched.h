@@ -12,7 +12,7 @@
  *                 mailbox.c only);
  *   5. tasks      a process's life as a task: made, spawned, parked, woken,
  *                 charged, yielding, ending (and task.h's state word);
- *   6. reports    the log, and whether reports are wanted.
+ *   6. reports    the log: levels, the burst limit, where reports go.
  * Besides, vm/io.c waits on descriptors through the poller (poll.h) and
  * kr_blocking runs on helper threads (krx_blocking, below). The rest of
  * sched/ (its loop, queues, parking, stacks) is its own: sched_int.h.
@@ -20,6 +20,7 @@
 #ifndef KRX_SCHED_H
 #define KRX_SCHED_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -135,9 +136,6 @@ typedef struct krx_sched_config {
 	int pin;
 	size_t stack_size;
 	unsigned watchdog_ms;
-	kr_log_fn *log;
-	void *log_ctx;
-	int no_reports;
 	krx_sched_hooks hooks;
 	void **vm_locals;     /* per scheduler, for vm/: its vm_local */
 } krx_sched_config;
@@ -289,14 +287,41 @@ static inline void krx_task_charge(long reds)
 long krx_blocking(long (*fn)(void *), void *arg);
 void krx_blocking_stop(void);
 
-/* ---- 6. reports ---- */
+/* ---- 6. reports (report.c) ---- */
 
-/* One report to kr_config.log (or stderr), cut at KRX_LOG_MAX - 1 bytes: room
- * for a crash report's first line and its 32 frames. */
+/* The log's settings, resolved by vm.c. */
+typedef struct krx_log_config {
+	kr_log_fn *log;
+	kr_log_handler_fn *handler;
+	void *ctx;
+	int level; /* KR_LOG_NONE to KR_LOG_DEBUG */
+	int burst; /* reports a second at most; 0 = the default; < 0 = no limit */
+} krx_log_config;
+
+/* Before the schedulers start, and after they have been joined (this says
+ * how many reports the burst limit dropped, if it has not yet). */
+void krx_log_start(const krx_log_config *cfg);
+void krx_log_stop(void);
+/* The level in force; set it, returning the one it replaces. Any thread. */
+int krx_log_level(void);
+int krx_log_set_level(int level);
+
+/* One report, cut at KRX_LOG_MAX - 1 bytes: room for a crash report's
+ * first line and its 32 frames. Made only if it is as severe as the level
+ * in force or more, and the burst limit lets it through. */
 #define KRX_LOG_MAX 4096
-void krx_sched_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* False when the VM makes no reports (kr_config.no_reports): code that
- * prepares one (a backtrace, a formatted reason) may skip the work. */
-bool krx_sched_reporting(void);
+void krx_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void krx_vlog(int level, const char *fmt, va_list ap);
+/* Would a report of this level pass the level in force? Code that prepares a
+ * report (a backtrace, a name looked up) may skip the work if not. */
+bool krx_log_on(int level);
+/* A report made in two steps, for one whose making costs (a crash report's
+ * symbols): take says whether it goes out (the level, then the burst
+ * limit, which counts it); if so, the caller makes it and puts it. */
+bool krx_log_take(int level);
+void krx_log_put(int level, const char *line);
+/* The watchdog's regular look: say what the burst limit dropped in a
+ * second that is over. */
+void krx_log_tick(void);
 
 #endif

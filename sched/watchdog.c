@@ -1,7 +1,8 @@
 /*
  * watchdog.c - the thread that reports a process that runs on without
  * yielding. krill cannot preempt C code, so such a process can only be
- * reported, once per run, through kr_config.log.
+ * reported, once per run, as a warning (report.c). Its regular look also
+ * says what the reports' burst limit dropped (krx_log_tick).
  *
  * The watchdog samples each scheduler's run counter (run_seq) and CPU
  * clock; it never touches a task but the one a scheduler publishes as
@@ -104,15 +105,18 @@ static void *watchdog_main(void *arg)
 				continue;
 			char name[64];
 			krx_scheds.cfg.hooks.task_name(t, name, sizeof name);
-			krx_sched_log("krill: process %s has run more than %u ms on scheduler %u "
-			              "without yielding",
-			              name, krx_scheds.cfg.watchdog_ms, i);
+			krx_log(KR_LOG_WARNING,
+			        "krill: process %s has run more than %u ms on scheduler %u "
+			        "without yielding",
+			        name, krx_scheds.cfg.watchdog_ms, i);
 			l->reported = seq;
 		}
-		/* Not under wd_lock: a trim makes system calls, and a waking
-		 * scheduler may want the lock (krx_watchdog_poke). */
+		/* Not under wd_lock: a trim makes system calls, a report calls the
+		 * program's log function, and a waking scheduler may want the
+		 * lock (krx_watchdog_poke). */
 		pthread_mutex_unlock(&krx_scheds.wd_lock);
 		trim_stacks(&trimmed_at);
+		krx_log_tick();
 		pthread_mutex_lock(&krx_scheds.wd_lock);
 		/* An idle VM should cost nothing: look less often when idle,
 		 * until a scheduler wakes up and pokes us (under wd_lock). */

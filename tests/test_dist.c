@@ -304,6 +304,20 @@ Test(dist, a_peer_killed_is_down_at_once_and_its_restart_is_a_new_incarnation)
 	dist_kill(&k);
 }
 
+/* The error report of a peer that stopped answering, as OTP's "Node ...
+ * not responding": how many, and the first's level and text. */
+static atomic_int silent_reports, silent_level;
+static char silent_line[256];
+
+static void keep_silent_report(int level, const char *line, void *ctx)
+{
+	(void)ctx;
+	if (!strstr(line, "not responding") || atomic_fetch_add(&silent_reports, 1))
+		return;
+	snprintf(silent_line, sizeof silent_line, "%s", line);
+	atomic_store(&silent_level, level);
+}
+
 Test(dist, a_stopped_peer_is_down_after_net_ticktime)
 {
 	char me[96], peer[96];
@@ -311,18 +325,24 @@ Test(dist, a_stopped_peer_is_down_after_net_ticktime)
 	dist_name(peer, sizeof peer, "b");
 	dist_proc k;
 	dist_krnode(&k, peer, DIST_COOKIE, "--ticktime 2");
-	vm_start(2);
+	vm_start_cfg(&(kr_config){.schedulers = 2, .log_handler = keep_silent_report});
 	start_node(me, 2);
 	(void)ping_echo(peer);
 	int64_t t0 = vm_now_ns();
 	kill(k.pid, SIGSTOP);
 	bool down = VM_WAIT(nodes_up() == 0, 10000);
 	double ms = (double)(vm_now_ns() - t0) / 1e6;
+	bool said = VM_WAIT(atomic_load(&silent_reports) > 0, 5000);
 	kill(k.pid, SIGCONT);
 	vm_stop();
 	dist_kill(&k);
 	cr_assert(down, "the stopped peer is still up");
 	cr_assert_geq(ms, 1500, "down after %.0f ms, before net_ticktime", ms);
+	cr_assert(said, "no report of the peer that stopped answering");
+	cr_assert_eq(atomic_load(&silent_reports), 1);
+	cr_assert_eq(atomic_load(&silent_level), KR_LOG_ERROR, "at level %s: %s",
+	             kr_log_level_name(atomic_load(&silent_level)), silent_line);
+	cr_assert(strstr(silent_line, peer), "the report does not name the peer: %s", silent_line);
 }
 
 /* Connect to port, write len bytes, and wait for the node to close. */

@@ -67,7 +67,7 @@ void krx_proc_set_reason(krx_proc *p, int kind, const char *text, kr_pid from, b
 	x->reason.kind = kind;
 	krx_str_copy(x->reason.text, sizeof x->reason.text, text);
 	x->ended_by = from;
-	x->nbt = want_bt && krx_sched_reporting() ? krx_exit_backtrace(x->bt, KRX_BACKTRACE) : 0;
+	x->nbt = want_bt && krx_log_on(KR_LOG_ERROR) ? krx_exit_backtrace(x->bt, KRX_BACKTRACE) : 0;
 }
 
 _Noreturn void krx_proc_end(krx_proc *p)
@@ -196,6 +196,20 @@ int krx_exit_backtrace(void **bt, int max)
 	return k > 0 ? k : 0;
 }
 
+/*
+ * The level of the report of an abnormal end, as OTP's: an end of the
+ * process's own doing (a crash, a fault, the heap limit, kr_exit with an
+ * abnormal kind) is a crash report, an error, as proc_lib's; an end caused
+ * by an exit signal from another (a kill, a linked process's abnormal end,
+ * a lost node) is no crash in that process, and OTP makes no report of it:
+ * krill makes a debug one, naming the signal's sender.
+ */
+int krx_exit_report_level(krx_proc *p)
+{
+	krx_proc_ext *x = krx_proc_ext_peek(p);
+	return !x || x->ended_by == KRX_OWN_END ? KR_LOG_ERROR : KR_LOG_DEBUG;
+}
+
 void krx_exit_report(krx_proc *p, const char *who, const kr_reason *reason)
 {
 	krx_proc_ext *x = krx_proc_ext_peek(p);
@@ -232,7 +246,7 @@ void krx_exit_report(krx_proc *p, const char *who, const kr_reason *reason)
 		n += (size_t)k;
 	}
 	free(sym);
-	krx_sched_log("%s", line);
+	krx_log_put(krx_exit_report_level(p), line);
 }
 
 /* ---- the exit path ---- */
@@ -255,7 +269,7 @@ void krx_proc_exited(krx_task *t)
 	kr_reason reason = { .kind = p->ending ? p->exit_kind : KR_EXIT_NORMAL };
 	if (p->ending && x)
 		memcpy(reason.text, x->reason.text, sizeof reason.text);
-	if (krx_exit_is_abnormal(reason.kind) && krx_sched_reporting()) {
+	if (krx_exit_is_abnormal(reason.kind) && krx_log_take(krx_exit_report_level(p))) {
 		char who[64];
 		krx_proc_name(t, who, sizeof who);
 		krx_exit_report(p, who, &reason);

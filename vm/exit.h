@@ -7,7 +7,8 @@
  * an exit signal it takes in ends it (signal.c records the reason). Either
  * way the reason is recorded first (krx_proc_set_reason), then the task
  * leaves its stack for good (krx_task_exit) and krx_proc_exited runs on the
- * scheduler's stack, in this order: the crash report; the mailbox closed
+ * scheduler's stack, in this order: the report (an error for a crash of
+ * its own, a debug line for an end by an exit signal); the mailbox closed
  * (link and monitor requests still in it answered) and the descriptors
  * closed; the name freed; the pid dead; exit signals and DOWN messages out;
  * the heap freed; the slot given back.
@@ -38,7 +39,11 @@ bool krx_exit_is_abnormal(int kind);
 /* A backtrace of the calling process for its crash report, from its call
  * into krill outwards (krill's frames at the top left out); <= max frames. */
 int krx_exit_backtrace(void **bt, int max);
-/* Log the report of p's abnormal end (who: its name for the report). */
+/* The level of the report of p's abnormal end: KR_LOG_ERROR for a crash
+ * of its own, KR_LOG_DEBUG for an end by another's exit signal. */
+int krx_exit_report_level(krx_proc *p);
+/* Make the report of p's abnormal end (who: its name for the report), once
+ * krx_log_take(krx_exit_report_level(p)) said it goes out. */
 void krx_exit_report(krx_proc *p, const char *who, const kr_reason *reason);
 
 /* The scheduler's hooks for a task's end: it returned or ended itself

@@ -412,15 +412,30 @@ static const char *sup_who(const sup *s, char *buf, size_t len)
 	return buf;
 }
 
+/* A child ended, or did not start, or did not stop as told: an error, as
+ * OTP's supervisor reports (child_terminated, start_error, shutdown_error). */
 static void report_reason(const sup *s, const child *c, kr_pid pid, const char *what,
                           const kr_reason *r)
 {
-	if (!krx_sched_reporting())
+	if (!krx_log_take(KR_LOG_ERROR))
 		return;
-	char me[80], who[112], why[160];
+	char me[80], who[112], why[160], line[512];
 	child_name(c, pid, who, sizeof who);
-	krx_sched_log("krill: supervisor %s: child %s %s: %s", sup_who(s, me, sizeof me), who, what,
-	              kr_reason_format(r, why, sizeof why));
+	snprintf(line, sizeof line, "krill: supervisor %s: child %s %s: %s",
+	         sup_who(s, me, sizeof me), who, what, kr_reason_format(r, why, sizeof why));
+	krx_log_put(KR_LOG_ERROR, line);
+}
+
+/* A child started (what: "started" or "restarted"): OTP's progress report,
+ * an info, so not made at the default level. */
+static void report_progress(const sup *s, const child *c, const char *what)
+{
+	if (!krx_log_take(KR_LOG_INFO))
+		return;
+	char me[80], p[32], line[256];
+	snprintf(line, sizeof line, "krill: supervisor %s: child %s %s as %s",
+	         sup_who(s, me, sizeof me), c->sp->id, what, pid_str(c->pid, p, sizeof p));
+	krx_log_put(KR_LOG_INFO, line);
 }
 
 /* ---- starting a child ---- */
@@ -715,11 +730,8 @@ static bool add_restart(sup *s)
 static int restart_child(sup *s, child *c)
 {
 	int rc = start_child(s, c);
-	if (rc == 0 && krx_sched_reporting()) {
-		char me[80], p[32];
-		krx_sched_log("krill: supervisor %s: child %s restarted as %s", sup_who(s, me, sizeof me),
-		              c->sp->id, pid_str(c->pid, p, sizeof p));
-	}
+	if (rc == 0)
+		report_progress(s, c, "restarted");
 	return rc;
 }
 
@@ -741,9 +753,11 @@ static void restart(sup *s, child *c)
 {
 	if (!add_restart(s)) {
 		char me[80];
-		krx_sched_log("krill: supervisor %s: reached max restart intensity "
-		              "(more than %d restarts in %ld ms), shutting down",
-		              sup_who(s, me, sizeof me), s->max_restarts, s->period_ms);
+		if (krx_log_on(KR_LOG_ERROR))
+			krx_log(KR_LOG_ERROR,
+			        "krill: supervisor %s: reached max restart intensity "
+			        "(more than %d restarts in %ld ms), shutting down",
+			        sup_who(s, me, sizeof me), s->max_restarts, s->period_ms);
 		kr_reason r = { .kind = KR_EXIT_SHUTDOWN };
 		snprintf(r.text, sizeof r.text, "reached max restart intensity");
 		stop_all_and_end(s, &r);
@@ -826,6 +840,8 @@ static reply do_start_child(sup *s, const req_start *rq)
 		child_del(s, c);
 		return (reply){ KR_ESTART, 0 };
 	}
+	if (!simple)
+		report_progress(s, c, "started");
 	return (reply){ 0, c->pid };
 }
 
@@ -863,6 +879,8 @@ static reply do_restart_child(sup *s, const req_id *rq)
 	int rc = stopped_child(s, rq, &c);
 	if (!rc && start_child(s, c))
 		rc = KR_ESTART;
+	if (!rc)
+		report_progress(s, c, "started");
 	return (reply){ rc, rc ? 0 : c->pid };
 }
 
@@ -1016,6 +1034,8 @@ static int start_all(sup *s, kr_reason *why)
 	for (child *c = s->first; c && !failed; c = c->next)
 		if (start_child(s, c))
 			failed = c;
+		else
+			report_progress(s, c, "started");
 	if (!failed)
 		return 0;
 	stop_back_to(s, NULL);

@@ -62,6 +62,9 @@ KR_API int kr_vm_start(const kr_config *user)
 		cfg.max_message = DEFAULT_MAX_MESSAGE;
 	if (!cfg.watchdog_ms)
 		cfg.watchdog_ms = DEFAULT_WATCHDOG_MS;
+	if (cfg.log_level < KR_LOG_DEFAULT || cfg.log_level > KR_LOG_DEBUG ||
+	    (cfg.log && cfg.log_handler))
+		return KR_EINVAL;
 	if (cfg.schedulers > 1024 ||
 	    cfg.max_procs > ((size_t)1 << KRX_PID_INDEX_BITS) - krx_procs_slack(cfg.schedulers) ||
 	    (cfg.stack_size && (cfg.stack_size < KRX_MIN_STACK || cfg.stack_size > KRX_MAX_STACK)))
@@ -95,9 +98,6 @@ KR_API int kr_vm_start(const kr_config *user)
 		.pin = cfg.pin,
 		.stack_size = cfg.stack_size,
 		.watchdog_ms = cfg.watchdog_ms,
-		.log = cfg.log,
-		.log_ctx = cfg.log_ctx,
-		.no_reports = cfg.no_reports,
 		.hooks = { .task_main = krx_proc_main,
 		           .task_exit = krx_proc_exited,
 		           .task_fault = krx_proc_fault,
@@ -107,6 +107,14 @@ KR_API int kr_vm_start(const kr_config *user)
 		           .yielded = krx_proc_yielded },
 		.vm_locals = local_ptrs,
 	};
+	krx_log_start(&(krx_log_config){
+		.log = cfg.log,
+		.handler = cfg.log_handler,
+		.ctx = cfg.log_ctx,
+		/* no_reports: the deprecated way to say none */
+		.level = cfg.no_reports ? KR_LOG_NONE : cfg.log_level ? cfg.log_level : KR_LOG_NOTICE,
+		.burst = cfg.log_burst,
+	});
 	if ((err = krx_sched_start(&sc))) {
 		krx_registry_free();
 		krx_procs_free();
@@ -139,6 +147,7 @@ KR_API int kr_vm_stop(void)
 		krx_remote_vm_stopped(); /* dist/'s tables, once no process is left */
 		krx_registry_free();
 		krx_sched_free();
+		krx_log_stop(); /* what the burst limit dropped, if not yet said */
 		for (unsigned i = 0; i < n; i++)
 			krx_msg_cache_flush(&locals[i].msgs);
 		krx_free_raw(locals);

@@ -36,12 +36,13 @@ static pthread_mutex_t reports_lock = PTHREAD_MUTEX_INITIALIZER;
 static char reports[16 * 1024];
 static size_t nreports;
 
-static void keep_report(const char *line, void *ctx)
+static void keep_report(int level, const char *line, void *ctx)
 {
 	(void)ctx;
 	int n = (int)strcspn(line, "\n"); /* the first line: a backtrace follows */
 	pthread_mutex_lock(&reports_lock);
-	int w = snprintf(reports + nreports, sizeof reports - nreports, "    | %.*s\n", n, line);
+	int w = snprintf(reports + nreports, sizeof reports - nreports, "    | %s: %.*s\n",
+	                 kr_log_level_name(level), n, line);
 	if (w > 0 && (size_t)w < sizeof reports - nreports)
 		nreports += (size_t)w;
 	pthread_mutex_unlock(&reports_lock);
@@ -211,7 +212,9 @@ static void step(const char *what)
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	kr_config cfg = { .log = keep_report };
+	/* The default level, notice: crash and supervisor reports (errors),
+	 * not the progress reports (info) of every connection's start. */
+	kr_config cfg = { .log_handler = keep_report };
 	if (kr_vm_start(&cfg)) {
 		fprintf(stderr, "chat_demo: the VM did not start\n");
 		return 1;

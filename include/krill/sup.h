@@ -15,9 +15,10 @@
  * supervisor decides what to do. Supervisors of supervisors make trees.
  *
  * Reports (a child ended abnormally, or a permanent one ended at all; a
- * child was restarted, did not start, or did not end as a stop should end
- * it; the restart intensity was reached) go through kr_config.log, one
- * line each.
+ * child did not start, or did not end as a stop should end it; the
+ * restart intensity was reached) are errors, as OTP's supervisor reports;
+ * a child started or restarted is a progress report, an info, not made at
+ * the default level (krill.h, enum kr_log_level). One line each.
  */
 #ifndef KRILL_SUP_H
 #define KRILL_SUP_H

@@ -826,7 +826,10 @@ Test(chaos, a_supervised_workload_heals_after_faults_of_every_kind)
 	alarm((unsigned)budget_s);
 	cr_assert_eq(fault_bus_map(), 0, "a page of an empty file: %s", strerror(errno));
 
-	kr_config cfg = { .schedulers = 2, .log = count_report };
+	/* Every report, progress (info) and exit signals (debug) included, and
+	 * no burst limit: the counts are checked. */
+	kr_config cfg = { .schedulers = 2, .log = count_report, .log_level = KR_LOG_DEBUG,
+		          .log_burst = -1 };
 	vm_start_cfg(&cfg);
 	int64_t t0 = vm_now_ns();
 	kr_pid d = vm_spawn(driver, NULL);
