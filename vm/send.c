@@ -149,7 +149,10 @@ static inline __attribute__((always_inline)) bool deliver_direct(krx_sched *s, k
 	if (p->serial != serial || !direct_ok(p, kind, m) ||
 	    !krx_mailbox_deliver_parked(&p->mbox, m))
 		return false;
-	if (kind != KRX_MSG_USER)
+	/* A reply becomes the message taking it in would make of it. A
+	 * request stays one: its receive records it (krx_call_taken), so that
+	 * the server's end answers it if the server never does. */
+	if (kind == KRX_SIG_REPLY)
 		m->hb.kind = KRX_MSG_USER;
 	krx_task_wake_deferred(s, &p->task);
 	if (kind == KRX_MSG_USER || kind == KRX_MSG_CALL)
