@@ -320,6 +320,12 @@ KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
 	return rc > 0 ? 0 : rc;
 }
 
+int krx_send_cast(kr_pid to, uint64_t tag, const void *data, size_t len)
+{
+	int rc = send_one(to, KRX_MSG_USER, tag, KR_TAG_SUP, KRX_REF_CAST, data, len, NULL);
+	return rc > 0 ? 0 : rc;
+}
+
 int krx_send_call(kr_pid to, uint64_t tag, kr_ref ref, const void *data, size_t len)
 {
 	return send_one(to, KRX_MSG_CALL, tag, UINT64_MAX, ref, data, len, NULL); /* call.c checked tag */
