@@ -166,19 +166,23 @@ static _Noreturn void stop(srv *s, const kr_reason *reason, held_reply *h)
 /* Act on a callback's result: remember its timeout and hibernation, or
  * stop. A result no callback should return stops the server with an
  * error, as OTP's bad_return_value. */
-static void act(srv *s, kr_server_ret r)
+static void act(srv *s, const kr_server_ret *r)
 {
-	if (r.action == KR_SERVER_STOP)
-		stop(s, &r.reason, r.kr__reply);
-	kr_free(r.kr__reply); /* a held reply without a stop: not ours to send */
-	if (r.action != KR_SERVER_GO_ON)
-		r = bad_return("kr_server: a callback returned a bad action");
-	else if (!krx_timeout_valid(r.timeout_ms))
-		r = bad_return("kr_server: a callback returned a bad timeout");
-	if (r.action == KR_SERVER_STOP)
-		stop(s, &r.reason, NULL);
-	s->timeout_ms = r.hibernate ? KR_INFINITY : r.timeout_ms;
-	s->hibernate = r.hibernate != 0;
+	if (__builtin_expect(r->action != KR_SERVER_GO_ON || r->kr__reply ||
+	                             !krx_timeout_valid(r->timeout_ms),
+	                     0)) {
+		if (r->action == KR_SERVER_STOP)
+			stop(s, &r->reason, r->kr__reply);
+		kr_free(r->kr__reply); /* a held reply without a stop: not ours to send */
+		kr_server_ret bad =
+			bad_return(r->action != KR_SERVER_GO_ON
+			                   ? "kr_server: a callback returned a bad action"
+			                   : "kr_server: a callback returned a bad timeout");
+		if (r->action != KR_SERVER_GO_ON || !krx_timeout_valid(r->timeout_ms))
+			stop(s, &bad.reason, NULL);
+	}
+	s->timeout_ms = r->hibernate ? KR_INFINITY : r->timeout_ms;
+	s->hibernate = r->hibernate != 0;
 }
 
 /* ---- the loop ---- */
@@ -225,7 +229,7 @@ static void handle(srv *s, kr_msg *m)
 		r = kr_server_ret_ok();
 	}
 	kr_msg_free(m);
-	act(s, r);
+	act(s, &r);
 }
 
 /* The callback timeout passed with no message: OTP's `timeout`. */
@@ -234,7 +238,8 @@ static void timed_out(srv *s)
 	if (!s->cb->handle_info)
 		return;
 	kr_msg t = { .sender = kr_self(), .tag = KR_TAG_SERVER_TIMEOUT };
-	act(s, s->cb->handle_info(&t, s->state));
+	kr_server_ret r = s->cb->handle_info(&t, s->state);
+	act(s, &r);
 }
 
 /* The loop, and where it starts again after hibernating. */
