@@ -298,7 +298,9 @@ KR_API int kr_server_cast_named(const char *name, uint64_t tag, const void *data
  * server or any other process, or a host thread. 0 also if the caller
  * has gone or given up; KR_EINVAL (from not a call's, a tag at or above
  * KR_TAG_SUP, data NULL with len > 0). Reply once per call: a second
- * reply is dropped. */
+ * reply is dropped. A reply from another process than the server leaves
+ * the server its record of the call (a few bytes, so that its end would
+ * answer it) until the server ends. */
 KR_API int kr_server_reply(kr_server_from from, uint64_t tag, const void *data, size_t len);
 
 /*
