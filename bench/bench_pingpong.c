@@ -35,6 +35,9 @@
  * monitors pong, sends the request with a fresh reference, waits for the
  * reply carrying it and removes the monitor) and pong answers with
  * kr_reply: what gen_server:call and gen_server:reply do on the BEAM.
+ * --server: pong is a generic server (kr_server) whose handle_call
+ * replies, and ping calls it with kr_server_call: what the loop and its
+ * callback add to a raw kr_call (RESULT ... via=kr_server).
  *
  * --cdf FILE writes the round trips' distribution (hist_write_cdf) for a plot.
  *
@@ -58,7 +61,7 @@ enum { TAG_PING = 1, TAG_STOP, TAG_DONE };
 typedef struct pingpong {
 	const char *bench; /* "pingpong" or "call" */
 	long rounds, warmup;
-	int cross, call, hibernate;
+	int cross, call, hibernate, server;
 	const char *cdf;   /* where to write the distribution, or NULL */
 	kr_pid root, pong;
 	hist *h;
@@ -179,6 +182,23 @@ static void pong_fn(void *arg)
 	}
 }
 
+/* --server: pong as a kr_server, answering each call from its callback. */
+static kr_server_ret pong_call(const kr_msg *req, kr_server_from from, void *state)
+{
+	(void)state;
+	return kr_server_ret_reply(from, TAG_PING, req->data, req->len);
+}
+
+/* ping's TAG_STOP: a plain message, so handle_info. */
+static kr_server_ret pong_info(const kr_msg *msg, void *state)
+{
+	(void)state;
+	return msg->tag == TAG_STOP ? kr_server_ret_stop(KR_EXIT_NORMAL) : kr_server_ret_ok();
+}
+
+static const kr_server_callbacks pong_server = { .handle_call = pong_call,
+						 .handle_info = pong_info };
+
 /* --hibernate: pong answers one message, then waits without a stack; each
  * round wakes it, on a stack from the pool, from the top. */
 static void pong_hibernating(void *arg)
@@ -219,7 +239,8 @@ static void ping_fn(void *arg)
 		uint64_t back, t0 = bench_ticks();
 		int r;
 		if (pp->call) {
-			r = kr_call(pp->pong, TAG_PING, &i, sizeof i, &m, KR_INFINITY);
+			r = pp->server ? kr_server_call(pp->pong, TAG_PING, &i, sizeof i, &m, KR_INFINITY)
+				       : kr_call(pp->pong, TAG_PING, &i, sizeof i, &m, KR_INFINITY);
 		} else {
 			r = kr_send(pp->pong, TAG_PING, &i, sizeof i);
 			if (r == 0)
@@ -279,7 +300,12 @@ static void root_fn(void *arg)
 	pp->clock_ns = clock_cost(pp->h);
 	kr_spawn_opts po = { .name = "pong", .bind_scheduler = pp->cross ? 2 : 1 };
 	kr_spawn_opts pi = { .name = "ping", .bind_scheduler = 1 };
-	pp->pong = kr_spawn_opt(pp->hibernate ? pong_hibernate_first : pong_fn, pp, &po);
+	if (pp->server) {
+		kr_server_opts so = { .spawn = po };
+		pp->pong = kr_server_start(&pong_server, pp, &so);
+	} else {
+		pp->pong = kr_spawn_opt(pp->hibernate ? pong_hibernate_first : pong_fn, pp, &po);
+	}
 	if (pp->pong < 0) {
 		fprintf(stderr, "krbench %s: spawning pong: %s\n", pp->bench, kr_strerror((int)pp->pong));
 		return;
@@ -329,9 +355,10 @@ static void report(const pingpong *pp, double line_before, double line_after)
 	const hist *h = pp->h;
 	const char *placement = pp->cross ? "cross" : "same";
 	/* call's ns_per_call (issue 4's name for it) is the mean round trip. */
-	char per_call[48] = "", line[80] = "", line_note[120] = "";
+	char per_call[64] = "", line[80] = "", line_note[120] = "";
 	if (strcmp(pp->bench, "call") == 0)
-		snprintf(per_call, sizeof per_call, " ns_per_call=%.1f", hist_mean(h));
+		snprintf(per_call, sizeof per_call, " ns_per_call=%.1f%s", hist_mean(h),
+			 pp->server ? " via=kr_server" : "");
 	if (pp->cross) {
 		snprintf(line, sizeof line, " line_rtt_ns=%.0f line_rtt_after_ns=%.0f", line_before,
 			 line_after);
@@ -357,14 +384,16 @@ static void report(const pingpong *pp, double line_before, double line_after)
 /* krbench pingpong and krbench call: the same rounds, two ways. */
 static int run(int argc, char **argv, int call)
 {
-	long rounds = 1000000, cross = 0, hibernate = 0;
+	long rounds = 1000000, cross = 0, hibernate = 0, server = 0;
 	const char *cdf = NULL;
 	unsigned sched;
+	/* The last one is pingpong's --hibernate or call's --server. */
 	const bench_opt opts[] = { { .name = "--rounds", .val = &rounds },
 				   { .name = "--cross", .val = &cross, .flag = 1 },
 				   { .name = "--cdf", .str = &cdf },
-				   { .name = "--hibernate", .val = &hibernate, .flag = 1 } };
-	if (bench_vm_opts(argc, argv, opts, call ? 3 : 4, &sched) < 0)
+				   call ? (bench_opt){ .name = "--server", .val = &server, .flag = 1 }
+					: (bench_opt){ .name = "--hibernate", .val = &hibernate, .flag = 1 } };
+	if (bench_vm_opts(argc, argv, opts, 4, &sched) < 0)
 		return 2;
 	if (cross && bench_schedulers(sched) < 2) {
 		fprintf(stderr, "krbench %s: --cross needs at least 2 schedulers (have %u)\n", argv[0],
@@ -373,7 +402,8 @@ static int run(int argc, char **argv, int call)
 	}
 	pingpong pp = { .bench = call ? "call" : "pingpong", .rounds = rounds,
 			.warmup = rounds / 10 < 10000 ? rounds / 10 : 10000, .cross = (int)cross,
-			.call = call, .hibernate = (int)hibernate, .cdf = cdf, .h = hist_new() };
+			.call = call, .hibernate = (int)hibernate, .server = (int)server, .cdf = cdf,
+			.h = hist_new() };
 	if (!pp.h) {
 		fprintf(stderr, "krbench %s: out of memory\n", pp.bench);
 		return 1;

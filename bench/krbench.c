@@ -7,7 +7,7 @@
  *     krbench skynet
  *     krbench spawn [--procs N] [--short | --hibernate]
  *     krbench fanin [--senders K] [--msgs M]
- *     krbench call [--rounds N] [--cross] [--cdf FILE]
+ *     krbench call [--rounds N] [--cross] [--server] [--cdf FILE]
  *     krbench restart [--restarts N]
  *     krbench tree [--sups N] [--workers M]
  *     krbench cpu [--jobs N] [--work W] [--reps R] [--check-from T] [--at-start]
@@ -46,7 +46,8 @@ static const struct {
 	  "[--procs N] [--short | --hibernate]  spawn rate and memory per waiting (or hibernating) process" },
 	{ "fanin", bench_fanin, "[--senders K] [--msgs M]  K senders flooding one receiver" },
 	{ "call", bench_call,
-	  "[--rounds N] [--cross] [--cdf FILE]  request and reply: kr_call, kr_reply" },
+	  "[--rounds N] [--cross] [--server] [--cdf FILE]  request and reply: kr_call, kr_reply "
+	  "(--server: kr_server_call to a kr_server)" },
 	{ "restart", bench_restart, "[--restarts N]  a supervisor restarting a crashing worker" },
 	{ "tree", bench_tree, "[--sups N] [--workers M]  build and shut down a supervision tree" },
 	{ "cpu", bench_cpu,

@@ -653,6 +653,7 @@ typedef long kr_blocking_fn(void *arg);
 KR_API long kr_blocking(kr_blocking_fn *fn, void *arg);
 
 #include "krill/sup.h" /* supervisors */
+#include "krill/server.h" /* generic servers (gen_server) */
 #include "krill/io.h"  /* I/O in processes: descriptors, sockets */
 #include "krill/dist.h" /* distribution: nodes, remote pids */
 

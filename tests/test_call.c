@@ -279,3 +279,39 @@ Test(call, a_late_reply_never_reaches_a_caller_parked_right_here)
 	vm_assert_clean();
 	vm_stop();
 }
+
+/* A request handed straight to a server parked right here (the caller is
+ * its partner on one scheduler) is still a request: if the server ends
+ * without replying, its end answers the call (KR_ENOPROC), rather than
+ * leaving the caller to wait for ever. Fails when the direct path turns a
+ * request into a plain message, which the server's end does not answer. */
+static atomic_int direct_done;
+
+static void direct_client(void *arg)
+{
+	kr_pid srv = *(kr_pid *)arg;
+	kr_msg *r;
+	int one = 1, rc;
+	/* A few round trips, so that the server is parked right here. */
+	for (int i = 0; i < 10; i++) {
+		rc = kr_call(srv, T_ADD, &one, sizeof one, &r, 5000);
+		VM_CHECK(rc == 0, "call %d: %d", i, rc);
+		if (rc == 0)
+			kr_msg_free(r);
+	}
+	rc = kr_call(srv, T_DIE, NULL, 0, &r, 2000);
+	VM_CHECK(rc == KR_ENOPROC, "a call the server dies in: %d, want KR_ENOPROC", rc);
+	atomic_store(&direct_done, 1);
+}
+
+Test(call, a_server_parked_right_here_that_dies_answers_the_call)
+{
+	static kr_pid srv;
+	kr_config cfg = { .schedulers = 1, .log = vm_quiet_log };
+	vm_start_cfg(&cfg);
+	srv = vm_spawn_on(server, NULL, 1);
+	vm_spawn_on(direct_client, &srv, 1);
+	cr_assert(VM_WAIT(atomic_load(&direct_done) || atomic_load(&vm_fails), 20000));
+	vm_assert_clean();
+	vm_stop();
+}

@@ -31,10 +31,11 @@
 #include "vm.h"
 
 /* kr_call, with tags below tag_end allowed (a program's, or the
- * supervisors' too). Inlined into both: a layer of argument shuffling less. */
+ * supervisors' too), and, with why non-NULL, the reason behind a
+ * KR_ENOPROC. Inlined into each: a layer of argument shuffling less. */
 static inline __attribute__((always_inline)) int call(kr_pid pid, uint64_t tag, uint64_t tag_end,
                                                       const void *req, size_t len, kr_msg **reply,
-                                                      long timeout_ms)
+                                                      long timeout_ms, kr_reason *why)
 {
 	krx_proc *p = krx_proc_self();
 	if (reply)
@@ -65,6 +66,8 @@ static inline __attribute__((always_inline)) int call(kr_pid pid, uint64_t tag, 
 		rc = krx_receive_after(&m, &mt, timeout_ms, mark);
 	} else if (rc > 0) {
 		rc = KR_ENOPROC; /* gone before we asked */
+		if (why)
+			*why = (kr_reason){ .kind = KR_EXIT_NOPROC };
 	}
 	/* From here a late answer is dropped on arrival. (x is kept with the
 	 * slot: the same after the receive, on whatever thread.) */
@@ -76,6 +79,8 @@ static inline __attribute__((always_inline)) int call(kr_pid pid, uint64_t tag, 
 		/* The server ended before replying, or its node was lost. */
 		const kr_down_msg *d = kr_msg_down(m);
 		rc = d && d->reason.kind == KR_EXIT_NOCONNECTION ? KR_ENOCONN : KR_ENOPROC;
+		if (why && d)
+			*why = d->reason;
 		kr_msg_free(m);
 		return rc;
 	}
@@ -87,13 +92,19 @@ static inline __attribute__((always_inline)) int call(kr_pid pid, uint64_t tag, 
 KR_API int kr_call(kr_pid pid, uint64_t tag, const void *req, size_t len, kr_msg **reply,
                    long timeout_ms)
 {
-	return call(pid, tag, KR_TAG_SUP, req, len, reply, timeout_ms);
+	return call(pid, tag, KR_TAG_SUP, req, len, reply, timeout_ms, NULL);
+}
+
+int krx_call_why(kr_pid pid, uint64_t tag, const void *req, size_t len, kr_msg **reply,
+                 long timeout_ms, kr_reason *why)
+{
+	return call(pid, tag, KR_TAG_SUP, req, len, reply, timeout_ms, why);
 }
 
 int krx_call(kr_pid pid, uint64_t tag, const void *req, size_t len, kr_msg **reply,
              long timeout_ms)
 {
-	return call(pid, tag, KR_TAG_RESERVED, req, len, reply, timeout_ms);
+	return call(pid, tag, KR_TAG_RESERVED, req, len, reply, timeout_ms, NULL);
 }
 
 /* kr_reply, with tags below tag_end allowed (as call; inlined as call is). */

@@ -149,7 +149,10 @@ static inline __attribute__((always_inline)) bool deliver_direct(krx_sched *s, k
 	if (p->serial != serial || !direct_ok(p, kind, m) ||
 	    !krx_mailbox_deliver_parked(&p->mbox, m))
 		return false;
-	if (kind != KRX_MSG_USER)
+	/* A reply becomes the message taking it in would make of it. A
+	 * request stays one: its receive records it (krx_call_taken), so that
+	 * the server's end answers it if the server never does. */
+	if (kind == KRX_SIG_REPLY)
 		m->hb.kind = KRX_MSG_USER;
 	krx_task_wake_deferred(s, &p->task);
 	if (kind == KRX_MSG_USER || kind == KRX_MSG_CALL)
@@ -314,6 +317,12 @@ KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
 	if (!bin)
 		return KR_EINVAL;
 	int rc = send_one(to, KRX_MSG_USER, tag, KR_TAG_SUP, 0, NULL, 0, bin);
+	return rc > 0 ? 0 : rc;
+}
+
+int krx_send_cast(kr_pid to, uint64_t tag, const void *data, size_t len)
+{
+	int rc = send_one(to, KRX_MSG_USER, tag, KR_TAG_SUP, KRX_REF_CAST, data, len, NULL);
 	return rc > 0 ? 0 : rc;
 }
 

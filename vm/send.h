@@ -64,4 +64,15 @@ int krx_call(kr_pid pid, uint64_t tag, const void *req, size_t len, kr_msg **rep
              long timeout_ms);
 int krx_reply(const kr_msg *request, uint64_t tag, const void *data, size_t len);
 
+/* A cast (kr_server_cast): a user message whose ref is KRX_REF_CAST, a
+ * value no call's reference takes (they are positive), so that a server
+ * tells it from a plain message without a header in its payload. As
+ * kr_send otherwise: 0 (a dead letter too), or kr_send's errors. */
+#define KRX_REF_CAST ((kr_ref)-1)
+int krx_send_cast(kr_pid to, uint64_t tag, const void *data, size_t len);
+/* kr_call that also says why it got KR_ENOPROC (why non-NULL): noproc if
+ * the server was not there, else the reason it ended with. */
+int krx_call_why(kr_pid pid, uint64_t tag, const void *req, size_t len, kr_msg **reply,
+                 long timeout_ms, kr_reason *why);
+
 #endif
