@@ -271,6 +271,11 @@ static unsigned wake_locked(fd_entry *e, waiter *w, unsigned fired, int err, wak
 {
 	krx_task *t = w->task;
 	unlink_waiter(e, w);
+	/* Full: against the timer's CAS on the same word (the other wakers
+	 * hold this lock); acquire, to see what the parked task published. */
+	if (t && !AO_compare_and_swap_full(&t->state, w->word,
+	                                    (w->word & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE))
+		return 0;
 	w->fired = fired;
 	w->err = err;
 	if (!t) {
@@ -278,11 +283,6 @@ static unsigned wake_locked(fd_entry *e, waiter *w, unsigned fired, int err, wak
 		wk->notes = w;
 		return 1;
 	}
-	AO_t won = (w->word & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE;
-	/* Full: against the timer's CAS on the same word (the other wakers
-	 * hold this lock); acquire, to see what the parked task published. */
-	if (!AO_compare_and_swap_full(&t->state, w->word, won))
-		return 0;
 	w->woken = true;
 	/* The task is in no queue while parked: its link is free. */
 	t->next = wk->tasks;
