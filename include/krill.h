@@ -128,7 +128,8 @@ typedef struct kr_vm_stats {
 	size_t stacks_in_use;   /* stacks held by processes */
 	const char *stack_protection; /* "guard_install", "mprotect" or "canary" */
 	size_t hibernating;     /* processes waiting without a stack (kr_hibernate) */
-	size_t timers;          /* timers pending (krill/timer.h) */
+	size_t timers;          /* timers pending (krill/timer.h), and those whose
+	                         * process has ended until their memory goes */
 } kr_vm_stats;
 
 /* Fill *out. KR_EINVAL (out NULL), KR_ESTOPPED if no VM runs. Safe from

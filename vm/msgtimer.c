@@ -2,7 +2,8 @@
  * msgtimer.c - timers that send a message (msgtimer.h, include/krill/timer.h).
  *
  * Each scheduler owns a set of timers: a timing wheel of 1 ms ticks
- * (wheel.h), a hash table from reference to timer, and a mutex over both.
+ * (wheel.h), a table from reference to timer (reftable.h), and a mutex over
+ * both.
  * A process's timer joins the set of the scheduler it runs on; a host
  * thread's, the set of a scheduler picked for that thread once. The owner
  * fires its set's timers from its loop (the timers_due hook) and sleeps no
@@ -182,7 +183,8 @@ static kr_ref start(krx_sched *s, long ms, kr_pid to, const char *name, size_t n
 	krx_proc *self = krx_proc_on(s);
 	t->from = self ? (kr_pid)AO_load(&self->live_pid) : 0; /* ours: relaxed */
 	t->tag = tag;
-	memcpy(t->data, name, name_len);
+	if (name_len)
+		memcpy(t->data, name, name_len);
 	if (len)
 		memcpy(t->data + name_len, data, len);
 	insert(i, s, t);
