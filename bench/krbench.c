@@ -16,6 +16,7 @@
  *     krbench dist_pingpong [--peer krill|beam] [--rounds N]
  *     krbench dist_stream [--peer krill|beam] [--msgs M] [--size S]
  *     krbench tcp [--rounds N]
+ *     krbench timers [--timers N]
  *
  * The VM benchmarks also take --schedulers N (0 = online CPUs) and
  * --timeout SECS (see bench_vm_opts).
@@ -62,6 +63,8 @@ static const struct {
 	  "[--peer krill|beam] [--msgs M] [--size S]  one-way messages to another node: throughput" },
 	{ "tcp", bench_tcp,
 	  "[--rounds N]  the machine's loopback TCP round trip between two blocking threads (under dist_pingpong)" },
+	{ "timers", bench_timers,
+	  "[--timers N]  N timers pending: memory, starts, cancels of half, the other half firing" },
 };
 
 #define VM_OPTS "(VM benchmarks also take --schedulers N, 0 = online CPUs, and --timeout SECS)"

@@ -176,6 +176,8 @@ typedef struct kr_vm_stats {
 	size_t stacks_trimmed;  /* free stacks whose memory went back to the system: those
 	                         * no process took for a second, beyond 256 (after a
 	                         * burst of processes ended or hibernated) */
+	size_t timers;          /* timers pending (krill/timer.h), and those whose
+	                         * process has ended until their memory goes */
 } kr_vm_stats;
 
 /* Fill *out. KR_EINVAL (out NULL), KR_ESTOPPED if no VM runs. Safe from
@@ -283,8 +285,9 @@ KR_API int kr_info(kr_pid pid, kr_proc_info *out);
  * reductions (the BEAM's figure), and krill calls spend them: kr_send,
  * kr_send_bin, kr_send_named, kr_reply, a receive (kr_recv, kr_recv_tag,
  * kr_recv_match; kr_call is a send and a receive: 2), kr_link, kr_unlink,
- * kr_monitor, kr_demonitor, kr_exit_sig, kr_info, kr_fd_own, kr_fd_give
- * and KR_CHECK cost 1; kr_spawn and the I/O calls kr_wait_fd, kr_read,
+ * kr_monitor, kr_demonitor, kr_exit_sig, kr_info, kr_fd_own, kr_fd_give,
+ * the timer calls but kr_read_timer (krill/timer.h) and KR_CHECK cost 1;
+ * kr_spawn and the I/O calls kr_wait_fd, kr_read,
  * kr_write, kr_accept, kr_connect cost 10. The call that spends the last
  * one yields. So a process yields every 4,000 sends, receives or
  * KR_CHECKs, sooner if it waits (a receive that waits, kr_sleep,
@@ -498,7 +501,8 @@ typedef struct kr_msg {
 	size_t len;        /* payload bytes */
 	const void *data;  /* the payload (a copy, or the binary's bytes) */
 	kr_bin *bin;       /* set for kr_send_bin: the binary, referenced by the message */
-	kr_ref ref;        /* a kr_call request's or reply's reference; 0 otherwise */
+	kr_ref ref;        /* a kr_call request's or reply's reference, a
+	                    * kr_start_timer message's timer reference; 0 otherwise */
 } kr_msg;
 
 /* The payload of a KR_TAG_EXIT message, or NULL if msg is not one (or is
@@ -656,6 +660,7 @@ KR_API long kr_blocking(kr_blocking_fn *fn, void *arg);
 #include "krill/server.h" /* generic servers (gen_server) */
 #include "krill/io.h"  /* I/O in processes: descriptors, sockets */
 #include "krill/dist.h" /* distribution: nodes, remote pids */
+#include "krill/timer.h" /* timers: kr_send_after, kr_start_timer, kr_cancel_timer */
 
 #ifdef __cplusplus
 }

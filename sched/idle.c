@@ -74,6 +74,12 @@ void krx_sched_park(krx_sched *s)
 	/* Full: our place on the idle list is visible before we look at the
 	 * queues, and a waker publishes its work before it looks at the list. */
 	AO_nop_full();
+	/* vm/'s earliest timer, read after the fence (Dekker with
+	 * krx_sched_kick): a thread that lowers it after this load sees us
+	 * idle and wakes us. Relaxed: the fences order it. */
+	uint64_t vm_next = AO_load(&s->vm.timer_next);
+	if (vm_next < next)
+		next = vm_next;
 	if (work_visible(s) || AO_load(&krx_scheds.stopping)) {
 		if (!krx_sched_unidle(s))
 			goto woken; /* a waker chose us meanwhile */
@@ -126,6 +132,17 @@ woken:
 }
 
 /* ---- the waker ---- */
+
+void krx_sched_kick(krx_sched *s)
+{
+	/* Full: the caller's store to s->vm.timer_next is visible before we
+	 * look at s->idle, as krx_sched_park stores idle before it reads
+	 * timer_next (Dekker): either it sleeps until the new deadline, or we
+	 * find it idle here and wake it, and it looks again. */
+	AO_nop_full();
+	if (AO_load(&s->idle) && krx_sched_unidle(s))
+		krx_sched_wake(s, KRX_WOKEN_PLAIN);
+}
 
 void krx_sched_wake_one(void)
 {

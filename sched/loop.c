@@ -74,12 +74,22 @@ static bool timer_expired(krx_task *t, AO_t expect)
 	return true;
 }
 
-/* Fire the due timers. Their tasks are queued here behind the rest
- * (krx_task_ready from the loop: the ring's tail, or the inbox if bound). */
+/* Fire the due timers: the receive timeouts and sleeps of s->timers, whose
+ * tasks are queued here behind the rest (krx_task_ready from the loop: the
+ * ring's tail, or the inbox if bound), and vm/'s message timers. */
 static void fire_timers(krx_sched *s)
 {
+	/* Relaxed: vm/ writes it under its own lock, which the hook takes; a
+	 * thread that lowers it from elsewhere kicks us if we park, and a look
+	 * that misses its store is made again at the next tick. */
+	uint64_t vm_next = AO_load(&s->vm.timer_next);
+	if (!s->timers.n && vm_next == UINT64_MAX)
+		return;
+	uint64_t now = krx_now_ns();
 	if (s->timers.n)
-		krx_timers_fire(&s->timers, krx_now_ns(), timer_expired);
+		krx_timers_fire(&s->timers, now, timer_expired);
+	if (vm_next <= now)
+		krx_scheds.cfg.hooks.timers_due(s, now);
 }
 
 /* The next of the tasks taken from an overdue inject queue, or NULL. */

@@ -31,6 +31,11 @@ unsigned krx_sched_count(void)
 	return krx_scheds.n;
 }
 
+krx_sched *krx_sched_get(unsigned id)
+{
+	return &krx_scheds.scheds[id];
+}
+
 krx_stack_pool *krx_sched_pool(void)
 {
 	return &krx_scheds.pool;
@@ -416,6 +421,7 @@ int krx_sched_start(const krx_sched_config *cfg)
 		s->rand = 0x9e3779b9u * (i + 1);
 		krx_runq_init(&s->rq);
 		krx_timers_init(&s->timers);
+		AO_store(&s->vm.timer_next, UINT64_MAX); /* none: published by the release below */
 	}
 	/* Release: threads and callers that see running see all of the above. */
 	AO_store_release(&krx_scheds.running, 1);

@@ -59,6 +59,12 @@ typedef struct krx_sched_hooks {
 	/* A task resumed after yielding (on its own stack): vm/ acts on
 	 * signals that came meanwhile. */
 	void (*yielded)(krx_task *t);
+	/* vm/'s own timers on s (kr_send_after) are due: s->vm.timer_next
+	 * <= now. Fire them, or some of them (the loop calls again while
+	 * timer_next stays due), and set timer_next afresh. Runs in s's loop,
+	 * on the scheduler's stack. May be NULL (then timer_next stays
+	 * UINT64_MAX). */
+	void (*timers_due)(struct krx_sched *s, uint64_t now);
 } krx_sched_hooks;
 
 /* ---- 2. here: the running scheduler (the struct is sched/'s; vm/ reads
@@ -96,6 +102,12 @@ typedef struct krx_sched {
 	struct {
 		void *local;
 		unsigned pending;
+		/* The deadline (CLOCK_MONOTONIC ns) of vm/'s earliest timer
+		 * on this scheduler, UINT64_MAX if none: the loop calls
+		 * hooks.timers_due once it has passed, and a parked scheduler
+		 * sleeps no later. vm/ writes it (under a lock of its own); a
+		 * thread that lowers it from elsewhere calls krx_sched_kick. */
+		AO_t timer_next;
 	} vm;
 	/* Bound tasks made runnable from elsewhere. */
 	krx_inbox inbox;
@@ -129,6 +141,10 @@ static inline krx_task *krx_task_self(void)
 	return krx_task_on(krx_sched_self());
 }
 
+/* s->vm.timer_next was just lowered by a thread that is not s's: if s is
+ * parked (perhaps until the old deadline), wake it to look again. */
+void krx_sched_kick(krx_sched *s);
+
 /* ---- 3. lifecycle (vm.c) ---- */
 
 typedef struct krx_sched_config {
@@ -150,6 +166,8 @@ void krx_sched_free(void);
 void krx_task_discard(krx_task *t);
 bool krx_sched_running(void);
 unsigned krx_sched_count(void);
+/* Scheduler id (< krx_sched_count()) of the running VM. */
+krx_sched *krx_sched_get(unsigned id);
 krx_stack_pool *krx_sched_pool(void);
 /* The pool for stacks of this size (rounded up to pages), made on first
  * use, in *out: 0, KR_ELIMIT when KRX_STACK_SIZES other sizes are taken,

@@ -86,7 +86,11 @@ void krx_call_taken(krx_proc *p, krx_msg *m);
 /* p replies to the request with ref: true if it was one p had taken. */
 bool krx_call_replied(krx_proc *p, kr_ref ref);
 
-/* A fresh reference. */
+/* A fresh reference: a count of s's own << 11 | (s->id + 1), or from a
+ * host thread (s NULL) a shared count << 11, its low bits 0. msgtimer.c
+ * relies on that layout: it names the timers of host threads with the low
+ * values 1,025 to 2,047, which no other reference has. */
+#define KRX_REF_LOW_BITS 11
 kr_ref krx_ref_new(krx_sched *s);
 
 /* On p's exit path (the scheduler's stack): close its mailbox, answering

@@ -13,6 +13,7 @@
 
 #include "futex.h"
 #include "mi.h"
+#include "msgtimer.h"
 #include "outbox.h"
 #include "proc.h"
 #include "registry.h"
@@ -81,12 +82,18 @@ KR_API int kr_vm_start(const kr_config *user)
 		goto out;
 	}
 	krx_send_init(cfg.max_message);
+	if ((err = krx_msgtimer_init(cfg.schedulers, cfg.max_message))) {
+		krx_registry_free();
+		krx_procs_free();
+		goto out;
+	}
 	locals = krx_calloc_raw(cfg.schedulers, sizeof *locals);
 	void **local_ptrs = krx_calloc_raw(cfg.schedulers, sizeof *local_ptrs);
 	err = KR_ENOMEM;
 	if (!locals || !local_ptrs) {
 		krx_free_raw(locals);
 		krx_free_raw(local_ptrs);
+		krx_msgtimer_free();
 		krx_registry_free();
 		krx_procs_free();
 		goto out;
@@ -104,7 +111,8 @@ KR_API int kr_vm_start(const kr_config *user)
 		           .task_name = krx_proc_name,
 		           .flush = krx_outbox_flush,
 		           .recv_timeout = krx_proc_recv_timeout,
-		           .yielded = krx_proc_yielded },
+		           .yielded = krx_proc_yielded,
+		           .timers_due = krx_msgtimer_due },
 		.vm_locals = local_ptrs,
 	};
 	krx_log_start(&(krx_log_config){
@@ -116,6 +124,7 @@ KR_API int kr_vm_start(const kr_config *user)
 		.burst = cfg.log_burst,
 	});
 	if ((err = krx_sched_start(&sc))) {
+		krx_msgtimer_free();
 		krx_registry_free();
 		krx_procs_free();
 		krx_free_raw(locals);
@@ -143,6 +152,7 @@ KR_API int kr_vm_stop(void)
 			sched_yield();
 		unsigned n = krx_sched_count();
 		krx_sched_stop();
+		krx_msgtimer_free(); /* timers that never fired: their messages are not sent */
 		krx_procs_free();
 		krx_remote_vm_stopped(); /* dist/'s tables, once no process is left */
 		krx_registry_free();
@@ -174,6 +184,7 @@ KR_API int kr_vm_stats_get(kr_vm_stats *out)
 		.dead_letters = krx_dead_letters_count(),
 		.stacks_in_use = krx_sched_stacks_in_use(),
 		.hibernating = krx_sched_hibernating(),
+		.timers = krx_msgtimer_pending(),
 		.stack_protection = krx_guard_kind_name(ss.best),
 		.stacks_warm = ss.shared_free,
 		.stacks_trimmed = ss.cold,

@@ -11,6 +11,7 @@
 %%     restart [--restarts N]
 %%     tree [--sups N] [--workers M]
 %%     cpu [--jobs N] [--work W] [--reps R] [--at-start]
+%%     timers [--timers N]
 %%     dist_pingpong [--peer beam|krill] [--rounds N] [--krnode PATH]
 %%     dist_stream [--peer beam|krill] [--msgs M] [--size S] [--krnode PATH]
 %%
@@ -36,6 +37,7 @@
                   {"fanin", bench_fanin}, {"call", bench_call},
                   {"restart", bench_restart}, {"tree", bench_tree},
                   {"cpu", bench_cpu},
+                  {"timers", bench_timers},
                   {"dist_pingpong", {bench_dist, pingpong}},
                   {"dist_stream", {bench_dist, stream}}]).
 
