@@ -246,7 +246,8 @@ KR_API int kr_processes(kr_pid *out, size_t max);
  * its next yield or KR_CHECK that ends its budget. It cannot answer while
  * in kr_blocking (it does when fn returns) or in a loop that never calls
  * krill: the call then waits up to timeout_ms (the rule at KR_INFINITY)
- * and returns KR_ETIMEDOUT. The caller's own lists are read at once.
+ * and returns KR_ETIMEDOUT. The caller's own lists are read at once. From
+ * a process the call costs 2 reductions, as kr_call.
  *
  * KR_ENOPROC: pid is not a live process (or ends before answering);
  * KR_EINVAL: out NULL with max > 0, a bad timeout, another node's pid

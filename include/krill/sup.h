@@ -252,7 +252,8 @@ typedef int kr_sup_tree_fn(const kr_sup_node *node, void *ctx);
  * without children. Returns how many children fn was called for, or
  * KR_ENOPROC, KR_ENOTSUP (sup itself), KR_ETIMEDOUT (timeout_ms is for the
  * whole walk: fn is then not called at all), KR_EINVAL (fn NULL, a bad
- * timeout), KR_ENOMEM, KR_ESTOPPED. Safe from any thread.
+ * timeout, sup the caller itself), KR_ENOMEM, KR_ESTOPPED. Safe from any
+ * thread.
  */
 KR_API int kr_sup_tree(kr_pid sup, kr_sup_tree_fn *fn, void *ctx, long timeout_ms);
 
