@@ -273,12 +273,65 @@ typedef struct kr_proc_info {
 	                               * holds no stack (before it first runs, hibernating) */
 	char name[32];                /* from kr_spawn_opts (truncated), or "" */
 	int hibernating;              /* 1: waiting in kr_hibernate, without a stack */
+	kr_pid supervisor;            /* the supervisor that started it (krill/sup.h; OTP's
+	                               * first '$ancestors'), 0 if none started it */
+	char registered_name[64];     /* its registered name (kr_register; KR_NAME_MAX + 1
+	                               * bytes), or "" */
 } kr_proc_info;
 
 /* Fill *out for a live process. KR_ENOPROC if it is gone, KR_EINVAL (out
  * NULL), KR_ESTOPPED. Safe from any thread; the figures may be stale by the
- * time they are read. */
+ * time they are read. It does not ask the process (nothing waits): its
+ * links and monitors, which only it knows, are kr_info_links' and
+ * kr_info_monitors'. */
 KR_API int kr_info(kr_pid pid, kr_proc_info *out);
+
+/*
+ * The live processes of this node, as erlang:processes/0: their pids go
+ * into out, the first max of them (out may be NULL if max is 0), in no
+ * particular order. Returns how many there are (more than max if out was
+ * too small), or KR_EINVAL, KR_ESTOPPED. Every process that exists
+ * throughout the call is listed (an exiting one too, until its exit path
+ * has told the others: OTP lists exiting processes as well), and none
+ * that had ended before it began; one spawned or ending during the call
+ * may be listed or not. It walks the process table without stopping
+ * anything: from a process it costs a reduction per 16 slots and may
+ * yield. Safe from any thread.
+ */
+KR_API int kr_processes(kr_pid *out, size_t max);
+
+/*
+ * What a process's links and monitors are, as process_info/2's links,
+ * monitors and monitored_by: the pids it is linked to (kr_info_links),
+ * those it monitors (kr_info_monitors: one entry per monitor, so a pid
+ * monitored twice is there twice), and those monitoring it
+ * (kr_info_monitored_by, one per monitor too). Another node's pids are
+ * listed as they are. The first max go into out (NULL if max is 0), in no
+ * particular order; returns how many there are, or an error.
+ *
+ * Only the process knows these, and changes them as it takes signals in,
+ * so the call asks it, with a signal it answers when it next takes its
+ * mailbox in (as process_info/2 on another process is a signal the target
+ * handles): the answer comes after everything the caller sent it before
+ * (a kr_link just made is in it). A process answers when it waits in a
+ * receive, a kr_sleep or a kr_call, when parked on a descriptor (kr_read,
+ * kr_accept ...: it answers and goes on waiting), when hibernating (it
+ * answers and sleeps on, without running its function), and when busy, at
+ * its next yield or KR_CHECK that ends its budget. It cannot answer while
+ * in kr_blocking (it does when fn returns) or in a loop that never calls
+ * krill: the call then waits up to timeout_ms (the rule at KR_INFINITY)
+ * and returns KR_ETIMEDOUT. The caller's own lists are read at once. From
+ * a process the call costs 2 reductions, as kr_call.
+ *
+ * KR_ENOPROC: pid is not a live process (or ends before answering);
+ * KR_EINVAL: out NULL with max > 0, a bad timeout, another node's pid
+ * (process_info/2 refuses one too); KR_ETIMEDOUT; KR_ENOMEM; KR_ESTOPPED.
+ * Safe from any thread (a host thread's call runs in a short-lived helper
+ * process, about a spawn and a futex wake more).
+ */
+KR_API int kr_info_links(kr_pid pid, kr_pid *out, size_t max, long timeout_ms);
+KR_API int kr_info_monitors(kr_pid pid, kr_pid *out, size_t max, long timeout_ms);
+KR_API int kr_info_monitored_by(kr_pid pid, kr_pid *out, size_t max, long timeout_ms);
 
 /*
  * Reductions. Each time a process is scheduled it gets a budget of 4,000
@@ -484,6 +537,18 @@ KR_API kr_pid kr_whereis(const char *name);
  * KR_EINVAL for a bad name or tag; else kr_send's errors. */
 KR_API int kr_send_named(const char *name, uint64_t tag, const void *data, size_t len);
 
+typedef struct kr_name_entry {
+	char name[KR_NAME_MAX + 1];
+	kr_pid pid;
+} kr_name_entry;
+
+/* The registered names and their pids, as erlang:registered/0: the first
+ * max go into out (NULL if max is 0), in no particular order. Returns how
+ * many names there are (more than max if out was too small), or
+ * KR_EINVAL, KR_ESTOPPED. One consistent view (taken under the registry's
+ * lock). Safe from any thread. */
+KR_API int kr_registered(kr_name_entry *out, size_t max);
+
 /* ------------------------------------------------------------------------ */
 /* Messages                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -536,11 +601,13 @@ KR_API int kr_recv(kr_msg **out, long timeout_ms);
  * Wait for a message without a stack, as erlang:hibernate/3: the caller's
  * stack goes back to the pool, and when a message or an exit signal comes
  * the process starts again as fn(arg) on a stack it takes then (at once if
- * a message is already queued). Everything but the stack is kept: pid,
- * heap (keep the state there, with kr_alloc: locals are gone), mailbox in
- * order, links, monitors, registered name, trap_exit, reductions. An exit
- * signal ends it as it would any process. When fn returns, the process
- * ends normally. Never returns, but for KR_ENOTPROC (a host thread) and
+ * a message is already queued). Signals that leave nothing to receive (a
+ * link, a monitor, kr_info_links' question, an exit signal it ignores) are
+ * acted on and it sleeps on, without running fn. Everything but the stack
+ * is kept: pid, heap (keep the state there, with kr_alloc: locals are
+ * gone), mailbox in order, links, monitors, registered name, trap_exit,
+ * reductions. An exit signal ends it as it would any process. When fn
+ * returns, the process ends normally. Never returns, but for KR_ENOTPROC (a host thread) and
  * KR_EINVAL (fn NULL).
  */
 KR_API int kr_hibernate(kr_fn *fn, void *arg);

@@ -24,6 +24,7 @@ KR_API const char *kr_strerror(int err)
 	case KR_ENOCONN:   return "the node could not be reached, or refused the connection";
 	case KR_ENODIST:   return "no distributed node runs (kr_node_start)";
 	case KR_ENOTIMER:  return "no such timer (it fired, was cancelled, or its process ended)";
+	case KR_ENOTSUP:   return "the process is not a supervisor";
 	}
 	return "unknown error";
 }

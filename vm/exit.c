@@ -12,6 +12,7 @@
 #include "exit.h"
 #include "io.h"
 #include "msg.h"
+#include "proxy.h"
 #include "registry.h"
 #include "signal.h"
 #include "str.h"
@@ -289,7 +290,9 @@ void krx_proc_exited(krx_task *t)
 	krx_signal_notify(p, pid, &reason);
 	krx_heap_destroy(&p->heap, krx_msg_free_hblk, krx_vm_msg_cache(krx_sched_self()));
 	krx_vm_proc_ended(pid, reason.kind);
-	if ((x = krx_proc_ext_peek(p)))
+	if ((x = krx_proc_ext_peek(p)) && x->proxy)
+		krx_proxy_ended(x->proxy, false); /* a host thread's call: answered */
+	if (x)
 		krx_proc_ext_reset(x);
 	krx_procs_release(p, pid);
 }

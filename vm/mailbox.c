@@ -293,12 +293,21 @@ KR_API int kr_hibernate(kr_fn *fn, void *arg)
 	/* krx_proc_main runs these when the process starts again. */
 	p->user_fn = fn;
 	p->user_arg = arg;
+	p->hibernated = 1;
 	/* A message taken in but not received (a selective receive passed it),
 	 * or pushed or handed over since: no wait. announce_waiting's CAS
 	 * catches a push after this look. */
 	krx_mailbox *mb = &p->mbox;
 	bool have = mb->head || krx_mailbox_has_new(mb);
 	krx_task_hibernate(have ? restart_now : announce_waiting, NULL);
+}
+
+_Noreturn void krx_hibernate_again(krx_proc *p)
+{
+	/* As kr_hibernate, with nothing queued: a push since the take, or a
+	 * hand-off, starts it again at once (announce_waiting's CAS catches a
+	 * push after this look). */
+	krx_task_hibernate(krx_mailbox_has_new(&p->mbox) ? restart_now : announce_waiting, NULL);
 }
 
 /* m, found by a receive, is the process's now. */

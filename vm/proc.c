@@ -46,6 +46,7 @@
 
 #include "io.h"
 #include "mi.h"
+#include "proxy.h"
 #include "registry.h"
 #include "remote.h"
 #include "signal.h"
@@ -63,6 +64,8 @@ struct krx_proc_table krx_proc_table;
 _Static_assert(sizeof(krx_proc) == 256, "a process slot is 256 bytes");
 #endif
 krx_slot_policy_t krx_slot_policy = KRX_SLOT_POLICY_DEFAULT;
+_Static_assert(sizeof(((kr_proc_info *)0)->registered_name) == KR_NAME_MAX + 1,
+               "kr_proc_info.registered_name holds a registered name");
 
 static struct {
 	size_t nchunks;
@@ -311,12 +314,9 @@ static void name_get(krx_proc *p, char out[32])
 
 /* ---- spawn and exit ---- */
 
-/* Owner: act on exit signals that came while it ran or waited to run. */
-static void act_on_pending_signals(krx_proc *p)
+/* Owner: clear the flag of signals to act on, then take the mailbox in. */
+static void take_signals(krx_proc *p)
 {
-	/* Acquire: pairs with the sender's release; the signal is in. */
-	if (!AO_load_acquire(&p->sigs))
-		return;
 	/* Full fence between clearing the flag and looking at the mailbox:
 	 * a sender pushes (CAS), then sets the flag. Without the fence our
 	 * clear could wait in the store buffer while the take below reads the
@@ -329,11 +329,32 @@ static void act_on_pending_signals(krx_proc *p)
 	(void)krx_mailbox_take(&p->mbox); /* ends the process if one says so */
 }
 
-/* The scheduler's task_main hook: what every process runs. */
+/* Owner: act on exit signals and info requests that came while it ran or
+ * waited to run. */
+static void act_on_pending_signals(krx_proc *p)
+{
+	/* Acquire: pairs with the sender's release; the signal is in. */
+	if (AO_load_acquire(&p->sigs))
+		take_signals(p);
+}
+
+/* The scheduler's task_main hook: what every process runs, from the top
+ * when it first runs and when it wakes from kr_hibernate. A hibernating
+ * process is woken by whatever reaches its mailbox; if that was only
+ * signals that leave nothing to receive (a link, a monitor, an info
+ * request, an exit signal it ignores), it goes back to sleep without
+ * running its function, as a hibernating Erlang process does. */
 void krx_proc_main(krx_task *t)
 {
 	krx_proc *p = krx_proc_of(t);
-	act_on_pending_signals(p); /* killed before it ever ran */
+	if (p->hibernated) {
+		take_signals(p);
+		if (!p->mbox.head)
+			krx_hibernate_again(p);
+		p->hibernated = 0;
+	} else {
+		act_on_pending_signals(p); /* killed before it ever ran */
+	}
 	p->user_fn(p->user_arg);
 }
 
@@ -343,13 +364,35 @@ void krx_proc_yielded(krx_task *t)
 	act_on_pending_signals(krx_proc_of(t));
 }
 
-/* A remote spawner's link and monitor (krx_remote_spawn). */
-typedef struct remote_ties {
+/* What vm/'s own spawns add to kr_spawn_opt's: a remote spawner's link
+ * and monitor (krx_remote_spawn), the supervisor that starts the process
+ * (krx_spawn_child), the host thread's call it runs (krx_spawn_proxy). */
+typedef struct spawn_extra {
+	bool remote;
 	kr_pid link_to, watcher;
 	kr_ref ref;
-} remote_ties;
+	kr_pid sup;
+	struct krx_proxy *proxy;
+} spawn_extra;
 
-static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts, const remote_ties *ties)
+/* Before p is published: what introspection reads of it (kr_info's
+ * supervisor, proxy.c's hook). 0 or KR_ENOMEM. */
+static int set_extra(krx_proc *p, const spawn_extra *ex)
+{
+	if (!ex->sup && !ex->proxy)
+		return 0;
+	krx_proc_ext *x = krx_proc_ext_get(p);
+	if (!x)
+		return KR_ENOMEM;
+	/* Release, though live_pid's release below publishes it: a racy
+	 * reader that finds this incarnation's value with acquire must also
+	 * see an earlier incarnation's end (see sup_words). */
+	AO_store_release(&x->sup, (AO_t)ex->sup);
+	x->proxy = ex->proxy; /* read by the exit path, after the spawn */
+	return 0;
+}
+
+static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts, const spawn_extra *ex)
 {
 	static const kr_spawn_opts none;
 	if (!opts)
@@ -387,6 +430,7 @@ static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts, const remot
 	p->exit_kind = KR_EXIT_NORMAL;
 	p->trap_exit = 0;
 	p->ending = 0;
+	p->hibernated = 0;
 	krx_task_init(&p->task, opts->bind_scheduler, pool);
 	/* Linked and monitored before anyone can see it, so it cannot end
 	 * unnoticed in between (spawn_link, spawn_monitor). */
@@ -396,8 +440,10 @@ static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts, const remot
 		err = krx_signal_spawn_link(parent, (kr_pid)AO_load(&parent->live_pid), p, pid);
 	if (!err && opts->monitor)
 		err = krx_signal_spawn_monitor(parent, p, pid, opts->monitor);
-	if (!err && ties)
-		err = krx_signal_spawn_remote(p, ties->link_to, ties->watcher, ties->ref);
+	if (!err && ex && ex->remote)
+		err = krx_signal_spawn_remote(p, ex->link_to, ex->watcher, ex->ref);
+	if (!err && ex)
+		err = set_extra(p, ex);
 	if (err) {
 		krx_proc_ext *x = krx_proc_ext_peek(p);
 		if (x)
@@ -431,11 +477,29 @@ KR_API kr_pid kr_spawn_opt(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
 kr_pid krx_remote_spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts, kr_pid link_to,
                         kr_pid watcher, kr_ref ref)
 {
-	remote_ties ties = {link_to, watcher, ref};
+	spawn_extra ex = { .remote = true, .link_to = link_to, .watcher = watcher, .ref = ref };
 	kr_spawn_opts o = opts ? *opts : (kr_spawn_opts){0};
 	o.link = 0;
 	o.monitor = NULL;
-	return spawn(fn, arg, &o, &ties); /* from a process: no door to count */
+	return spawn(fn, arg, &o, &ex); /* from a process: no door to count */
+}
+
+kr_pid krx_spawn_child(kr_fn *fn, void *arg, const kr_spawn_opts *opts, kr_pid sup)
+{
+	spawn_extra ex = { .sup = sup };
+	return spawn(fn, arg, opts, &ex); /* from a process: no door to count */
+}
+
+kr_pid krx_spawn_proxy(kr_fn *fn, struct krx_proxy *proxy)
+{
+	krx_sched *self = krx_sched_self();
+	if (krx_vm_enter(self))
+		return KR_ESTOPPED;
+	spawn_extra ex = { .proxy = proxy };
+	kr_spawn_opts o = { .name = "krill host call" };
+	kr_pid pid = spawn(fn, proxy, &o, &ex);
+	krx_vm_leave(self);
+	return pid;
 }
 
 KR_API kr_pid kr_spawn(kr_fn *fn, void *arg)
@@ -483,6 +547,8 @@ void krx_procs_free(void)
 			krx_io_stopped(p);
 			AO_store(&p->live_pid, 0);
 			krx_heap_destroy(&p->heap, krx_msg_free_hblk, NULL);
+			if (x && x->proxy) /* its host thread hears of the stop */
+				krx_proxy_ended(x->proxy, true);
 		}
 		if (x) {
 			krx_proc_ext_reset(x);
@@ -513,6 +579,82 @@ KR_API int kr_is_alive(kr_pid pid)
 	return alive;
 }
 
+/* Every slot of every chunk made: a process alive throughout the walk is
+ * in one of them, and its live_pid says so whenever it is read. */
+static size_t walk_processes(krx_proc *me, kr_pid *out, size_t max)
+{
+	size_t n = 0;
+	for (size_t c = 0; c < procs.nchunks; c++) {
+		/* Acquire: pairs with the release that published the chunk. */
+		krx_proc *chunk = (krx_proc *)AO_load_acquire(&krx_proc_table.chunks[c]);
+		for (size_t i = 0; chunk && i < CHUNK; i++) {
+			/* Acquire: as kr_is_alive's. */
+			kr_pid pid = (kr_pid)AO_load_acquire(&chunk[i].live_pid);
+			if (pid && n < max)
+				out[n] = pid;
+			n += pid != 0;
+			/* A process walking a big table yields now and then (the
+			 * BEAM's processes/0 charges a reduction per 25 slots). */
+			if (me && (i & 15) == 15)
+				krx_task_charge(1);
+		}
+	}
+	return n;
+}
+
+KR_API int kr_processes(kr_pid *out, size_t max)
+{
+	if (max && !out)
+		return KR_EINVAL;
+	krx_sched *self = krx_sched_self();
+	if (krx_vm_enter(self))
+		return KR_ESTOPPED;
+	size_t n = walk_processes(krx_proc_on(self), out, max);
+	krx_vm_leave(self);
+	return (int)n; /* at most max_procs plus the slack: < 2^26 */
+}
+
+/* p's supervisor, and whether it is one, if p is still pid (checked after
+ * the loads): what a racy reader may trust. KR_ENOPROC otherwise. */
+static int sup_words(krx_proc *p, kr_pid pid, kr_pid *sup, bool *is_sup)
+{
+	krx_proc_ext *x = krx_proc_ext_peek(p);
+	/* Acquire, both: each word is stored with release, after live_pid is
+	 * cleared (exit path) or by an incarnation that began after that.
+	 * So if a load returns a later incarnation's value (or the exit
+	 * path's 0), the check of live_pid, which cannot move above these
+	 * loads, sees the pid dead. */
+	*sup = x ? (kr_pid)AO_load_acquire(&x->sup) : 0;
+	*is_sup = x && AO_load_acquire(&x->is_sup);
+	return (kr_pid)AO_load_acquire(&p->live_pid) == pid ? 0 : KR_ENOPROC;
+}
+
+int krx_proc_mark_supervisor(krx_proc *p)
+{
+	krx_proc_ext *x = krx_proc_ext_get(p);
+	if (!x)
+		return KR_ENOMEM;
+	/* Release: see sup_words. A caller that sees it needs nothing else
+	 * from us: its request is a message we take in order. */
+	AO_store_release(&x->is_sup, 1);
+	return 0;
+}
+
+int krx_proc_sup_check(kr_pid pid)
+{
+	if (krx_pid_remote(pid))
+		return 0;
+	krx_sched *self = krx_sched_self();
+	if (krx_vm_enter(self))
+		return KR_ESTOPPED;
+	krx_proc *p = krx_proc_live(pid);
+	kr_pid sup;
+	bool is_sup = false;
+	int rc = p ? sup_words(p, pid, &sup, &is_sup) : KR_ENOPROC;
+	krx_vm_leave(self);
+	return rc ? rc : is_sup ? 0 : KR_ENOTSUP;
+}
+
 static int proc_info(kr_pid pid, kr_proc_info *out)
 {
 	krx_proc *p = krx_proc_slot(pid);
@@ -536,7 +678,11 @@ static int proc_info(kr_pid pid, kr_proc_info *out)
 	info.stack_protection = guard ? krx_guard_kind_name((krx_guard_kind)(guard - 1)) : "none";
 	info.hibernating = st == KRX_WAIT_RECV && !guard; /* a receive holds its stack */
 	name_get(p, info.name);
-	if ((kr_pid)AO_load_acquire(&p->live_pid) != pid)
+	/* Relaxed: a hint; the registry decides, under its lock. */
+	if (AO_load(&p->named))
+		krx_registry_name_of(pid, info.registered_name);
+	bool is_sup;
+	if (sup_words(p, pid, &info.supervisor, &is_sup))
 		return KR_ENOPROC;
 	*out = info;
 	return 0;

@@ -51,11 +51,14 @@ typedef struct krx_proc {
 	 * reason's text): made on first need and kept with the slot, so that
 	 * racy readers (kr_info's name) always find a valid structure. */
 	AO_t ext;              /* struct krx_proc_ext *; published with release */
-	AO_t sigs;             /* nonzero: an exit signal waits in the mailbox */
+	AO_t sigs;             /* nonzero: an exit signal or an info request
+	                        * (ask.c) waits in the mailbox */
 	AO_t named;            /* nonzero: the registry may hold a name for it */
 	int exit_kind;         /* enum kr_exit_kind, once it is ending */
 	unsigned char trap_exit;
 	unsigned char ending;  /* a signal it took in ends it (exit_kind says why) */
+	unsigned char hibernated; /* it waits in kr_hibernate: krx_proc_main starts it
+	                        * again only if something is there to receive */
 } krx_proc;
 
 #define KRX_PROC_CHUNK_BITS 12
@@ -145,5 +148,25 @@ void krx_proc_main(krx_task *t);
 void krx_procs_release(krx_proc *p, kr_pid pid);
 void krx_proc_yielded(krx_task *t);
 bool krx_proc_recv_timeout(krx_task *t, AO_t expect);
+/* Owner, woken from kr_hibernate with nothing to receive: wait again,
+ * without a stack (mailbox.c). */
+_Noreturn void krx_hibernate_again(krx_proc *p);
+
+struct krx_proxy;
+/* kr_spawn_opt for a supervisor's child (sup.c), from the supervisor sup:
+ * kr_info names sup as its supervisor. */
+kr_pid krx_spawn_child(kr_fn *fn, void *arg, const kr_spawn_opts *opts, kr_pid sup);
+/* kr_spawn of fn(proxy) running a host thread's call (proxy.c), from any
+ * thread; its end, however it comes, and the VM's stop, end the call
+ * (krx_proxy_ended). */
+kr_pid krx_spawn_proxy(kr_fn *fn, struct krx_proxy *proxy);
+
+/* p (the caller) runs a supervisor's loop from now on (sup.c): 0, or
+ * KR_ENOMEM. */
+int krx_proc_mark_supervisor(krx_proc *p);
+/* Is pid a supervisor? 0: yes; KR_ENOTSUP: a live process of this node
+ * that is not; KR_ENOPROC: no live process. Another node's pid: 0 (it
+ * cannot be known here; the call's timeout covers it). Any thread. */
+int krx_proc_sup_check(kr_pid pid);
 
 #endif

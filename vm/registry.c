@@ -246,6 +246,38 @@ KR_API kr_pid kr_whereis(const char *name)
 	return pid;
 }
 
+void krx_registry_name_of(kr_pid pid, char out[KR_NAME_MAX + 1])
+{
+	out[0] = 0;
+	pthread_mutex_lock(&R.lock);
+	entry *e = R.by_pid ? *find_pid(pid) : NULL;
+	if (e)
+		memcpy(out, e->name, sizeof e->name);
+	pthread_mutex_unlock(&R.lock);
+}
+
+KR_API int kr_registered(kr_name_entry *out, size_t max)
+{
+	if (max && !out)
+		return KR_EINVAL;
+	krx_sched *s = krx_sched_self();
+	if (krx_vm_enter(s))
+		return KR_ESTOPPED;
+	size_t n = 0;
+	pthread_mutex_lock(&R.lock);
+	for (size_t b = 0; b < R.nbuckets; b++) {
+		for (entry *e = R.by_name[b]; e; e = e->next_by_name, n++) {
+			if (n >= max)
+				continue;
+			memcpy(out[n].name, e->name, sizeof out[n].name);
+			out[n].pid = e->pid;
+		}
+	}
+	pthread_mutex_unlock(&R.lock);
+	krx_vm_leave(s);
+	return (int)n;
+}
+
 KR_API int kr_send_named(const char *name, uint64_t tag, const void *data, size_t len)
 {
 	if (tag >= KR_TAG_SUP)

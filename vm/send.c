@@ -122,12 +122,13 @@ static void dead(krx_sched *s, krx_msg *m)
 	krx_msg_free(krx_vm_msg_cache(s), m);
 }
 
-/* After a push that won: raise an exit signal's flag (a busy target looks
- * at it when it yields; one parked on a descriptor is interrupted), and
- * wake the target if it waited in a receive. */
+/* After a push that won: raise the flag of an exit signal or an info
+ * request (a busy target looks at it when it yields; one parked on a
+ * descriptor is interrupted), and wake the target if it waited in a
+ * receive. */
 static void after_push(krx_proc *p, unsigned kind, enum krx_push r)
 {
-	if (kind == KRX_SIG_EXIT || kind == KRX_SIG_EXIT_LINK) {
+	if (kind == KRX_SIG_EXIT || kind == KRX_SIG_EXIT_LINK || kind == KRX_SIG_ASK) {
 		/* Release: the owner that sees the flag (acquire) finds the
 		 * signal when it takes its mailbox in. */
 		AO_store_release(&p->sigs, 1);

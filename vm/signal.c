@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ask.h"
 #include "io.h"
 #include "msg.h"
 #include "remote.h"
@@ -118,6 +119,13 @@ void krx_proc_ext_reset(krx_proc_ext *x)
 	x->reason = (kr_reason){ 0 };
 	x->ended_by = 0;
 	x->nbt = 0;
+	x->proxy = NULL;
+	/* Release: on the exit path these are cleared after live_pid, so a
+	 * racy reader (proc.c's sup_words) that loads a cleared word with
+	 * acquire then sees the pid dead, and does not take "none" for this
+	 * incarnation's answer. */
+	AO_store_release(&x->sup, 0);
+	AO_store_release(&x->is_sup, 0);
 }
 
 kr_ref krx_ref_new(krx_sched *s)
@@ -237,6 +245,9 @@ bool krx_signal_take(krx_proc *p, krx_msg *m)
 	case KRX_SIG_FD_READY:
 		m->hb.kind = KRX_MSG_USER;
 		return true;
+	case KRX_SIG_ASK:
+		krx_ask_answer(p, m);
+		return false;
 	}
 	return false;
 }
@@ -283,6 +294,7 @@ static void late_signal(krx_msg *m, void *ctx)
 			monset_del(&x->watchers, m->pub.ref, NULL);
 		break;
 	case KRX_MSG_CALL: /* never received: its caller hears of our end */
+	case KRX_SIG_ASK:  /* never answered: the same */
 		if ((x = krx_proc_ext_get(p)))
 			(void)monset_add(&x->calls, m->pub.ref, from);
 		break;

@@ -54,6 +54,13 @@ typedef struct krx_proc_ext {
 	unsigned nfds, capfds;
 	int io_errno;          /* kr_last_errno */
 	size_t io_written;     /* kr_last_written */
+	/* Introspection (kr_info, krill/sup.h), read racily by any thread,
+	 * which checks afterwards that the pid is still alive (proc.c). */
+	AO_t sup;              /* the supervisor that started it (kr_pid), 0: none;
+	                        * written by its spawner before the spawn publishes it */
+	AO_t is_sup;           /* nonzero once it runs a supervisor's loop (sup.c) */
+	struct krx_proxy *proxy; /* the host thread's call it runs (proxy.c), or NULL;
+	                        * set before the spawn publishes it */
 } krx_proc_ext;
 
 /* p's extension, made if it has none (by p itself, or by its spawner before

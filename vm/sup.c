@@ -28,6 +28,13 @@
  * init returned 0; a supervisor child reports from kr_sup_run once its own
  * children have started. The supervisor waits for that report or for the
  * child's exit message, whichever comes first; other messages stay queued.
+ *
+ * The client side (kr_sup_start_child and the others) first asks the
+ * process table whether the pid is a supervisor's: sup_new marks its
+ * process as one (krx_proc_mark_supervisor), so a request to a process
+ * that is not one, which would never be answered, is refused at once
+ * (KR_ENOTSUP). A host thread's request is made for it by a proxy process
+ * (proxy.h). kr_sup_tree (suptree.c) walks whole trees with these calls.
  */
 #include <stdio.h>
 #include <string.h>
@@ -35,8 +42,10 @@
 
 #include "msg.h"
 #include "proc.h"
+#include "proxy.h"
 #include "send.h"
 #include "str.h"
+#include "timeout.h"
 
 /* The protocol's tags (sup.h reserves KR_TAG_SUP and up). */
 enum {
@@ -87,6 +96,7 @@ typedef struct child {
 	bool restarting;           /* a restart failed; a retry is queued */
 	int stop;                  /* while being stopped: enum stop_state */
 	bool ended_first;          /* while being stopped: it had ended before it was asked to */
+	unsigned restarts;         /* started again by restart() (kr_sup_child.restarts) */
 	kr_ref mon;
 	kr_reason why;
 } child;
@@ -489,7 +499,7 @@ static int start_child(sup *s, child *c)
 	const spec *sp = c->sp;
 	kr_spawn_opts o = { .stack_size = sp->stack_size, .max_heap = sp->max_heap,
 		            .name = sp->label, .link = 1 };
-	kr_pid pid = kr_spawn_opt(child_main, NULL, &o);
+	kr_pid pid = krx_spawn_child(child_main, NULL, &o, s->self); /* kr_info names us */
 	kr_reason why = { .kind = KR_EXIT_ERROR };
 	if (pid < 0) {
 		snprintf(why.text, sizeof why.text, "spawn: %s", kr_strerror((int)pid));
@@ -726,12 +736,12 @@ static bool add_restart(sup *s)
 	return true;
 }
 
-/* start_child for a restart, reported. */
+/* start_child for a restart, counted and reported. */
 static int restart_child(sup *s, child *c)
 {
 	int rc = start_child(s, c);
 	if (rc == 0)
-		report_progress(s, c, "restarted");
+		c->restarts++, report_progress(s, c, "restarted");
 	return rc;
 }
 
@@ -912,7 +922,8 @@ static void do_which_children(sup *s, const kr_msg *m)
 	kr_sup_child *v = (kr_sup_child *)(out + sizeof total);
 	size_t i = 0;
 	for (child *c = s->first; c && i < max; c = c->next, i++) {
-		kr_sup_child w = { .pid = c->pid, .type = c->sp->type, .restart = c->sp->restart };
+		kr_sup_child w = { .pid = c->pid, .type = c->sp->type, .restart = c->sp->restart,
+			           .restarts = c->restarts };
 		if (s->strategy != KR_SIMPLE_ONE_FOR_ONE)
 			memcpy(w.id, c->sp->id, sizeof w.id);
 		memcpy(&v[i], &w, sizeof w);
@@ -1004,7 +1015,9 @@ static _Noreturn void loop(void *arg)
 }
 
 /* A supervisor's state, on the calling process's heap; NULL if memory is
- * short. */
+ * short. From here the process is a supervisor (kr_sup_* requests to it
+ * are sent, not refused with KR_ENOTSUP: they wait in its mailbox until
+ * its loop runs). */
 static sup *sup_new(const kr_sup_flags *f, const spec *specs, size_t n, kr_pid parent)
 {
 	sup *s = kr_calloc(1, sizeof *s);
@@ -1016,14 +1029,12 @@ static sup *sup_new(const kr_sup_flags *f, const spec *specs, size_t n, kr_pid p
 	s->period_ms = f->period_ms;
 	s->self = kr_self();
 	s->parent = parent;
-	if (s->strategy == KR_SIMPLE_ONE_FOR_ONE) {
+	if (s->strategy == KR_SIMPLE_ONE_FOR_ONE)
 		s->tmpl = specs[0];
-		return s;
-	}
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; s->strategy != KR_SIMPLE_ONE_FOR_ONE && i < n; i++)
 		if (!child_add(s, &specs[i], NULL))
 			return NULL;
-	return s;
+	return krx_proc_mark_supervisor(krx_proc_self()) ? NULL : s;
 }
 
 /* Start the children in order: 0, or KR_ESTART having stopped those that
@@ -1201,28 +1212,100 @@ KR_API int kr_sup_run(const kr_sup_flags *flags, const kr_child_spec *specs, siz
 
 /* ---- the requests' client side ---- */
 
-static int request(kr_pid sup_pid, uint64_t tag, const void *req, size_t len, kr_msg **reply_out)
+/* A request's answer: the reply's payload, in the reply message (a
+ * process asked) or in raw memory (a host thread asked, through a proxy). */
+typedef struct answer {
+	const void *data;
+	size_t len;
+	kr_msg *msg;
+	void *raw;
+} answer;
+
+static void answer_free(answer *a)
 {
-	kr_pid self = kr_self();
-	if (self < 0)
-		return (int)self;
-	if (sup_pid <= 0 || sup_pid == self)
-		return sup_pid <= 0 ? KR_ENOPROC : KR_EINVAL;
-	int rc = krx_call(sup_pid, tag, req, len, reply_out, KR_INFINITY);
+	kr_msg_free(a->msg);
+	krx_free_raw(a->raw);
+}
+
+/* A host thread's request, as its proxy makes it. */
+typedef struct host_req {
+	kr_pid sup;
+	uint64_t tag;
+	long timeout_ms;
+	size_t len;
+	_Alignas(16) char req[sizeof(req_start)]; /* the largest request */
+} host_req;
+
+static int call_sup(kr_pid sup_pid, uint64_t tag, const void *req, size_t len, kr_msg **m,
+                    long timeout_ms)
+{
+	int rc = krx_call(sup_pid, tag, req, len, m, timeout_ms);
 	return rc == KR_EINVAL ? KR_ENOPROC : rc; /* a malformed pid names no supervisor */
 }
 
-/* A request answered with a `reply`: its pid, or its error. */
-static kr_pid request_reply(kr_pid sup_pid, uint64_t tag, const void *req, size_t len)
+static int request_for_host(const void *arg, krx_proxy_out *out)
 {
+	const host_req *h = arg;
 	kr_msg *m;
-	int rc = request(sup_pid, tag, req, len, &m);
+	int rc = call_sup(h->sup, h->tag, h->len ? h->req : NULL, h->len, &m, h->timeout_ms);
+	if (rc)
+		return rc;
+	out->data = krx_alloc_raw(m->len ? m->len : 1);
+	if (out->data) {
+		memcpy(out->data, m->data, m->len);
+		out->len = m->len;
+	}
+	kr_msg_free(m);
+	return out->data ? 0 : KR_ENOMEM;
+}
+
+/* Send sup_pid a request and wait for the answer (see sup.h): 0 and *a
+ * (answer_free it), or an error. */
+static int request(kr_pid sup_pid, uint64_t tag, const void *req, size_t len, long timeout_ms,
+                   answer *a)
+{
+	memset(a, 0, sizeof *a);
+	if (!krx_timeout_valid(timeout_ms))
+		return KR_EINVAL;
+	if (sup_pid <= 0)
+		return KR_ENOPROC;
+	krx_proc *me = krx_proc_self();
+	/* Relaxed: our own pid. */
+	if (me && sup_pid == (kr_pid)AO_load(&me->live_pid))
+		return KR_EINVAL;
+	int rc = krx_proc_sup_check(sup_pid);
+	if (rc)
+		return rc;
+	if (me) {
+		if ((rc = call_sup(sup_pid, tag, req, len, &a->msg, timeout_ms)))
+			return rc;
+		a->data = a->msg->data;
+		a->len = a->msg->len;
+		return 0;
+	}
+	host_req h = { .sup = sup_pid, .tag = tag, .timeout_ms = timeout_ms, .len = len };
+	if (len)
+		memcpy(h.req, req, len);
+	krx_proxy_out o;
+	if ((rc = krx_proxy_run(request_for_host, &h, sizeof h, timeout_ms, &o)))
+		return rc;
+	a->data = a->raw = o.data;
+	a->len = o.len;
+	return 0;
+}
+
+/* A request answered with a `reply`: its pid, or its error. */
+static kr_pid request_reply(kr_pid sup_pid, uint64_t tag, const void *req, size_t len,
+                            long timeout_ms)
+{
+	answer a;
+	int rc = request(sup_pid, tag, req, len, timeout_ms, &a);
 	if (rc)
 		return rc;
 	reply r = { KR_EINVAL, 0 };
-	if (m->len == sizeof r)
-		memcpy(&r, m->data, sizeof r);
-	kr_msg_free(m);
+	if (a.len == sizeof r)
+		memcpy(&r, a.data, sizeof r);
+	answer_free(&a);
 	return r.rc ? r.rc : r.pid;
 }
 
@@ -1235,7 +1318,8 @@ static int id_request(req_id *rq, const char *id)
 	return 0;
 }
 
-KR_API kr_pid kr_sup_start_child(kr_pid sup_pid, const kr_child_spec *spec_in, void *arg)
+KR_API kr_pid kr_sup_start_child_timeout(kr_pid sup_pid, const kr_child_spec *spec_in, void *arg,
+                                         long timeout_ms)
 {
 	req_start rq;
 	memset(&rq, 0, sizeof rq);
@@ -1243,10 +1327,16 @@ KR_API kr_pid kr_sup_start_child(kr_pid sup_pid, const kr_child_spec *spec_in, v
 	rq.arg = arg;
 	if (spec_in && spec_resolve(spec_in, &rq.sp))
 		return KR_EINVAL;
-	return request_reply(sup_pid, TAG_REQ_START, &rq, sizeof rq);
+	return request_reply(sup_pid, TAG_REQ_START, &rq, sizeof rq, timeout_ms);
 }
 
-KR_API int kr_sup_terminate_child(kr_pid sup_pid, const char *id, kr_pid child_pid)
+KR_API kr_pid kr_sup_start_child(kr_pid sup_pid, const kr_child_spec *spec_in, void *arg)
+{
+	return kr_sup_start_child_timeout(sup_pid, spec_in, arg, KR_INFINITY);
+}
+
+KR_API int kr_sup_terminate_child_timeout(kr_pid sup_pid, const char *id, kr_pid child_pid,
+                                          long timeout_ms)
 {
 	req_id rq;
 	if (id) {
@@ -1258,57 +1348,83 @@ KR_API int kr_sup_terminate_child(kr_pid sup_pid, const char *id, kr_pid child_p
 		memset(&rq, 0, sizeof rq);
 		rq.pid = child_pid;
 	}
-	return (int)request_reply(sup_pid, TAG_REQ_TERMINATE, &rq, sizeof rq);
+	return (int)request_reply(sup_pid, TAG_REQ_TERMINATE, &rq, sizeof rq, timeout_ms);
+}
+
+KR_API int kr_sup_terminate_child(kr_pid sup_pid, const char *id, kr_pid child_pid)
+{
+	return kr_sup_terminate_child_timeout(sup_pid, id, child_pid, KR_INFINITY);
+}
+
+KR_API kr_pid kr_sup_restart_child_timeout(kr_pid sup_pid, const char *id, long timeout_ms)
+{
+	req_id rq;
+	if (id_request(&rq, id))
+		return KR_EINVAL;
+	return request_reply(sup_pid, TAG_REQ_RESTART, &rq, sizeof rq, timeout_ms);
 }
 
 KR_API kr_pid kr_sup_restart_child(kr_pid sup_pid, const char *id)
 {
+	return kr_sup_restart_child_timeout(sup_pid, id, KR_INFINITY);
+}
+
+KR_API int kr_sup_delete_child_timeout(kr_pid sup_pid, const char *id, long timeout_ms)
+{
 	req_id rq;
 	if (id_request(&rq, id))
 		return KR_EINVAL;
-	return request_reply(sup_pid, TAG_REQ_RESTART, &rq, sizeof rq);
+	return (int)request_reply(sup_pid, TAG_REQ_DELETE, &rq, sizeof rq, timeout_ms);
 }
 
 KR_API int kr_sup_delete_child(kr_pid sup_pid, const char *id)
 {
-	req_id rq;
-	if (id_request(&rq, id))
+	return kr_sup_delete_child_timeout(sup_pid, id, KR_INFINITY);
+}
+
+KR_API int kr_sup_which_children_timeout(kr_pid sup_pid, kr_sup_child *out, size_t max,
+                                         long timeout_ms)
+{
+	if (max && !out)
 		return KR_EINVAL;
-	return (int)request_reply(sup_pid, TAG_REQ_DELETE, &rq, sizeof rq);
+	answer a;
+	int rc = request(sup_pid, TAG_REQ_WHICH, &max, sizeof max, timeout_ms, &a);
+	if (rc)
+		return rc;
+	int total = KR_EINVAL;
+	if (a.len >= sizeof total) {
+		memcpy(&total, a.data, sizeof total);
+		size_t got = (a.len - sizeof total) / sizeof *out;
+		if (got)
+			memcpy(out, (const char *)a.data + sizeof total, got * sizeof *out);
+	}
+	answer_free(&a);
+	return total;
 }
 
 KR_API int kr_sup_which_children(kr_pid sup_pid, kr_sup_child *out, size_t max)
 {
-	if (max && !out)
+	return kr_sup_which_children_timeout(sup_pid, out, max, KR_INFINITY);
+}
+
+KR_API int kr_sup_count_children_timeout(kr_pid sup_pid, kr_sup_counts *out, long timeout_ms)
+{
+	if (!out)
 		return KR_EINVAL;
-	kr_msg *m;
-	int rc = request(sup_pid, TAG_REQ_WHICH, &max, sizeof max, &m);
+	answer a;
+	int rc = request(sup_pid, TAG_REQ_COUNT, NULL, 0, timeout_ms, &a);
 	if (rc)
 		return rc;
-	int total = KR_EINVAL;
-	if (m->len >= sizeof total) {
-		memcpy(&total, m->data, sizeof total);
-		size_t got = (m->len - sizeof total) / sizeof *out;
-		if (got)
-			memcpy(out, (const char *)m->data + sizeof total, got * sizeof *out);
+	rc = KR_EINVAL;
+	if (a.len == sizeof *out) {
+		memcpy(out, a.data, sizeof *out);
+		rc = 0;
 	}
-	kr_msg_free(m);
-	return total;
+	answer_free(&a);
+	return rc;
 }
 
 KR_API int kr_sup_count_children(kr_pid sup_pid, kr_sup_counts *out)
 {
-	if (!out)
-		return KR_EINVAL;
-	kr_msg *m;
-	int rc = request(sup_pid, TAG_REQ_COUNT, NULL, 0, &m);
-	if (rc)
-		return rc;
-	rc = KR_EINVAL;
-	if (m->len == sizeof *out) {
-		memcpy(out, m->data, sizeof *out);
-		rc = 0;
-	}
-	kr_msg_free(m);
-	return rc;
+	return kr_sup_count_children_timeout(sup_pid, out, KR_INFINITY);
 }

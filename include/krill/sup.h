@@ -29,6 +29,12 @@
 extern "C" {
 #endif
 
+/* Error codes of this header (krill.h's are from -1 down, krill/io.h's at
+ * -20, krill/dist.h's at -30, krill/timer.h's at -40). */
+enum kr_sup_error {
+	KR_ENOTSUP = -50 /* the process is alive but not a supervisor */
+};
+
 /* What a supervisor does when a child ends and is to be restarted. */
 enum kr_sup_strategy {
 	KR_ONE_FOR_ONE = 0,    /* restart that child */
@@ -139,11 +145,27 @@ KR_API int kr_sup_run(const kr_sup_flags *flags, const kr_child_spec *specs, siz
 
 /*
  * The calls below are requests to the supervisor process (kr_call), so
- * they are served one at a time, between restarts. They are for
- * processes only (KR_ENOTPROC from a host thread), and must not be made by
- * a child of sup while it starts (sup is then waiting for that child), nor
- * by sup itself (KR_EINVAL). KR_ENOPROC: sup is not alive (or ends before
- * answering). A pid that is not a supervisor's never answers.
+ * they are served one at a time, between restarts. They are safe from any
+ * thread (a host thread's request is made by a short-lived helper
+ * process, about a spawn and a futex wake more), and must not be made by
+ * a child of sup while it starts (sup is then waiting for that child: the
+ * call waits for its timeout), nor by sup itself (KR_EINVAL).
+ *
+ * Every one returns at once KR_ENOPROC if sup is not a live process, and
+ * KR_ENOTSUP if it is one that is not a supervisor (it never called
+ * kr_sup_run, and is not kr_sup_start_link's): a supervisor says so in its
+ * process when it starts (another node's pid cannot be checked here: the
+ * request is sent and the timeout covers it). KR_ENOPROC also if sup ends
+ * before answering.
+ *
+ * Each has a _timeout form taking timeout_ms (the rule at KR_INFINITY:
+ * KR_EINVAL for a bad one; KR_ETIMEDOUT when it passes, and the
+ * supervisor may still carry the request out afterwards, as after
+ * gen_server:call's timeout). The forms without it wait for ever, as
+ * OTP's supervisor calls do (they call with infinity): since a pid that
+ * is not a supervisor is refused and a dead one is KR_ENOPROC, for ever
+ * is only ever spent on a live supervisor still busy, say starting a
+ * child whose init takes long.
  */
 
 /* Start a new child. For simple_one_for_one: spec must be NULL, and the
@@ -153,6 +175,8 @@ KR_API int kr_sup_run(const kr_sup_flags *flags, const kr_child_spec *specs, siz
  * KR_EINVAL (a bad spec), KR_EEXIST (its id is taken), KR_ESTART (it
  * failed to start; the spec is then not kept). */
 KR_API kr_pid kr_sup_start_child(kr_pid sup, const kr_child_spec *spec, void *arg);
+KR_API kr_pid kr_sup_start_child_timeout(kr_pid sup, const kr_child_spec *spec, void *arg,
+                                         long timeout_ms);
 
 /* Stop a child as its shutdown setting says; it is not restarted. Name it
  * by id (and child 0), or, for simple_one_for_one, by pid (and id NULL):
@@ -161,6 +185,8 @@ KR_API kr_pid kr_sup_start_child(kr_pid sup, const kr_child_spec *spec, void *ar
  * child is forgotten. 0 (also if it was not running), or KR_ENOPROC: no
  * child has that id or pid. */
 KR_API int kr_sup_terminate_child(kr_pid sup, const char *id, kr_pid child);
+KR_API int kr_sup_terminate_child_timeout(kr_pid sup, const char *id, kr_pid child,
+                                          long timeout_ms);
 
 /* Start again a child that is not running (stopped by
  * kr_sup_terminate_child, or a transient child that ended normally); it
@@ -168,23 +194,31 @@ KR_API int kr_sup_terminate_child(kr_pid sup, const char *id, kr_pid child);
  * id), KR_EEXIST (it is running, or a restart of it is pending),
  * KR_ESTART (it failed to start), KR_EINVAL (simple_one_for_one). */
 KR_API kr_pid kr_sup_restart_child(kr_pid sup, const char *id);
+KR_API kr_pid kr_sup_restart_child_timeout(kr_pid sup, const char *id, long timeout_ms);
 
 /* Forget the spec of a child that is not running. 0, or KR_ENOPROC (no
  * such id), KR_EEXIST (it is running, or a restart of it is pending),
  * KR_EINVAL (simple_one_for_one). */
 KR_API int kr_sup_delete_child(kr_pid sup, const char *id);
+KR_API int kr_sup_delete_child_timeout(kr_pid sup, const char *id, long timeout_ms);
 
 typedef struct kr_sup_child {
 	char id[KR_SUP_ID_MAX + 1]; /* "" for a simple_one_for_one child */
 	kr_pid pid;                 /* 0 if not running */
 	int type;                   /* enum kr_child_type */
 	int restart;                /* enum kr_restart */
+	unsigned restarts;          /* times the supervisor started it again since it
+	                             * first started: after it ended, or (one_for_all,
+	                             * rest_for_one) after a sibling did; not
+	                             * kr_sup_restart_child's starts */
 } kr_sup_child;
 
 /* Describe the supervisor's children in start order: the first max of
  * them go into out (which may be NULL if max is 0). Returns how many
  * children it has (which may be more than max), or an error. */
 KR_API int kr_sup_which_children(kr_pid sup, kr_sup_child *out, size_t max);
+KR_API int kr_sup_which_children_timeout(kr_pid sup, kr_sup_child *out, size_t max,
+                                         long timeout_ms);
 
 typedef struct kr_sup_counts {
 	size_t specs;       /* child specs (1 for simple_one_for_one: the template) */
@@ -195,6 +229,34 @@ typedef struct kr_sup_counts {
 
 /* Count the supervisor's children into *out. 0 or an error. */
 KR_API int kr_sup_count_children(kr_pid sup, kr_sup_counts *out);
+KR_API int kr_sup_count_children_timeout(kr_pid sup, kr_sup_counts *out, long timeout_ms);
+
+/* One child in a walk of a supervision tree (kr_sup_tree). */
+typedef struct kr_sup_node {
+	kr_sup_child child; /* as kr_sup_which_children describes it */
+	kr_pid sup;         /* its supervisor */
+	int depth;          /* 1 for a child of the walk's root, 2 for a grandchild ... */
+} kr_sup_node;
+
+/* Called for each child of a walk, in order; nonzero stops the walk. */
+typedef int kr_sup_tree_fn(const kr_sup_node *node, void *ctx);
+
+/*
+ * Walk the supervision tree under sup: every child, and under each
+ * running child of type KR_SUPERVISOR its own children, depth first in
+ * start order (a child, then its subtree, then its next sibling), calling
+ * fn(node, ctx) for each, on the calling thread. The tree is read first,
+ * one kr_sup_which_children per supervisor, then walked, so fn may call
+ * anything, krill included; it is not one snapshot (OTP has none either):
+ * each supervisor answers when asked. A child supervisor that ends
+ * meanwhile, or a child of type KR_SUPERVISOR that is not one, is listed
+ * without children. Returns how many children fn was called for, or
+ * KR_ENOPROC, KR_ENOTSUP (sup itself), KR_ETIMEDOUT (timeout_ms is for the
+ * whole walk: fn is then not called at all), KR_EINVAL (fn NULL, a bad
+ * timeout, sup the caller itself), KR_ENOMEM, KR_ESTOPPED. Safe from any
+ * thread.
+ */
+KR_API int kr_sup_tree(kr_pid sup, kr_sup_tree_fn *fn, void *ctx, long timeout_ms);
 
 /* Message tags from KR_TAG_SUP up to KR_TAG_RESERVED are krill's own (the
  * supervisors' requests and start handshake with children, and the
