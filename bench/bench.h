@@ -53,6 +53,9 @@ double bench_ns_per_tick(void);
 /* The median of v[0..n) (sorts v in place). */
 double bench_median(double *v, int n);
 
+/* This process's resident memory in bytes (/proc/self/statm), or -1. */
+long bench_rss_bytes(void);
+
 /* Parse "--name VALUE" options into longs: for each of argv, if it matches
  * one of names[i], store the next argument in vals[i]. Unknown options are
  * an error (returns -1 after printing usage hints). */

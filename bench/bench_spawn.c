@@ -42,17 +42,6 @@ typedef struct spawnb {
 
 static spawnb *sb; /* the one run: the processes' argument is not needed */
 
-static long rss_bytes(void)
-{
-	long pages = 0, resident = 0;
-	FILE *f = fopen("/proc/self/statm", "r");
-	if (!f)
-		return -1;
-	int n = fscanf(f, "%ld %ld", &pages, &resident);
-	fclose(f);
-	return n == 2 ? resident * sysconf(_SC_PAGESIZE) : -1;
-}
-
 static void waiter_fn(void *arg)
 {
 	/* relaxed: the root only counts; nothing is published through it. */
@@ -203,7 +192,7 @@ static int wait_parked(spawnb *s)
 static void run_waiting(spawnb *s, size_t base, unsigned sched)
 {
 	long n = s->procs;
-	long rss0 = rss_bytes();
+	long rss0 = bench_rss_bytes();
 	uint64_t t0 = bench_now_ns();
 	if (spawn_all(s, s->hibernate ? hibernator_fn : waiter_fn) < 0)
 		return;
@@ -230,7 +219,7 @@ static void run_waiting(spawnb *s, size_t base, unsigned sched)
 	uint64_t t_started = bench_now_ns();
 	if (wait_parked(s) < 0)
 		return;
-	long rss1 = rss_bytes();
+	long rss1 = bench_rss_bytes();
 	double secs = (double)(t_started - t0) / 1e9;
 	fprintf(stderr, "spawn: all %ld started and parked; releasing them\n", n);
 

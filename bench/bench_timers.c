@@ -39,23 +39,12 @@ typedef struct timersb {
 	int rc;
 } timersb;
 
-static long rss_bytes(void)
-{
-	long pages = 0, resident = 0;
-	FILE *f = fopen("/proc/self/statm", "r");
-	if (!f)
-		return -1;
-	int n = fscanf(f, "%ld %ld", &pages, &resident);
-	fclose(f);
-	return n == 2 ? resident * sysconf(_SC_PAGESIZE) : -1;
-}
-
 /* Phase 1: N timers of an hour, no references kept; then ends. */
 static void memory_helper(void *arg)
 {
 	timersb *b = arg;
 	kr_pid me = kr_self();
-	b->rss0 = rss_bytes();
+	b->rss0 = bench_rss_bytes();
 	uint64_t t0 = bench_now_ns();
 	for (long i = 0; i < b->n; i++) {
 		uint64_t v = (uint64_t)i;
@@ -67,7 +56,7 @@ static void memory_helper(void *arg)
 	}
 	b->mem_ns = bench_now_ns() - t0;
 	if (b->rss1 == 0)
-		b->rss1 = rss_bytes();
+		b->rss1 = bench_rss_bytes();
 	kr_send(kr_whereis("timers_root"), TAG_DONE, NULL, 0);
 }
 

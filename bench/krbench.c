@@ -117,6 +117,17 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+long bench_rss_bytes(void)
+{
+	long pages = 0, resident = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (!f)
+		return -1;
+	int n = fscanf(f, "%ld %ld", &pages, &resident);
+	fclose(f);
+	return n == 2 ? resident * sysconf(_SC_PAGESIZE) : -1;
+}
+
 double bench_median(double *v, int n)
 {
 	qsort(v, (size_t)n, sizeof *v, cmp_double);
