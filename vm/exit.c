@@ -12,6 +12,7 @@
 #include "exit.h"
 #include "io.h"
 #include "msg.h"
+#include "outbox.h"
 #include "proxy.h"
 #include "registry.h"
 #include "signal.h"
@@ -288,7 +289,15 @@ void krx_proc_exited(krx_task *t)
 	if (AO_load(&p->named))
 		krx_registry_drop(p, pid);
 	krx_signal_notify(p, pid, &reason);
-	krx_heap_destroy(&p->heap, krx_msg_free_hblk, krx_vm_msg_cache(krx_sched_self()));
+	/* The scheduler flushed the outbox before this hook ran, and a notice
+	 * can go into it: a remote link's exit or a remote monitor's DOWN is
+	 * a frame, a user message to dist/'s writer, held when the writer
+	 * last ran elsewhere. Held, it would wait for the next task to leave
+	 * this CPU, forever on a scheduler that goes idle now: out now. */
+	krx_sched *s = krx_sched_self();
+	if (s && s->vm.pending)
+		krx_outbox_flush(s);
+	krx_heap_destroy(&p->heap, krx_msg_free_hblk, krx_vm_msg_cache(s));
 	krx_vm_proc_ended(pid, reason.kind);
 	if ((x = krx_proc_ext_peek(p)) && x->proxy)
 		krx_proxy_ended(x->proxy, false); /* a host thread's call: answered */

@@ -8,9 +8,10 @@
  * with one CAS: when it reaches KRX_OUTBOX_BATCH messages, and always before
  * the sending task leaves the CPU (so a message is never held past the run
  * of the process that sent it, and a process never migrates, waits or exits
- * with messages unsent). Once a scheduler holds messages for a receiver,
- * every later message to it from that scheduler joins them, so messages from
- * one sender to one receiver still arrive in the order sent.
+ * with messages unsent), and again after the exit path's notices, which are
+ * sent once the task has left (vm/exit.c). Once a scheduler holds messages
+ * for a receiver, every later message to it from that scheduler joins them,
+ * so messages from one sender to one receiver still arrive in the order sent.
  */
 #ifndef KRX_OUTBOX_H
 #define KRX_OUTBOX_H
