@@ -44,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "host.h"
 #include "io.h"
 #include "mi.h"
 #include "registry.h"
@@ -349,7 +350,10 @@ typedef struct remote_ties {
 	kr_ref ref;
 } remote_ties;
 
-static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts, const remote_ties *ties)
+/* parent: the calling process, for opts->link and opts->monitor; NULL on
+ * a host thread, which links and monitors from its mailbox (made then). */
+static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts, const remote_ties *ties,
+                    krx_proc *parent)
 {
 	static const kr_spawn_opts none;
 	if (!opts)
@@ -387,12 +391,14 @@ static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts, const remot
 	p->exit_kind = KR_EXIT_NORMAL;
 	p->trap_exit = 0;
 	p->ending = 0;
+	p->host = 0;
 	krx_task_init(&p->task, opts->bind_scheduler, pool);
 	/* Linked and monitored before anyone can see it, so it cannot end
 	 * unnoticed in between (spawn_link, spawn_monitor). */
-	krx_proc *parent = krx_proc_self();
 	int err = 0;
-	if (opts->link)
+	if (!parent && (opts->link || opts->monitor))
+		parent = krx_host_proc(&err);
+	if (!err && opts->link)
 		err = krx_signal_spawn_link(parent, (kr_pid)AO_load(&parent->live_pid), p, pid);
 	if (!err && opts->monitor)
 		err = krx_signal_spawn_monitor(parent, p, pid, opts->monitor);
@@ -419,11 +425,9 @@ static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts, const remot
 KR_API kr_pid kr_spawn_opt(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
 {
 	krx_sched *self = krx_sched_self();
-	if (opts && (opts->link || opts->monitor) && !krx_proc_self())
-		return KR_ENOTPROC;
 	if (krx_vm_enter(self))
 		return KR_ESTOPPED;
-	kr_pid pid = spawn(fn, arg, opts, NULL);
+	kr_pid pid = spawn(fn, arg, opts, NULL, krx_proc_on(self));
 	krx_vm_leave(self);
 	return pid;
 }
@@ -435,7 +439,41 @@ kr_pid krx_remote_spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts, kr_pid 
 	kr_spawn_opts o = opts ? *opts : (kr_spawn_opts){0};
 	o.link = 0;
 	o.monitor = NULL;
-	return spawn(fn, arg, &o, &ties); /* from a process: no door to count */
+	return spawn(fn, arg, &o, &ties, NULL); /* from a process: no door to count */
+}
+
+krx_proc *krx_procs_host_new(kr_pid *out)
+{
+	if (!reserve_alive()) {
+		*out = KR_ELIMIT;
+		return NULL;
+	}
+	int64_t idx = take_slot(NULL); /* a host thread has no cache */
+	if (idx < 0) {
+		AO_fetch_and_sub1(&procs.alive);
+		*out = KR_ENOMEM;
+		return NULL;
+	}
+	krx_proc *p = slot_at((uint64_t)idx);
+	uint32_t serial = (p->serial + 1) & ((1u << KRX_PID_SERIAL_BITS) - 1);
+	p->serial = serial ? serial : 1;
+	kr_pid pid = (kr_pid)((uint64_t)p->serial << KRX_PID_INDEX_BITS | (uint64_t)idx);
+	krx_mailbox_open(&p->mbox, p->serial);
+	krx_heap_init(&p->heap, 0);
+	name_set(p, "host");
+	p->user_fn = NULL;
+	p->user_arg = NULL;
+	AO_store(&p->sigs, 0);
+	p->exit_kind = KR_EXIT_NORMAL;
+	p->trap_exit = 1; /* an exit signal cannot end a thread: it is a message */
+	p->ending = 0;
+	p->host = 1;
+	krx_task_init_host(&p->task);
+	/* As spawn's: whoever sees the pid alive sees the slot set up. */
+	AO_fetch_and_add1(&procs.spawned);
+	AO_store_release(&p->live_pid, (AO_t)pid);
+	*out = pid;
+	return p;
 }
 
 KR_API kr_pid kr_spawn(kr_fn *fn, void *arg)

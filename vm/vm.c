@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "futex.h"
+#include "host.h"
 #include "mi.h"
 #include "outbox.h"
 #include "proc.h"
@@ -42,6 +43,14 @@ int krx_vm_enter_host(void)
 		return 0;
 	AO_fetch_and_sub1_release(&host_calls);
 	return KR_ESTOPPED;
+}
+
+bool krx_vm_stopping(void)
+{
+	/* Relaxed: a host thread inside a call looks now and then; the kicks
+	 * of kr_vm_stop come after its store, and until every host call has
+	 * left. */
+	return !AO_load(&accepting);
 }
 
 void krx_vm_leave_host(void)
@@ -131,8 +140,14 @@ KR_API int kr_vm_stop(void)
 		 * (acquire: their reads are done before we free). */
 		AO_store(&accepting, 0);
 		AO_nop_full();
-		while (AO_load_acquire(&host_calls))
+		/* A host thread parked in a receive is inside: wake it (it
+		 * sees the door closed and leaves), and again until all have
+		 * left, as one may park after a round of kicks. */
+		while (AO_load_acquire(&host_calls)) {
+			krx_host_kick_all();
 			sched_yield();
+		}
+		krx_host_vm_stopped(); /* no thread-local pointer outlives the table */
 		unsigned n = krx_sched_count();
 		krx_sched_stop();
 		krx_procs_free();
@@ -244,7 +259,15 @@ KR_API kr_pid kr_self(void)
 {
 	krx_proc *p = krx_proc_self();
 	/* Relaxed: our own pid, written before we first ran. */
-	return p ? (kr_pid)AO_load(&p->live_pid) : KR_ENOTPROC;
+	if (p)
+		return (kr_pid)AO_load(&p->live_pid);
+	/* A host thread: its mailbox's pid, made on first use. */
+	int err;
+	if (!krx_host_enter(true, &err))
+		return err;
+	kr_pid pid = krx_host_pid();
+	krx_vm_leave_host();
+	return pid;
 }
 
 KR_API int kr_yield(void)

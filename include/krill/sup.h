@@ -108,8 +108,9 @@ typedef struct kr_child_spec {
  * supervisor stops the ones already started (reverse order) and ends, and
  * this returns KR_ESTART. name, if not NULL, is registered for the
  * supervisor (KR_EEXIST if taken). Other errors: KR_EINVAL (bad flags, a
- * bad spec, two specs with one id), KR_ENOTPROC from a host thread,
- * KR_ESTOPPED, KR_ELIMIT, KR_ENOMEM.
+ * bad spec, two specs with one id), KR_ESTOPPED, KR_ELIMIT, KR_ENOMEM. From
+ * a host thread, the supervisor is linked to the thread's mailbox (see
+ * kr_host_release), and stops when the mailbox ends.
  *
  * The supervisor treats an exit signal from the caller (the link: the
  * caller's end) as an order to stop: it stops its children in reverse
@@ -138,10 +139,10 @@ KR_API int kr_sup_run(const kr_sup_flags *flags, const kr_child_spec *specs, siz
 
 /*
  * The calls below are requests to the supervisor process (kr_call), so
- * they are served one at a time, between restarts. They are for
- * processes only (KR_ENOTPROC from a host thread), and must not be made by
+ * they are served one at a time, between restarts. Processes and host
+ * threads (from their mailbox, see kr_host_release) may make them, but not
  * a child of sup while it starts (sup is then waiting for that child), nor
- * by sup itself (KR_EINVAL). KR_ENOPROC: sup is not alive (or ends before
+ * sup itself (KR_EINVAL). KR_ENOPROC: sup is not alive (or ends before
  * answering). A pid that is not a supervisor's never answers.
  */
 
