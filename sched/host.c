@@ -105,12 +105,14 @@ static bool spin_while(krx_task *t, AO_t word, uint64_t deadline)
 static AO_t spinners; /* host threads spinning now */
 
 /* Spin until word changes, spin_ns or the deadline: true if it did.
- * Only while few other host threads spin (half the schedulers' worth, at
- * least one): with more threads waiting than CPUs to spare, spinning takes
- * the CPU that the scheduler running their server needs. */
+ * Only while fewer host threads spin than there are schedulers: with more
+ * threads waiting than that, spinning takes the CPU that the scheduler
+ * running their server needs, and the others sleep at once. (Half as many
+ * did worse with two or four threads on two schedulers: krbench host_call,
+ * 200-450 k calls a second against 300-800 k, three runs of each.) */
 static bool spin(krx_task *t, AO_t word, uint64_t deadline)
 {
-	unsigned most = krx_scheds.n / 2 ? krx_scheds.n / 2 : 1;
+	unsigned most = krx_scheds.n;
 	/* Relaxed: a count of its own, a hint to the others. */
 	if (AO_fetch_and_add1(&spinners) >= most) {
 		AO_fetch_and_sub1(&spinners);
