@@ -16,6 +16,7 @@
  *     krbench dist_pingpong [--peer krill|beam] [--rounds N]
  *     krbench dist_stream [--peer krill|beam] [--msgs M] [--size S]
  *     krbench tcp [--rounds N]
+ *     krbench host_call [--threads N] [--ms MS] [--runs R]
  *
  * The VM benchmarks also take --schedulers N (0 = online CPUs) and
  * --timeout SECS (see bench_vm_opts).
@@ -61,6 +62,8 @@ static const struct {
 	  "[--peer krill|beam] [--msgs M] [--size S]  one-way messages to another node: throughput" },
 	{ "tcp", bench_tcp,
 	  "[--rounds N]  the machine's loopback TCP round trip between two blocking threads (under dist_pingpong)" },
+	{ "host_call", bench_host_call,
+	  "[--threads N] [--ms MS] [--runs R]  host threads calling a process: kr_call against a pipe per thread" },
 };
 
 #define VM_OPTS "(VM benchmarks also take --schedulers N, 0 = online CPUs, and --timeout SECS)"
