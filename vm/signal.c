@@ -121,6 +121,12 @@ void krx_proc_ext_reset(krx_proc_ext *x)
 	x->nbt = 0;
 }
 
+/* Host threads' references: each thread takes a block of HOST_REFS at a
+ * time from one counter, so that host threads calling at once share no
+ * counter either. */
+#define HOST_REFS 1024
+static __thread uint64_t host_ref_next, host_ref_end;
+
 kr_ref krx_ref_new(krx_sched *s)
 {
 	/* Per scheduler, so calls on different cores share no counter: the low
@@ -130,8 +136,12 @@ kr_ref krx_ref_new(krx_sched *s)
 		krx_vm_local *l = krx_vm_local_of(s);
 		return (kr_ref)(++l->refs << 11 | (s->id + 1));
 	}
-	/* Relaxed: the counter only has to hand each value out once. */
-	return (kr_ref)((AO_fetch_and_add1(&host_refs) + 1) << 11);
+	if (host_ref_next == host_ref_end) {
+		/* Relaxed: the counter only has to hand each block out once. */
+		host_ref_next = AO_fetch_and_add(&host_refs, HOST_REFS) + 1;
+		host_ref_end = host_ref_next + HOST_REFS;
+	}
+	return (kr_ref)(host_ref_next++ << 11);
 }
 
 /* ---- sending ---- */

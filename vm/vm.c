@@ -32,15 +32,25 @@ static krx_vm_local *locals; /* one per scheduler */
 static AO_t accepting;  /* 1 while host threads may call in */
 static AO_t host_calls; /* host-thread calls inside the VM now */
 
+/* How deep this host thread is in host calls: a call made inside another
+ * (a host thread's kr_call sends and receives) is counted in already. */
+static __thread unsigned host_depth __attribute__((tls_model("initial-exec")));
+
 int krx_vm_enter_host(void)
 {
+	if (host_depth) {
+		host_depth++;
+		return 0;
+	}
 	/* Full, then a load: Dekker with kr_vm_stop's store and load. The
 	 * load is an acquire too: it pairs with kr_vm_start's release, so a
 	 * caller that finds the door open sees the VM built behind it. */
 	AO_fetch_and_add1_full(&host_calls);
 	AO_nop_full();
-	if (AO_load_acquire(&accepting))
+	if (AO_load_acquire(&accepting)) {
+		host_depth = 1;
 		return 0;
+	}
 	AO_fetch_and_sub1_release(&host_calls);
 	return KR_ESTOPPED;
 }
@@ -55,6 +65,8 @@ bool krx_vm_stopping(void)
 
 void krx_vm_leave_host(void)
 {
+	if (--host_depth)
+		return;
 	/* Release: our reads of the VM happen before stop frees it. */
 	AO_fetch_and_sub1_release(&host_calls);
 }
