@@ -505,9 +505,11 @@ typedef int kr_match_fn(const kr_msg *msg, void *ctx);
 KR_API int kr_recv_match(kr_msg **out, kr_match_fn *pred, void *ctx, long timeout_ms);
 
 /*
- * Free a received message (from the process that received it; NULL is
- * ignored, and so, from a host thread, is anything but a live message of
- * its mailbox's: a thread cannot be ended). Freeing a message that is not a
+ * Free a received message (from the process that received it, or the host
+ * thread, whose mailbox's messages these are; NULL is ignored, and so, from
+ * a host thread, which cannot be ended, is a pointer to another's message;
+ * a host thread's message goes back to the allocator at once, so its
+ * second free is undefined). Freeing a message that is not a
  * live one of the caller's ends the caller with KR_EXIT_ERROR ("kr_msg_free:
  * not a live message of this process (freed twice?)"), rather than free
  * what another message or process now uses. Caught: another process's
