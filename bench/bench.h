@@ -104,6 +104,7 @@ int bench_dist_pingpong(int argc, char **argv);
 int bench_dist_stream(int argc, char **argv);
 int bench_tcp(int argc, char **argv);
 int bench_timers(int argc, char **argv);
+int bench_host_call(int argc, char **argv);
 
 /* A small message's round trip over loopback TCP between two threads,
  * p50 in ns over rounds (bench_tcp.c); -1 if it cannot be measured. */

@@ -17,6 +17,7 @@
  *     krbench dist_stream [--peer krill|beam] [--msgs M] [--size S]
  *     krbench tcp [--rounds N]
  *     krbench timers [--timers N]
+ *     krbench host_call [--threads N] [--ms MS] [--runs R]
  *
  * The VM benchmarks also take --schedulers N (0 = online CPUs) and
  * --timeout SECS (see bench_vm_opts).
@@ -65,6 +66,8 @@ static const struct {
 	  "[--rounds N]  the machine's loopback TCP round trip between two blocking threads (under dist_pingpong)" },
 	{ "timers", bench_timers,
 	  "[--timers N]  N timers pending: memory, starts, cancels of half, the other half firing" },
+	{ "host_call", bench_host_call,
+	  "[--threads N] [--ms MS] [--runs R]  host threads calling a process: kr_call against a pipe per thread" },
 };
 
 #define VM_OPTS "(VM benchmarks also take --schedulers N, 0 = online CPUs, and --timeout SECS)"

@@ -6,28 +6,24 @@
  * The host program starts a VM and keeps its own thread. A registered
  * process, "squarer", answers requests; it is supervised by nothing but a
  * host-side restart loop, to show that a crash inside the VM leaves the host
- * running. The host thread sends requests with kr_send (sender 0: a host
- * thread has no pid) and gets the answers back through a pipe, the simplest
- * channel a host can wait on; a real program might use an eventfd in its
- * own event loop instead. Halfway through, the host asks the squarer to
- * crash: the crash is reported, the host notices the process is gone,
- * spawns a new one under the same name, and carries on.
+ * running. The host thread asks with kr_call, as a process would: its first
+ * call gives it a mailbox of its own, the answer comes back there, and it
+ * waits on a futex (a short spin first), not on a pipe. Halfway through,
+ * the host asks the squarer to crash: the crash is reported, the host's
+ * next call finds no squarer (KR_ENOPROC), spawns a new one under the same
+ * name, and carries on.
  *
  * Read docs/embedding.md alongside.
  */
-#include <errno.h>
 #include <krill.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 enum { SQUARE = 1, CRASH = 2 };
 
-static int answers[2]; /* the pipe: [0] the host reads, [1] processes write */
-
-/* Answers SQUARE(x) with x*x on the pipe; CRASH crashes it. */
+/* Answers SQUARE(x) with x*x; CRASH crashes it. */
 static void squarer(void *arg)
 {
 	(void)arg;
@@ -39,12 +35,7 @@ static void squarer(void *arg)
 		if (m->tag == SQUARE && m->len == sizeof x) {
 			memcpy(&x, m->data, sizeof x);
 			int64_t y = x * x;
-			/* The host reads each answer before it asks again, so
-			 * the pipe never fills and this write never blocks a
-			 * scheduler (a write that might would go through
-			 * kr_blocking). */
-			if (write(answers[1], &y, sizeof y) != (ssize_t)sizeof y)
-				kr_crash("the answer pipe failed");
+			kr_reply(m, SQUARE, &y, sizeof y); /* to the caller, host thread or not */
 		}
 		kr_msg_free(m);
 	}
@@ -60,29 +51,29 @@ static kr_pid start_squarer(void)
 	return p;
 }
 
-/* The host's side of one request: send, then read the answer. */
+/* The host's side of one request: a call, with a timeout. */
 static int ask(int64_t x, int64_t *y)
 {
 	for (;;) {
-		int rc = kr_send_named("squarer", SQUARE, &x, sizeof x);
-		if (rc == KR_ENOPROC) { /* between a crash and its restart */
+		kr_msg *r;
+		kr_pid sq = kr_whereis("squarer");
+		int rc = sq < 0 ? (int)sq : kr_call(sq, SQUARE, &x, sizeof x, &r, 5000);
+		if (rc == KR_ENOPROC) { /* gone, or ended before answering */
 			start_squarer();
 			continue;
 		}
 		if (rc < 0)
 			return rc;
-		break;
+		memcpy(y, r->data, sizeof *y);
+		kr_msg_free(r);
+		return 0;
 	}
-	ssize_t n;
-	while ((n = read(answers[0], y, sizeof *y)) < 0 && errno == EINTR)
-		;
-	return n == (ssize_t)sizeof *y ? 0 : -1;
 }
 
 int main(int argc, char **argv)
 {
 	long n = argc > 1 ? atol(argv[1]) : 100000;
-	if (n <= 0 || pipe(answers) != 0)
+	if (n <= 0)
 		return 2;
 	int rc = kr_vm_start(NULL); /* one scheduler per CPU */
 	if (rc < 0) {
@@ -90,17 +81,27 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	kr_pid first = start_squarer();
+	/* The host thread watches the first squarer: its crash comes to the
+	 * thread's mailbox as a DOWN message. */
+	kr_ref watch = kr_monitor(first);
 	int64_t sum = 0, y;
 	for (long i = 0; i < n; i++) {
 		if (i == n / 2) {
-			/* Crash it on purpose, wait until it is gone: the next
+			/* Crash it on purpose and wait for its DOWN: the next
 			 * request finds no "squarer" and restarts it. */
 			kr_send(first, CRASH, NULL, 0);
-			while (kr_is_alive(first))
-				usleep(100);
+			kr_msg *m;
+			if (kr_recv_tag(&m, KR_TAG_DOWN, 5000) == 0) {
+				const kr_down_msg *d = kr_msg_down(m);
+				char why[160];
+				printf("embed: the squarer ended (%s), as asked\n",
+				       d && d->ref == watch ? kr_reason_format(&d->reason, why, sizeof why)
+				                            : "?");
+				kr_msg_free(m);
+			}
 		}
-		if (ask(i % 1000, &y) < 0) {
-			fprintf(stderr, "embed: request %ld failed\n", i);
+		if ((rc = ask(i % 1000, &y)) < 0) {
+			fprintf(stderr, "embed: request %ld failed: %s\n", i, kr_strerror(rc));
 			return 1;
 		}
 		sum += y;

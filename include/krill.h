@@ -232,11 +232,14 @@ typedef struct kr_spawn_opts {
  * Returns its pid, or KR_EINVAL (fn NULL), KR_ESTOPPED, KR_ELIMIT
  * (max_procs reached), KR_ENOMEM. Safe from processes and host threads. */
 KR_API kr_pid kr_spawn(kr_fn *fn, void *arg);
-/* kr_spawn with options (NULL = defaults); KR_EINVAL for a bad option,
- * KR_ENOTPROC for link or monitor from a host thread. */
+/* kr_spawn with options (NULL = defaults); KR_EINVAL for a bad option.
+ * From a host thread, link and monitor tie the new process to the thread's
+ * mailbox (made then: see kr_host_release). */
 KR_API kr_pid kr_spawn_opt(kr_fn *fn, void *arg, const kr_spawn_opts *opts);
 
-/* The calling process's pid, or KR_ENOTPROC from a host thread. */
+/* The calling process's pid. From a host thread, the pid of its mailbox,
+ * made on first use (kr_host_release), or KR_ESTOPPED (no VM), KR_ELIMIT,
+ * KR_ENOMEM (no mailbox could be made). */
 KR_API kr_pid kr_self(void);
 
 /* Let other processes run; returns 0 when this one is scheduled again.
@@ -345,17 +348,22 @@ KR_API int kr_info_monitored_by(kr_pid pid, kr_pid *out, size_t max, long timeou
  * one yields. So a process yields every 4,000 sends, receives or
  * KR_CHECKs, sooner if it waits (a receive that waits, kr_sleep,
  * kr_blocking and kr_yield end the run; the next starts with a fresh
- * budget). Two rules shorten a run further: a send to a process with more
- * than 1,024 messages queued costs 64 more for each 1,024 (at most 4,000),
- * so that a sender cannot outrun its receiver for ever; and a process that
- * has just woken another while a scheduler idles keeps at most 200, so
- * that the woken one soon runs (or is taken by the idle scheduler). The
- * other calls (kr_alloc, kr_free, kr_msg_free, kr_self, kr_register ...)
- * cost nothing.
+ * budget). Three rules shorten a run further: a send to a process with
+ * more than 1,024 messages queued costs 64 more for each 1,024 (at most
+ * 4,000), so that a sender cannot outrun its receiver for ever; a process
+ * that has just woken another while a scheduler idles keeps at most 200, so
+ * that the woken one soon runs (or is taken by the idle scheduler); and a
+ * call that has to wake a sleeping thread (a parked scheduler, a host
+ * thread asleep in a receive) costs 200 more, for the microseconds its
+ * system call takes. The other calls (kr_alloc, kr_free, kr_msg_free,
+ * kr_self, kr_register ...) cost nothing.
  *
  * A loop that makes no krill calls should call KR_CHECK() now and then: it
  * costs a decrement and a branch, and yields when the budget is spent.
- * Harmless on a host thread.
+ * Harmless on a host thread. The budget counts calls, not time: a loop
+ * that makes system calls of its own (a write to a pipe) should make them
+ * through krill (kr_write, krill/io.h, costs 10) or call KR_CHECK() often,
+ * or the watchdog reports it.
  */
 KR_API extern long kr__tls_offset; /* internal, for KR_CHECK */
 /* Internal, for KR_CHECK: the budget is spent; yield (a process) or reset it
@@ -451,7 +459,9 @@ KR_API int kr__assert_failed(const char *cond, const char *file, int line);
  * message (from itself) instead. A process that never calls krill (not
  * even KR_CHECK) cannot be ended until it does. 0, KR_EINVAL (a bad pid or kind), KR_ESTOPPED;
  * sending to a process that is gone does nothing. Safe from host threads
- * (the signal then comes from pid 0).
+ * (the signal then comes from the thread's mailbox's pid, or from pid 0 if
+ * it has none). A host thread's mailbox is never ended by one: it gets a
+ * KR_TAG_EXIT message, whatever the reason (see kr_host_release).
  */
 KR_API int kr_exit_sig(kr_pid pid, int kind);
 /* kr_exit_sig with a full reason (kind and text); KR_EINVAL for NULL. */
@@ -469,17 +479,21 @@ KR_API int kr_exit_sig_reason(kr_pid pid, const kr_reason *reason);
  * trapping caller gets an exit message with KR_EXIT_NOPROC and kr_link
  * returns 0; a caller that does not trap exits ends with KR_EXIT_NOPROC.
  * Linking to oneself does nothing and returns 0 (Erlang's link(self())).
- * KR_EINVAL for a bad pid, KR_ENOMEM, KR_ENOTPROC from a host thread.
- * Signals between one pair of processes arrive in the order sent.
+ * KR_EINVAL for a bad pid, KR_ENOMEM. From a host thread: its mailbox's
+ * link (made on first use; it traps exits: see kr_host_release), or
+ * KR_ESTOPPED. Signals between one pair of processes arrive in the order
+ * sent.
  */
 KR_API int kr_link(kr_pid pid);
 /* Remove the link, if any (0 either way): no exit signal due to it arrives
  * after this returns (an exit message it already caused may be queued).
- * KR_EINVAL for a bad pid, KR_ENOTPROC from a host thread. */
+ * KR_EINVAL for a bad pid; KR_ESTOPPED. A host thread removes its
+ * mailbox's (none without one: 0). */
 KR_API int kr_unlink(kr_pid pid);
 /* Trap exits (on nonzero) or not: a trapping process gets exit signals as
  * KR_TAG_EXIT messages (kr_exit_msg), except KR_EXIT_KILL. Returns the
- * previous setting, or KR_ENOTPROC. */
+ * previous setting. A host thread's mailbox always traps (an exit signal
+ * cannot end a thread): 1 for on, KR_ENOTPROC for off. */
 KR_API int kr_trap_exit(int on);
 
 /*
@@ -487,14 +501,16 @@ KR_API int kr_trap_exit(int on);
  * (kr_down_msg) with this reference, the pid and its reason; at once, with
  * KR_EXIT_NOPROC, if it is already gone. Monitoring is one way and may be
  * repeated (each monitor has its own reference). Returns the reference
- * (> 0), or KR_EINVAL, KR_ENOTPROC (host thread), KR_ENOMEM.
+ * (> 0), or KR_EINVAL, KR_ENOMEM. From a host thread the DOWN comes to its
+ * mailbox (made on first use), or KR_ESTOPPED.
  */
 KR_API kr_ref kr_monitor(kr_pid pid);
 /* Remove a monitor: no DOWN message for it arrives after this returns. With
  * flush nonzero, a DOWN message already queued for it is removed too.
  * 0, also if the monitor had fired or ref is not one of the caller's
  * monitors (then nothing changes: as OTP's demonitor/2, which returns
- * true); KR_EINVAL for ref <= 0 (no reference at all); KR_ENOTPROC. */
+ * true); KR_EINVAL for ref <= 0 (no reference at all); KR_ESTOPPED. A host
+ * thread removes its mailbox's (none without one: 0). */
 KR_API int kr_demonitor(kr_ref ref, int flush);
 
 /* The messages signals turn into. Their tags are reserved, as are the
@@ -561,7 +577,7 @@ typedef struct kr_bin kr_bin;
  * (alignof(max_align_t)), whatever its size and whether it was copied or
  * is a binary's, so it may be read in place as any C type. */
 typedef struct kr_msg {
-	kr_pid sender;     /* 0 when a host thread sent it */
+	kr_pid sender;     /* 0 when a host thread without a mailbox sent it */
 	uint64_t tag;      /* the sender's choice: what kind of message */
 	size_t len;        /* payload bytes */
 	const void *data;  /* the payload (a copy, or the binary's bytes) */
@@ -581,7 +597,8 @@ KR_API const kr_down_msg *kr_msg_down(const kr_msg *msg);
  * (it is counted as a dead letter), as in Erlang. KR_EINVAL for a pid that
  * cannot be this VM's (<= 0, or another node's), KR_ELIMIT above
  * max_message, KR_ENOMEM,
- * KR_ESTOPPED. Safe from processes and host threads (sender 0). Messages
+ * KR_ESTOPPED. Safe from processes and host threads (sender: the thread's
+ * mailbox's pid if it has one, else 0; a send does not make one). Messages
  * from one sender to one receiver arrive in the order sent. A message to a
  * busy process on another scheduler may be held and delivered in a batch:
  * at the latest when the sending process next waits, yields or exits. An
@@ -592,9 +609,12 @@ KR_API int kr_send(kr_pid to, uint64_t tag, const void *data, size_t len);
 
 /* Take the oldest message, waiting up to timeout_ms (the rule is at
  * KR_INFINITY: 0 polls, KR_INFINITY waits for ever). 0 and *out set;
- * KR_ETIMEDOUT; KR_EINVAL (out NULL, a bad timeout); KR_ENOTPROC from a
- * host thread. The message is the caller's: free it with kr_msg_free, or
- * let the process's end do it. */
+ * KR_ETIMEDOUT; KR_EINVAL (out NULL, a bad timeout). The message is the
+ * caller's: free it with kr_msg_free, or let the process's end do it.
+ * From a host thread: from its mailbox (made on first use: see
+ * kr_host_release), waiting on a futex; KR_ESTOPPED if no VM runs or
+ * kr_vm_stop stops it meanwhile; KR_ELIMIT, KR_ENOMEM if no mailbox could
+ * be made. */
 KR_API int kr_recv(kr_msg **out, long timeout_ms);
 
 /*
@@ -622,8 +642,11 @@ typedef int kr_match_fn(const kr_msg *msg, void *ctx);
 KR_API int kr_recv_match(kr_msg **out, kr_match_fn *pred, void *ctx, long timeout_ms);
 
 /*
- * Free a received message (from the process that received it; NULL, and
- * calls from host threads, are ignored). Freeing a message that is not a
+ * Free a received message (from the process that received it, or the host
+ * thread, whose mailbox's messages these are; NULL is ignored, and so, from
+ * a host thread, which cannot be ended, is a pointer to another's message;
+ * a host thread's message goes back to the allocator at once, so its
+ * second free is undefined). Freeing a message that is not a
  * live one of the caller's ends the caller with KR_EXIT_ERROR ("kr_msg_free:
  * not a live message of this process (freed twice?)"), rather than free
  * what another message or process now uses. Caught: another process's
@@ -670,17 +693,55 @@ KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin);
  * gone or ends before replying; KR_ETIMEDOUT; KR_EINVAL (a bad pid, the
  * caller's own, a tag at or above KR_TAG_SUP, req NULL with len > 0, reply
  * NULL, a bad timeout: nothing is sent); KR_ELIMIT (len above max_message);
- * KR_ENOMEM; KR_ENOTPROC from a host thread. Afterwards nothing of the call
- * is left in the mailbox: a reply that comes after a timeout is dropped on
- * arrival.
+ * KR_ENOMEM. Afterwards nothing of the call is left in the mailbox: a
+ * reply that comes after a timeout is dropped on arrival. From a host
+ * thread the call is its mailbox's (made on first use: see
+ * kr_host_release), and it waits on a futex; KR_ESTOPPED if no VM runs or
+ * kr_vm_stop stops it meanwhile.
  */
 KR_API int kr_call(kr_pid pid, uint64_t tag, const void *req, size_t len, kr_msg **reply,
                    long timeout_ms);
 /* Reply to a request received from kr_call (its ref is nonzero): the caller
  * gets (tag, data, len). KR_EINVAL if request is not a call's, for data
  * NULL with len > 0, or a tag at or above KR_TAG_SUP; replying to a caller
- * that is gone or gave up is not an error. */
+ * that is gone or gave up is not an error. KR_ESTOPPED from a host thread
+ * when no VM runs. */
 KR_API int kr_reply(const kr_msg *request, uint64_t tag, const void *data, size_t len);
+
+/* ------------------------------------------------------------------------ */
+/* Host threads                                                              */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A host thread (one that is not a krill process) may send, spawn, register
+ * and look processes up at any time. The first time it calls kr_self, a
+ * receive (kr_recv, kr_recv_tag, kr_recv_match), kr_call, kr_monitor,
+ * kr_link, or kr_spawn_opt with link or monitor, it gets a mailbox of its
+ * own: a pid that processes send to, reply to, link to and monitor as any
+ * process's (kr_info names it "host"; it counts as a process, against
+ * max_procs too). From then on its sends carry that pid, so that answers
+ * reach it (a plain kr_send never makes one). It waits in a receive on its
+ * own thread, spinning for a few microseconds and then asleep on a futex;
+ * timeouts work as for a process. An exit signal cannot end a thread, so
+ * the mailbox always traps exits: exit signals arrive as KR_TAG_EXIT
+ * messages, KR_EXIT_KILL too. The messages it received, and what it took
+ * with kr_alloc (NULL for a thread without a mailbox), are its mailbox's.
+ * The calls that need a process and cannot be a thread's still return
+ * KR_ENOTPROC: kr_yield, kr_sleep, kr_hibernate, kr_exit, kr_crash.
+ *
+ * The mailbox ends when its thread ends or calls kr_host_release, as a
+ * process that ended normally: its links and monitors fire with reason
+ * normal, its registered name is freed, callers whose requests it took and
+ * did not answer get KR_ENOPROC, and its messages and heap are freed (so
+ * messages it still holds must not be read after). The next call that
+ * needs one makes a fresh one, with a new pid. kr_vm_stop ends every host
+ * thread's mailbox with the VM (a thread waiting in a receive gets
+ * KR_ESTOPPED); after kr_vm_start, a thread that calls in gets a new one.
+ */
+/* End the calling host thread's mailbox now (see above). 0, also if it had
+ * none; KR_ESTOPPED if no VM runs (its mailbox went with the VM); KR_EINVAL
+ * from a process. */
+KR_API int kr_host_release(void);
 
 /* ------------------------------------------------------------------------ */
 /* The process heap                                                          */
@@ -689,19 +750,22 @@ KR_API int kr_reply(const kr_msg *request, uint64_t tag, const void *data, size_
 /* Allocate on the calling process's heap: everything still allocated is
  * freed when the process exits. An allocation that would take the process
  * past its max_heap ends it with KR_EXIT_HEAP_LIMIT (it does not return).
- * The block is aligned to 16 bytes, as malloc's. NULL when out of memory
- * or called from a host thread. */
+ * The block is aligned to 16 bytes, as malloc's. NULL when out of memory,
+ * or from a host thread without a mailbox (one with a mailbox allocates on
+ * its heap, freed with it: see kr_host_release). */
 KR_API void *kr_alloc(size_t size);
 /* kr_alloc of n zeroed elements of size bytes; NULL on overflow too. */
 KR_API void *kr_calloc(size_t n, size_t size);
 /* Resize a block from kr_alloc (NULL: allocate), as realloc; NULL, with ptr
- * untouched, when memory is short, or from a host thread. Past max_heap, as
+ * untouched, when memory is short, or from a host thread without a mailbox
+ * (or for a ptr that is not a live block of its mailbox's). Past max_heap, as
  * kr_alloc. A ptr that is not a live block of the caller's ends the caller,
  * as kr_free ("kr_realloc: not a live block of this process (freed
  * already?)"). */
 KR_API void *kr_realloc(void *ptr, size_t size);
-/* Free a block from kr_alloc. NULL, and calls from host threads, are
- * ignored. A ptr that is not a live block of the caller's ends the caller
+/* Free a block from kr_alloc. NULL is ignored, and so, from a host thread,
+ * is anything but a live block of its mailbox's heap. A ptr that is not a
+ * live block of the caller's ends the caller
  * with KR_EXIT_ERROR ("kr_free: not a live block of this process (freed
  * twice?)"). Caught: another process's block; a block freed already, unless
  * a later kr_alloc of the same process got it back from the allocator

@@ -191,4 +191,5 @@ void krx_sched_wake(krx_sched *s, unsigned why)
 	AO_int_store_release(&s->wake_word, why);
 	krx_poll_kick(s); /* it may be asleep in epoll, where the futex wake does not reach */
 	krx_futex_wake(&s->wake_word, 1);
+	krx_task_spend(KRX_WAKE_REDS); /* the running task's, if a task woke it */
 }

@@ -257,6 +257,10 @@ void krx_task_ready(krx_task *t)
 {
 	krx_sched *s = krx_sched_self();
 	if (t->bound && t->bound != s) {
+		if (t->bound == KRX_BOUND_HOST) {
+			krx_task_wake_host(t); /* a host thread's: it runs it */
+			return;
+		}
 		krx_sched *b = t->bound;
 		krx_inbox_push(&b->inbox, t);
 		/* Full: the inbox push is visible before we look at b's idle
@@ -316,8 +320,10 @@ bool krx_task_wake(krx_task *t, unsigned status)
 
 void krx_task_wake_won(krx_task *t)
 {
-	/* Relaxed: the task is ours to queue; queueing publishes it. */
-	AO_store(&t->state, (AO_load(&t->state) & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE);
+	/* Release: for a host task, which is not queued, this store is what
+	 * publishes the hand-off to its thread (host.c); for a process,
+	 * queueing publishes it, and the release costs nothing on x86-64. */
+	AO_store_release(&t->state, (AO_load(&t->state) & ~(AO_t)KRX_ST_STATUS) | KRX_RUNNABLE);
 	krx_sched *s = krx_sched_self();
 	if (!s || !s->current || (t->bound && t->bound != s)) {
 		krx_task_ready(t);

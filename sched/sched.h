@@ -301,6 +301,50 @@ static inline void krx_task_charge(long reds)
 		krx_task_yield();
 }
 
+/*
+ * What a futex wake made on the running task's behalf costs it (a parked
+ * scheduler, a host thread asleep in a receive). The budget counts calls,
+ * and a call that wakes a sleeping thread spends 5-40 us in the kernel,
+ * a hundred to eight hundred times the ~50 ns a reduction stands for: a
+ * server answering sleeping host threads at one reduction a reply ran
+ * 4,000 of those wakes, tens of milliseconds, without yielding, and the
+ * watchdog reported it. Spent without yielding (the waker may be in the
+ * middle of a delivery): the call that woke yields at its own charge,
+ * which comes after.
+ */
+#define KRX_WAKE_REDS 200
+static inline void krx_task_spend(long reds)
+{
+	/* On a scheduler between tasks or on a host thread this is harmless:
+	 * the next switch-in resets it, and a host thread has no budget. */
+	krx_tls()->reds -= reds;
+}
+
+/* ---- host tasks (host.c): a host thread's mailbox ----
+ * A host thread that needs a mailbox (vm/host.c) gets a process slot whose
+ * task never runs: KRX_BOUND_HOST. It waits in a receive on its own
+ * thread, on a futex, and every waker wins its wake-up exactly as it would
+ * a process's (the mailbox word, then the state word), then calls
+ * krx_task_ready, which wakes the thread instead of queueing the task. */
+
+/* Make t a host task, running on the calling host thread. */
+void krx_task_init_host(krx_task *t);
+/* Park host task t, on its own thread, as a receive parks (KRX_WAIT_RECV;
+ * commit as for krx_task_park, called here once the wait is published):
+ * spin a little, then sleep on a futex until a waker wins the wake-up, or
+ * until deadline (CLOCK_MONOTONIC ns, 0 = none), when the recv_timeout
+ * hook decides the race with a sender as it does for a timer. Returns the
+ * state word it was woken with (KRX_ST_TIMEDOUT: its timeout won, or
+ * krx_task_kick_host). */
+AO_t krx_task_park_host(krx_task *t, uint64_t deadline, bool (*commit)(krx_task *t, void *arg),
+                        void *arg);
+/* Wake parked host task t as its timeout would (kr_vm_stop makes host
+ * threads leave so): true if this won the wake-up. Any thread. */
+bool krx_task_kick_host(krx_task *t);
+/* krx_task_ready's turn for a host task whose wake-up the caller won and
+ * published (release) in its state word: wake its thread if it sleeps. */
+void krx_task_wake_host(krx_task *t);
+
 /* Run fn(arg) on a helper thread while the calling task waits. */
 long krx_blocking(long (*fn)(void *), void *arg);
 void krx_blocking_stop(void);

@@ -12,6 +12,10 @@
  *
  * Only the task itself (or its scheduler, on its behalf) moves it out of
  * RUNNING; wakers only ever CAS WAIT_* -> RUNNABLE.
+ *
+ * A host task (bound == KRX_BOUND_HOST, host.c) is a host thread's mailbox:
+ * it never runs on a scheduler. Its thread parks and wakes through the same
+ * word, on a futex instead of a switch.
  */
 #ifndef KRX_TASK_H
 #define KRX_TASK_H
@@ -53,12 +57,23 @@ typedef struct krx_task {
 	struct krx_task *next;   /* link in the global queue or an inbox */
 	krx_stack *stack;        /* NULL until it first runs, and while it hibernates */
 	struct krx_stack_pool *pool;
-	struct krx_sched *bound; /* runs only there, or NULL */
+	struct krx_sched *bound; /* runs only there, or NULL, or KRX_BOUND_HOST */
 	AO_t reductions;         /* spent in total (written by its scheduler) */
 	unsigned last_sched;     /* index + 1 of where it runs or last ran; 0 = never */
 	unsigned guard;          /* its stack's krx_guard_kind + 1; 0 before it runs */
 	unsigned io_fd;          /* fd + 1 while it waits on fd (poll.c); else 0 */
-	uint32_t inject_due_us;  /* in the inject queue: overdue after this (runq.c); 0 = never */
+	union {
+		uint32_t inject_due_us; /* in the inject queue: overdue after this (runq.c); 0 = never */
+		unsigned host_asleep;   /* a host task (never queued): 1 while its thread may
+		                         * sleep on the futex, so its waker makes the call */
+	};
 } krx_task;
+
+/* bound's value for a host task: a host thread's mailbox, never run by a
+ * scheduler; a waker wakes its thread (host.c). Every path that queues a
+ * task already turns aside for a task bound elsewhere, so telling a host
+ * task apart costs the process paths nothing. */
+extern char krx_host_bound_mark __attribute__((visibility("hidden")));
+#define KRX_BOUND_HOST ((struct krx_sched *)(void *)&krx_host_bound_mark)
 
 #endif

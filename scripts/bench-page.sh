@@ -137,14 +137,14 @@ function cell(v, f, n, sc, impl) {
 	if (v != "") return human(v, f)
 	return failed[n, sc, impl] ? "failed" : "-"
 }
-function impl_of(s) { return s == "beam" || s == "ucontext" ? "other" : s }
+function impl_of(s) { return s == "beam" || s == "ucontext" || s == "pipe" ? "other" : s }
 function out(v) { return v == "" ? "?" : v }
 $1 == "SUITE" {
 	split(substr($0, 7), s, "|")
 	n = s[1]
 	if (!(n in args)) {
 		order[++nnames] = n; args[n] = s[2]; against[n] = s[4]; their[n] = s[5]
-		other[n] = s[4] == "ucontext" ? "swapcontext" : "BEAM"
+		other[n] = s[4] == "ucontext" ? "swapcontext" : s[4] == "pipe" ? "pipe per thread" : "BEAM"
 	}
 	rows[n] = rows[n] (rows[n] == "" ? "" : SUBSEP) s[6] "|" s[7] "|" s[8]
 	next

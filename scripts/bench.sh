@@ -47,8 +47,8 @@ beam_dir=build/erlang
 #   name | krbench arguments | schedulers | against | their arguments | field | better | what
 # schedulers: "1,all" (one, and all online CPUs), "all", or "-" (not a VM
 # benchmark: no --schedulers). against: "beam" (bench/erlang/ with the
-# arguments given, "=" for krbench's) or "ucontext" (ctx prints that line
-# itself). better: lower, higher, or "-" for a figure that has no ratio.
+# arguments given, "=" for krbench's), "ucontext" (ctx prints that line
+# itself) or "pipe" (host_call prints that line itself). better: lower, higher, or "-" for a figure that has no ratio.
 # Further lines of one name add rows to its table: only their last three
 # fields count. The dist_ benchmarks start a second node themselves (krill's
 # default peer is build/krnode, the BEAM's another erl; --peer beam makes
@@ -118,6 +118,12 @@ suite=(
 	"dist_stream-beam|||||MB_per_s|higher|the same: payload MB per second"
 	"dist_stream-beam-1k|dist_stream --peer beam --size 1024 --msgs 200000|all|beam|=|msgs_per_s|higher|the same with 200,000 messages of 1 KiB: messages per second"
 	"dist_stream-beam-1k|||||MB_per_s|higher|the same: payload MB per second"
+	"host_call|host_call --threads 1|all|pipe|-|calls_per_s|higher|a host thread calling a server process: kr_call from its own mailbox against a pipe per thread (the answer written by the server, read by the thread): calls per second"
+	"host_call|||||p50_ns|lower|the same: p50 latency of a call, ns"
+	"host_call-2|host_call --threads 2|all|pipe|-|calls_per_s|higher|two host threads calling one server process, each as above: calls per second, both together"
+	"host_call-2|||||p50_ns|lower|the same: p50 latency of a call, ns"
+	"host_call-4|host_call --threads 4|all|pipe|-|calls_per_s|higher|four host threads calling one server process: calls per second, all together"
+	"host_call-4|||||p50_ns|lower|the same: p50 latency of a call, ns"
 )
 
 die() { echo "bench.sh: $*" >&2; exit 2; }

@@ -659,34 +659,41 @@ static long blocking_inline(void *arg)
 
 static int match_any(const kr_msg *m, void *ctx) { return 1; }
 
-/* Runs on the test thread and on a thread of its own. */
+/* Runs on the test thread, with a VM and without one. The calls a thread
+ * cannot make as a process get KR_ENOTPROC; those a mailbox serves make the
+ * thread one on first use (test_host.c): without a VM, KR_ESTOPPED. */
 static void *host_calls(void *arg)
 {
 	int vm_running = *(int *)arg;
 	kr_msg *m = NULL;
-	int want = KR_ENOTPROC;
 	/* With no VM, "not a process" and "stopped" are both true. */
-#define HOST_RC(expr)                                                                  \
-	do {                                                                           \
-		long long rc_ = (long long)(expr);                                     \
-		cr_assert(rc_ == want || (!vm_running && rc_ == KR_ESTOPPED), "%s: %lld", \
-		          #expr, rc_);                                                  \
+#define HOST_RC(expr, want)                                                             \
+	do {                                                                            \
+		long long rc_ = (long long)(expr);                                      \
+		cr_assert(rc_ == (want) || (!vm_running && rc_ == KR_ESTOPPED), "%s: %lld", \
+		          #expr, rc_);                                                   \
 	} while (0)
-	HOST_RC(kr_self());
-	HOST_RC(kr_yield());
-	HOST_RC(kr_sleep(10));
-	HOST_RC(kr_sleep(0));
-	HOST_RC(kr_recv(&m, 0));
-	HOST_RC(kr_recv(&m, 10));
-	HOST_RC(kr_recv(&m, KR_INFINITY));
-	HOST_RC(kr_recv_tag(&m, 1, KR_INFINITY));
-	HOST_RC(kr_recv_match(&m, match_any, NULL, KR_INFINITY));
-#undef HOST_RC
-	cr_assert_null(m);
+	HOST_RC(kr_yield(), KR_ENOTPROC);
+	HOST_RC(kr_sleep(10), KR_ENOTPROC);
+	HOST_RC(kr_sleep(0), KR_ENOTPROC);
+	HOST_RC(kr_hibernate(nothing, NULL), KR_ENOTPROC);
+	/* No mailbox yet: no heap. */
 	cr_assert_null(kr_alloc(16));
 	cr_assert_null(kr_calloc(4, 4));
 	cr_assert_null(kr_realloc(NULL, 16));
 	kr_free(NULL);
+	int stopped = vm_running ? 0 : KR_ESTOPPED;
+	HOST_RC(kr_recv(&m, 0), vm_running ? KR_ETIMEDOUT : stopped);
+	HOST_RC(kr_recv(&m, 10), vm_running ? KR_ETIMEDOUT : stopped);
+	HOST_RC(kr_recv_tag(&m, 1, 0), vm_running ? KR_ETIMEDOUT : stopped);
+	HOST_RC(kr_recv_match(&m, match_any, NULL, 0), vm_running ? KR_ETIMEDOUT : stopped);
+	kr_pid me = kr_self();
+	cr_assert(vm_running ? me > 0 : me == KR_ESTOPPED, "kr_self: %lld", (long long)me);
+#undef HOST_RC
+	cr_assert_null(m);
+	void *p = kr_alloc(16);
+	cr_assert(vm_running ? p != NULL : p == NULL, "kr_alloc with a mailbox: %p", p);
+	kr_free(p);
 	for (int i = 0; i < 100000; i++) /* harmless on a host thread */
 		KR_CHECK();
 	atomic_store(&inline_blocking_ran, 0);
@@ -704,13 +711,13 @@ static void *host_calls_thread(void *arg)
 	(void)arg;
 	kr_msg *m = NULL;
 	int bad = 0;
-	bad |= kr_self() != KR_ENOTPROC;
-	bad |= (kr_yield() != KR_ENOTPROC) << 1;
-	bad |= (kr_sleep(10) != KR_ENOTPROC) << 2;
-	bad |= (kr_recv(&m, 10) != KR_ENOTPROC) << 3;
-	bad |= (kr_recv_tag(&m, 1, KR_INFINITY) != KR_ENOTPROC) << 4;
-	bad |= (kr_recv_match(&m, match_any, NULL, 0) != KR_ENOTPROC) << 5;
-	bad |= (kr_alloc(16) != NULL) << 6;
+	bad |= kr_yield() != KR_ENOTPROC;
+	bad |= (kr_sleep(10) != KR_ENOTPROC) << 1;
+	bad |= (kr_alloc(16) != NULL) << 2;
+	bad |= (kr_recv(&m, 10) != KR_ETIMEDOUT) << 3;
+	bad |= (kr_recv_tag(&m, 1, 0) != KR_ETIMEDOUT) << 4;
+	bad |= (kr_recv_match(&m, match_any, NULL, 0) != KR_ETIMEDOUT) << 5;
+	bad |= (kr_self() <= 0) << 6;
 	bad |= (kr_blocking(blocking_inline, (void *)(intptr_t)2) != 6) << 7;
 	bad |= !pthread_equal(inline_blocking_thread, pthread_self()) << 8;
 	for (int i = 0; i < 100000; i++)
@@ -718,7 +725,7 @@ static void *host_calls_thread(void *arg)
 	return (void *)(intptr_t)bad;
 }
 
-Test(proc, host_threads_get_enotproc_and_null)
+Test(proc, host_threads_get_enotproc_or_a_mailbox)
 {
 	int running = 1;
 	vm_start(2);

@@ -23,6 +23,7 @@
  */
 #include <string.h>
 
+#include "host.h"
 #include "msg.h"
 #include "remote.h"
 #include "send.h"
@@ -30,18 +31,22 @@
 #include "timeout.h"
 #include "vm.h"
 
+static int host_call(kr_pid pid, uint64_t tag, uint64_t tag_end, const void *req, size_t len,
+                     kr_msg **reply, long timeout_ms, kr_reason *why);
+
 /* kr_call, with tags below tag_end allowed (a program's, or the
  * supervisors' too), and, with why non-NULL, the reason behind a
- * KR_ENOPROC. Inlined into each: a layer of argument shuffling less. */
-static inline __attribute__((always_inline)) int call(kr_pid pid, uint64_t tag, uint64_t tag_end,
-                                                      const void *req, size_t len, kr_msg **reply,
+ * KR_ENOPROC. Inlined into each: a layer of argument shuffling less.
+ * p: the caller, a process or (host_call) a host thread's mailbox. */
+static inline __attribute__((always_inline)) int call(krx_proc *p, kr_pid pid, uint64_t tag,
+                                                      uint64_t tag_end, const void *req,
+                                                      size_t len, kr_msg **reply,
                                                       long timeout_ms, kr_reason *why)
 {
-	krx_proc *p = krx_proc_self();
 	if (reply)
 		*reply = NULL;
 	if (!p)
-		return KR_ENOTPROC;
+		return host_call(pid, tag, tag_end, req, len, reply, timeout_ms, why);
 	/* Relaxed: our own pid. A call to oneself would take its own request
 	 * (which carries the reference) for the answer. */
 	if (!reply || !krx_pid_ok(pid) || (len && !req) ||
@@ -89,22 +94,41 @@ static inline __attribute__((always_inline)) int call(kr_pid pid, uint64_t tag, 
 	return rc;
 }
 
+/* A host thread's call: from its mailbox (made now if need be), inside the
+ * VM throughout; its wait is host_receive's (mailbox.c). The arguments are
+ * checked before a mailbox is made for them. */
+static __attribute__((noinline, cold)) int host_call(kr_pid pid, uint64_t tag, uint64_t tag_end,
+                                                    const void *req, size_t len, kr_msg **reply,
+                                                    long timeout_ms, kr_reason *why)
+{
+	if (!reply || !krx_pid_ok(pid) || (len && !req) ||
+	    !krx_remote_tag_ok(pid, tag, tag_end, req, len) || !krx_timeout_valid(timeout_ms))
+		return KR_EINVAL;
+	int rc;
+	krx_proc *p = krx_host_enter(true, &rc);
+	if (!p)
+		return rc;
+	rc = call(p, pid, tag, tag_end, req, len, reply, timeout_ms, why);
+	krx_vm_leave_host();
+	return rc;
+}
+
 KR_API int kr_call(kr_pid pid, uint64_t tag, const void *req, size_t len, kr_msg **reply,
                    long timeout_ms)
 {
-	return call(pid, tag, KR_TAG_SUP, req, len, reply, timeout_ms, NULL);
+	return call(krx_proc_self(), pid, tag, KR_TAG_SUP, req, len, reply, timeout_ms, NULL);
 }
 
 int krx_call_why(kr_pid pid, uint64_t tag, const void *req, size_t len, kr_msg **reply,
                  long timeout_ms, kr_reason *why)
 {
-	return call(pid, tag, KR_TAG_SUP, req, len, reply, timeout_ms, why);
+	return call(krx_proc_self(), pid, tag, KR_TAG_SUP, req, len, reply, timeout_ms, why);
 }
 
 int krx_call(kr_pid pid, uint64_t tag, const void *req, size_t len, kr_msg **reply,
              long timeout_ms)
 {
-	return call(pid, tag, KR_TAG_RESERVED, req, len, reply, timeout_ms, NULL);
+	return call(krx_proc_self(), pid, tag, KR_TAG_RESERVED, req, len, reply, timeout_ms, NULL);
 }
 
 /* kr_reply, with tags below tag_end allowed (as call; inlined as call is). */
@@ -119,10 +143,13 @@ static inline __attribute__((always_inline)) int reply(const kr_msg *request, ui
 	if (krx_vm_enter(s))
 		return KR_ESTOPPED;
 	krx_proc *p = krx_proc_on(s);
-	kr_pid me = p ? (kr_pid)AO_load(&p->live_pid) : 0;
+	/* A host thread replies from its mailbox, if it has one (it took the
+	 * request there), else as pid 0. */
+	krx_proc *from = p ? p : krx_host_peek();
+	kr_pid me = from ? (kr_pid)AO_load(&from->live_pid) : 0;
 	/* Answered: our end no longer concerns this caller. */
-	if (p)
-		(void)krx_call_replied(p, request->ref);
+	if (from)
+		(void)krx_call_replied(from, request->ref);
 	/* A caller that is gone or gave up drops it: not our error. */
 	krx_send_reply(s, me, request->sender, request->ref, tag, data, len);
 	krx_vm_leave(s);

@@ -6,8 +6,10 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "mi.h"
 #include "exit.h"
+#include "host.h"
+#include "mi.h"
+#include "vm.h"
 
 /* A salt for the next incarnation of h: the splitmix64 finaliser of the
  * heap's address and its count of incarnations, so that two processes,
@@ -85,13 +87,36 @@ void *krx_heap_realloc(krx_heap *h, krx_hblk *b, size_t size)
 	return nb + 1;
 }
 
-/* ---- the process heap calls ---- */
+/* ---- the process heap calls ----
+ * A host thread that has a mailbox (host.c) has its heap too, freed with
+ * the mailbox; one without gets NULL, and a bad block is ignored (a thread
+ * cannot be crashed). */
+
+enum host_op { HOST_ALLOC, HOST_REALLOC, HOST_FREE };
+
+static __attribute__((noinline, cold)) void *host_heap(enum host_op op, void *ptr, size_t size)
+{
+	int err;
+	krx_proc *p = krx_host_enter(false, &err);
+	if (!p)
+		return NULL;
+	void *r = NULL;
+	krx_hblk *b = ptr ? krx_heap_block(&p->heap, ptr) : NULL;
+	if (op == HOST_ALLOC || (op == HOST_REALLOC && !ptr))
+		r = krx_heap_alloc(&p->heap, size);
+	else if (op == HOST_REALLOC && b)
+		r = krx_heap_realloc(&p->heap, b, size);
+	else if (op == HOST_FREE && b)
+		krx_heap_free(&p->heap, b);
+	krx_vm_leave_host();
+	return r;
+}
 
 KR_API void *kr_alloc(size_t size)
 {
 	krx_proc *p = krx_proc_self();
 	if (!p)
-		return NULL;
+		return host_heap(HOST_ALLOC, NULL, size);
 	if (krx_heap_over_limit(&p->heap, size))
 		krx_proc_heap_limit(p, size);
 	return krx_heap_alloc(&p->heap, size);
@@ -120,7 +145,7 @@ KR_API void *kr_realloc(void *ptr, size_t size)
 {
 	krx_proc *p = krx_proc_self();
 	if (!p)
-		return NULL;
+		return host_heap(HOST_REALLOC, ptr, size);
 	if (!ptr)
 		return kr_alloc(size);
 	krx_hblk *b = krx_heap_block(&p->heap, ptr);
@@ -134,8 +159,12 @@ KR_API void *kr_realloc(void *ptr, size_t size)
 KR_API void kr_free(void *ptr)
 {
 	krx_proc *p = krx_proc_self();
-	if (!p || !ptr)
+	if (!ptr)
 		return;
+	if (!p) {
+		(void)host_heap(HOST_FREE, ptr, 0);
+		return;
+	}
 	krx_hblk *b = krx_heap_block(&p->heap, ptr);
 	if (!b)
 		not_live("kr_free", "freed twice?");

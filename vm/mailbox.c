@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "futex.h"
+#include "host.h"
 #include "msg.h"
 #include "proc.h"
 #include "signal.h"
@@ -320,6 +321,56 @@ static inline __attribute__((always_inline)) int received(krx_proc *p, krx_msg *
 	return 0;
 }
 
+/*
+ * A host thread's receive (host.c gives it a mailbox): receive()'s scan
+ * on its mailbox, but it waits on its own thread (krx_task_park_host)
+ * instead of switching, inside the VM all the while: kr_vm_stop wakes it
+ * as a timeout would, and it returns KR_ESTOPPED.
+ */
+static __attribute__((noinline, cold)) int host_receive(kr_msg **out, krx_matcher match,
+                                                       long timeout_ms, krx_msg *after)
+{
+	/* By value: a process's receive keeps its matcher in registers. */
+	const krx_matcher *mt = &match;
+	if (!out || (mt->kind == KRX_MATCH_PRED && !mt->pred) || !krx_timeout_valid(timeout_ms))
+		return KR_EINVAL;
+	int rc;
+	krx_proc *p = krx_host_enter(true, &rc);
+	if (!p)
+		return rc;
+	krx_mailbox *mb = &p->mbox;
+	uint64_t deadline = timeout_ms > 0 ? krx_now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
+	krx_msg *prev = after, *m = after ? after->next : mb->head;
+	for (;;) {
+		for (; m; prev = m, m = m->next) {
+			if (!matches(mt, m))
+				continue;
+			krx_mailbox_remove(mb, prev, m);
+			rc = received(p, m, out);
+			goto out;
+		}
+		if (krx_mailbox_has_new(mb) && (m = krx_mailbox_take(mb)))
+			continue;
+		rc = KR_ETIMEDOUT;
+		if (timeout_ms == 0)
+			goto out;
+		rc = KR_ESTOPPED;
+		if (krx_vm_stopping())
+			goto out;
+		AO_t woke = krx_task_park_host(&p->task, deadline, announce_waiting, NULL);
+		if (woke & KRX_ST_TIMEDOUT) {
+			rc = krx_vm_stopping() ? KR_ESTOPPED : KR_ETIMEDOUT;
+			goto out;
+		}
+		if (krx_mailbox_has_new(mb))
+			(void)krx_mailbox_take(mb);
+		m = prev ? prev->next : mb->head;
+	}
+out:
+	krx_vm_leave_host();
+	return rc;
+}
+
 /* Inlined into each kr_recv*: a process resumed after parking returns
  * through these frames, and every extra return there is a return the
  * predictor has not seen (the switch changed stacks under it). The scan
@@ -332,7 +383,7 @@ static inline __attribute__((always_inline)) int receive(kr_msg **out, const krx
 	if (out)
 		*out = NULL;
 	if (!p)
-		return KR_ENOTPROC;
+		return host_receive(out, *mt, timeout_ms, after);
 	if (!out || (mt->kind == KRX_MATCH_PRED && !mt->pred) || !krx_timeout_valid(timeout_ms))
 		return KR_EINVAL;
 	/* p stays the process's structure whatever thread it resumes on. */
@@ -405,12 +456,32 @@ static _Noreturn __attribute__((cold, noinline)) void msg_not_live(void)
 	__builtin_unreachable();
 }
 
+/* kr_msg_free from a host thread: a live message of its mailbox's is
+ * freed; anything else is ignored (a thread cannot be crashed). */
+static __attribute__((noinline, cold)) void host_msg_free(kr_msg *msg)
+{
+	int err;
+	krx_proc *p = krx_host_enter(false, &err);
+	if (!p)
+		return;
+	char *b = (char *)msg - offsetof(krx_msg, pub);
+	if (krx_heap_live(&p->heap, b, KRX_HBLK_MSG)) {
+		krx_heap_unlink(&p->heap, &((krx_msg *)b)->hb);
+		krx_msg_free(NULL, (krx_msg *)b);
+	}
+	krx_vm_leave_host();
+}
+
 KR_API void kr_msg_free(kr_msg *msg)
 {
 	krx_sched *s = krx_sched_self();
 	krx_proc *p = krx_proc_on(s);
-	if (!msg || !p)
+	if (!msg)
 		return;
+	if (!p) {
+		host_msg_free(msg);
+		return;
+	}
 	char *b = (char *)msg - offsetof(krx_msg, pub);
 	if (__builtin_expect(!krx_heap_live(&p->heap, b, KRX_HBLK_MSG), 0))
 		msg_not_live();

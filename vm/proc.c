@@ -44,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "host.h"
 #include "io.h"
 #include "mi.h"
 #include "proxy.h"
@@ -392,7 +393,10 @@ static int set_extra(krx_proc *p, const spawn_extra *ex)
 	return 0;
 }
 
-static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts, const spawn_extra *ex)
+/* parent: the calling process, for opts->link and opts->monitor; NULL on
+ * a host thread, which links and monitors from its mailbox (made then). */
+static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts, const spawn_extra *ex,
+                    krx_proc *parent)
 {
 	static const kr_spawn_opts none;
 	if (!opts)
@@ -431,12 +435,14 @@ static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts, const spawn
 	p->trap_exit = 0;
 	p->ending = 0;
 	p->hibernated = 0;
+	p->host = 0;
 	krx_task_init(&p->task, opts->bind_scheduler, pool);
 	/* Linked and monitored before anyone can see it, so it cannot end
 	 * unnoticed in between (spawn_link, spawn_monitor). */
-	krx_proc *parent = krx_proc_self();
 	int err = 0;
-	if (opts->link)
+	if (!parent && (opts->link || opts->monitor))
+		parent = krx_host_proc(&err);
+	if (!err && opts->link)
 		err = krx_signal_spawn_link(parent, (kr_pid)AO_load(&parent->live_pid), p, pid);
 	if (!err && opts->monitor)
 		err = krx_signal_spawn_monitor(parent, p, pid, opts->monitor);
@@ -465,11 +471,9 @@ static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts, const spawn
 KR_API kr_pid kr_spawn_opt(kr_fn *fn, void *arg, const kr_spawn_opts *opts)
 {
 	krx_sched *self = krx_sched_self();
-	if (opts && (opts->link || opts->monitor) && !krx_proc_self())
-		return KR_ENOTPROC;
 	if (krx_vm_enter(self))
 		return KR_ESTOPPED;
-	kr_pid pid = spawn(fn, arg, opts, NULL);
+	kr_pid pid = spawn(fn, arg, opts, NULL, krx_proc_on(self));
 	krx_vm_leave(self);
 	return pid;
 }
@@ -481,13 +485,13 @@ kr_pid krx_remote_spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts, kr_pid 
 	kr_spawn_opts o = opts ? *opts : (kr_spawn_opts){0};
 	o.link = 0;
 	o.monitor = NULL;
-	return spawn(fn, arg, &o, &ex); /* from a process: no door to count */
+	return spawn(fn, arg, &o, &ex, NULL); /* from a process: no door to count */
 }
 
 kr_pid krx_spawn_child(kr_fn *fn, void *arg, const kr_spawn_opts *opts, kr_pid sup)
 {
 	spawn_extra ex = { .sup = sup };
-	return spawn(fn, arg, opts, &ex); /* from a process: no door to count */
+	return spawn(fn, arg, opts, &ex, krx_proc_self()); /* from a process: no door to count */
 }
 
 kr_pid krx_spawn_proxy(kr_fn *fn, struct krx_proxy *proxy)
@@ -497,9 +501,43 @@ kr_pid krx_spawn_proxy(kr_fn *fn, struct krx_proxy *proxy)
 		return KR_ESTOPPED;
 	spawn_extra ex = { .proxy = proxy };
 	kr_spawn_opts o = { .name = "krill host call" };
-	kr_pid pid = spawn(fn, proxy, &o, &ex);
+	kr_pid pid = spawn(fn, proxy, &o, &ex, NULL);
 	krx_vm_leave(self);
 	return pid;
+}
+
+krx_proc *krx_procs_host_new(kr_pid *out)
+{
+	if (!reserve_alive()) {
+		*out = KR_ELIMIT;
+		return NULL;
+	}
+	int64_t idx = take_slot(NULL); /* a host thread has no cache */
+	if (idx < 0) {
+		AO_fetch_and_sub1(&procs.alive);
+		*out = KR_ENOMEM;
+		return NULL;
+	}
+	krx_proc *p = slot_at((uint64_t)idx);
+	uint32_t serial = (p->serial + 1) & ((1u << KRX_PID_SERIAL_BITS) - 1);
+	p->serial = serial ? serial : 1;
+	kr_pid pid = (kr_pid)((uint64_t)p->serial << KRX_PID_INDEX_BITS | (uint64_t)idx);
+	krx_mailbox_open(&p->mbox, p->serial);
+	krx_heap_init(&p->heap, 0);
+	name_set(p, "host");
+	p->user_fn = NULL;
+	p->user_arg = NULL;
+	AO_store(&p->sigs, 0);
+	p->exit_kind = KR_EXIT_NORMAL;
+	p->trap_exit = 1; /* an exit signal cannot end a thread: it is a message */
+	p->ending = 0;
+	p->host = 1;
+	krx_task_init_host(&p->task);
+	/* As spawn's: whoever sees the pid alive sees the slot set up. */
+	AO_fetch_and_add1(&procs.spawned);
+	AO_store_release(&p->live_pid, (AO_t)pid);
+	*out = pid;
+	return p;
 }
 
 KR_API kr_pid kr_spawn(kr_fn *fn, void *arg)

@@ -59,6 +59,7 @@ typedef struct krx_proc {
 	unsigned char ending;  /* a signal it took in ends it (exit_kind says why) */
 	unsigned char hibernated; /* it waits in kr_hibernate: krx_proc_main starts it
 	                        * again only if something is there to receive */
+	unsigned char host;    /* a host thread's mailbox (host.c): its task never runs */
 } krx_proc;
 
 #define KRX_PROC_CHUNK_BITS 12
@@ -142,6 +143,10 @@ static inline krx_proc *krx_proc_live(kr_pid pid)
 }
 size_t krx_procs_alive(void);
 uint64_t krx_procs_spawned(void);
+/* A slot for a host thread's mailbox (host.c): a process that never runs,
+ * trapping exits, named "host", alive from here until its exit path.
+ * NULL, with the error (KR_ELIMIT, KR_ENOMEM) in *pid, or the pid. */
+krx_proc *krx_procs_host_new(kr_pid *pid);
 void krx_proc_name(krx_task *t, char *buf, size_t len);
 void krx_proc_main(krx_task *t);
 /* The exit path's last step (exit.c): p's slot may be reused. */

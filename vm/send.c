@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "host.h"
 #include "msg.h"
 #include "outbox.h"
 #include "poll.h"
@@ -283,8 +284,9 @@ static inline __attribute__((always_inline)) int send_one(kr_pid to, unsigned ki
 	if (len > max_message)
 		goto out;
 	krx_proc *self = krx_proc_on(s);
-	/* Relaxed: our own pid, written before we first ran. */
-	kr_pid from = self ? (kr_pid)AO_load(&self->live_pid) : 0;
+	/* Relaxed: our own pid, written before we first ran. A host thread
+	 * with a mailbox sends from its pid, so that answers reach it. */
+	kr_pid from = self ? (kr_pid)AO_load(&self->live_pid) : krx_host_pid();
 	if (krx_pid_remote(to)) {
 		err = krx_remote_send(from, to, kind, tag, ref, data, len, bin);
 		goto out;

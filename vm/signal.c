@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "ask.h"
+#include "host.h"
 #include "io.h"
 #include "msg.h"
 #include "remote.h"
@@ -128,6 +129,12 @@ void krx_proc_ext_reset(krx_proc_ext *x)
 	AO_store_release(&x->is_sup, 0);
 }
 
+/* Host threads' references: each thread takes a block of HOST_REFS at a
+ * time from one counter, so that host threads calling at once share no
+ * counter either. */
+#define HOST_REFS 1024
+static __thread uint64_t host_ref_next, host_ref_end;
+
 kr_ref krx_ref_new(krx_sched *s)
 {
 	/* Per scheduler, so calls on different cores share no counter: the low
@@ -137,8 +144,12 @@ kr_ref krx_ref_new(krx_sched *s)
 		krx_vm_local *l = krx_vm_local_of(s);
 		return (kr_ref)(++l->refs << 11 | (s->id + 1));
 	}
-	/* Relaxed: the counter only has to hand each value out once. */
-	return (kr_ref)((AO_fetch_and_add1(&host_refs) + 1) << 11);
+	if (host_ref_next == host_ref_end) {
+		/* Relaxed: the counter only has to hand each block out once. */
+		host_ref_next = AO_fetch_and_add(&host_refs, HOST_REFS) + 1;
+		host_ref_end = host_ref_next + HOST_REFS;
+	}
+	return (kr_ref)(host_ref_next++ << 11);
 }
 
 /* ---- sending ---- */
@@ -175,7 +186,9 @@ static bool take_exit(krx_proc *p, krx_msg *m)
 		if (!x || !pidset_del(&x->links, e.from))
 			return false; /* unlinked since: not ours any more */
 	}
-	if (m->hb.kind == KRX_SIG_EXIT && e.reason.kind == KR_EXIT_KILL) {
+	/* Untrappable, but for a host thread's mailbox: nothing can end a
+	 * thread, so it takes even a kill as a message. */
+	if (m->hb.kind == KRX_SIG_EXIT && e.reason.kind == KR_EXIT_KILL && !p->host) {
 		krx_proc_set_reason(p, KR_EXIT_KILLED, NULL, e.from, false);
 		return false;
 	}
@@ -307,15 +320,17 @@ static void late_signal(krx_msg *m, void *ctx)
 void krx_signal_close(krx_proc *p)
 {
 	krx_sched *s = krx_sched_self();
-	krx_mailbox_close(&p->mbox, p->serial, krx_vm_msg_cache(s), s ? late_signal : NULL, p);
+	krx_mailbox_close(&p->mbox, p->serial, krx_vm_msg_cache(s), late_signal, p);
 }
 
+/* From the exit path: a process's on its scheduler, or a host thread's
+ * mailbox's on its thread (s NULL), inside the VM. */
 void krx_signal_notify(krx_proc *p, kr_pid pid, const kr_reason *reason)
 {
 	krx_sched *s = krx_sched_self();
 	krx_proc_ext *x = krx_proc_ext_peek(p);
-	if (!x || !s)
-		return; /* nothing to tell, or the VM is stopping */
+	if (!x)
+		return; /* nothing to tell */
 	for (unsigned i = 0; i < x->links.n; i++)
 		send_exit(s, pid, x->links.v[i], KRX_SIG_EXIT_LINK, reason);
 	for (unsigned i = 0; i < x->watchers.n; i++) {
@@ -378,6 +393,8 @@ kr_ref krx_remote_ref_new(void)
 int krx_remote_monitor_note(kr_ref ref, kr_pid target)
 {
 	krx_proc *p = krx_proc_self();
+	if (!p)
+		p = krx_host_peek(); /* a host thread's call, from its mailbox */
 	krx_proc_ext *x = p ? krx_proc_ext_get(p) : NULL;
 	if (!x)
 		return p ? KR_ENOMEM : KR_ENOTPROC;
@@ -388,6 +405,8 @@ int krx_remote_monitor_note(kr_ref ref, kr_pid target)
 void krx_remote_monitor_drop(kr_ref ref)
 {
 	krx_proc *p = krx_proc_self();
+	if (!p)
+		p = krx_host_peek();
 	krx_proc_ext *x = p ? krx_proc_ext_peek(p) : NULL;
 	if (x)
 		monset_del(&x->monitors, ref, NULL);
@@ -401,11 +420,15 @@ static kr_pid self_pid(krx_proc *p)
 	return (kr_pid)AO_load(&p->live_pid);
 }
 
-KR_API int kr_link(kr_pid pid)
+/*
+ * The calls below act for the calling process, or for a host thread's
+ * mailbox (host.c): a host thread enters the VM for the call, and takes
+ * its mailbox, made on first use by kr_link and kr_monitor, which need one;
+ * kr_unlink and kr_demonitor have nothing to undo without one.
+ */
+
+static int link_from(krx_proc *p, kr_pid pid)
 {
-	krx_proc *p = krx_proc_self();
-	if (!p)
-		return KR_ENOTPROC;
 	kr_pid me = self_pid(p);
 	if (!krx_pid_ok(pid) || pid == me)
 		return pid == me ? 0 : KR_EINVAL;
@@ -429,17 +452,43 @@ KR_API int kr_link(kr_pid pid)
 	return 0;
 }
 
-KR_API int kr_unlink(kr_pid pid)
+KR_API int kr_link(kr_pid pid)
 {
 	krx_proc *p = krx_proc_self();
-	if (!p)
-		return KR_ENOTPROC;
+	if (p)
+		return link_from(p, pid);
 	if (!krx_pid_ok(pid))
-		return KR_EINVAL;
+		return KR_EINVAL; /* no mailbox made for a bad pid */
+	int err;
+	if (!(p = krx_host_enter(true, &err)))
+		return err;
+	err = link_from(p, pid);
+	krx_vm_leave_host();
+	return err;
+}
+
+static void unlink_from(krx_proc *p, kr_pid pid)
+{
 	krx_proc_ext *x = krx_proc_ext_peek(p);
 	if (x && pidset_del(&x->links, pid))
 		krx_signal_send(krx_sched_self(), self_pid(p), pid, KRX_SIG_UNLINK, 0, 0, NULL, 0);
 	krx_task_charge(1);
+}
+
+KR_API int kr_unlink(kr_pid pid)
+{
+	if (!krx_pid_ok(pid))
+		return KR_EINVAL;
+	krx_proc *p = krx_proc_self();
+	if (p) {
+		unlink_from(p, pid);
+		return 0;
+	}
+	int err;
+	if (!(p = krx_host_enter(false, &err)))
+		return err; /* 0: no mailbox, no link */
+	unlink_from(p, pid);
+	krx_vm_leave_host();
 	return 0;
 }
 
@@ -447,19 +496,14 @@ KR_API int kr_trap_exit(int on)
 {
 	krx_proc *p = krx_proc_self();
 	if (!p)
-		return KR_ENOTPROC;
+		return on ? 1 : KR_ENOTPROC; /* a host thread's mailbox always traps */
 	int was = p->trap_exit;
 	p->trap_exit = on != 0;
 	return was;
 }
 
-KR_API kr_ref kr_monitor(kr_pid pid)
+static kr_ref monitor_from(krx_proc *p, kr_pid pid)
 {
-	krx_proc *p = krx_proc_self();
-	if (!p)
-		return KR_ENOTPROC;
-	if (!krx_pid_ok(pid))
-		return KR_EINVAL;
 	krx_proc_ext *x = krx_proc_ext_get(p);
 	krx_sched *s = krx_sched_self();
 	kr_ref ref = krx_ref_new(s);
@@ -475,19 +519,29 @@ KR_API kr_ref kr_monitor(kr_pid pid)
 	return ref;
 }
 
+KR_API kr_ref kr_monitor(kr_pid pid)
+{
+	if (!krx_pid_ok(pid))
+		return KR_EINVAL;
+	krx_proc *p = krx_proc_self();
+	if (p)
+		return monitor_from(p, pid);
+	int err;
+	if (!(p = krx_host_enter(true, &err)))
+		return err;
+	kr_ref ref = monitor_from(p, pid);
+	krx_vm_leave_host();
+	return ref;
+}
+
 static int is_down_for(const kr_msg *m, void *ctx)
 {
 	const kr_down_msg *d = kr_msg_down(m);
 	return d && d->ref == *(const kr_ref *)ctx;
 }
 
-KR_API int kr_demonitor(kr_ref ref, int flush)
+static void demonitor_from(krx_proc *p, kr_ref ref, int flush)
 {
-	krx_proc *p = krx_proc_self();
-	if (!p)
-		return KR_ENOTPROC;
-	if (ref <= 0)
-		return KR_EINVAL;
 	krx_proc_ext *x = krx_proc_ext_peek(p);
 	kr_pid target;
 	if (x && monset_del(&x->monitors, ref, &target))
@@ -502,6 +556,22 @@ KR_API int kr_demonitor(kr_ref ref, int flush)
 			kr_msg_free(m);
 	}
 	krx_task_charge(1);
+}
+
+KR_API int kr_demonitor(kr_ref ref, int flush)
+{
+	if (ref <= 0)
+		return KR_EINVAL;
+	krx_proc *p = krx_proc_self();
+	if (p) {
+		demonitor_from(p, ref, flush);
+		return 0;
+	}
+	int err;
+	if (!(p = krx_host_enter(false, &err)))
+		return err; /* 0: no mailbox, no monitor */
+	demonitor_from(p, ref, flush);
+	krx_vm_leave_host();
 	return 0;
 }
 
@@ -515,7 +585,9 @@ KR_API int kr_exit_sig_reason(kr_pid pid, const kr_reason *reason)
 	if (krx_vm_enter(s))
 		return KR_ESTOPPED;
 	krx_proc *p = krx_proc_on(s);
-	kr_pid me = p ? self_pid(p) : 0;
+	/* A host thread signals from its mailbox's pid if it has one; its
+	 * signal to itself is a message (it traps), taken when it receives. */
+	kr_pid me = p ? self_pid(p) : krx_host_pid();
 	send_exit(s, me, pid, KRX_SIG_EXIT, reason);
 	krx_vm_leave(s);
 	if (p && pid == me)

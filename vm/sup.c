@@ -1172,6 +1172,8 @@ static int is_parent_note(const kr_msg *m, void *ctx)
 
 KR_API int kr_sup_run(const kr_sup_flags *flags, const kr_child_spec *specs, size_t n)
 {
+	if (!krx_proc_self())
+		return KR_ENOTPROC; /* a host thread's mailbox cannot supervise */
 	kr_pid self = kr_self();
 	if (self < 0)
 		return (int)self;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "futex.h"
+#include "host.h"
 #include "mi.h"
 #include "msgtimer.h"
 #include "outbox.h"
@@ -32,21 +33,41 @@ static krx_vm_local *locals; /* one per scheduler */
 static AO_t accepting;  /* 1 while host threads may call in */
 static AO_t host_calls; /* host-thread calls inside the VM now */
 
+/* How deep this host thread is in host calls: a call made inside another
+ * (a host thread's kr_call sends and receives) is counted in already. */
+static __thread unsigned host_depth __attribute__((tls_model("initial-exec")));
+
 int krx_vm_enter_host(void)
 {
+	if (host_depth) {
+		host_depth++;
+		return 0;
+	}
 	/* Full, then a load: Dekker with kr_vm_stop's store and load. The
 	 * load is an acquire too: it pairs with kr_vm_start's release, so a
 	 * caller that finds the door open sees the VM built behind it. */
 	AO_fetch_and_add1_full(&host_calls);
 	AO_nop_full();
-	if (AO_load_acquire(&accepting))
+	if (AO_load_acquire(&accepting)) {
+		host_depth = 1;
 		return 0;
+	}
 	AO_fetch_and_sub1_release(&host_calls);
 	return KR_ESTOPPED;
 }
 
+bool krx_vm_stopping(void)
+{
+	/* Relaxed: a host thread inside a call looks now and then; the kicks
+	 * of kr_vm_stop come after its store, and until every host call has
+	 * left. */
+	return !AO_load(&accepting);
+}
+
 void krx_vm_leave_host(void)
 {
+	if (--host_depth)
+		return;
 	/* Release: our reads of the VM happen before stop frees it. */
 	AO_fetch_and_sub1_release(&host_calls);
 }
@@ -148,8 +169,14 @@ KR_API int kr_vm_stop(void)
 		 * (acquire: their reads are done before we free). */
 		AO_store(&accepting, 0);
 		AO_nop_full();
-		while (AO_load_acquire(&host_calls))
+		/* A host thread parked in a receive is inside: wake it (it
+		 * sees the door closed and leaves), and again until all have
+		 * left, as one may park after a round of kicks. */
+		while (AO_load_acquire(&host_calls)) {
+			krx_host_kick_all();
 			sched_yield();
+		}
+		krx_host_vm_stopped(); /* no thread-local pointer outlives the table */
 		unsigned n = krx_sched_count();
 		krx_sched_stop();
 		krx_msgtimer_free(); /* timers that never fired: their messages are not sent */
@@ -264,7 +291,15 @@ KR_API kr_pid kr_self(void)
 {
 	krx_proc *p = krx_proc_self();
 	/* Relaxed: our own pid, written before we first ran. */
-	return p ? (kr_pid)AO_load(&p->live_pid) : KR_ENOTPROC;
+	if (p)
+		return (kr_pid)AO_load(&p->live_pid);
+	/* A host thread: its mailbox's pid, made on first use. */
+	int err;
+	if (!krx_host_enter(true, &err))
+		return err;
+	kr_pid pid = krx_host_pid();
+	krx_vm_leave_host();
+	return pid;
 }
 
 KR_API int kr_yield(void)

@@ -38,6 +38,9 @@ static inline krx_msg_cache *krx_vm_msg_cache(krx_sched *s)
 
 int krx_vm_enter_host(void);
 void krx_vm_leave_host(void);
+/* Has kr_vm_stop closed the door? A host thread inside a call that waits
+ * (a receive) gives up when it has (host.c). */
+bool krx_vm_stopping(void);
 
 /* Call with krx_sched_self(), read once by the caller: 0, or KR_ESTOPPED
  * (then do not call krx_vm_leave). A process needs nothing: stop joins its

@@ -115,8 +115,9 @@ typedef struct kr_child_spec {
  * supervisor stops the ones already started (reverse order) and ends, and
  * this returns KR_ESTART. name, if not NULL, is registered for the
  * supervisor (KR_EEXIST if taken). Other errors: KR_EINVAL (bad flags, a
- * bad spec, two specs with one id), KR_ENOTPROC from a host thread,
- * KR_ESTOPPED, KR_ELIMIT, KR_ENOMEM.
+ * bad spec, two specs with one id), KR_ESTOPPED, KR_ELIMIT, KR_ENOMEM. From
+ * a host thread, the supervisor is linked to the thread's mailbox (see
+ * kr_host_release), and stops when the mailbox ends.
  *
  * The supervisor treats an exit signal from the caller (the link: the
  * caller's end) as an order to stop: it stops its children in reverse
