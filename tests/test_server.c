@@ -815,3 +815,27 @@ Test(server, many_callers_at_once_each_get_their_own_replies)
 {
 	run(many_body);
 }
+
+/* A host thread starts, calls, casts to and stops a server, from its
+ * mailbox (kr_server_start's monitor and wait, kr_server_stop's too),
+ * as a process would. */
+Test(server, a_host_thread_starts_calls_and_stops_a_server)
+{
+	kr_config cfg = { .schedulers = 2, .log = capture };
+	vm_start_cfg(&cfg);
+	atomic_store(&terminated, 0);
+	kr_pid srv = kr_server_start(&ts_cb, (void *)INIT_OK, NULL);
+	cr_assert_gt(srv, 0, "kr_server_start from a host thread: %lld", (long long)srv);
+	long v = 5;
+	kr_msg *r;
+	cr_assert_eq(kr_server_call(srv, ADD, &v, sizeof v, &r, 5000), 0);
+	cr_assert_eq(payload(r), 5);
+	kr_msg_free(r);
+	kr_server_cast(srv, NOTE, &v, sizeof v);
+	cr_assert_eq(kr_server_stop(srv, KR_EXIT_NORMAL, 5000), 0);
+	cr_assert(!kr_is_alive(srv));
+	cr_assert_eq(atomic_load(&terminated), 1, "terminate ran %d times", atomic_load(&terminated));
+	cr_assert_eq(kr_host_release(), 0);
+	vm_assert_clean();
+	vm_stop();
+}

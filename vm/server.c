@@ -429,7 +429,7 @@ KR_API kr_pid kr_server_start(const kr_server_callbacks *cb, void *arg, const kr
 	so.monitor = &ref;
 	if (!so.name)
 		so.name = o->name;
-	kr_pid pid = kr_spawn_opt(server_main, NULL, &so); /* KR_ENOTPROC from a host thread */
+	kr_pid pid = kr_spawn_opt(server_main, NULL, &so); /* a host thread: monitored from its mailbox */
 	if (pid < 0)
 		return pid;
 	start_msg sm = { .cb = cb, .arg = arg, .parent = kr_self(), .link = o->link != 0,

@@ -221,8 +221,9 @@ typedef struct kr_server_opts {
  * or an error, the process having ended when it returns: KR_ESTART (init
  * returned stop, or crashed; opts->error says why), KR_EEXIST (the name is
  * taken), KR_ETIMEDOUT (opts->timeout_ms passed), KR_EINVAL (cb NULL, a
- * bad option or name), KR_ENOTPROC (from a host thread), and kr_spawn's
- * errors (KR_ESTOPPED, KR_ELIMIT, KR_ENOMEM). opts NULL: defaults.
+ * bad option or name), and kr_spawn's errors (KR_ESTOPPED, KR_ELIMIT,
+ * KR_ENOMEM). opts NULL: defaults. From a host thread too: it waits, and
+ * links (opts->link), from its mailbox (kr_host_release).
  *
  * As OTP 26's start_link: a failed start does not hit the caller with an
  * exit signal (the link is made only once init has succeeded), and leaves
@@ -310,7 +311,7 @@ KR_API int kr_server_reply(kr_server_from from, uint64_t tag, const void *data, 
  * that crash, reported as such); KR_ENOPROC if it was not there;
  * KR_ETIMEDOUT if it has not ended within timeout_ms (it is left to
  * finish); KR_EINVAL (a bad pid or kind, a bad timeout, the caller's own
- * pid); KR_ENOTPROC from a host thread. kind: KR_EXIT_NORMAL,
+ * pid). From a host thread too, from its mailbox. kind: KR_EXIT_NORMAL,
  * KR_EXIT_SHUTDOWN or another reason a process may end with (not
  * KR_EXIT_KILL: kr_exit_sig does that).
  */
