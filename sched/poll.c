@@ -8,7 +8,8 @@
  * want. A notification request (krx_poll_notify: vm/'s kr_fd_notify, for a
  * process that waits for other things meanwhile, or hibernates) is a
  * record of the same kind, on the heap, on the entry's second list: it has
- * no task to wake, but a function to call once, after which it is freed. Several tasks may wait on one descriptor (a reader and a writer,
+ * no task to wake, but a function to call once, after which it is freed.
+ * Several tasks may wait on one descriptor (a reader and a writer,
  * several acceptors): an event wakes those it concerns and arms the
  * descriptor again for the others. Every wait arms afresh (one epoll_ctl),
  * so a descriptor that was closed and its number reused behind our back is
