@@ -94,6 +94,7 @@ int bench_ring(int argc, char **argv);
 int bench_skynet(int argc, char **argv);
 int bench_spawn(int argc, char **argv);
 int bench_fanin(int argc, char **argv);
+int bench_overload(int argc, char **argv);
 int bench_call(int argc, char **argv);
 int bench_restart(int argc, char **argv);
 int bench_tree(int argc, char **argv);

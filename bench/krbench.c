@@ -47,6 +47,9 @@ static const struct {
 	{ "spawn", bench_spawn,
 	  "[--procs N] [--short | --hibernate]  spawn rate and memory per waiting (or hibernating) process" },
 	{ "fanin", bench_fanin, "[--senders K] [--msgs M]  K senders flooding one receiver" },
+	{ "overload", bench_overload,
+	  "[--senders K] [--msgs M] [--work W] [--limit L [--drop]]  fast senders, a slow receiver: "
+	  "its peak queue and the senders' rate" },
 	{ "call", bench_call,
 	  "[--rounds N] [--cross] [--server] [--cdf FILE]  request and reply: kr_call, kr_reply "
 	  "(--server: kr_server_call to a kr_server)" },

@@ -226,7 +226,32 @@ typedef struct kr_spawn_opts {
 	                          * atomically with the spawn (spawn_link) */
 	kr_ref *monitor;         /* non-NULL: the caller monitors the new process,
 	                          * atomically with the spawn; the ref is stored here */
+	size_t max_mailbox;      /* messages; 0 = unlimited, at most KR_MAILBOX_MAX
+	                          * (more is KR_EINVAL). A message that finds this many
+	                          * already queued is refused: see mailbox_policy */
+	int mailbox_policy;      /* what a refused message does: KR_MAILBOX_KILL (0)
+	                          * or KR_MAILBOX_DROP */
 } kr_spawn_opts;
+
+/*
+ * The mailbox limit (kr_spawn_opts.max_mailbox; docs/guide.md "Overload").
+ * Only ordinary messages and kr_call requests are refused; signals (exit
+ * signals, DOWN messages, replies to the process's own kr_call, file
+ * descriptors) always get in, and count in the length they find. A refused
+ * message is a dead letter (kr_vm_stats.dead_letters): kr_send still returns
+ * 0, as a send to a dead process does; kr_call returns KR_ENOPROC at once.
+ * The count is read as messages arrive while others are in flight, so the
+ * mailbox may hold up to max_mailbox plus, for each other scheduler, one
+ * batch of its outbox (64 messages) plus the signals.
+ *  KR_MAILBOX_KILL: the first refused message also ends the process with
+ *    KR_EXIT_MAILBOX_LIMIT (untrappable, reported at error level, as
+ *    max_heap's heap_limit); messages after it are refused too.
+ *  KR_MAILBOX_DROP: the process goes on; messages are refused while its
+ *    mailbox is full and accepted again once it has received some.
+ */
+#define KR_MAILBOX_KILL 0
+#define KR_MAILBOX_DROP 1
+#define KR_MAILBOX_MAX (((size_t)1 << 30) - 1)
 
 /* Create a process running fn(arg); it runs when a scheduler picks it up.
  * Returns its pid, or KR_EINVAL (fn NULL), KR_ESTOPPED, KR_ELIMIT
@@ -412,6 +437,8 @@ enum kr_exit_kind {
 	KR_EXIT_ILLEGAL,        /* illegal instruction (a trap, __builtin_trap) */
 	KR_EXIT_STACK_OVERFLOW, /* ran into the guard under its stack */
 	KR_EXIT_HEAP_LIMIT,     /* kr_alloc past kr_spawn_opts.max_heap */
+	KR_EXIT_MAILBOX_LIMIT,  /* a message would pass kr_spawn_opts.max_mailbox
+	                         * (policy KR_MAILBOX_KILL): "mailbox_limit" */
 	KR_EXIT_NOCONNECTION,   /* the other process's node could not be reached, or its
 	                         * connection was lost (links, monitors; krill/dist.h) */
 	KR_EXIT_KILL            /* only sent (kr_exit_sig): ends the target, trapping

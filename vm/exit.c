@@ -31,6 +31,7 @@ static const char *const kind_names[] = {
 	[KR_EXIT_ILLEGAL] = "illegal_instruction",
 	[KR_EXIT_STACK_OVERFLOW] = "stack_overflow",
 	[KR_EXIT_HEAP_LIMIT] = "heap_limit",
+	[KR_EXIT_MAILBOX_LIMIT] = "mailbox_limit",
 	[KR_EXIT_NOCONNECTION] = "noconnection",
 	[KR_EXIT_KILL] = "kill",
 };

@@ -58,8 +58,10 @@ enum krx_msg_kind {
 	KRX_SIG_CALL_DOWN, /* the server of our call ended first: payload kr_down_msg */
 	KRX_SIG_FD,        /* kr_fd_give: the receiver owns the descriptor (payload int) */
 	KRX_SIG_FD_READY,  /* kr_fd_notify's answer: payload kr_fd_msg, tag KR_TAG_FD */
-	KRX_SIG_ASK        /* what are your links or monitors? (ask.c): pub.ref, payload
+	KRX_SIG_ASK,       /* what are your links or monitors? (ask.c): pub.ref, payload
 	                    * krx_ask_req; answered with a KRX_SIG_REPLY */
+	KRX_SIG_OVERFLOW   /* a message passed the owner's max_mailbox (policy kill):
+	                    * ends it with KR_EXIT_MAILBOX_LIMIT, untrappable (send.c) */
 };
 
 typedef struct krx_msg {

@@ -401,7 +401,8 @@ static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts, const spawn
 	static const kr_spawn_opts none;
 	if (!opts)
 		opts = &none;
-	if (!fn || opts->bind_scheduler > krx_sched_count())
+	if (!fn || opts->bind_scheduler > krx_sched_count() || opts->max_mailbox > KR_MAILBOX_MAX ||
+	    (opts->mailbox_policy != KR_MAILBOX_KILL && opts->mailbox_policy != KR_MAILBOX_DROP))
 		return KR_EINVAL;
 	krx_stack_pool *pool = NULL;
 	if (opts->stack_size) {
@@ -427,6 +428,11 @@ static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts, const spawn
 	kr_pid pid = (kr_pid)((uint64_t)serial << KRX_PID_INDEX_BITS | (uint64_t)idx);
 	krx_mailbox_open(&p->mbox, serial);
 	krx_heap_init(&p->heap, opts->max_heap);
+	/* Relaxed: published with the pid (a sender reading it for an earlier
+	 * incarnation refuses or takes a message its push then finds dead). */
+	AO_int_store(&p->mb_limit, !opts->max_mailbox ? 0
+	                           : (unsigned)opts->max_mailbox |
+	                                     (opts->mailbox_policy == KR_MAILBOX_DROP ? KRX_MB_DROP : 0));
 	name_set(p, opts->name);
 	p->user_fn = fn;
 	p->user_arg = arg;
@@ -524,6 +530,7 @@ krx_proc *krx_procs_host_new(kr_pid *out)
 	kr_pid pid = (kr_pid)((uint64_t)p->serial << KRX_PID_INDEX_BITS | (uint64_t)idx);
 	krx_mailbox_open(&p->mbox, p->serial);
 	krx_heap_init(&p->heap, 0);
+	AO_int_store(&p->mb_limit, 0); /* relaxed: as in spawn */
 	name_set(p, "host");
 	p->user_fn = NULL;
 	p->user_arg = NULL;

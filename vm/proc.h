@@ -43,6 +43,8 @@ typedef struct krx_proc {
 	krx_task task;         /* first: a task pointer is a process pointer */
 	AO_t live_pid;         /* the pid while alive, 0 once it has exited */
 	uint32_t serial;       /* of the current or last incarnation */
+	unsigned int mb_limit; /* AO_int: max_mailbox | KRX_MB_DROP | KRX_MB_OVER;
+	                        * 0 = none (send.c: senders read it, relaxed) */
 	krx_mailbox mbox;
 	krx_heap heap;
 	kr_fn *user_fn;        /* what the process runs */
@@ -61,6 +63,12 @@ typedef struct krx_proc {
 	                        * again only if something is there to receive */
 	unsigned char host;    /* a host thread's mailbox (host.c): its task never runs */
 } krx_proc;
+
+/* mb_limit's bits above the limit (KR_MAILBOX_MAX): the policy, and "the
+ * kill signal is sent" (set once, by the one sender whose CAS wins). */
+#define KRX_MB_DROP (1u << 31)
+#define KRX_MB_OVER (1u << 30)
+#define KRX_MB_COUNT(w) ((w) & (KRX_MB_OVER - 1))
 
 #define KRX_PROC_CHUNK_BITS 12
 #define KRX_PROC_CHUNK (1u << KRX_PROC_CHUNK_BITS)

@@ -129,7 +129,8 @@ static void dead(krx_sched *s, krx_msg *m)
  * receive. */
 static void after_push(krx_proc *p, unsigned kind, enum krx_push r)
 {
-	if (kind == KRX_SIG_EXIT || kind == KRX_SIG_EXIT_LINK || kind == KRX_SIG_ASK) {
+	if (kind == KRX_SIG_EXIT || kind == KRX_SIG_EXIT_LINK || kind == KRX_SIG_ASK ||
+	    kind == KRX_SIG_OVERFLOW) {
 		/* Release: the owner that sees the flag (acquire) finds the
 		 * signal when it takes its mailbox in. */
 		AO_store_release(&p->sigs, 1);
@@ -162,11 +163,63 @@ static inline __attribute__((always_inline)) bool deliver_direct(krx_sched *s, k
 	return true;
 }
 
+/*
+ * The mailbox limit (kr_spawn_opts.max_mailbox). Checked by the sender as a
+ * message arrives, against krx_mailbox_len: a racy figure (messages other
+ * schedulers hold in their outboxes are not in it yet, and a batch that
+ * joins an outbox is pushed without a look), so the promise is "at most
+ * max_mailbox, plus one outbox batch from each other scheduler, plus
+ * signals". Only user messages and requests are refused; signals always
+ * get in (an exit signal, a DOWN, a reply must never be lost), and count
+ * in the length. Under KR_MAILBOX_KILL the first refusal also sends the
+ * owner KRX_SIG_OVERFLOW, once: the sender whose CAS sets KRX_MB_OVER.
+ */
+static __attribute__((noinline, cold)) bool refused(krx_sched *s, krx_proc *p, uint32_t serial,
+                                                     unsigned w)
+{
+	if (krx_mailbox_len(&p->mbox) < KRX_MB_COUNT(w) && !(w & KRX_MB_OVER))
+		return false;
+	if (w & (KRX_MB_DROP | KRX_MB_OVER))
+		return true;
+	/* Relaxed: the flag only elects one sender; the signal itself is
+	 * ordered by the mailbox's CAS. */
+	if (!AO_int_compare_and_swap(&p->mb_limit, w, w | KRX_MB_OVER))
+		return true; /* another sender won, or the slot changed hands */
+	krx_msg *m = krx_msg_build(s, KRX_SIG_OVERFLOW, KRX_OWN_END, 0, 0, NULL, 0, NULL);
+	if (s && krx_sched_deferred(s) == &p->task)
+		krx_sched_commit_deferred(s);
+	enum krx_push r = m ? krx_mailbox_push(&p->mbox, serial, m, m, 1) : KRX_PUSH_DEAD;
+	if (r != KRX_PUSH_DEAD) {
+		after_push(p, KRX_SIG_OVERFLOW, r);
+		return true;
+	}
+	/* That incarnation is gone (the slot is being reused), or memory is
+	 * short: let a later refusal try again. */
+	if (m)
+		krx_msg_free(krx_vm_msg_cache(s), m);
+	(void)AO_int_compare_and_swap(&p->mb_limit, w | KRX_MB_OVER, w);
+	return true;
+}
+
+/* Does p refuse a message of this kind? A process without a limit pays a
+ * relaxed load and a predictable branch. */
+static inline __attribute__((always_inline)) bool limit_refuses(krx_sched *s, krx_proc *p,
+                                                               uint32_t serial, unsigned kind)
+{
+	/* Relaxed: a setting written before the pid was published. */
+	unsigned w = AO_int_load(&p->mb_limit);
+	return __builtin_expect(w != 0, 0) && !kind_is_signal(kind) && refused(s, p, serial, w);
+}
+
 /* krx_deliver, once the target's live slot p is found. */
 static enum krx_push deliver_to(krx_sched *s, krx_proc *p, uint32_t serial, krx_msg *m)
 {
 	unsigned kind = m->hb.kind;
 	bool user = kind == KRX_MSG_USER;
+	if (limit_refuses(s, p, serial, kind)) {
+		dead(s, m);
+		return KRX_PUSH_DEAD;
+	}
 	if (s && krx_sched_deferred(s) == &p->task) {
 		if (deliver_direct(s, p, serial, kind, m))
 			return KRX_PUSH_WAKE;
@@ -252,7 +305,9 @@ static inline __attribute__((always_inline)) int send_cached(krx_sched *s, kr_pi
 	m->pub.len = len;
 	copy_payload(m + 1, data, len);
 	uint32_t serial = (uint32_t)KRX_PID_SERIAL(to);
-	if (krx_sched_deferred(s) == &p->task && deliver_direct(s, p, serial, kind, m))
+	/* Relaxed: as in limit_refuses, which deliver_to runs for a limited p. */
+	if (krx_sched_deferred(s) == &p->task && !AO_int_load(&p->mb_limit) &&
+	    deliver_direct(s, p, serial, kind, m))
 		return 0;
 	return deliver_to(s, p, serial, m) == KRX_PUSH_DEAD;
 }

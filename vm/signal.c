@@ -261,6 +261,14 @@ bool krx_signal_take(krx_proc *p, krx_msg *m)
 	case KRX_SIG_ASK:
 		krx_ask_answer(p, m);
 		return false;
+	case KRX_SIG_OVERFLOW: {
+		/* Its own end, as max_heap's: untrappable, a crash report. */
+		char text[80];
+		snprintf(text, sizeof text, "a message would pass max_mailbox %u",
+		         KRX_MB_COUNT(AO_int_load(&p->mb_limit))); /* relaxed: ours */
+		krx_proc_set_reason(p, KR_EXIT_MAILBOX_LIMIT, text, KRX_OWN_END, false);
+		return false;
+	}
 	}
 	return false;
 }

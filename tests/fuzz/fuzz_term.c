@@ -253,6 +253,7 @@ const char *kr_exit_kind_name(int kind)
 		[KR_EXIT_BUS_ERROR] = "bus_error", [KR_EXIT_FPE] = "fpe",
 		[KR_EXIT_ILLEGAL] = "illegal_instruction",
 		[KR_EXIT_STACK_OVERFLOW] = "stack_overflow", [KR_EXIT_HEAP_LIMIT] = "heap_limit",
+		[KR_EXIT_MAILBOX_LIMIT] = "mailbox_limit",
 		[KR_EXIT_NOCONNECTION] = "noconnection", [KR_EXIT_KILL] = "kill",
 	};
 	if (kind < 0 || kind >= (int)(sizeof names / sizeof names[0]))
