@@ -146,13 +146,9 @@ static int ask_for_host(const void *arg, krx_proxy_out *out)
 	int rc = ask(krx_proc_self(), j->pid, &j->rq, j->timeout_ms, &m);
 	if (rc)
 		return rc;
-	out->data = krx_alloc_raw(m->len);
-	if (out->data) {
-		memcpy(out->data, m->data, m->len);
-		out->len = m->len;
-	}
+	rc = krx_proxy_put(out, m->data, m->len);
 	kr_msg_free(m);
-	return out->data ? 0 : KR_ENOMEM;
+	return rc;
 }
 
 static int info_pids(kr_pid pid, int item, kr_pid *out, size_t max, long timeout_ms)

@@ -77,6 +77,17 @@ static bool wait_done(struct krx_proxy *px, uint64_t deadline_ns)
 	}
 }
 
+int krx_proxy_put(krx_proxy_out *out, const void *data, size_t len)
+{
+	out->data = krx_alloc_raw(len ? len : 1);
+	if (!out->data)
+		return KR_ENOMEM;
+	if (len)
+		memcpy(out->data, data, len);
+	out->len = len;
+	return 0;
+}
+
 int krx_proxy_run(krx_proxy_fn *fn, const void *arg, size_t size, long timeout_ms,
                   krx_proxy_out *out)
 {

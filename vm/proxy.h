@@ -32,6 +32,10 @@ typedef struct krx_proxy_out {
  * argument. 0 or a KR_E... code. */
 typedef int krx_proxy_fn(const void *arg, krx_proxy_out *out);
 
+/* For a krx_proxy_fn: leave a copy of len bytes at data (len may be 0) in
+ * *out. 0 or KR_ENOMEM. */
+int krx_proxy_put(krx_proxy_out *out, const void *data, size_t len);
+
 /*
  * From a host thread: run fn on a copy of arg (size bytes) in a new
  * process and wait up to timeout_ms (the rule at KR_INFINITY; the caller

@@ -1252,13 +1252,9 @@ static int request_for_host(const void *arg, krx_proxy_out *out)
 	int rc = call_sup(h->sup, h->tag, h->len ? h->req : NULL, h->len, &m, h->timeout_ms);
 	if (rc)
 		return rc;
-	out->data = krx_alloc_raw(m->len ? m->len : 1);
-	if (out->data) {
-		memcpy(out->data, m->data, m->len);
-		out->len = m->len;
-	}
+	rc = krx_proxy_put(out, m->data, m->len);
 	kr_msg_free(m);
-	return out->data ? 0 : KR_ENOMEM;
+	return rc;
 }
 
 /* Send sup_pid a request and wait for the answer (see sup.h): 0 and *a

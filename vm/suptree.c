@@ -171,13 +171,9 @@ static int read_for_host(const void *arg, krx_proxy_out *out)
 	int rc = read_walk(j->root, j->timeout_ms, &nodes, &n);
 	if (rc)
 		return rc;
-	out->data = krx_alloc_raw((n ? n : 1) * sizeof *nodes);
-	if (out->data) {
-		memcpy(out->data, nodes, n * sizeof *nodes);
-		out->len = n * sizeof *nodes;
-	}
+	rc = krx_proxy_put(out, nodes, n * sizeof *nodes);
 	kr_free(nodes);
-	return out->data ? 0 : KR_ENOMEM;
+	return rc;
 }
 
 static int visit(const kr_sup_node *nodes, size_t n, kr_sup_tree_fn *fn, void *ctx)
