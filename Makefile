@@ -37,6 +37,9 @@ ARM64_LIB := $(SYSROOT64)/usr/lib/aarch64-linux-gnu:$(SYSROOT64)/lib/aarch64-lin
 
 # Sources: every .c in sched/, vm/ and dist/, plus the assembly for the target arch.
 LIB_C     := $(wildcard sched/*.c vm/*.c dist/*.c)
+# Data built in with .incbin: the observer's page (vm/obs_page.S).
+LIB_S     := $(wildcard vm/*.S)
+OBS_PAGE  := $(wildcard vm/observer/*)
 TEST_C    := $(wildcard tests/*.c tests/chaos/*.c)
 BENCH_C   := $(wildcard bench/*.c)
 HDRS      := $(wildcard include/*.h include/krill/*.h sched/*.h vm/*.h dist/*.h tests/*.h bench/*.h \
@@ -175,6 +178,7 @@ $(2)/obj/%.o: %.c $(HDRS) scripts/krill-text.sh $(3)
 	@mkdir -p $$(@D)
 	$$($(1)_CC) $$($(1)_CFLAGS) -c $$< -o $$@
 	$$(call krill_text,$(1))
+$(2)/obj/vm/obs_page.o: $(OBS_PAGE)
 $(2)/obj/%.o: %.S scripts/krill-text.sh $(3)
 	@mkdir -p $$(@D)
 	$$($(1)_CC) $$($(1)_CFLAGS) -c $$< -o $$@
@@ -186,7 +190,8 @@ $(2)/obj/ei.o: $$($(1)_EI) $(3)
 	@mkdir -p $$(@D)
 	$$($(1)_LD) -r --whole-archive $$($(1)_EI) -o $$@
 
-$(1)_LIB_OBJ  := $$(LIB_C:%.c=$(2)/obj/%.o) $(2)/obj/sched/ctx_$$($(1)_ARCH).o
+$(1)_LIB_OBJ  := $$(LIB_C:%.c=$(2)/obj/%.o) $$(LIB_S:%.S=$(2)/obj/%.o) \
+                 $(2)/obj/sched/ctx_$$($(1)_ARCH).o
 $(1)_TEST_OBJ := $$(TEST_C:%.c=$(2)/obj/%.o) $$(CHAT_SRV:%.c=$(2)/obj/%.o) \
                  $$(patsubst %.S,$(2)/obj/%.o,$$(wildcard tests/*_$$($(1)_ARCH).S))
 
