@@ -560,6 +560,72 @@ typedef struct kr_down_msg {
 } kr_down_msg;
 
 /* ------------------------------------------------------------------------ */
+/* Priority messages (EEP 76, OTP 28)                                        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A priority message is received before every ordinary message already in
+ * the mailbox, and after the priority messages that came before it: every
+ * receive (kr_recv, kr_recv_tag, kr_recv_match, and so kr_call's and a
+ * server's) looks at the priority messages first, then at the rest, each
+ * part in the order it arrived. Nothing else changes: signals between a
+ * pair of processes still arrive in the order sent (an ordinary message
+ * sent before a priority one arrives first, and is merely overtaken in the
+ * queue), a received message does not say which kind it was, and
+ * kr_info's mailbox length counts both. As in Erlang the receiver opts in,
+ * so code that expects arrival order never meets one unasked:
+ *  - a message is a priority message only when sent with kr_send_priority
+ *    to an active priority alias of the receiver (alias([priority]) and
+ *    erlang:send(Alias, Msg, [priority]));
+ *  - an exit signal, when sent with kr_exit_sig_priority to such an alias
+ *    (exit(Alias, Reason, [priority])), or when it comes through a link the
+ *    receiver made with kr_link_priority (link(Pid, [priority]));
+ *  - a DOWN, for a monitor made with kr_monitor_priority (monitor(process,
+ *    Pid, [priority])).
+ * An exit signal is a message only for a process that traps exits; for one
+ * that does not, priority changes nothing. A process that never asks for
+ * priority pays nothing for it (one predictable branch a receive).
+ * Aliases belong to one node: across nodes these calls return KR_ENOSYS
+ * (krill does not yet speak OTP 28's ALTACT_SIG_SEND), while priority links
+ * and monitors to remote processes work.
+ */
+typedef struct kr_alias {
+	kr_pid pid; /* the process that made it */
+	kr_ref ref; /* which of its aliases */
+} kr_alias;
+
+/* Make a priority alias of the caller, active until kr_unalias or the
+ * caller's end; give it to the processes that may send priority messages.
+ * 0, KR_EINVAL (out NULL), KR_ENOMEM, KR_ESTOPPED. From a host thread: an
+ * alias of its mailbox (made on first use). */
+KR_API int kr_alias_priority(kr_alias *out);
+/* Deactivate one of the caller's aliases (unalias/1): from now on what is
+ * sent to it is dropped as it arrives, even if sent before. 1 if it was an
+ * active alias of the caller's, 0 if not; KR_EINVAL (pid or ref <= 0),
+ * KR_ESTOPPED. */
+KR_API int kr_unalias(kr_alias alias);
+/* Send a priority message to alias (as kr_send otherwise): received before
+ * the ordinary messages queued, if alias is active when it arrives; dropped
+ * as a dead letter if it is not (Erlang drops messages to an inactive
+ * alias). 0 (also when dropped), KR_EINVAL (a bad alias or tag, data NULL
+ * with len > 0), KR_ELIMIT, KR_ENOMEM, KR_ENOSYS (an alias of another
+ * node), KR_ESTOPPED. Safe from host threads. */
+KR_API int kr_send_priority(kr_alias alias, uint64_t tag, const void *data, size_t len);
+/* kr_exit_sig_reason through alias: the same signal, which a trapping
+ * receiver gets as a priority KR_TAG_EXIT message; dropped if the alias is
+ * not active when it arrives. Errors as kr_exit_sig_reason, KR_ENOSYS. */
+KR_API int kr_exit_sig_priority(kr_alias alias, const kr_reason *reason);
+/* kr_link, and if the link breaks the exit signal this process gets is a
+ * priority one (link(Pid, [priority])); linking to a process that is gone
+ * gives a trapping caller its noproc KR_TAG_EXIT message as a priority
+ * message. The mark is this side's, lasts until the link goes, and is set
+ * on a link that exists already; kr_link on a marked link keeps the mark.
+ * Returns and threads as kr_link. */
+KR_API int kr_link_priority(kr_pid pid);
+/* kr_monitor whose DOWN message is a priority message. As kr_monitor. */
+KR_API kr_ref kr_monitor_priority(kr_pid pid);
+
+/* ------------------------------------------------------------------------ */
 /* Registered names                                                          */
 /* ------------------------------------------------------------------------ */
 

@@ -9,6 +9,7 @@
 #include "futex.h"
 #include "host.h"
 #include "msg.h"
+#include "priority.h"
 #include "proc.h"
 #include "signal.h"
 #include "timeout.h"
@@ -100,21 +101,48 @@ bool krx_mailbox_timeout(krx_mailbox *mb, AO_t expect)
 	return AO_compare_and_swap_full(&mb->in, w, w & ~PTR_MASK);
 }
 
+static inline krx_proc *owner_of(krx_mailbox *mb)
+{
+	return (krx_proc *)((char *)mb - offsetof(krx_proc, mbox));
+}
+
+/* Owner: m, taken in as a priority message, joins p's priority queue
+ * (which exists: taking it in consulted p's marks). */
+static void queue_priority(krx_proc *p, krx_msg *m)
+{
+	krx_prio *pr = krx_proc_ext_peek(p)->prio;
+	m->next = NULL;
+	if (pr->qtail)
+		pr->qtail->next = m;
+	else
+		pr->qhead = m;
+	pr->qtail = m;
+	p->prio_queued = 1;
+	/* Relaxed: the owner alone writes; kr_info reads a figure. */
+	AO_store(&p->mbox.queued, AO_load(&p->mbox.queued) + 1);
+}
+
 /* Owner: the signals among the messages of list (oldest first, linked
  * through next), acted on in order; what remains (user messages, and
- * signals that became messages) is returned in order, *n counting it. */
+ * signals that became messages) is returned in order, *n counting it,
+ * but for priority messages, which join the priority queue. */
 static __attribute__((noinline, cold)) krx_msg *act_on_signals(krx_mailbox *mb, krx_msg *list,
                                                               AO_t *n)
 {
-	krx_proc *p = (krx_proc *)((char *)mb - offsetof(krx_proc, mbox));
+	krx_proc *p = owner_of(mb);
 	krx_msg_cache *c = krx_vm_msg_cache(krx_sched_self());
 	krx_msg *kept = NULL, **tail = &kept;
 	AO_t k = 0;
 	while (list) {
 		krx_msg *m = list;
 		list = m->next;
-		if (m->hb.kind != KRX_MSG_USER && !krx_signal_take(p, m)) {
+		enum krx_take t = m->hb.kind == KRX_MSG_USER ? KRX_TAKE_KEEP : krx_signal_take(p, m);
+		if (t == KRX_TAKE_DROP) {
 			krx_msg_free(c, m);
+			continue;
+		}
+		if (t == KRX_TAKE_PRIORITY) {
+			queue_priority(p, m);
 			continue;
 		}
 		*tail = m;
@@ -234,7 +262,14 @@ void krx_mailbox_close(krx_mailbox *mb, uint32_t serial, krx_msg_cache *c,
 	/* Full: after this no sender's CAS can succeed on this incarnation. */
 	while (!AO_compare_and_swap_full(&mb->in, w, WORD(serial, MB_CLOSED)))
 		w = AO_load(&mb->in);
-	/* Oldest first: the queue, the hand-off, then the stack. */
+	/* Oldest first: the queues, the hand-off, then the stack. */
+	krx_proc *p = owner_of(mb);
+	if (p->prio_queued) {
+		krx_prio *pr = krx_proc_ext_peek(p)->prio;
+		close_chain(pr->qhead, c, late, ctx);
+		pr->qhead = pr->qtail = NULL;
+		p->prio_queued = 0;
+	}
 	close_chain(mb->head, c, late, ctx);
 	mb->head = mb->tail = NULL;
 	close_chain(oldest_first((krx_msg *)AO_load(&mb->handoff)), c, late, ctx);
@@ -299,7 +334,7 @@ KR_API int kr_hibernate(kr_fn *fn, void *arg)
 	 * or pushed or handed over since: no wait. announce_waiting's CAS
 	 * catches a push after this look. */
 	krx_mailbox *mb = &p->mbox;
-	bool have = mb->head || krx_mailbox_has_new(mb);
+	bool have = krx_proc_queued(p) || krx_mailbox_has_new(mb);
 	krx_task_hibernate(have ? restart_now : announce_waiting, NULL);
 }
 
@@ -309,6 +344,32 @@ _Noreturn void krx_hibernate_again(krx_proc *p)
 	 * hand-off, starts it again at once (announce_waiting's CAS catches a
 	 * push after this look). */
 	krx_task_hibernate(krx_mailbox_has_new(&p->mbox) ? restart_now : announce_waiting, NULL);
+}
+
+/* The first of p's priority messages that matches, unlinked from its
+ * priority queue, or NULL. Scanned whole by every pass of a receive: a
+ * process keeps few (EEP 76 means them to be rare), and only one that
+ * opted in has any. */
+static __attribute__((noinline, cold)) krx_msg *take_priority(krx_proc *p,
+                                                              const krx_matcher *mt)
+{
+	krx_prio *pr = krx_proc_ext_peek(p)->prio;
+	krx_msg *prev = NULL;
+	for (krx_msg *m = pr->qhead; m; prev = m, m = m->next) {
+		if (!matches(mt, m))
+			continue;
+		if (prev)
+			prev->next = m->next;
+		else
+			pr->qhead = m->next;
+		if (pr->qtail == m)
+			pr->qtail = prev;
+		m->next = NULL;
+		p->prio_queued = pr->qhead != NULL;
+		AO_store(&p->mbox.queued, AO_load(&p->mbox.queued) - 1); /* the owner's: relaxed */
+		return m;
+	}
+	return NULL;
 }
 
 /* m, found by a receive, is the process's now. */
@@ -340,8 +401,12 @@ static __attribute__((noinline, cold)) int host_receive(kr_msg **out, krx_matche
 		return rc;
 	krx_mailbox *mb = &p->mbox;
 	uint64_t deadline = timeout_ms > 0 ? krx_now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
-	krx_msg *prev = after, *m = after ? after->next : mb->head;
+	krx_msg *prev = after, *m = after ? after->next : mb->head, *q;
 	for (;;) {
+		if (p->prio_queued && (q = take_priority(p, mt))) {
+			rc = received(p, q, out);
+			goto out;
+		}
 		for (; m; prev = m, m = m->next) {
 			if (!matches(mt, m))
 				continue;
@@ -392,8 +457,12 @@ static inline __attribute__((always_inline)) int receive(kr_msg **out, const krx
 	uint64_t deadline = 0;
 	if (timeout_ms > 0)
 		deadline = krx_now_ns() + (uint64_t)timeout_ms * 1000000u;
-	krx_msg *prev = after, *m = after ? after->next : mb->head;
+	krx_msg *prev = after, *m = after ? after->next : mb->head, *q;
 	for (;;) {
+		/* Priority messages first (EEP 76): rescanned whole at each
+		 * pass, as one may have arrived since the last. */
+		if (__builtin_expect(p->prio_queued, 0) && (q = take_priority(p, mt)))
+			return received(p, q, out);
 		/* Scan what we have not looked at yet. */
 		for (; m; prev = m, m = m->next) {
 			if (!matches(mt, m))

@@ -24,7 +24,10 @@
  * The owner takes the whole stack with one CAS, reverses it (restoring
  * arrival order: each sender's messages stay in the order sent), and appends
  * it to its private queue, which selective receive scans in order, leaving
- * unmatched messages where they are.
+ * unmatched messages where they are. Priority messages (EEP 76) are queued
+ * apart, in a second private queue (priority.h) that every receive scans
+ * first: so a receive's place in the ordinary queue, and the marker
+ * kr_call scans after, are never disturbed by one arriving.
  */
 #ifndef KRX_MAILBOX_H
 #define KRX_MAILBOX_H
@@ -60,8 +63,10 @@ enum krx_msg_kind {
 	KRX_SIG_FD_READY,  /* kr_fd_notify's answer: payload kr_fd_msg, tag KR_TAG_FD */
 	KRX_SIG_ASK,       /* what are your links or monitors? (ask.c): pub.ref, payload
 	                    * krx_ask_req; answered with a KRX_SIG_REPLY */
-	KRX_SIG_OVERFLOW   /* a message passed the owner's max_mailbox (policy kill):
+	KRX_SIG_OVERFLOW,  /* a message passed the owner's max_mailbox (policy kill):
 	                    * ends it with KR_EXIT_MAILBOX_LIMIT, untrappable (send.c) */
+	KRX_SIG_ALIAS_MSG  /* kr_send_priority: a user message sent to the alias pub.ref,
+	                    * a priority message if the alias is active (priority.c) */
 };
 
 typedef struct krx_msg {

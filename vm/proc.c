@@ -350,7 +350,7 @@ void krx_proc_main(krx_task *t)
 	krx_proc *p = krx_proc_of(t);
 	if (p->hibernated) {
 		take_signals(p);
-		if (!p->mbox.head)
+		if (!krx_proc_queued(p))
 			krx_hibernate_again(p);
 		p->hibernated = 0;
 	} else {
@@ -438,6 +438,7 @@ static kr_pid spawn(kr_fn *fn, void *arg, const kr_spawn_opts *opts, const spawn
 	p->user_arg = arg;
 	AO_store(&p->sigs, 0);
 	p->exit_kind = KR_EXIT_NORMAL;
+	p->prio_queued = 0;
 	p->trap_exit = 0;
 	p->ending = 0;
 	p->hibernated = 0;
@@ -536,6 +537,7 @@ krx_proc *krx_procs_host_new(kr_pid *out)
 	p->user_arg = NULL;
 	AO_store(&p->sigs, 0);
 	p->exit_kind = KR_EXIT_NORMAL;
+	p->prio_queued = 0;
 	p->trap_exit = 1; /* an exit signal cannot end a thread: it is a message */
 	p->ending = 0;
 	p->host = 1;

@@ -56,7 +56,9 @@ typedef struct krx_proc {
 	AO_t sigs;             /* nonzero: an exit signal or an info request
 	                        * (ask.c) waits in the mailbox */
 	AO_t named;            /* nonzero: the registry may hold a name for it */
-	int exit_kind;         /* enum kr_exit_kind, once it is ending */
+	unsigned char exit_kind; /* enum kr_exit_kind, once it is ending */
+	unsigned char prio_queued; /* priority messages wait in its priority queue
+	                        * (priority.h): what every receive looks at first */
 	unsigned char trap_exit;
 	unsigned char ending;  /* a signal it took in ends it (exit_kind says why) */
 	unsigned char hibernated; /* it waits in kr_hibernate: krx_proc_main starts it
@@ -82,6 +84,12 @@ extern struct krx_proc_table {
 static inline krx_proc *krx_proc_of(krx_task *t)
 {
 	return (krx_proc *)t;
+}
+
+/* Owner: anything taken in but not yet received, ordinary or priority? */
+static inline bool krx_proc_queued(const krx_proc *p)
+{
+	return p->mbox.head || p->prio_queued;
 }
 
 /* The calling process, or NULL on a host thread. */

@@ -95,9 +95,11 @@ static inline bool kind_is_signal(unsigned kind)
 	return kind != KRX_MSG_USER && kind != KRX_MSG_CALL;
 }
 
-static bool is_signal(const krx_msg *m)
+/* A message a program sent (ordinary, a request, or a priority message on
+ * its way): what the mailbox limit refuses and a dead letter counts. */
+static inline bool kind_is_message(unsigned kind)
 {
-	return kind_is_signal(m->hb.kind);
+	return !kind_is_signal(kind) || kind == KRX_SIG_ALIAS_MSG;
 }
 
 /* May m go straight into the queue of p, parked here with its commit
@@ -118,7 +120,7 @@ static inline __attribute__((always_inline)) bool direct_ok(krx_proc *p, unsigne
 
 static void dead(krx_sched *s, krx_msg *m)
 {
-	if (!is_signal(m))
+	if (kind_is_message(m->hb.kind))
 		krx_dead_letters(1);
 	krx_msg_free(krx_vm_msg_cache(s), m);
 }
@@ -208,7 +210,7 @@ static inline __attribute__((always_inline)) bool limit_refuses(krx_sched *s, kr
 {
 	/* Relaxed: a setting written before the pid was published. */
 	unsigned w = AO_int_load(&p->mb_limit);
-	return __builtin_expect(w != 0, 0) && !kind_is_signal(kind) && refused(s, p, serial, w);
+	return __builtin_expect(w != 0, 0) && kind_is_message(kind) && refused(s, p, serial, w);
 }
 
 /* krx_deliver, once the target's live slot p is found. */
@@ -381,6 +383,12 @@ KR_API int kr_send_bin(kr_pid to, uint64_t tag, kr_bin *bin)
 int krx_send_cast(kr_pid to, uint64_t tag, const void *data, size_t len)
 {
 	int rc = send_one(to, KRX_MSG_USER, tag, KR_TAG_SUP, KRX_REF_CAST, data, len, NULL);
+	return rc > 0 ? 0 : rc;
+}
+
+int krx_send_alias(kr_pid to, kr_ref alias, uint64_t tag, const void *data, size_t len)
+{
+	int rc = send_one(to, KRX_SIG_ALIAS_MSG, tag, KR_TAG_SUP, alias, data, len, NULL);
 	return rc > 0 ? 0 : rc;
 }
 

@@ -70,6 +70,10 @@ int krx_reply(const kr_msg *request, uint64_t tag, const void *data, size_t len)
  * kr_send otherwise: 0 (a dead letter too), or kr_send's errors. */
 #define KRX_REF_CAST ((kr_ref)-1)
 int krx_send_cast(kr_pid to, uint64_t tag, const void *data, size_t len);
+/* kr_send_priority's send (priority.c checked the alias): a message for
+ * the local process `to`'s alias, which it takes in as a priority message
+ * if the alias is active then. As kr_send otherwise. */
+int krx_send_alias(kr_pid to, kr_ref alias, uint64_t tag, const void *data, size_t len);
 /* kr_call that also says why it got KR_ENOPROC (why non-NULL): noproc if
  * the server was not there, else the reason it ended with. */
 int krx_call_why(kr_pid pid, uint64_t tag, const void *req, size_t len, kr_msg **reply,

@@ -24,73 +24,11 @@
 #include "host.h"
 #include "io.h"
 #include "msg.h"
+#include "priority.h"
 #include "remote.h"
 #include "send.h"
+#include "sets.h"
 #include "vm.h"
-
-/* ---- sets: small arrays, owner-only ---- */
-
-static bool grow(void **v, unsigned *cap, size_t elem)
-{
-	unsigned ncap = *cap ? 2 * *cap : 4;
-	void *nv = krx_realloc_raw(*v, ncap * elem);
-	if (!nv)
-		return false;
-	*v = nv;
-	*cap = ncap;
-	return true;
-}
-
-static bool pidset_has(const krx_pidset *s, kr_pid p)
-{
-	for (unsigned i = 0; i < s->n; i++)
-		if (s->v[i] == p)
-			return true;
-	return false;
-}
-
-static int pidset_add(krx_pidset *s, kr_pid p)
-{
-	if (pidset_has(s, p))
-		return 0;
-	if (s->n == s->cap && !grow((void **)&s->v, &s->cap, sizeof *s->v))
-		return KR_ENOMEM;
-	s->v[s->n++] = p;
-	return 0;
-}
-
-static bool pidset_del(krx_pidset *s, kr_pid p)
-{
-	for (unsigned i = 0; i < s->n; i++) {
-		if (s->v[i] == p) {
-			s->v[i] = s->v[--s->n];
-			return true;
-		}
-	}
-	return false;
-}
-
-static int monset_add(krx_monset *s, kr_ref ref, kr_pid pid)
-{
-	if (s->n == s->cap && !grow((void **)&s->v, &s->cap, sizeof *s->v))
-		return KR_ENOMEM;
-	s->v[s->n++] = (krx_mon){ ref, pid };
-	return 0;
-}
-
-/* Remove the monitor with this reference; its pid in *pid. */
-static bool monset_del(krx_monset *s, kr_ref ref, kr_pid *pid)
-{
-	for (unsigned i = 0; i < s->n; i++) {
-		if (s->v[i].ref == ref) {
-			if (pid)
-				*pid = s->v[i].pid;
-			s->v[i] = s->v[--s->n];
-			return true;
-		}
-	}
-	return false;
-}
 
 /* ---- the extension ---- */
 
@@ -114,6 +52,7 @@ void krx_proc_ext_reset(krx_proc_ext *x)
 	krx_free_raw(x->monitors.v);
 	krx_free_raw(x->watchers.v);
 	krx_free_raw(x->calls.v);
+	krx_prio_reset(x);
 	x->links = (krx_pidset){ 0 };
 	x->monitors = x->watchers = x->calls = (krx_monset){ 0 };
 	x->call_ref = 0;
@@ -168,34 +107,56 @@ enum krx_push krx_signal_send(krx_sched *s, kr_pid from, kr_pid to, unsigned kin
 	return m ? krx_deliver(s, to, m) : KRX_PUSH_DEAD;
 }
 
+/* ref: 0, or an alias (kr_exit_sig_priority), or KRX_REF_PRIO_EXIT. */
 static enum krx_push send_exit(krx_sched *s, kr_pid from, kr_pid to, unsigned kind,
-                               const kr_reason *reason)
+                               const kr_reason *reason, kr_ref ref)
 {
 	kr_exit_msg e = { .from = from, .reason = *reason };
-	return krx_signal_send(s, from, to, kind, 0, 0, &e, sizeof e);
+	return krx_signal_send(s, from, to, kind, ref, 0, &e, sizeof e);
 }
 
 /* ---- taking signals in (owner) ---- */
 
-static bool take_exit(krx_proc *p, krx_msg *m)
+/* Is the exit signal m, being taken in, a priority one (priority.h)?
+ * DROP if it came through an alias that is no longer active. */
+static __attribute__((noinline, cold)) enum krx_take exit_priority(krx_proc *p, krx_msg *m,
+                                                                   kr_pid from)
+{
+	krx_proc_ext *x = krx_proc_ext_peek(p);
+	if (m->hb.kind == KRX_SIG_EXIT_LINK)
+		return x->prio && krx_prio_link_gone(x, from) ? KRX_TAKE_PRIORITY : KRX_TAKE_KEEP;
+	if (m->pub.ref == KRX_REF_PRIO_EXIT)
+		return KRX_TAKE_PRIORITY;
+	return x && krx_prio_alias_active(x, m->pub.ref) ? KRX_TAKE_PRIORITY : KRX_TAKE_DROP;
+}
+
+static enum krx_take take_exit(krx_proc *p, krx_msg *m)
 {
 	kr_exit_msg e;
 	memcpy(&e, m + 1, sizeof e);
 	if (m->hb.kind == KRX_SIG_EXIT_LINK) {
 		krx_proc_ext *x = krx_proc_ext_peek(p);
 		if (!x || !pidset_del(&x->links, e.from))
-			return false; /* unlinked since: not ours any more */
+			return KRX_TAKE_DROP; /* unlinked since: not ours any more */
 	}
+	/* Ordinary exit signals carry no ref, and a link's has none to
+	 * consult unless the process ever asked for priority. */
+	enum krx_take keep = KRX_TAKE_KEEP;
+	if (m->pub.ref || (m->hb.kind == KRX_SIG_EXIT_LINK && krx_proc_ext_peek(p)->prio))
+		keep = exit_priority(p, m, e.from);
+	if (keep == KRX_TAKE_DROP)
+		return keep;
 	/* Untrappable, but for a host thread's mailbox: nothing can end a
 	 * thread, so it takes even a kill as a message. */
 	if (m->hb.kind == KRX_SIG_EXIT && e.reason.kind == KR_EXIT_KILL && !p->host) {
 		krx_proc_set_reason(p, KR_EXIT_KILLED, NULL, e.from, false);
-		return false;
+		return KRX_TAKE_DROP;
 	}
 	if (p->trap_exit) {
 		m->hb.kind = KRX_MSG_USER;
 		m->pub.tag = KR_TAG_EXIT;
-		return true;
+		m->pub.ref = 0;
+		return keep;
 	}
 	/* normal is ignored, except from the process itself: Erlang's
 	 * exit(self(), normal) ends the caller, with reason normal. */
@@ -203,10 +164,10 @@ static bool take_exit(krx_proc *p, krx_msg *m)
 	kr_pid me = (kr_pid)AO_load(&p->live_pid);
 	if (e.reason.kind != KR_EXIT_NORMAL || (m->hb.kind == KRX_SIG_EXIT && e.from == me))
 		krx_proc_set_reason(p, e.reason.kind, e.reason.text, e.from, false);
-	return false;
+	return KRX_TAKE_DROP;
 }
 
-bool krx_signal_take(krx_proc *p, krx_msg *m)
+enum krx_take krx_signal_take(krx_proc *p, krx_msg *m)
 {
 	krx_proc_ext *x;
 	kr_pid from = m->pub.sender;
@@ -218,59 +179,69 @@ bool krx_signal_take(krx_proc *p, krx_msg *m)
 		/* Memory short: the link is lost, as if never made. */
 		if ((x = krx_proc_ext_get(p)))
 			(void)pidset_add(&x->links, from);
-		return false;
+		return KRX_TAKE_DROP;
 	case KRX_SIG_UNLINK:
 		if ((x = krx_proc_ext_peek(p)))
 			pidset_del(&x->links, from);
-		return false;
+		return KRX_TAKE_DROP;
 	case KRX_SIG_MONITOR:
 		if ((x = krx_proc_ext_get(p)))
 			(void)monset_add(&x->watchers, m->pub.ref, from);
-		return false;
+		return KRX_TAKE_DROP;
 	case KRX_SIG_DEMONITOR:
 		if ((x = krx_proc_ext_peek(p)))
 			monset_del(&x->watchers, m->pub.ref, NULL);
-		return false;
+		return KRX_TAKE_DROP;
 	case KRX_SIG_DOWN: {
 		kr_down_msg d;
 		memcpy(&d, m + 1, sizeof d);
 		x = krx_proc_ext_peek(p);
 		if (!x || !monset_del(&x->monitors, d.ref, NULL))
-			return false; /* demonitored since */
+			return KRX_TAKE_DROP; /* demonitored since */
 		m->hb.kind = KRX_MSG_USER;
 		m->pub.tag = KR_TAG_DOWN;
-		return true;
+		return x->prio && krx_prio_monitor_gone(x, d.ref) ? KRX_TAKE_PRIORITY : KRX_TAKE_KEEP;
 	}
 	case KRX_SIG_REPLY:
 	case KRX_SIG_CALL_DOWN:
 		x = krx_proc_ext_peek(p);
 		if (!x || !x->call_ref || x->call_ref != m->pub.ref)
-			return false; /* a call that gave up: dropped on arrival */
+			return KRX_TAKE_DROP; /* a call that gave up: dropped on arrival */
 		if (m->hb.kind == KRX_SIG_CALL_DOWN)
 			m->pub.tag = KR_TAG_DOWN;
 		m->hb.kind = KRX_MSG_USER;
-		return true;
+		return KRX_TAKE_KEEP;
 	case KRX_MSG_CALL:
-		return true; /* recorded when it is received (krx_call_taken) */
+		return KRX_TAKE_KEEP; /* recorded when it is received (krx_call_taken) */
 	case KRX_SIG_FD:
 		krx_io_adopt(p, m);
-		return false;
+		return KRX_TAKE_DROP;
 	case KRX_SIG_FD_READY:
 		m->hb.kind = KRX_MSG_USER;
-		return true;
+		return KRX_TAKE_KEEP;
 	case KRX_SIG_ASK:
 		krx_ask_answer(p, m);
-		return false;
+		return KRX_TAKE_DROP;
 	case KRX_SIG_OVERFLOW: {
 		/* Its own end, as max_heap's: untrappable, a crash report. */
 		char text[80];
 		snprintf(text, sizeof text, "a message would pass max_mailbox %u",
 		         KRX_MB_COUNT(AO_int_load(&p->mb_limit))); /* relaxed: ours */
 		krx_proc_set_reason(p, KR_EXIT_MAILBOX_LIMIT, text, KRX_OWN_END, false);
-		return false;
+		return KRX_TAKE_DROP;
 	}
+	case KRX_SIG_ALIAS_MSG:
+		/* As Erlang, a message to an alias no longer active is dropped. */
+		x = krx_proc_ext_peek(p);
+		if (!x || !krx_prio_alias_active(x, m->pub.ref)) {
+			krx_dead_letters(1);
+			return KRX_TAKE_DROP;
+		}
+		m->hb.kind = KRX_MSG_USER;
+		m->pub.ref = 0;
+		return KRX_TAKE_PRIORITY;
 	}
-	return false;
+	return KRX_TAKE_DROP;
 }
 
 void krx_call_taken(krx_proc *p, krx_msg *m)
@@ -340,7 +311,7 @@ void krx_signal_notify(krx_proc *p, kr_pid pid, const kr_reason *reason)
 	if (!x)
 		return; /* nothing to tell */
 	for (unsigned i = 0; i < x->links.n; i++)
-		send_exit(s, pid, x->links.v[i], KRX_SIG_EXIT_LINK, reason);
+		send_exit(s, pid, x->links.v[i], KRX_SIG_EXIT_LINK, reason, 0);
 	for (unsigned i = 0; i < x->watchers.n; i++) {
 		kr_down_msg d = { .ref = x->watchers.v[i].ref, .pid = pid, .reason = *reason };
 		krx_signal_send(s, pid, x->watchers.v[i].pid, KRX_SIG_DOWN, d.ref, 0, &d, sizeof d);
@@ -435,7 +406,8 @@ static kr_pid self_pid(krx_proc *p)
  * kr_unlink and kr_demonitor have nothing to undo without one.
  */
 
-static int link_from(krx_proc *p, kr_pid pid)
+/* prio: kr_link_priority's mark on this side of the link. */
+static int link_from(krx_proc *p, kr_pid pid, bool prio)
 {
 	kr_pid me = self_pid(p);
 	if (!krx_pid_ok(pid) || pid == me)
@@ -443,36 +415,53 @@ static int link_from(krx_proc *p, kr_pid pid)
 	krx_proc_ext *x = krx_proc_ext_get(p);
 	if (!x)
 		return KR_ENOMEM;
+	if (prio && krx_prio_mark_link(x, pid))
+		return KR_ENOMEM;
 	if (pidset_has(&x->links, pid))
 		return 0;
-	if (pidset_add(&x->links, pid))
+	if (pidset_add(&x->links, pid)) {
+		if (prio)
+			krx_prio_link_gone(x, pid);
 		return KR_ENOMEM;
+	}
 	krx_sched *s = krx_sched_self();
 	if (krx_signal_send(s, me, pid, KRX_SIG_LINK, 0, 0, NULL, 0) == KRX_PUSH_DEAD) {
 		/* Gone: Erlang's link/1 sends us an exit signal with noproc,
 		 * which a trapping process receives and any other dies of. */
 		pidset_del(&x->links, pid);
 		kr_reason noproc = { .kind = KR_EXIT_NOPROC };
-		send_exit(s, pid, me, KRX_SIG_EXIT, &noproc);
+		if (prio)
+			krx_prio_link_gone(x, pid);
+		send_exit(s, pid, me, KRX_SIG_EXIT, &noproc, prio ? KRX_REF_PRIO_EXIT : 0);
 		(void)krx_mailbox_take(&p->mbox);
 	}
 	krx_task_charge(1);
 	return 0;
 }
 
-KR_API int kr_link(kr_pid pid)
+static int link_as(kr_pid pid, bool prio)
 {
 	krx_proc *p = krx_proc_self();
 	if (p)
-		return link_from(p, pid);
+		return link_from(p, pid, prio);
 	if (!krx_pid_ok(pid))
 		return KR_EINVAL; /* no mailbox made for a bad pid */
 	int err;
 	if (!(p = krx_host_enter(true, &err)))
 		return err;
-	err = link_from(p, pid);
+	err = link_from(p, pid, prio);
 	krx_vm_leave_host();
 	return err;
+}
+
+KR_API int kr_link(kr_pid pid)
+{
+	return link_as(pid, false);
+}
+
+KR_API int kr_link_priority(kr_pid pid)
+{
+	return link_as(pid, true);
 }
 
 static void unlink_from(krx_proc *p, kr_pid pid)
@@ -480,6 +469,8 @@ static void unlink_from(krx_proc *p, kr_pid pid)
 	krx_proc_ext *x = krx_proc_ext_peek(p);
 	if (x && pidset_del(&x->links, pid))
 		krx_signal_send(krx_sched_self(), self_pid(p), pid, KRX_SIG_UNLINK, 0, 0, NULL, 0);
+	if (x && x->prio)
+		krx_prio_link_gone(x, pid);
 	krx_task_charge(1);
 }
 
@@ -510,13 +501,20 @@ KR_API int kr_trap_exit(int on)
 	return was;
 }
 
-static kr_ref monitor_from(krx_proc *p, kr_pid pid)
+/* prio: kr_monitor_priority's mark on the monitor, made before its DOWN
+ * can be taken in (one for a process gone already is sent at once). */
+static kr_ref monitor_from(krx_proc *p, kr_pid pid, bool prio)
 {
 	krx_proc_ext *x = krx_proc_ext_get(p);
 	krx_sched *s = krx_sched_self();
 	kr_ref ref = krx_ref_new(s);
-	if (!x || monset_add(&x->monitors, ref, pid))
+	if (!x || (prio && krx_prio_mark_monitor(x, ref)))
 		return KR_ENOMEM;
+	if (monset_add(&x->monitors, ref, pid)) {
+		if (prio)
+			krx_prio_monitor_gone(x, ref);
+		return KR_ENOMEM;
+	}
 	kr_pid me = self_pid(p);
 	if (krx_signal_send(s, me, pid, KRX_SIG_MONITOR, ref, 0, NULL, 0) == KRX_PUSH_DEAD) {
 		/* Gone already: the DOWN comes at once, with noproc. */
@@ -527,19 +525,29 @@ static kr_ref monitor_from(krx_proc *p, kr_pid pid)
 	return ref;
 }
 
-KR_API kr_ref kr_monitor(kr_pid pid)
+static kr_ref monitor_as(kr_pid pid, bool prio)
 {
 	if (!krx_pid_ok(pid))
 		return KR_EINVAL;
 	krx_proc *p = krx_proc_self();
 	if (p)
-		return monitor_from(p, pid);
+		return monitor_from(p, pid, prio);
 	int err;
 	if (!(p = krx_host_enter(true, &err)))
 		return err;
-	kr_ref ref = monitor_from(p, pid);
+	kr_ref ref = monitor_from(p, pid, prio);
 	krx_vm_leave_host();
 	return ref;
+}
+
+KR_API kr_ref kr_monitor(kr_pid pid)
+{
+	return monitor_as(pid, false);
+}
+
+KR_API kr_ref kr_monitor_priority(kr_pid pid)
+{
+	return monitor_as(pid, true);
 }
 
 static int is_down_for(const kr_msg *m, void *ctx)
@@ -555,6 +563,8 @@ static void demonitor_from(krx_proc *p, kr_ref ref, int flush)
 	if (x && monset_del(&x->monitors, ref, &target))
 		krx_signal_send(krx_sched_self(), self_pid(p), target, KRX_SIG_DEMONITOR, ref, 0, NULL,
 		                0);
+	if (x && x->prio)
+		krx_prio_monitor_gone(x, ref);
 	/* From here on a DOWN for ref is dropped as it is taken in; with
 	 * flush, one taken in already goes too. */
 	if (flush) {
@@ -583,12 +593,15 @@ KR_API int kr_demonitor(kr_ref ref, int flush)
 	return 0;
 }
 
-KR_API int kr_exit_sig_reason(kr_pid pid, const kr_reason *reason)
+/* kr_exit_sig_reason, through the alias ref if nonzero. */
+static int exit_sig(kr_pid pid, const kr_reason *reason, kr_ref ref)
 {
 	if (!reason || reason->kind < KR_EXIT_NORMAL || reason->kind > KR_EXIT_KILL)
 		return KR_EINVAL;
 	if (!krx_pid_ok(pid))
 		return KR_EINVAL;
+	if (ref && krx_pid_remote(pid))
+		return KR_ENOSYS; /* aliases are one node's (krill.h) */
 	krx_sched *s = krx_sched_self();
 	if (krx_vm_enter(s))
 		return KR_ESTOPPED;
@@ -596,13 +609,25 @@ KR_API int kr_exit_sig_reason(kr_pid pid, const kr_reason *reason)
 	/* A host thread signals from its mailbox's pid if it has one; its
 	 * signal to itself is a message (it traps), taken when it receives. */
 	kr_pid me = p ? self_pid(p) : krx_host_pid();
-	send_exit(s, me, pid, KRX_SIG_EXIT, reason);
+	send_exit(s, me, pid, KRX_SIG_EXIT, reason, ref);
 	krx_vm_leave(s);
 	if (p && pid == me)
 		(void)krx_mailbox_take(&p->mbox); /* to ourselves: act on it now */
 	if (p)
 		krx_task_charge(1);
 	return 0;
+}
+
+KR_API int kr_exit_sig_reason(kr_pid pid, const kr_reason *reason)
+{
+	return exit_sig(pid, reason, 0);
+}
+
+KR_API int kr_exit_sig_priority(kr_alias alias, const kr_reason *reason)
+{
+	if (alias.ref <= 0)
+		return KR_EINVAL;
+	return exit_sig(alias.pid, reason, alias.ref);
 }
 
 KR_API int kr_exit_sig(kr_pid pid, int kind)

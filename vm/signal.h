@@ -19,21 +19,7 @@
 
 #include "exit.h"
 #include "proc.h"
-
-typedef struct krx_pidset {
-	kr_pid *v;
-	unsigned n, cap;
-} krx_pidset;
-
-typedef struct krx_mon {
-	kr_ref ref;
-	kr_pid pid;
-} krx_mon;
-
-typedef struct krx_monset {
-	krx_mon *v;
-	unsigned n, cap;
-} krx_monset;
+#include "sets.h"
 
 #define KRX_BACKTRACE 32
 
@@ -59,6 +45,8 @@ typedef struct krx_proc_ext {
 	AO_t sup;              /* the supervisor that started it (kr_pid), 0: none;
 	                        * written by its spawner before the spawn publishes it */
 	AO_t is_sup;           /* nonzero once it runs a supervisor's loop (sup.c) */
+	struct krx_prio *prio; /* its priority aliases and marks (priority.h), or
+	                        * NULL: it never asked for priority messages */
 	struct krx_proxy *proxy; /* the host thread's call it runs (proxy.c), or NULL;
 	                        * set before the spawn publishes it */
 } krx_proc_ext;
@@ -75,10 +63,12 @@ static inline krx_proc_ext *krx_proc_ext_peek(krx_proc *p)
 /* The process is ending: clear what its extension held (on its exit path). */
 void krx_proc_ext_reset(krx_proc_ext *x);
 
-/* Owner: act on signal m, being taken in. True: m stays queued, now a
- * message the process can receive; false: the caller frees it. A signal
- * that ends the process sets p->ending (see krx_proc_end_if_told). */
-bool krx_signal_take(krx_proc *p, krx_msg *m);
+/* Owner: act on signal m, being taken in. KEEP: m stays queued, now a
+ * message the process can receive; PRIORITY: the same, as a priority
+ * message (priority.h); DROP: the caller frees it. A signal that ends the
+ * process sets p->ending (see krx_proc_end_if_told). */
+enum krx_take { KRX_TAKE_DROP = 0, KRX_TAKE_KEEP, KRX_TAKE_PRIORITY };
+enum krx_take krx_signal_take(krx_proc *p, krx_msg *m);
 
 /* Send a signal of this kind from `from` (0: a host thread) to `to`, with
  * ref, tag and payload. s: the caller's scheduler or NULL. Returns the
