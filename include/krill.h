@@ -268,14 +268,16 @@ KR_API kr_pid kr_spawn_opt(kr_fn *fn, void *arg, const kr_spawn_opts *opts);
 KR_API kr_pid kr_self(void);
 
 /* Let other processes run; returns 0 when this one is scheduled again.
- * KR_ENOTPROC from a host thread. */
+ * From a host thread: sched_yield(), 0. */
 KR_API int kr_yield(void);
 
 /* Sleep at least ms milliseconds, as Erlang's `receive after ms`: messages
  * that arrive stay queued for later, and an exit signal ends the sleeper
  * as it would any process. KR_INFINITY sleeps until an exit signal ends the
- * process (timer:sleep(infinity)); 0 yields. 0, KR_EINVAL (a negative ms
- * other than KR_INFINITY), or KR_ENOTPROC from a host thread. */
+ * process (timer:sleep(infinity)); 0 yields. 0, or KR_EINVAL (a negative
+ * ms other than KR_INFINITY). From a host thread the thread sleeps (no VM
+ * needed; messages to its mailbox stay queued), and KR_INFINITY, which
+ * would never return there, is KR_EINVAL. */
 KR_API int kr_sleep(long ms);
 
 /* 1 if pid names a live process, 0 if not. Safe from any thread. Another
@@ -820,7 +822,8 @@ KR_API int kr_reply(const kr_msg *request, uint64_t tag, const void *data, size_
  * messages, KR_EXIT_KILL too. The messages it received, and what it took
  * with kr_alloc (NULL for a thread without a mailbox), are its mailbox's.
  * The calls that need a process and cannot be a thread's still return
- * KR_ENOTPROC: kr_yield, kr_sleep, kr_hibernate, kr_exit, kr_crash.
+ * KR_ENOTPROC: kr_hibernate, kr_exit, kr_crash (kr_yield and kr_sleep
+ * yield and sleep the thread).
  *
  * The mailbox ends when its thread ends or calls kr_host_release, as a
  * process that ended normally: its links and monitors fire with reason

@@ -673,9 +673,14 @@ static void *host_calls(void *arg)
 		cr_assert(rc_ == (want) || (!vm_running && rc_ == KR_ESTOPPED), "%s: %lld", \
 		          #expr, rc_);                                                   \
 	} while (0)
-	HOST_RC(kr_yield(), KR_ENOTPROC);
-	HOST_RC(kr_sleep(10), KR_ENOTPROC);
-	HOST_RC(kr_sleep(0), KR_ENOTPROC);
+	/* kr_yield and kr_sleep yield and sleep the thread, VM or not. */
+	cr_assert_eq(kr_yield(), 0);
+	int64_t t0 = vm_now_ns();
+	cr_assert_eq(kr_sleep(10), 0);
+	cr_assert_geq(vm_now_ns() - t0, 10 * 1000000, "kr_sleep(10) from a host thread slept less");
+	cr_assert_eq(kr_sleep(0), 0);
+	cr_assert_eq(kr_sleep(KR_INFINITY), KR_EINVAL, "a thread would never wake");
+	cr_assert_eq(kr_sleep(-7), KR_EINVAL);
 	HOST_RC(kr_hibernate(nothing, NULL), KR_ENOTPROC);
 	/* No mailbox yet: no heap. */
 	cr_assert_null(kr_alloc(16));
@@ -691,6 +696,13 @@ static void *host_calls(void *arg)
 	cr_assert(vm_running ? me > 0 : me == KR_ESTOPPED, "kr_self: %lld", (long long)me);
 #undef HOST_RC
 	cr_assert_null(m);
+	if (vm_running) { /* a message that comes while the thread sleeps stays queued */
+		cr_assert_eq(kr_send(me, 7, NULL, 0), 0);
+		cr_assert_eq(kr_sleep(5), 0);
+		cr_assert_eq(kr_recv_tag(&m, 7, 0), 0);
+		kr_msg_free(m);
+		m = NULL;
+	}
 	void *p = kr_alloc(16);
 	cr_assert(vm_running ? p != NULL : p == NULL, "kr_alloc with a mailbox: %p", p);
 	kr_free(p);
@@ -711,8 +723,8 @@ static void *host_calls_thread(void *arg)
 	(void)arg;
 	kr_msg *m = NULL;
 	int bad = 0;
-	bad |= kr_yield() != KR_ENOTPROC;
-	bad |= (kr_sleep(10) != KR_ENOTPROC) << 1;
+	bad |= kr_yield() != 0;
+	bad |= (kr_sleep(10) != 0) << 1;
 	bad |= (kr_alloc(16) != NULL) << 2;
 	bad |= (kr_recv(&m, 10) != KR_ETIMEDOUT) << 3;
 	bad |= (kr_recv_tag(&m, 1, 0) != KR_ETIMEDOUT) << 4;
@@ -725,7 +737,7 @@ static void *host_calls_thread(void *arg)
 	return (void *)(intptr_t)bad;
 }
 
-Test(proc, host_threads_get_enotproc_or_a_mailbox)
+Test(proc, host_threads_get_enotproc_or_a_mailbox_or_yield_and_sleep_themselves)
 {
 	int running = 1;
 	vm_start(2);

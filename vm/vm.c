@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "futex.h"
@@ -304,18 +305,36 @@ KR_API kr_pid kr_self(void)
 
 KR_API int kr_yield(void)
 {
-	if (!krx_task_self())
-		return KR_ENOTPROC;
+	if (!krx_task_self()) {
+		sched_yield(); /* a host thread: the kernel's scheduler is its */
+		return 0;
+	}
 	krx_task_yield();
+	return 0;
+}
+
+/* kr_sleep from a host thread: the thread sleeps (its mailbox, if it has
+ * one, keeps what arrives, and nothing can end a thread); never for ever. */
+static int host_sleep(long ms)
+{
+	if (ms == KR_INFINITY)
+		return KR_EINVAL;
+	if (ms == 0) {
+		sched_yield();
+		return 0;
+	}
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) != 0)
+		; /* EINTR: sleep the rest */
 	return 0;
 }
 
 KR_API int kr_sleep(long ms)
 {
-	if (!krx_task_self())
-		return KR_ENOTPROC;
 	if (!krx_timeout_valid(ms))
 		return KR_EINVAL;
+	if (!krx_task_self())
+		return host_sleep(ms);
 	if (ms == 0) {
 		krx_task_yield();
 		return 0;
