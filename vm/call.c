@@ -136,7 +136,8 @@ static inline __attribute__((always_inline)) int reply(const kr_msg *request, ui
                                                        uint64_t tag_end, const void *data,
                                                        size_t len)
 {
-	if (!request || request->ref <= 0 || request->sender <= 0 || (len && !data) ||
+	if (!request || request->ref <= 0 || krx_ref_is_timer(request->ref) || request->sender <= 0 ||
+	    (len && !data) ||
 	    !krx_remote_tag_ok(request->sender, tag, tag_end, data, len))
 		return KR_EINVAL;
 	krx_sched *s = krx_sched_self();

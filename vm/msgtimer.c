@@ -165,7 +165,7 @@ static kr_ref start(krx_sched *s, long ms, kr_pid to, const char *name, size_t n
 		return KR_ELIMIT;
 	uint64_t now = krx_now_ns();
 	unsigned i = s ? s->id : host_set();
-	kr_ref ref = s ? krx_ref_new(s) : krx_ref_new(NULL) | (kr_ref)(HOST_LOW + i);
+	kr_ref ref = (s ? krx_ref_new(s) : krx_ref_new(NULL) | (kr_ref)(HOST_LOW + i)) | KRX_REF_TIMER;
 	if (!name_len && !krx_proc_live(to)) {
 		/* Gone already: cancelled with its process before it starts. */
 		krx_dead_letters(1);

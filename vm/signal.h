@@ -89,6 +89,15 @@ bool krx_call_replied(krx_proc *p, kr_ref ref);
  * values 1,025 to 2,047, which no other reference has. */
 #define KRX_REF_LOW_BITS 11
 kr_ref krx_ref_new(krx_sched *s);
+/* A timer's reference (kr_start_timer) is a fresh one with this bit set,
+ * so that kr_reply can tell a timer's message from a request: local
+ * references stay below it (2^50 counts) and remote ones have bit 62 set
+ * (dist/track.h). */
+#define KRX_REF_TIMER ((kr_ref)1 << 61)
+static inline bool krx_ref_is_timer(kr_ref ref)
+{
+	return ((uint64_t)ref >> 61) == 1;
+}
 
 /* On p's exit path (the scheduler's stack): close its mailbox, answering
  * the link and monitor requests still in it; then, once its pid is dead,
