@@ -267,3 +267,51 @@ Test(overload, bad_mailbox_options_are_einval)
 	cr_assert(VM_WAIT(vm_alive() == 0, 10000));
 	vm_stop();
 }
+
+/* ---- in a supervisor's child spec ---- */
+
+static void never_receives(void *arg)
+{
+	(void)arg;
+	kr_msg *m;
+	kr_recv_tag(&m, T_X_GO, KR_INFINITY); /* never sent: the flood piles up */
+}
+
+static kr_pid only_child(kr_pid sup)
+{
+	kr_sup_child c;
+	return kr_sup_which_children(sup, &c, 1) == 1 ? c.pid : 0;
+}
+
+Test(overload, a_child_spec_limits_the_mailbox_and_its_supervisor_restarts_the_child)
+{
+	kr_config cfg = { .schedulers = 1, .log_handler = log_handler };
+	vm_start_cfg(&cfg);
+	kr_sup_flags f = { .strategy = KR_ONE_FOR_ONE, .max_restarts = 5, .period_ms = 5000 };
+	kr_child_spec spec = { .id = "slow", .start = never_receives, .restart = KR_PERMANENT,
+		               .max_mailbox = LIMIT };
+	kr_pid sup = kr_sup_start_link(&f, &spec, 1, NULL);
+	cr_assert_gt(sup, 0, "kr_sup_start_link: %lld", (long long)sup);
+	kr_pid first = only_child(sup);
+	cr_assert_gt(first, 0);
+	kr_ref mon = kr_monitor(first);
+	for (int i = 0; i < FLOOD; i++)
+		kr_send(first, T_FLOOD, &i, sizeof i);
+	kr_msg *m;
+	cr_assert_eq(kr_recv_tag(&m, KR_TAG_DOWN, 10000), 0, "the child outlived its max_mailbox");
+	cr_assert_eq(kr_msg_down(m)->ref, mon);
+	cr_assert_eq(kr_msg_down(m)->reason.kind, KR_EXIT_MAILBOX_LIMIT, "the child ended with %s",
+	             kr_exit_kind_name(kr_msg_down(m)->reason.kind));
+	kr_msg_free(m);
+	cr_assert(VM_WAIT(only_child(sup) > 0 && only_child(sup) != first, 10000),
+	          "the supervisor did not restart the child");
+	/* Bad limits in a spec are refused, as in kr_spawn_opts. */
+	kr_child_spec bad = spec;
+	bad.max_mailbox = KR_MAILBOX_MAX + 1;
+	cr_assert_eq(kr_sup_start_link(&f, &bad, 1, NULL), KR_EINVAL);
+	bad = spec;
+	bad.mailbox_policy = 9;
+	cr_assert_eq(kr_sup_start_link(&f, &bad, 1, NULL), KR_EINVAL);
+	vm_assert_clean();
+	vm_stop();
+}

@@ -81,7 +81,8 @@ typedef struct spec {
 	kr_child_init_fn *init;
 	int restart, type;
 	long shutdown; /* > 0 (ms), KR_SHUTDOWN_INFINITY or KR_SHUTDOWN_BRUTAL */
-	size_t stack_size, max_heap;
+	size_t stack_size, max_heap, max_mailbox;
+	int mailbox_policy;
 } spec;
 
 typedef struct child {
@@ -190,6 +191,9 @@ static int spec_resolve(const kr_child_spec *c, spec *out)
 		return KR_EINVAL;
 	if (c->stack_size && (c->stack_size < KRX_MIN_STACK || c->stack_size > KRX_MAX_STACK))
 		return KR_EINVAL;
+	if (c->max_mailbox > KR_MAILBOX_MAX ||
+	    (c->mailbox_policy != KR_MAILBOX_KILL && c->mailbox_policy != KR_MAILBOX_DROP))
+		return KR_EINVAL;
 	memset(out, 0, sizeof *out);
 	krx_str_copy(out->id, sizeof out->id, c->id);
 	krx_str_copy(out->label, sizeof out->label, c->name ? c->name : c->id);
@@ -204,6 +208,8 @@ static int spec_resolve(const kr_child_spec *c, spec *out)
 		                                         : DEFAULT_WORKER_SHUTDOWN_MS;
 	out->stack_size = c->stack_size;
 	out->max_heap = c->max_heap;
+	out->max_mailbox = c->max_mailbox;
+	out->mailbox_policy = c->mailbox_policy;
 	return 0;
 }
 
@@ -498,7 +504,8 @@ static int start_child(sup *s, child *c)
 {
 	const spec *sp = c->sp;
 	kr_spawn_opts o = { .stack_size = sp->stack_size, .max_heap = sp->max_heap,
-		            .name = sp->label, .link = 1 };
+		            .name = sp->label, .link = 1, .max_mailbox = sp->max_mailbox,
+		            .mailbox_policy = sp->mailbox_policy };
 	kr_pid pid = krx_spawn_child(child_main, NULL, &o, s->self); /* kr_info names us */
 	kr_reason why = { .kind = KR_EXIT_ERROR };
 	if (pid < 0) {

@@ -103,6 +103,10 @@ typedef struct kr_child_spec {
 	size_t stack_size;       /* 0 = the VM's default (see kr_spawn_opts) */
 	size_t max_heap;         /* 0 = unlimited (see kr_spawn_opts) */
 	const char *name;        /* a label for reports (kr_spawn_opts.name); NULL = id */
+	size_t max_mailbox;      /* 0 = unlimited (see kr_spawn_opts): a child that
+	                          * falls behind ends with mailbox_limit under
+	                          * KR_MAILBOX_KILL, and its supervisor restarts it */
+	int mailbox_policy;      /* KR_MAILBOX_KILL (0) or KR_MAILBOX_DROP */
 } kr_child_spec;
 
 /*
