@@ -118,10 +118,10 @@ function human(v, f) {
 	if (v >= 100 || v <= -100) return sprintf("%.0f", v)
 	return sprintf("%.3g", v)
 }
-# "krill 5.1x faster", "BEAM 1.7x smaller", "even (1.03x)".
+# "krill 5.1x faster", "BEAM 1.7x smaller" (bytes, queues), "even (1.03x)".
 function ratio(k, b, better, f, other,    word, wins, r) {
 	if (better == "-" || k == "" || b == "" || k <= 0 || b <= 0) return "-"
-	word = f ~ /bytes/ ? "smaller" : "faster"
+	word = f ~ /bytes|queue/ ? "smaller" : "faster"
 	wins = better == "lower" ? k < b : k > b
 	r = k > b ? k / b : b / k
 	if (r < 1.05) return sprintf("even (%.2fx)", r)

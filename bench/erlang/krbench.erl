@@ -12,6 +12,7 @@
 %%     tree [--sups N] [--workers M]
 %%     cpu [--jobs N] [--work W] [--reps R] [--at-start]
 %%     timers [--timers N]
+%%     overload [--senders K] [--msgs M] [--work W]
 %%     dist_pingpong [--peer beam|krill] [--rounds N] [--krnode PATH]
 %%     dist_stream [--peer beam|krill] [--msgs M] [--size S] [--krnode PATH]
 %%
@@ -37,7 +38,7 @@
                   {"fanin", bench_fanin}, {"call", bench_call},
                   {"restart", bench_restart}, {"tree", bench_tree},
                   {"cpu", bench_cpu},
-                  {"timers", bench_timers},
+                  {"timers", bench_timers}, {"overload", bench_overload},
                   {"dist_pingpong", {bench_dist, pingpong}},
                   {"dist_stream", {bench_dist, stream}}]).
 
