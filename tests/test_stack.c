@@ -460,7 +460,6 @@ Test(stack, cache_spills_and_flushes)
 Test(stack, trim_gives_pages_back_and_cold_stacks_come_last)
 {
 	enum { N = 300, KEEP = 100 };
-	krx_stack_pool pool;
 	krx_stack *st[N];
 	krx_stack_stats s;
 	char seen[N] = { 0 };
