@@ -309,12 +309,17 @@ static void connector_main(void *arg)
 	kr_pid self = kr_self();
 	if (!krd_peer_connecting(p, self))
 		return;
+	/* Who we are, taken now, before the dial's waits: a node stopped and
+	 * started again meanwhile (another name) must not find a call of the
+	 * old one introducing itself as the new, which the peer would take for
+	 * the new node's call and refuse the real one (a lost round of
+	 * dist_more's simultaneous connects, all its messages dropped). */
+	krd_hs_self me = hs_self();
 	int fd = -1;
 	char why[160] = "";
 	bool bad = false;
 	krd_hs_peer hp;
 	int rc = dial(p, &fd);
-	krd_hs_self me = hs_self();
 	attempt at = {p, self};
 	me.still_pending = still_pending;
 	me.pending_ctx = &at;

@@ -261,14 +261,19 @@ kr_pid krd_peer_gone(krd_peer *p, kr_pid self)
 {
 	kr_pid w = 0;
 	pthread_mutex_lock(&lock);
+	bool had_role = p->connector == self || p->reader == self;
 	if (p->connector == self)
 		p->connector = 0;
 	if (p->reader == self)
 		p->reader = 0;
 	/* Down when nothing else may still bring it up: self was the
-	 * connection, or the last attempt. */
-	bool lost = p->state == KRD_UP ? p->reader == 0
-	                               : p->state == KRD_PENDING && !p->reader && !p->connector;
+	 * connection, or the last attempt. A process that held no part (one
+	 * refused, or that lost its claim, or one left over from before a
+	 * kr_node_stop) leaves the peer to those that hold one: its end must
+	 * not drop what a later attempt's writer holds. */
+	bool lost = had_role && (p->state == KRD_UP ? p->reader == 0
+	                                            : p->state == KRD_PENDING && !p->reader &&
+	                                                      !p->connector);
 	bool was_up = false;
 	if (lost)
 		w = down(p, &was_up);
