@@ -29,6 +29,7 @@ const state = {
   sortDesc: true,
   filter: "",
   selected: 0,             /* the pid whose detail is open, 0 for none */
+  selectName: null,        /* #name=X: open X's detail once the table names it */
   collapsed: new Set(),    /* tree nodes folded by the reader, by their path of ids */
   intervalMs: 1000,
   polls: 0,
@@ -335,6 +336,10 @@ async function pollProcesses() {
   state.procs = r.processes || [];
   state.truncated = !!r.truncated;
   state.byPid = new Map(state.procs.map((p) => [p.pid, p]));
+  if (state.selectName) {
+    const p = state.procs.find((q) => q.registered === state.selectName);
+    if (p) { state.selectName = null; select(p.pid); }
+  }
   drawTable();
 }
 
@@ -498,8 +503,13 @@ function start() {
   drawTableHead();
   $("filter").addEventListener("input", (e) => { state.filter = e.target.value; drawTable(); });
   $("detail-close").addEventListener("click", () => select(0));
+  /* #pid=N or #name=REGISTERED opens that process's detail. */
   const m = /^#pid=(\d+)$/.exec(location.hash);
   if (m) select(Number(m[1]));
+  const n = /^#name=(.+)$/.exec(location.hash);
+  try {
+    if (n) state.selectName = decodeURIComponent(n[1]);
+  } catch (e) { /* a malformed link: open nothing */ }
   window.addEventListener("resize", drawCharts);
   poll();
 }
