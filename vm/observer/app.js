@@ -30,7 +30,8 @@ const state = {
   filter: "",
   selected: 0,             /* the pid whose detail is open, 0 for none */
   selectName: null,        /* #name=X: open X's detail once the table names it */
-  collapsed: new Set(),    /* tree nodes folded by the reader, by their path of ids */
+  collapsed: new Set(),    /* tree nodes folded, by their path of ids */
+  seen: new Set(),         /* supervisors drawn before (folded or not by the reader since) */
   intervalMs: 1000,
   polls: 0,
 };
@@ -273,13 +274,19 @@ const COLUMNS = [
   { key: "mailbox", label: "mailbox", fmt: fmtInt, num: true },
   { key: "heap_bytes", label: "heap", fmt: fmtBytes, num: true },
   { key: "scheduler", label: "sched", fmt: (v) => (v >= 0 ? String(v) : "-"), num: true },
-  { key: "supervisor", label: "supervisor", fmt: fmtPid, num: true },
+  { key: "supervisor", label: "supervisor", fmt: (v) => procLabel(v), num: true, left: true },
 ];
+
+/* A process by its registered name, else its name, else its pid. */
+function procLabel(pid) {
+  const p = state.byPid.get(pid);
+  return p && (p.registered || p.name) || fmtPid(pid);
+}
 
 function drawTableHead() {
   const cells = COLUMNS.map((c) => {
     const mark = state.sortKey === c.key ? (state.sortDesc ? " \u25bc" : " \u25b2") : "";
-    return el("th", { class: c.num ? "num" : null, "data-key": c.key, title: "sort by " + c.label,
+    return el("th", { class: c.num && !c.left ? "num" : null, "data-key": c.key, title: "sort by " + c.label,
                       on: { click: () => sortBy(c.key) } }, c.label + mark);
   });
   $("proc-table").tHead.rows[0].replaceChildren(...cells);
@@ -294,7 +301,7 @@ function sortBy(key) {
 
 function matches(p, f) {
   if (!f) return true;
-  return [fmtPid(p.pid), String(p.pid), p.name, p.registered, p.status]
+  return [fmtPid(p.pid), String(p.pid), p.name, p.registered, p.status, p.supervisor && procLabel(p.supervisor)]
     .some((s) => s && String(s).toLowerCase().includes(f));
 }
 
@@ -318,8 +325,9 @@ function drawTable() {
     COLUMNS.map((c) => {
       const v = p[c.key];
       const warn = c.key === "mailbox" && v >= 1000;
-      return el("td", { class: (c.num ? "num" : "") + (warn ? " warn" : "") || null },
-                c.fmt ? c.fmt(v) : v === null || v === undefined ? "" : v);
+      const text = c.fmt ? c.fmt(v) : v ?? "";
+      return el("td", { class: (c.num && !c.left ? "num" : "") + (warn ? " warn" : "") || null,
+                        title: c.left || !c.num ? text || null : null }, text);
     })));
   const table = $("proc-table");
   table.tBodies[0].replaceChildren(...trs);
@@ -345,34 +353,56 @@ async function pollProcesses() {
 
 /* ---- supervision trees ------------------------------------------------------ */
 
-function pidLink(pid) {
+/* A pid that opens its detail; named: followed by its name, if known. */
+function pidLink(pid, named) {
   if (typeof pid !== "number" || pid <= 0) return el("span", { class: "pid" }, "-");
-  return el("a", { class: "pid", href: "#pid=" + pid,
-                   on: { click: (e) => { e.preventDefault(); select(pid); } } }, fmtPid(pid));
+  const p = named && state.byPid.get(pid);
+  return el("span", { class: "plink" },
+    el("a", { class: "pid", href: "#pid=" + pid,
+              on: { click: (e) => { e.preventDefault(); select(pid); } } }, fmtPid(pid)),
+    p && (p.registered || p.name) ? el("span", { class: "muted" }, " " + (p.registered || p.name)) : null);
 }
 
 function restartBadge(n) {
   return n > 0 ? el("span", { class: "badge", title: "restarts" }, "\u21bb " + n) : null;
 }
 
+/* Whether a child anywhere under n restarted within the last minute. */
+function recentBelow(n) {
+  return (n.children || []).some((c) => c.recent || recentBelow(c));
+}
+
+/* Folded when first seen: the observer's own tree, and big supervisors. */
+function foldsAtFirst(n) {
+  return /^krill_observer/.test(n.name || "") || (n.children || []).length > 12;
+}
+
 /* One tree node: a supervisor folds (<details>), a worker is a line. */
 function treeNode(n, path) {
-  const key = path + "/" + (n.id === null || n.id === undefined ? n.pid : n.id);
+  const key = path + "/" + (n.id ?? n.name ?? n.pid);
+  const kids = n.children || [];
+  if (n.type === "supervisor" && !state.seen.has(key)) {
+    state.seen.add(key);
+    if (foldsAtFirst(n)) state.collapsed.add(key);
+  }
+  const folded = state.collapsed.has(key);
   const label = [
     el("span", { class: "kind " + n.type }, n.type === "supervisor" ? "sup" : "worker"),
     " ", el("span", { class: "tname" }, n.id || n.name || ""),
     n.name && n.id && n.name !== n.id ? el("span", { class: "muted" }, " " + n.name) : null,
     " ", pidLink(n.pid),
-    n.strategy ? el("span", { class: "muted" }, " " + n.strategy) : null,
+    n.strategy ? el("span", { class: "muted" }, " " + n.strategy + ", " + kids.length +
+                    (kids.length === 1 ? " child" : " children")) : null,
     " ", restartBadge(n.restarts),
     n.recent ? el("span", { class: "recent" }, "restarted < 60 s ago") : null,
+    folded && recentBelow(n) ? el("span", { class: "recent" }, "a child restarted < 60 s ago") : null,
   ];
   const attrs = { class: "tnode" + (n.recent ? " is-recent" : ""), "data-pid": n.pid,
                   "data-restarts": n.restarts || 0, "data-type": n.type };
-  if (n.type !== "supervisor" || !n.children || !n.children.length)
+  if (n.type !== "supervisor" || !kids.length)
     return el("li", attrs, el("div", { class: "leaf" }, label));
-  const d = el("details", { open: !state.collapsed.has(key) }, el("summary", {}, label),
-               el("ul", {}, n.children.map((c) => treeNode(c, key))));
+  const d = el("details", { open: !folded }, el("summary", {}, label),
+               el("ul", {}, kids.map((c) => treeNode(c, key))));
   d.addEventListener("toggle", () => {
     if (d.open) state.collapsed.delete(key); else state.collapsed.add(key);
   });
@@ -401,7 +431,7 @@ function select(pid) {
 
 function pidList(pids) {
   if (!pids || !pids.length) return el("span", { class: "muted" }, "none");
-  return el("span", { class: "pids" }, pids.map((p) => [pidLink(p), " "]));
+  return el("span", { class: "pids" }, pids.map((p) => pidLink(p, true)));
 }
 
 async function kill(p) {
@@ -425,9 +455,10 @@ function drawDetail(p) {
     ["reductions", fmtInt(p.reductions) + " (" + fmtNum(p.reds_per_s) + "/s)"],
     ["mailbox", fmtInt(p.mailbox)], ["heap", fmtBytes(p.heap_bytes)],
     ["scheduler", p.scheduler >= 0 ? String(p.scheduler) : "-"],
-    ["supervisor", pidLink(p.supervisor)], ["links", pidList(p.links)],
+    ["supervisor", pidLink(p.supervisor, true)], ["links", pidList(p.links)],
     ["monitors", p.monitors && p.monitors.length
-      ? el("span", {}, p.monitors.map((m) => [pidLink(m.pid), el("span", { class: "muted" }, " ref " + m.ref), " "]))
+      ? el("span", { class: "pids" }, p.monitors.map((m) =>
+          el("span", { class: "plink" }, pidLink(m.pid, true), el("span", { class: "muted" }, " (ref " + m.ref + ")"))))
       : el("span", { class: "muted" }, "none")],
     ["monitored by", pidList(p.monitored_by)],
   ];
