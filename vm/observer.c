@@ -228,7 +228,10 @@ static int listen_on(const start_req *rq, int *err)
 	}
 	int one = 1;
 	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (bind(fd, (const struct sockaddr *)&rq->addr, rq->addrlen) || listen(fd, 128)) {
+	/* SOMAXCONN: a burst of connections waits in the kernel's queue for
+	 * the acceptor (which refuses those past the limit at once) instead of
+	 * having its SYNs dropped and retried a second later. */
+	if (bind(fd, (const struct sockaddr *)&rq->addr, rq->addrlen) || listen(fd, SOMAXCONN)) {
 		*err = errno;
 		close(fd);
 		return KR_EIO;
