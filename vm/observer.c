@@ -479,7 +479,8 @@ KR_API int kr_observer_stop(void)
 	if (krx_task_self())
 		return stop_here();
 	krx_proxy_out out;
-	int rc = krx_proxy_run(stop_proxied, NULL, 0, KR_INFINITY, &out);
+	int none = 0; /* the proxy copies its argument: give it one */
+	int rc = krx_proxy_run(stop_proxied, &none, sizeof none, KR_INFINITY, &out);
 	if (!rc)
 		krx_free_raw(out.data);
 	return rc;
