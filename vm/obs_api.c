@@ -158,6 +158,7 @@ int krx_obs_api_processes(krx_obs_buf *b)
 		krx_obs_puts(b, i ? ",\n{" : "\n{");
 		put_row(b, rows[i].pid, &info[i], e ? rate[e - sorted] : 0);
 		krx_obs_puts(b, "}");
+		KR_CHECK(); /* 10,000 rows take a while: let others run */
 	}
 	krx_obs_printf(b, "], \"truncated\": %s}", truncated ? "true" : "false");
 	kr_free(pids), kr_free(info), kr_free(rows), kr_free(rate);

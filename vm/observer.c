@@ -228,7 +228,10 @@ static int listen_on(const start_req *rq, int *err)
 	}
 	int one = 1;
 	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (bind(fd, (const struct sockaddr *)&rq->addr, rq->addrlen) || listen(fd, 128)) {
+	/* SOMAXCONN: a burst of connections waits in the kernel's queue for
+	 * the acceptor (which refuses those past the limit at once) instead of
+	 * having its SYNs dropped and retried a second later. */
+	if (bind(fd, (const struct sockaddr *)&rq->addr, rq->addrlen) || listen(fd, SOMAXCONN)) {
 		*err = errno;
 		close(fd);
 		return KR_EIO;
@@ -476,7 +479,8 @@ KR_API int kr_observer_stop(void)
 	if (krx_task_self())
 		return stop_here();
 	krx_proxy_out out;
-	int rc = krx_proxy_run(stop_proxied, NULL, 0, KR_INFINITY, &out);
+	int none = 0; /* the proxy copies its argument: give it one */
+	int rc = krx_proxy_run(stop_proxied, &none, sizeof none, KR_INFINITY, &out);
 	if (!rc)
 		krx_free_raw(out.data);
 	return rc;
