@@ -62,11 +62,36 @@ function parseJSON(text) {
       ? ctx.source : v);
 }
 
+/* A failure of the node or of the way to it, not of the page. */
+class NetError extends Error {}
+
+/* fetch, and the answer's JSON: {status, ok, body}; NetError if none came. */
+async function request(path, opts) {
+  let r, text, body;
+  try {
+    r = await fetch(path, Object.assign({ cache: "no-store" }, opts));
+    text = await r.text();
+  } catch (e) {
+    throw new NetError(path + ": " + e.message);
+  }
+  try {
+    body = parseJSON(text);
+  } catch (e) {
+    throw new NetError(path + ": " + r.status + ", not JSON");
+  }
+  return { status: r.status, ok: r.ok, body };
+}
+
 async function getJSON(path) {
-  const r = await fetch(path, { cache: "no-store" });
-  const body = parseJSON(await r.text());
-  if (!r.ok) throw new Error(path + ": " + r.status + " " + (body && body.error || ""));
-  return body;
+  const r = await request(path);
+  if (!r.ok) throw new NetError(path + ": " + r.status + " " + (r.body && r.body.error || ""));
+  return r.body;
+}
+
+/* The page's own bugs are shown (index.html's pageError); the node's
+ * silence is the badge's business. */
+function report(e) {
+  if (!(e instanceof NetError)) window.pageError("page error: " + (e && e.stack || e));
 }
 
 /* <0.index.serial>, as krill's reports and Erlang print a pid. */
@@ -255,7 +280,7 @@ async function pollStats() {
   state.intervalMs = st.interval_ms || 1000;
   if (state.killAllowed !== !!st.kill_allowed) {
     state.killAllowed = !!st.kill_allowed;
-    if (state.selected) pollDetail().catch(() => {});
+    if (state.selected) pollDetail().catch(report);
   }
   addSamples(st);
   drawCharts();
@@ -426,7 +451,7 @@ function select(pid) {
   for (const tr of $("proc-table").tBodies[0].rows)
     tr.classList.toggle("selected", Number(tr.dataset.pid) === pid);
   $("detail").hidden = !pid;
-  if (pid) { $("detail-body").replaceChildren(el("p", { class: "note" }, "loading")); pollDetail().catch(() => {}); }
+  if (pid) { $("detail-body").replaceChildren(el("p", { class: "note" }, "loading")); pollDetail().catch(report); }
 }
 
 function pidList(pids) {
@@ -439,14 +464,14 @@ async function kill(p) {
   if (!confirm("Send " + who + " an exit signal kill? It cannot trap it.")) return;
   let msg;
   try {
-    const r = await fetch("/api/kill?pid=" + p.pid, { method: "POST" });
-    const body = parseJSON(await r.text());
-    msg = r.ok ? "kill sent to " + who : "not killed: " + (body.error || r.status);
+    const r = await request("/api/kill?pid=" + p.pid, { method: "POST" });
+    msg = r.ok ? "kill sent to " + who : "not killed: " + (r.body.error || r.status);
   } catch (e) {
+    if (!(e instanceof NetError)) throw e;
     msg = "not killed: " + e.message;
   }
   $("detail-msg").textContent = msg;
-  pollDetail().catch(() => {});
+  pollDetail().catch(report);
 }
 
 function drawDetail(p) {
@@ -467,7 +492,7 @@ function drawDetail(p) {
   $("detail-body").replaceChildren(
     el("table", { class: "kv" }, rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v)))),
     state.killAllowed
-      ? el("button", { id: "kill", class: "danger", on: { click: () => kill(p) } }, "Kill (exit signal kill)")
+      ? el("button", { id: "kill", class: "danger", on: { click: () => kill(p).catch(report) } }, "Kill (exit signal kill)")
       : el("p", { class: "note" }, "Killing is off: start the observer with allow_kill to enable it."),
     el("p", { id: "detail-msg", class: "note" }, keep));
   $("detail").dataset.pid = String(p.pid);
@@ -476,17 +501,16 @@ function drawDetail(p) {
 async function pollDetail() {
   const pid = state.selected;
   if (!pid) return;
-  const r = await fetch("/api/process?pid=" + pid, { cache: "no-store" });
+  const r = await request("/api/process?pid=" + pid);
   if (pid !== state.selected) return;
+  $("detail").dataset.pid = String(pid);
   if (r.status === 404) {
     $("detail-title").textContent = fmtPid(pid);
     $("detail-body").replaceChildren(el("p", { class: "note gone" }, "This process has ended."));
-    $("detail").dataset.pid = String(pid);
     return;
   }
-  const p = parseJSON(await r.text());
-  if (!r.ok) throw new Error("/api/process: " + r.status + " " + (p.error || ""));
-  drawDetail(p);
+  if (!r.ok) throw new NetError("/api/process: " + r.status + " " + (r.body.error || ""));
+  drawDetail(r.body);
 }
 
 /* ---- connected nodes ------------------------------------------------------- */
@@ -520,14 +544,18 @@ function setLive(ok, why) {
 }
 
 async function poll() {
-  const jobs = [pollStats(), pollProcesses(), pollTrees(), pollDetail()];
-  if (state.polls % 5 === 0) jobs.push(pollNodes());
-  const results = await Promise.allSettled(jobs);
-  const failed = results.find((r) => r.status === "rejected");
-  setLive(!failed, failed && String(failed.reason));
-  state.polls++;
-  document.body.dataset.polls = String(state.polls);
-  setTimeout(poll, POLL_MS);
+  try {
+    const jobs = [pollStats(), pollProcesses(), pollTrees(), pollDetail()];
+    if (state.polls % 5 === 0) jobs.push(pollNodes());
+    const results = await Promise.allSettled(jobs);
+    const failed = results.filter((r) => r.status === "rejected").map((r) => r.reason);
+    failed.forEach(report);
+    setLive(!failed.length, failed.map(String).join("; "));
+    state.polls++;
+    document.body.dataset.polls = String(state.polls);
+  } finally {
+    setTimeout(poll, POLL_MS); /* whatever happened, ask again */
+  }
 }
 
 function start() {
