@@ -607,7 +607,9 @@ static void start_and_stop_from_a_process(void *arg)
 	VM_CHECK(rc == 0, "start from a process: %d", rc);
 	atomic_store(&from_process_port, kr_observer_port());
 	VM_CHECK(kr_observer_start(NULL, 0) == KR_EEXIST, "a second start from a process");
-	/* Its starter's end does not take the observer along: stopped below. */
+	/* Its starter's end, a crash even, does not take the observer along:
+	 * stopped below. */
+	kr_crash("the observer's starter crashes");
 }
 
 static void stop_from_a_process(void *arg)
@@ -825,9 +827,33 @@ Test(observer, stats_has_a_sample_a_second_with_live_figures)
 	stop_all();
 }
 
+/* Sends n messages to itself and takes them in, rounds times: the sends
+ * of a ping-pong on one scheduler, the message cache's fast path. */
+static void self_sender(void *arg)
+{
+	long rounds = (long)(intptr_t)arg;
+	kr_pid me = kr_self();
+	for (long r = 0; r < rounds; r++) {
+		for (int i = 0; i < 1000; i++)
+			kr_send(me, 1, &i, sizeof i);
+		for (int i = 0; i < 1000; i++) {
+			kr_msg *m;
+			VM_CHECK(kr_recv(&m, 5000) == 0, "recv");
+			kr_msg_free(m);
+		}
+	}
+}
+
 Test(observer, stats_counts_message_blocks_that_wait_in_a_mailbox)
 {
 	start_vm_and_observer(1, NULL);
+	/* Every send counts, the fast path's too. */
+	kr_vm_stats s0 = vm_stats();
+	kr_pid ss = kr_spawn(self_sender, (void *)(intptr_t)10);
+	cr_assert(VM_WAIT(!kr_is_alive(ss), 20000));
+	kr_vm_stats s1 = vm_stats();
+	cr_assert(s1.messages_sent >= s0.messages_sent + 10000, "%llu sends counted of 10000",
+	          (unsigned long long)(s1.messages_sent - s0.messages_sent));
 	kr_pid p = kr_spawn(idler, NULL);
 	kr_vm_stats before = vm_stats();
 	char payload[1000] = { 0 };

@@ -277,7 +277,8 @@ void krx_obs_conn_main(void *arg)
 	kr_msg_free(m);
 	if (fd < 0)
 		return;
-	/* Relaxed: a setting, fixed before the observer's processes started. */
+	/* A setting, written before the observer's processes were spawned
+	 * (the spawn orders it) and not again while they run. */
 	long timeout_ms = krx_obs_state.request_timeout_ms;
 	serve(fd, timeout_ms);
 	kr_close(fd);

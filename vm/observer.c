@@ -469,7 +469,10 @@ KR_API int kr_observer_port(void)
 {
 	if (!krx_sched_running() || !running())
 		return KR_ESTOPPED;
-	return krx_obs_state.port;
+	pthread_mutex_lock(&krx_obs_state.lock);
+	int port = krx_obs_state.port;
+	pthread_mutex_unlock(&krx_obs_state.lock);
+	return port;
 }
 
 KR_API int kr_observer_stop(void)
