@@ -14,8 +14,10 @@
  * than once, and no script error happened (the page keeps the first one
  * in data-error on <html>, chromium's console has no "Uncaught"). The
  * second test checks that names from programs are shown as text, never
- * markup, and that the kill button is offered only when the observer may
- * kill. /metrics is checked against the Prometheus text format.
+ * markup, that the kill button is offered only when the observer may
+ * kill, and that a connected krill node's observer is a link (the peer is
+ * build/<flavour>/krnode --observer). /metrics is checked against the
+ * Prometheus text format.
  *
  * chromium runs natively as a separate program in every flavour (under
  * qemu, the aarch64 test binary starts the x86-64 browser); without it
@@ -37,6 +39,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "dist_util.h"
 #include "krill.h"
 #include "vm_util.h"
 
@@ -466,12 +469,9 @@ static void registered(void *arg)
 	VM_CHECK(kr_link((kr_pid)atomic_load(&partner_pid)) == 0, "kr_link");
 	VM_CHECK(kr_monitor((kr_pid)atomic_load(&watched_pid)) > 0, "kr_monitor");
 	atomic_store(&reg_pid, kr_self());
-	kr_msg *m;
-	while (!atomic_load(&vm_abort))
-		if (kr_recv_tag(&m, STOP, 100) == 0) {
-			kr_msg_free(m);
-			return;
-		}
+	kr_msg *m; /* for ever: waking now and then, it might be caught running */
+	if (kr_recv_tag(&m, STOP, KR_INFINITY) == 0)
+		kr_msg_free(m);
 }
 
 /* The supervised worker whose first run crashes; its later runs wait. */
@@ -636,6 +636,10 @@ Test(observer_page, the_page_shows_the_table_the_tree_the_charts_and_a_process_l
 	cr_assert(strstr(detail, pat), "its monitor of %lld is not shown", (long long)s.watched);
 	cr_assert(strstr(detail, "id=\"kill\""), "no kill button although kill is allowed");
 	free(detail);
+	char *nodes = element(p.dom, "id=\"nodes\"");
+	cr_assert(nodes && strstr(nodes, "<b>not distributed</b>"), "the nodes are not shown: %s",
+	          nodes ? nodes : "(absent)");
+	free(nodes);
 	free(p.dom);
 
 	/* /metrics, as Prometheus reads it. */
@@ -651,12 +655,32 @@ Test(observer_page, the_page_shows_the_table_the_tree_the_charts_and_a_process_l
 /* Under 32 bytes: kr_proc_info keeps that much of a name. */
 #define EVIL "<b id=evil>bold</b>"
 
-Test(observer_page, names_are_shown_as_text_and_kill_is_offered_only_when_allowed)
+static void ping_peer(void *arg)
+{
+	VM_CHECK(kr_send_named_at(arg, "echo", 1, "hi", 2) == 0, "send"); /* a send connects */
+}
+
+Test(observer_page, names_are_text_kill_is_offered_only_when_allowed_peers_observers_are_links)
 {
 	if (!chromium())
 		cr_skip_test("no chromium (scripts/deps.sh native installs it)");
 	scene s;
 	scene_start(&s, false, EVIL);
+	static char self[64], peer_name[64];
+	dist_name(self, sizeof self, "obs_page_a");
+	dist_name(peer_name, sizeof peer_name, "obs_page_b");
+	kr_node_config nc = { .name = self, .cookie = DIST_COOKIE };
+	cr_assert_eq(kr_node_start(&nc), 0);
+	dist_proc peer;
+	dist_krnode(&peer, peer_name, DIST_COOKIE, "--observer");
+	const char *seen = strstr(peer.text, "krnode observer ");
+	cr_assert(seen, "%s", peer.text);
+	char peer_url[64];
+	snprintf(peer_url, sizeof peer_url, "href=\"http://127.0.0.1:%d/\"",
+	         atoi(seen + strlen("krnode observer ")));
+	kr_spawn(ping_peer, peer_name);
+	cr_assert(VM_WAIT(kr_nodes(NULL, 0) == 1, 20000), "the peer did not connect");
+
 	page p;
 	browse(&p, s.url, 3000);
 	assert_no_script_error(&p);
@@ -671,6 +695,13 @@ Test(observer_page, names_are_shown_as_text_and_kill_is_offered_only_when_allowe
 	cr_assert(detail && attr_num(detail, "data-pid") == s.reg, "the detail is not shown");
 	cr_assert_null(strstr(detail, "id=\"kill\""), "a kill button although kill is not allowed");
 	free(detail);
+	char *nodes = element(p.dom, "id=\"nodes\"");
+	cr_assert(nodes && strstr(nodes, self) && strstr(nodes, peer_name),
+	          "the nodes panel does not name both nodes: %s", nodes ? nodes : "(absent)");
+	cr_assert(strstr(nodes, peer_url), "no link %s to the peer's observer: %s", peer_url, nodes);
+	free(nodes);
 	free(p.dom);
+	dist_kill(&peer);
+	kr_node_stop();
 	scene_stop();
 }
