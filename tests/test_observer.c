@@ -1037,6 +1037,37 @@ Test(observer, process_gives_links_monitors_with_their_refs_and_monitored_by)
 	stop_all();
 }
 
+static _Atomic int spinning;
+
+/* A loop that never calls krill: it cannot answer questions. */
+static void deaf(void *arg)
+{
+	(void)arg;
+	atomic_store(&spinning, 1);
+	vm_spin_us(2500000);
+}
+
+Test(observer, a_process_that_cannot_answer_is_shown_without_its_links)
+{
+	start_vm_and_observer(2, NULL);
+	atomic_store(&spinning, 0);
+	kr_pid p = kr_spawn(deaf, NULL);
+	cr_assert(VM_WAIT(atomic_load(&spinning), 5000));
+	char target[64];
+	snprintf(target, sizeof target, "/api/process?pid=%lld", (long long)p);
+	int64_t t0 = vm_now_ns();
+	jv *all;
+	jv *v = get_json(target, &all);
+	cr_assert(vm_ms_since(t0) >= 900, "it waited for an answer: %.0f ms", vm_ms_since(t0));
+	cr_assert_eq(jnum(v, "pid"), (double)p);
+	cr_assert_str_eq(jneed(v, "status", J_STR)->str, "running");
+	cr_assert_eq(jneed(v, "links", J_ARR)->n, 0);
+	cr_assert_str_eq(jneed(v, "links_error", J_STR)->str, kr_strerror(KR_ETIMEDOUT));
+	json_free(all);
+	cr_assert(VM_WAIT(!kr_is_alive(p), 10000));
+	stop_all();
+}
+
 /* ---- GET /api/trees ---- */
 
 static void crasher(void *arg)

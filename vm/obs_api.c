@@ -207,10 +207,15 @@ int krx_obs_api_process(const krx_obs_req *rq, krx_obs_buf *b)
 	}
 	int nl = 0, nm = 0, nb = 0;
 	status = 404;
+	/* One that does not answer the first question is not asked again. */
 	if (kr_info(pid, &in) ||
 	    (nl = kr_info_links(pid, links, MAX_LINKS, ASK_TIMEOUT_MS)) == KR_ENOPROC ||
-	    (nm = krx_info_monitor_refs(pid, mrefs, mpids, MAX_LINKS, ASK_TIMEOUT_MS)) == KR_ENOPROC ||
-	    (nb = kr_info_monitored_by(pid, by, MAX_LINKS, ASK_TIMEOUT_MS)) == KR_ENOPROC) {
+	    (nm = nl == KR_ETIMEDOUT ? nl
+	                             : krx_info_monitor_refs(pid, mrefs, mpids, MAX_LINKS,
+	                                                     ASK_TIMEOUT_MS)) == KR_ENOPROC ||
+	    (nb = nm == KR_ETIMEDOUT ? nm
+	                             : kr_info_monitored_by(pid, by, MAX_LINKS, ASK_TIMEOUT_MS)) ==
+	            KR_ENOPROC) {
 		krx_obs_json_error(b, "no such process");
 		goto out;
 	}
