@@ -475,17 +475,21 @@ async function kill(p) {
 }
 
 function drawDetail(p) {
+  /* A process busy in its own code (never calling krill) cannot say. */
+  const unknown = p.links_error && el("span", { class: "muted" }, "unknown: " + p.links_error +
+    " (the process did not answer: one busy in its own code, not calling krill, cannot)");
+  const alsoUnknown = () => el("span", { class: "muted" }, "unknown");
   const rows = [
     ["name", p.name || "-"], ["registered", p.registered || "-"], ["status", p.status],
     ["reductions", fmtInt(p.reductions) + " (" + fmtNum(p.reds_per_s) + "/s)"],
     ["mailbox", fmtInt(p.mailbox)], ["heap", fmtBytes(p.heap_bytes)],
     ["scheduler", p.scheduler >= 0 ? String(p.scheduler) : "-"],
-    ["supervisor", pidLink(p.supervisor, true)], ["links", pidList(p.links)],
-    ["monitors", p.monitors && p.monitors.length
+    ["supervisor", pidLink(p.supervisor, true)], ["links", unknown || pidList(p.links)],
+    ["monitors", unknown ? alsoUnknown() : p.monitors && p.monitors.length
       ? el("span", { class: "pids" }, p.monitors.map((m) =>
           el("span", { class: "plink" }, pidLink(m.pid, true), el("span", { class: "muted" }, " (ref " + m.ref + ")"))))
       : el("span", { class: "muted" }, "none")],
-    ["monitored by", pidList(p.monitored_by)],
+    ["monitored by", unknown ? alsoUnknown() : pidList(p.monitored_by)],
   ];
   $("detail-title").textContent = fmtPid(p.pid) + (p.registered ? " " + p.registered : p.name ? " " + p.name : "");
   const keep = $("detail-msg") ? $("detail-msg").textContent : "";
