@@ -2,6 +2,7 @@
 #
 #   make            build/libkrill.a, build/libkrill.so, build/krbench
 #   make demo       build and run the demonstration
+#   make observe    the demonstration's trees with the observer on, until Ctrl-C
 #   make chat       build/chat, build/chat_load, build/chat_demo (examples/chat/README.md)
 #   make test       the whole suite: native, ASan+UBSan, TSan, aarch64 under qemu,
 #                   then the installed library under memcheck (test-installed),
@@ -244,7 +245,7 @@ BENCH_OBJ := $(BENCH_C:%.c=$(B)/obj/%.o)
 $(B)/krbench: $(BENCH_OBJ) $(B)/libkrill.a
 	$(CC) $(PROG_LDFLAGS) -o $@ $(BENCH_OBJ) $(B)/libkrill.a $(LIBS)
 
-EXAMPLES := $(patsubst examples/%.c,$(B)/%,$(wildcard examples/*.c))
+EXAMPLES := $(patsubst examples/%.c,$(B)/%,$(filter-out examples/observe.c,$(wildcard examples/*.c)))
 $(EXAMPLES): $(B)/%: $(B)/obj/examples/%.o $(B)/libkrill.a
 	$(CC) $(PROG_LDFLAGS) -o $@ $< $(B)/libkrill.a $(LIBS)
 
@@ -256,6 +257,16 @@ $(B)/chat_load: $(B)/obj/examples/chat/chat_load.o $(B)/obj/bench/hist.o $(B)/li
 $(B)/chat_demo: $(B)/obj/examples/chat/chat_demo.o $(B)/obj/$(CHAT_SRV:.c=.o) $(B)/libkrill.a
 	$(CC) $(PROG_LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LIBS)
 chat: $(B)/chat $(B)/chat_load $(B)/chat_demo
+
+# The demonstration's trees with the observer on (examples/observe.c, the
+# chat server's included): prints the page's address, runs until Ctrl-C.
+# OBSERVE_PORT (8086) is the observer's port; taken, it picks a free one.
+OBSERVE_PORT ?= 8086
+$(B)/observe: $(B)/obj/examples/observe.o $(B)/obj/$(CHAT_SRV:.c=.o) $(B)/libkrill.a
+	$(CC) $(PROG_LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LIBS)
+.PHONY: observe
+observe: $(B)/observe
+	$(B)/observe $(OBSERVE_PORT)
 
 demo: $(B)/krbench $(EXAMPLES) $(B)/chat_demo $(B)/cluster $(B)/cluster_demo
 	@echo "== the context switch, krill against glibc swapcontext =="
@@ -278,6 +289,8 @@ demo: $(B)/krbench $(EXAMPLES) $(B)/chat_demo $(B)/cluster $(B)/cluster_demo
 	@echo
 	@echo "== a cluster of nodes: a worker node, then the coordinator's, killed with SIGKILL; no job lost =="
 	$(B)/cluster_demo
+	@echo
+	@echo "To watch such trees live in a browser (crashes, restarts, every process): make observe"
 
 # make test runs every suite, in order, even when one fails, and fails if any did.
 test:
@@ -390,4 +403,4 @@ uninstall:
 clean:
 	rm -rf $(B)/obj $(B)/asan $(B)/tsan $(B)/valgrind $(B)/aarch64/obj $(B)/aarch64/krill_tests \
 	       $(B)/*.a $(B)/*.so $(B)/krbench $(B)/krill_tests $(B)/krill.pc $(EXAMPLES) $(B)/krnode \
-	       $(B)/cluster $(B)/cluster_demo $(B)/chat $(B)/chat_load $(B)/chat_demo
+	       $(B)/cluster $(B)/cluster_demo $(B)/chat $(B)/chat_load $(B)/chat_demo $(B)/observe

@@ -87,6 +87,15 @@ unsigned bench_schedulers(unsigned s);
  * root process did not end normally. */
 int bench_vm_failed(const char *bench, int kr_main_result);
 
+/* --observer (bench_vm_opts sets it): bench_observer_start, from the
+ * benchmark's root process before it measures, starts the observer and a
+ * host thread that fetches /api/stats, /api/processes and /api/trees once
+ * a second, as its page does; bench_observer_stop, after, ends both and
+ * says how many requests were answered. Both do nothing without the flag
+ * (bench_observer.c). */
+extern int bench_observer;
+void bench_observer_start(void);
+void bench_observer_stop(void);
 typedef int bench_fn(int argc, char **argv);
 int bench_ctx(int argc, char **argv);
 int bench_pingpong(int argc, char **argv);

@@ -59,6 +59,7 @@ static void root_fn(void *arg)
 	if (kr_vm_stats_get(&st) < 0)
 		st.schedulers = 0;
 	long k = f->senders;
+	bench_observer_start();
 	kr_pid *pids = calloc((size_t)k, sizeof *pids);
 	if (!pids) {
 		fprintf(stderr, "krbench fanin: out of memory\n");
@@ -132,6 +133,7 @@ static void root_fn(void *arg)
 	       "(peak RSS %.0f MB)\n",
 	       total, k, secs, (double)total / secs / 1e6, (double)ru.ru_maxrss / 1024);
 	fflush(stdout);
+	bench_observer_stop();
 	f->rc = 0;
 }
 

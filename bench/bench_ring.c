@@ -115,6 +115,7 @@ static void root_fn(void *arg)
 		}
 	}
 	fprintf(stderr, "ring: %ld processes, %ld laps\n", n, rg->rounds);
+	bench_observer_start();
 	if (run_laps(rg, 1) < 0)
 		return;
 	uint64_t t0 = bench_now_ns();
@@ -130,6 +131,7 @@ static void root_fn(void *arg)
 	printf("ring: %.0f messages round %ld processes in %.3f s: %.2f ns per message\n", msgs, n,
 	       (double)ns / 1e9, (double)ns / msgs);
 	fflush(stdout);
+	bench_observer_stop();
 	rg->rc = 0;
 }
 

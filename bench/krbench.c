@@ -20,7 +20,8 @@
  *     krbench host_call [--threads N] [--ms MS] [--runs R]
  *
  * The VM benchmarks also take --schedulers N (0 = online CPUs) and
- * --timeout SECS (see bench_vm_opts).
+ * --timeout SECS (see bench_vm_opts); ring and fanin take --observer (the
+ * observer runs, its page polled once a second: bench_observer.c).
  *
  * Each prints RESULT lines (see bench.h) that scripts collect.
  */
@@ -73,7 +74,8 @@ static const struct {
 	  "[--threads N] [--ms MS] [--runs R]  host threads calling a process: kr_call against a pipe per thread" },
 };
 
-#define VM_OPTS "(VM benchmarks also take --schedulers N, 0 = online CPUs, and --timeout SECS)"
+#define VM_OPTS "(VM benchmarks also take --schedulers N, 0 = online CPUs, and --timeout SECS;\n" \
+                " ring and fanin take --observer: the observer runs, its page polled once a second)"
 
 int bench_ticks_are_ns;
 
@@ -191,6 +193,10 @@ int bench_vm_opts(int argc, char **argv, const bench_opt *opts, int n, unsigned 
 			j++;
 		if (j < n && opts[j].flag) {
 			*opts[j].val = 1;
+			continue;
+		}
+		if (j == n && !strcmp(a, "--observer")) {
+			bench_observer = 1;
 			continue;
 		}
 		if (i + 1 >= argc || (j == n && strcmp(a, "--schedulers") && strcmp(a, "--timeout"))) {

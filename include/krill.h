@@ -178,6 +178,17 @@ typedef struct kr_vm_stats {
 	                         * burst of processes ended or hibernated) */
 	size_t timers;          /* timers pending (krill/timer.h), and those whose
 	                         * process has ended until their memory goes */
+	uint64_t messages_sent; /* since start: user messages, kr_call requests and
+	                         * replies, from processes and host threads (dead
+	                         * letters too) */
+	uint64_t restarts;      /* since start: children restarted by supervisors */
+	size_t message_bytes;   /* message blocks krill holds from the allocator:
+	                         * queued, received and not yet freed (these are in
+	                         * their receivers' heap_bytes too), and cached for
+	                         * reuse (up to 128 KiB per scheduler) */
+	uint64_t busy_ns;       /* since start, summed over the schedulers: time not
+	                         * spent idle (spinning or asleep for want of work) */
+	uint64_t uptime_ns;     /* since the VM started */
 } kr_vm_stats;
 
 /* Fill *out. KR_EINVAL (out NULL), KR_ESTOPPED if no VM runs. Safe from
@@ -888,6 +899,7 @@ KR_API long kr_blocking(kr_blocking_fn *fn, void *arg);
 #include "krill/io.h"  /* I/O in processes: descriptors, sockets */
 #include "krill/dist.h" /* distribution: nodes, remote pids */
 #include "krill/timer.h" /* timers: kr_send_after, kr_start_timer, kr_cancel_timer */
+#include "krill/observer.h" /* the observer: a live page, a JSON API, /metrics */
 
 #ifdef __cplusplus
 }

@@ -25,6 +25,7 @@
 #include <signal.h>
 
 #include "poll.h"
+#include "stat.h"
 
 #define SPIN_NS 50000u      /* how long an idle scheduler looks for work */
 #define INJECT_EVERY 61     /* ticks between forced looks at the inject queue */
@@ -50,10 +51,47 @@ static krx_task *steal(krx_sched *s)
 	for (unsigned k = 0; k < krx_scheds.n; k++) {
 		krx_sched *v = &krx_scheds.scheds[(start + k) % krx_scheds.n];
 		krx_task *t = v == s ? NULL : krx_runq_steal(&s->rq, &v->rq);
-		if (t)
+		if (t) {
+			krx_stat_add(&s->fig.steals, 1);
 			return t;
+		}
 	}
 	return NULL;
+}
+
+/* Publish s's idle time (the pair krx_sched_figures_get reads): the idle
+ * time that has ended, and when the current one began (0: busy). */
+static void idle_publish(krx_sched *s, uint64_t ended, uint64_t since)
+{
+	/* Relaxed: only this thread writes the count. */
+	AO_t seq = AO_load(&s->fig.seq);
+	AO_store(&s->fig.seq, seq + 1);
+	/* Write fence: the odd count is visible before the pair changes. */
+	AO_nop_write();
+	AO_store(&s->fig.idle_ns, ended);
+	AO_store(&s->fig.idle_since, since);
+	/* Release: the pair is visible before the even count. */
+	AO_store_release(&s->fig.seq, seq + 2);
+}
+
+/* s found no work (spin's start, with the time it read): idle from now,
+ * unless it is idle already (a park that woke with nothing to run). */
+static inline void idle_begin(krx_sched *s, uint64_t now)
+{
+	if (s->idle_from)
+		return;
+	s->idle_from = now;
+	idle_publish(s, s->idle_total, now);
+}
+
+/* s found work after being idle: a clock read per idle period, never per
+ * task. */
+static void idle_end(krx_sched *s)
+{
+	uint64_t now = krx_now_ns();
+	s->idle_total += now > s->idle_from ? now - s->idle_from : 0;
+	s->idle_from = 0;
+	idle_publish(s, s->idle_total, 0);
 }
 
 /* A timer is due: win the wake-up of its park, or find it gone. */
@@ -194,7 +232,9 @@ static krx_task *spin(krx_sched *s)
 {
 	krx_task *t;
 	krx_sched_start_spinning(s);
-	uint64_t until = krx_now_ns() + SPIN_NS;
+	uint64_t now = krx_now_ns();
+	idle_begin(s, now);
+	uint64_t until = now + SPIN_NS;
 	for (unsigned round = 0; !AO_load(&krx_scheds.stopping); round++) {
 		/* Found: krx_sched_main stops our spinning before it runs t. */
 		if ((t = inbox_or_inject(s)) || (t = krx_runq_get(&s->rq)))
@@ -313,6 +353,8 @@ void *krx_sched_main(void *arg)
 		krx_task *t = find_work(s);
 		if (!t)
 			continue;
+		if (s->idle_from)
+			idle_end(s);
 		/* Woken as a spinner, it may have found work without spinning:
 		 * it must stop counting as one, or no one else is ever woken. */
 		krx_sched_stop_spinning(s, true);

@@ -15,8 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/mman.h>
+
 #include "mi.h"
 #include "poll.h"
+#include "stat.h"
 
 struct krx_scheds krx_scheds;
 
@@ -90,6 +93,87 @@ size_t krx_sched_stacks_in_use(void)
 size_t krx_sched_hibernating(void)
 {
 	return AO_load(&krx_scheds.hibernating);
+}
+
+/* ---- figures ---- */
+
+uint64_t krx_sched_started_ns(void)
+{
+	return krx_scheds.started_ns;
+}
+
+void krx_sched_figures_get(unsigned id, uint64_t now, krx_sched_figures *out)
+{
+	krx_sched *s = &krx_scheds.scheds[id];
+	AO_t ended = 0, since = 0;
+	/* A sequence count (loop.c's idle_publish writes it): read the pair
+	 * until it was not changing while we read. A writer is a few stores
+	 * long; one preempted in the middle could keep us here, so after a
+	 * while we take what we read (a figure off by one idle period). */
+	for (int tries = 0; tries < 1000; tries++) {
+		/* Acquire: the pair read below is at least as new as this count. */
+		AO_t seq = AO_load_acquire(&s->fig.seq);
+		if (seq & 1) {
+			krx_cpu_relax();
+			continue;
+		}
+		ended = AO_load(&s->fig.idle_ns);
+		since = AO_load(&s->fig.idle_since);
+		/* Read fence: the pair's loads are done before the count is read
+		 * again, so an unchanged count means an unchanged pair. */
+		AO_nop_read();
+		if (AO_load(&s->fig.seq) == seq)
+			break;
+	}
+	out->idle_ns = ended + (since && now > since ? now - since : 0);
+	out->steals = krx_stat_read(&s->fig.steals);
+	out->runq = krx_runq_len(&s->rq);
+}
+
+/* One pool's resident bytes, by mincore over its carved slots. */
+static size_t pool_resident(krx_stack_pool *pool, bool *failed)
+{
+	size_t total = 0;
+	/* Acquire: pairs with the release that published each region. */
+	size_t nregions = AO_load_acquire(&pool->nregions);
+	/* Relaxed: slots carved later are left for the next look. */
+	size_t carved = AO_load(&pool->carved);
+	unsigned char vec[4096];
+	size_t per_call = sizeof vec * pool->page;
+	for (size_t r = 0; r < nregions && !*failed; r++) {
+		char *base = pool->regions[r].base;
+		size_t first = r * pool->slots_per_region;
+		if (carved <= first)
+			break;
+		size_t slots = carved - first < pool->slots_per_region ? carved - first
+		                                                       : pool->slots_per_region;
+		size_t len = slots * pool->slot_size;
+		for (size_t off = 0; off < len && !*failed; off += per_call) {
+			size_t n = len - off < per_call ? len - off : per_call;
+			if (mincore(base + off, n, vec)) {
+				*failed = true;
+				break;
+			}
+			for (size_t i = 0; i < (n + pool->page - 1) / pool->page; i++)
+				total += (vec[i] & 1) * pool->page;
+		}
+	}
+	return total;
+}
+
+size_t krx_sched_stacks_resident(void)
+{
+	bool failed = false;
+	size_t total = pool_resident(&krx_scheds.pool, &failed);
+	for (int i = 0; i < KRX_STACK_SIZES && !failed; i++) {
+		/* Acquire: pairs with the release that published the pool. */
+		krx_stack_pool *p = (krx_stack_pool *)AO_load_acquire(&krx_scheds.other_pools[i]);
+		if (p)
+			total += pool_resident(p, &failed);
+	}
+	if (failed)
+		return krx_sched_stacks_in_use() * krx_scheds.pool.page;
+	return total;
 }
 
 /* ---- running a task ---- */
@@ -429,6 +513,7 @@ int krx_sched_start(const krx_sched_config *cfg)
 		krx_timers_init(&s->timers);
 		AO_store(&s->vm.timer_next, UINT64_MAX); /* none: published by the release below */
 	}
+	krx_scheds.started_ns = krx_now_ns();
 	/* Release: threads and callers that see running see all of the above. */
 	AO_store_release(&krx_scheds.running, 1);
 	for (unsigned i = 0; i < krx_scheds.n; i++)

@@ -119,6 +119,18 @@ typedef struct krx_sched {
 	unsigned tick;
 	krx_task *overdue;        /* taken from an overdue inject queue, to run (find_work) */
 	long reds_forgiven;       /* budget the running task lost to a leash (sched.c) */
+	/* Figures (krx_sched_figures_get), written by this thread only. Idle
+	 * time is a pair under a sequence count (odd while it changes): the
+	 * idle time that has ended, and when the current one began (0: busy);
+	 * idle_from and idle_total are this thread's own copies. */
+	struct {
+		AO_t seq;
+		AO_t idle_ns;
+		AO_t idle_since;
+		uint64_t steals;    /* krx_stat_add (stat.h) */
+	} fig;
+	uint64_t idle_from;
+	uint64_t idle_total;
 } krx_sched;
 
 /* The scheduler this thread is, or NULL (read afresh: see tls.h). */
@@ -175,6 +187,26 @@ krx_stack_pool *krx_sched_pool(void);
 int krx_sched_pool_for(size_t size, krx_stack_pool **out);
 size_t krx_sched_stacks_in_use(void);
 size_t krx_sched_hibernating(void);
+
+/* A scheduler's figures, for the observer (vm/obs_sample.c) and
+ * kr_vm_stats. Idle is time spent looking for work in vain: spinning and
+ * parked; busy is the rest of the time since the schedulers started
+ * (running tasks, and the loop's own work between them). */
+typedef struct krx_sched_figures {
+	uint64_t idle_ns;  /* idle time since the schedulers started, up to now */
+	uint64_t steals;   /* successful steals (each takes up to half a ring) */
+	size_t runq;       /* tasks in its ring now */
+} krx_sched_figures;
+/* Scheduler id's figures as of now (CLOCK_MONOTONIC ns, krx_now_ns). Any
+ * thread, while the VM runs. */
+void krx_sched_figures_get(unsigned id, uint64_t now, krx_sched_figures *out);
+/* When the schedulers started (krx_now_ns). */
+uint64_t krx_sched_started_ns(void);
+/* Bytes of the stack pools' memory the system has given pages for
+ * (mincore over the slots carved so far: stacks in use, warm free ones
+ * and those not yet trimmed), or the stacks in use at one page each where
+ * mincore fails. A few system calls per 4,096 stacks: not for a hot path. */
+size_t krx_sched_stacks_resident(void);
 
 /* ---- 4. hand-off (send.c, mailbox.c; and park, below) ---- */
 

@@ -49,6 +49,7 @@ extern struct krx_scheds {
 	pthread_mutex_t wd_lock;
 	pthread_cond_t wd_cond;
 	AO_t wd_backoff;       /* the watchdog looks less often: the VM was idle */
+	uint64_t started_ns;   /* when the schedulers started (krx_now_ns) */
 } krx_scheds __attribute__((visibility("hidden")));
 
 /* ---- loop.c ---- */

@@ -2,8 +2,9 @@
 # Installs the Debian packages krill's build needs, only when they are missing.
 #
 #   scripts/deps.sh native    compiler libraries: mimalloc, libatomic_ops, Criterion,
-#                             libei (erlang-dev), and the BEAM (erlang-nox) that the
-#                             distribution tests talk to
+#                             libei (erlang-dev), the BEAM (erlang-nox) that the
+#                             distribution tests talk to, and chromium, the headless
+#                             browser that opens the observer's page in its test
 #   scripts/deps.sh aarch64   cross compiler, qemu-user, arm64 mimalloc, and an arm64
 #                             sysroot holding Criterion and its runtime libraries
 #   scripts/deps.sh bench     the BEAM (erlang-nox) and gnuplot for side-by-side benchmarks
@@ -25,7 +26,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 sysroot=${KR_SYSROOT:-$here/build/sysroot-aarch64}
 
 native_pkgs=(libmimalloc-dev libatomic-ops-dev libcriterion-dev pkgconf make gcc valgrind erlang-dev
-             erlang-nox)
+             erlang-nox chromium)
 aarch64_pkgs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user qemu-user-binfmt libmimalloc-dev:arm64)
 bench_pkgs=(erlang-nox gnuplot-nox)
 # clang -fsanitize=fuzzer links libclang_rt.fuzzer-x86_64.a, which Debian 12 ships in

@@ -25,13 +25,28 @@ typedef struct answer_head {
 	size_t total; /* how many there are */
 } answer_head;
 
-/* The item's pids in x: all of them counted, the first max stored. */
+/* Words an item takes per entry: a pid, or a (ref, pid) pair. */
+static size_t words_of(int item)
+{
+	return item == KRX_ASK_MONITOR_REFS ? 2 : 1;
+}
+
+/* The item's pids in x (words_of(item) words each): all of them counted,
+ * the first max stored. */
 static size_t collect(const krx_proc_ext *x, int item, kr_pid *out, size_t max)
 {
 	if (!x)
 		return 0;
 	size_t n = 0;
 	switch (item) {
+	case KRX_ASK_MONITOR_REFS:
+		for (; n < x->monitors.n; n++) {
+			if (n >= max)
+				continue;
+			memcpy(&out[2 * n], &x->monitors.v[n].ref, sizeof out[0]);
+			memcpy(&out[2 * n + 1], &x->monitors.v[n].pid, sizeof out[0]);
+		}
+		break;
 	case KRX_ASK_LINKS:
 		for (; n < x->links.n; n++)
 			if (n < max)
@@ -60,7 +75,7 @@ void krx_ask_answer(krx_proc *p, krx_msg *m)
 	krx_proc_ext *x = krx_proc_ext_peek(p);
 	answer_head h = { 0, collect(x, rq.item, NULL, 0) };
 	size_t n = h.total < rq.max ? h.total : rq.max;
-	size_t len = sizeof h + n * sizeof(kr_pid);
+	size_t len = sizeof h + n * words_of(rq.item) * sizeof(kr_pid);
 	_Alignas(16) char small[256];
 	char *buf = len <= sizeof small ? small : krx_alloc_raw(len);
 	if (!buf) {
@@ -79,9 +94,9 @@ void krx_ask_answer(krx_proc *p, krx_msg *m)
 		krx_free_raw(buf);
 }
 
-/* The pids of an answer's payload into out (max of them): the total, or
- * the target's error. */
-static int parse(const void *data, size_t len, kr_pid *out, size_t max)
+/* The entries of an answer's payload into out (max of them, w words
+ * each): the total, or the target's error. */
+static int parse(const void *data, size_t len, kr_pid *out, size_t max, size_t w)
 {
 	answer_head h;
 	if (len < sizeof h)
@@ -89,11 +104,11 @@ static int parse(const void *data, size_t len, kr_pid *out, size_t max)
 	memcpy(&h, data, sizeof h);
 	if (h.rc)
 		return h.rc;
-	size_t n = (len - sizeof h) / sizeof(kr_pid);
+	size_t n = (len - sizeof h) / (w * sizeof(kr_pid));
 	if (n > max)
 		n = max;
 	if (n)
-		memcpy(out, (const char *)data + sizeof h, n * sizeof(kr_pid));
+		memcpy(out, (const char *)data + sizeof h, n * w * sizeof(kr_pid));
 	return h.total > INT_MAX ? INT_MAX : (int)h.total;
 }
 
@@ -174,7 +189,7 @@ static int info_pids(kr_pid pid, int item, kr_pid *out, size_t max, long timeout
 		kr_msg *m;
 		if ((rc = ask(me, pid, &rq, timeout_ms, &m)))
 			return rc;
-		rc = parse(m->data, m->len, out, max);
+		rc = parse(m->data, m->len, out, max, words_of(item));
 		kr_msg_free(m);
 		return rc;
 	}
@@ -182,7 +197,7 @@ static int info_pids(kr_pid pid, int item, kr_pid *out, size_t max, long timeout
 	krx_proxy_out o;
 	if ((rc = krx_proxy_run(ask_for_host, &j, sizeof j, timeout_ms, &o)))
 		return rc;
-	rc = parse(o.data, o.len, out, max);
+	rc = parse(o.data, o.len, out, max, words_of(item));
 	krx_free_raw(o.data);
 	return rc;
 }
@@ -200,4 +215,24 @@ KR_API int kr_info_monitors(kr_pid pid, kr_pid *out, size_t max, long timeout_ms
 KR_API int kr_info_monitored_by(kr_pid pid, kr_pid *out, size_t max, long timeout_ms)
 {
 	return info_pids(pid, KRX_ASK_MONITORED_BY, out, max, timeout_ms);
+}
+
+int krx_info_monitor_refs(kr_pid pid, kr_ref *refs, kr_pid *pids, size_t max, long timeout_ms)
+{
+	if (max && (!refs || !pids))
+		return KR_EINVAL;
+	if (max > SIZE_MAX / (2 * sizeof(kr_pid)))
+		return KR_ENOMEM;
+	kr_pid small[32];
+	kr_pid *pairs = max <= 16 ? small : krx_alloc_raw(2 * max * sizeof *pairs);
+	if (!pairs)
+		return KR_ENOMEM;
+	int n = info_pids(pid, KRX_ASK_MONITOR_REFS, pairs, max, timeout_ms);
+	for (int i = 0; i < n && (size_t)i < max; i++) {
+		refs[i] = pairs[2 * i];
+		pids[i] = pairs[2 * i + 1];
+	}
+	if (pairs != small)
+		krx_free_raw(pairs);
+	return n;
 }

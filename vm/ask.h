@@ -16,7 +16,12 @@
 
 #include "proc.h"
 
-enum krx_ask_item { KRX_ASK_LINKS = 1, KRX_ASK_MONITORS, KRX_ASK_MONITORED_BY };
+enum krx_ask_item {
+	KRX_ASK_LINKS = 1,
+	KRX_ASK_MONITORS,
+	KRX_ASK_MONITORED_BY,
+	KRX_ASK_MONITOR_REFS /* the monitors it holds as (ref, pid) pairs: the observer's */
+};
 
 /* The signal's payload. */
 typedef struct krx_ask_req {
@@ -27,5 +32,10 @@ typedef struct krx_ask_req {
 /* Owner: answer m, a KRX_SIG_ASK that p takes in (signal.c). Never
  * yields: it runs in the middle of a take. */
 void krx_ask_answer(krx_proc *p, krx_msg *m);
+
+/* The monitors pid holds, as kr_info_monitors, with each one's reference:
+ * refs[i] is the monitor of pids[i]; the first max go into the arrays.
+ * Returns how many there are, or kr_info_monitors' errors. */
+int krx_info_monitor_refs(kr_pid pid, kr_ref *refs, kr_pid *pids, size_t max, long timeout_ms);
 
 #endif

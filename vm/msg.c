@@ -9,13 +9,40 @@
 #include <sanitizer/asan_interface.h>
 #endif
 
+/* Blocks host threads hold (c NULL): few, and off the processes' path,
+ * so one shared word. */
+static AO_t host_bytes;
+
+uint64_t krx_msg_host_bytes(void)
+{
+	/* Relaxed: a figure. */
+	return AO_load(&host_bytes);
+}
+
+/* Count a block of size bytes taken (sign 1) or given back (-1) by the
+ * owner of c, or by a host thread. */
+static void count_bytes(krx_msg_cache *c, size_t size, int sign)
+{
+	uint64_t d = sign > 0 ? (uint64_t)size : -(uint64_t)size;
+	if (c)
+		krx_stat_add(&c->bytes, d);
+	else
+		AO_fetch_and_add(&host_bytes, (AO_t)d); /* relaxed: a figure */
+}
+
+static void free_block(krx_msg_cache *c, krx_msg *m)
+{
+	count_bytes(c, sizeof *m + m->hb.size, -1);
+	krx_free_raw(m);
+}
+
 krx_msg *krx_msg_new_slow(krx_msg_cache *c, size_t len)
 {
-	(void)c;
 	size_t room = KRX_MSG_CACHING && len <= KRX_MSG_SMALL ? KRX_MSG_SMALL : len;
 	krx_msg *m = krx_alloc_raw(sizeof *m + room);
 	if (!m)
 		return NULL;
+	count_bytes(c, sizeof *m + room, 1);
 	m->hb.size = room;
 	m->hb.magic = 0;
 	m->hb.kind = KRX_MSG_USER;
@@ -50,7 +77,7 @@ void krx_msg_free_slow(krx_msg_cache *c, krx_msg *m)
 		m->pub.data = m + 1;
 	}
 	if (!c || m->hb.size > KRX_MSG_HOLD_MAX) {
-		krx_free_raw(m);
+		free_block(c, m);
 		return;
 	}
 	krx_msg **slot = KRX_MSG_CACHING && m->hb.size == KRX_MSG_SMALL ? &c->held : &c->held_big;
@@ -63,7 +90,7 @@ void krx_msg_free_slow(krx_msg_cache *c, krx_msg *m)
 	if (KRX_MSG_CACHING && prev->hb.size == KRX_MSG_SMALL && c->n < KRX_MSG_CACHE)
 		c->v[c->n++] = prev;
 	else
-		krx_free_raw(prev);
+		free_block(c, prev);
 }
 
 void krx_msg_free_chain(krx_msg_cache *c, krx_msg *m)
@@ -81,12 +108,12 @@ void krx_msg_cache_flush(krx_msg_cache *c)
 	for (int i = 0; i < 2; i++) {
 		if (*held[i]) {
 			poison_held(*held[i], false);
-			krx_free_raw(*held[i]);
+			free_block(c, *held[i]);
 			*held[i] = NULL;
 		}
 	}
 	while (c->n)
-		krx_free_raw(c->v[--c->n]);
+		free_block(c, c->v[--c->n]);
 }
 
 void krx_msg_free_hblk(krx_hblk *b, void *cache)

@@ -31,6 +31,7 @@
 
 #include "mailbox.h"
 #include "san.h"
+#include "stat.h"
 
 #define KRX_MSG_SMALL 32   /* payload bytes of a cached block (128 in all) */
 #define KRX_MSG_CACHE 1024 /* blocks one scheduler keeps (128 KiB): a broadcast
@@ -48,12 +49,22 @@ _Static_assert(sizeof(krx_msg) + KRX_MSG_SMALL == 128, "a cached block is two ca
 
 typedef struct krx_msg_cache {
 	unsigned n;
+	uint64_t sent;          /* messages sent from processes running here (send.c): a
+	                         * figure, beside n so that the send path adds to it
+	                         * through the pointer it holds already; stat.h */
+	uint64_t bytes;         /* blocks taken from the allocator here, less those
+	                         * given back here (mod 2^64: a block may go back on
+	                         * another scheduler); stat.h */
 	krx_msg *held;          /* the small block freed last: cached when the next is freed */
 	krx_msg *held_big;      /* the same for the other blocks (sanitizer builds: all) */
 	krx_msg *v[KRX_MSG_CACHE];
 } krx_msg_cache;
 
 krx_msg *krx_msg_new_slow(krx_msg_cache *c, size_t len);
+/* The bytes of message blocks host threads took and gave back (c NULL),
+ * as krx_msg_cache.bytes: the sum over every cache and this is what krill
+ * holds. Any thread. */
+uint64_t krx_msg_host_bytes(void);
 void krx_msg_free_slow(krx_msg_cache *c, krx_msg *m);
 
 /* A user message from c, which holds one (c->n > 0). */

@@ -649,6 +649,25 @@ static size_t walk_processes(krx_proc *me, kr_pid *out, size_t max)
 	return n;
 }
 
+size_t krx_procs_heap_bytes(void)
+{
+	krx_proc *me = krx_proc_self();
+	size_t total = 0;
+	for (size_t c = 0; c < procs.nchunks; c++) {
+		/* Acquire: pairs with the release that published the chunk. */
+		krx_proc *chunk = (krx_proc *)AO_load_acquire(&krx_proc_table.chunks[c]);
+		for (size_t i = 0; chunk && i < CHUNK; i++) {
+			/* Relaxed: figures; a slot between incarnations holds 0
+			 * (its heap is destroyed before the slot is freed). */
+			if (AO_load(&chunk[i].live_pid))
+				total += AO_load(&chunk[i].heap.bytes);
+			if (me && (i & 15) == 15)
+				krx_task_charge(1); /* as walk_processes */
+		}
+	}
+	return total;
+}
+
 KR_API int kr_processes(kr_pid *out, size_t max)
 {
 	if (max && !out)

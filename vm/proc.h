@@ -158,6 +158,9 @@ static inline krx_proc *krx_proc_live(kr_pid pid)
 	return p && (kr_pid)AO_load_acquire(&p->live_pid) == pid ? p : NULL;
 }
 size_t krx_procs_alive(void);
+/* The heap bytes (kr_proc_info.heap_bytes) of every live process, summed:
+ * a walk of the table, for the observer's sampler. Any thread. */
+size_t krx_procs_heap_bytes(void);
 uint64_t krx_procs_spawned(void);
 /* A slot for a host thread's mailbox (host.c): a process that never runs,
  * trapping exits, named "host", alive from here until its exit path.

@@ -299,6 +299,7 @@ static inline __attribute__((always_inline)) int send_cached(krx_sched *s, kr_pi
 	                             !(p = krx_proc_live(to)),
 	                     0))
 		return -1;
+	krx_stat_add(&c->sent, 1); /* one add, before m's stores: stat.h */
 	krx_msg *m = krx_msg_from_cache(c);
 	m->hb.kind = kind;
 	m->pub.ref = ref;
@@ -312,6 +313,16 @@ static inline __attribute__((always_inline)) int send_cached(krx_sched *s, kr_pi
 	    deliver_direct(s, p, serial, kind, m))
 		return 0;
 	return deliver_to(s, p, serial, m) == KRX_PUSH_DEAD;
+}
+
+/* A message sent by the slow path: the scheduler's count, or the host
+ * threads' (s NULL). */
+static void count_sent(krx_sched *s)
+{
+	if (s)
+		krx_stat_add(&krx_vm_msg_cache(s)->sent, 1);
+	else
+		krx_vm_count_host_send();
 }
 
 /* Send a user message or a request (kind) with tags below tag_end, or
@@ -345,12 +356,14 @@ static inline __attribute__((always_inline)) int send_one(kr_pid to, unsigned ki
 	 * with a mailbox sends from its pid, so that answers reach it. */
 	kr_pid from = self ? (kr_pid)AO_load(&self->live_pid) : krx_host_pid();
 	if (krx_pid_remote(to)) {
+		count_sent(s);
 		err = krx_remote_send(from, to, kind, tag, ref, data, len, bin);
 		goto out;
 	}
 	err = KR_EINVAL;
 	if (!krx_pid_valid(to))
 		goto out;
+	count_sent(s);
 	krx_msg *m = krx_msg_build(s, kind, from, tag, ref, data, len, bin);
 	err = KR_ENOMEM;
 	if (m)
@@ -397,11 +410,21 @@ int krx_send_call(kr_pid to, uint64_t tag, kr_ref ref, const void *data, size_t 
 	return send_one(to, KRX_MSG_CALL, tag, UINT64_MAX, ref, data, len, NULL); /* call.c checked tag */
 }
 
+/* krx_send_reply's other cases, out of line: a call there would make the
+ * fast path keep more registers (six instructions a reply). */
+static __attribute__((noinline)) void send_reply_slow(krx_sched *s, kr_pid from, kr_pid to,
+                                                      kr_ref ref, uint64_t tag, const void *data,
+                                                      size_t len)
+{
+	count_sent(s);
+	(void)krx_signal_send(s, from, to, KRX_SIG_REPLY, ref, tag, data, len);
+}
+
 void krx_send_reply(krx_sched *s, kr_pid from, kr_pid to, kr_ref ref, uint64_t tag,
                     const void *data, size_t len)
 {
 	if (send_cached(s, to, KRX_SIG_REPLY, tag, ref, data, len) < 0)
-		(void)krx_signal_send(s, from, to, KRX_SIG_REPLY, ref, tag, data, len);
+		send_reply_slow(s, from, to, ref, tag, data, len);
 }
 
 int krx_remote_deliver(kr_pid from, kr_pid to, uint64_t tag, const void *data, size_t len,

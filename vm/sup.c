@@ -45,7 +45,9 @@
 #include "proxy.h"
 #include "send.h"
 #include "str.h"
+#include "supinfo.h"
 #include "timeout.h"
+#include "vm.h"
 
 /* The protocol's tags (sup.h reserves KR_TAG_SUP and up). */
 enum {
@@ -61,6 +63,7 @@ enum {
 	TAG_REQ_DELETE,
 	TAG_REQ_WHICH,
 	TAG_REQ_COUNT,
+	TAG_REQ_DESCRIBE, /* the observer's: strategy, children, their last restarts */
 	TAG_REPLY
 };
 
@@ -98,6 +101,7 @@ typedef struct child {
 	int stop;                  /* while being stopped: enum stop_state */
 	bool ended_first;          /* while being stopped: it had ended before it was asked to */
 	unsigned restarts;         /* started again by restart() (kr_sup_child.restarts) */
+	int64_t restarted_ms;      /* when restart() last started it (now_ms), 0 never */
 	kr_ref mon;
 	kr_reason why;
 } child;
@@ -747,8 +751,12 @@ static bool add_restart(sup *s)
 static int restart_child(sup *s, child *c)
 {
 	int rc = start_child(s, c);
-	if (rc == 0)
-		c->restarts++, report_progress(s, c, "restarted");
+	if (rc == 0) {
+		c->restarts++;
+		c->restarted_ms = now_ms();
+		krx_vm_count_restart();
+		report_progress(s, c, "restarted");
+	}
 	return rc;
 }
 
@@ -939,6 +947,37 @@ static void do_which_children(sup *s, const kr_msg *m)
 	kr_free(out);
 }
 
+static void do_describe(sup *s, const kr_msg *m)
+{
+	size_t max = 0;
+	if (m->len == sizeof max)
+		memcpy(&max, m->data, sizeof max);
+	if (max > s->nchildren)
+		max = s->nchildren;
+	int head[2] = { (int)s->nchildren, s->strategy };
+	size_t len = sizeof head + max * sizeof(krx_sup_desc_child);
+	char *out = kr_alloc(len);
+	if (!out) {
+		int rc = KR_ENOMEM;
+		krx_reply(m, TAG_REPLY, &rc, sizeof rc);
+		return;
+	}
+	memcpy(out, head, sizeof head);
+	krx_sup_desc_child *v = (krx_sup_desc_child *)(void *)(out + sizeof head);
+	int64_t now = now_ms();
+	size_t i = 0;
+	for (child *c = s->first; c && i < max; c = c->next, i++) {
+		krx_sup_desc_child w = { .c = { .pid = c->pid, .type = c->sp->type,
+			                         .restart = c->sp->restart, .restarts = c->restarts },
+			                 .restarted_ago_ms = c->restarted_ms ? now - c->restarted_ms : -1 };
+		if (s->strategy != KR_SIMPLE_ONE_FOR_ONE)
+			memcpy(w.c.id, c->sp->id, sizeof w.c.id);
+		memcpy(&v[i], &w, sizeof w);
+	}
+	krx_reply(m, TAG_REPLY, out, len);
+	kr_free(out);
+}
+
 static kr_sup_counts do_count_children(const sup *s)
 {
 	kr_sup_counts n = { .specs = s->strategy == KR_SIMPLE_ONE_FOR_ONE ? 1 : s->nchildren,
@@ -974,6 +1013,9 @@ static void serve(sup *s, const kr_msg *m)
 		break;
 	case TAG_REQ_WHICH:
 		do_which_children(s, m);
+		return;
+	case TAG_REQ_DESCRIBE:
+		do_describe(s, m);
 		return;
 	case TAG_REQ_COUNT: {
 		kr_sup_counts n = do_count_children(s);
@@ -1432,4 +1474,27 @@ KR_API int kr_sup_count_children_timeout(kr_pid sup_pid, kr_sup_counts *out, lon
 KR_API int kr_sup_count_children(kr_pid sup_pid, kr_sup_counts *out)
 {
 	return kr_sup_count_children_timeout(sup_pid, out, KR_INFINITY);
+}
+
+int krx_sup_describe(kr_pid sup_pid, int *strategy, krx_sup_desc_child *out, size_t max,
+                     long timeout_ms)
+{
+	if (max && !out)
+		return KR_EINVAL;
+	answer a;
+	int rc = request(sup_pid, TAG_REQ_DESCRIBE, &max, sizeof max, timeout_ms, &a);
+	if (rc)
+		return rc;
+	int head[2] = { KR_EINVAL, 0 };
+	if (a.len == sizeof(int))
+		memcpy(head, a.data, sizeof(int)); /* its error */
+	if (a.len >= sizeof head) {
+		memcpy(head, a.data, sizeof head);
+		*strategy = head[1];
+		size_t got = (a.len - sizeof head) / sizeof *out;
+		if (got)
+			memcpy(out, (const char *)a.data + sizeof head, got * sizeof *out);
+	}
+	answer_free(&a);
+	return head[0];
 }

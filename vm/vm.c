@@ -16,6 +16,7 @@
 #include "host.h"
 #include "mi.h"
 #include "msgtimer.h"
+#include "obs.h"
 #include "outbox.h"
 #include "proc.h"
 #include "registry.h"
@@ -182,6 +183,7 @@ KR_API int kr_vm_stop(void)
 		krx_sched_stop();
 		krx_msgtimer_free(); /* timers that never fired: their messages are not sent */
 		krx_procs_free();
+		krx_observer_vm_stopped(); /* its shared state, once no process is left */
 		krx_remote_vm_stopped(); /* dist/'s tables, once no process is left */
 		krx_registry_free();
 		krx_sched_free();
@@ -196,6 +198,33 @@ KR_API int kr_vm_stop(void)
 	return err;
 }
 
+/* ---- figures ---- */
+
+static AO_t host_sent; /* messages host threads sent: off the processes' path */
+
+void krx_vm_count_host_send(void)
+{
+	AO_fetch_and_add1(&host_sent); /* relaxed: a figure */
+}
+
+void krx_vm_count_restart(void)
+{
+	krx_sched *s = krx_sched_self();
+	if (s)
+		krx_stat_add(&krx_vm_local_of(s)->restarts, 1);
+}
+
+void krx_vm_figures_get(krx_vm_figures *out)
+{
+	/* Relaxed: figures. */
+	*out = (krx_vm_figures){ .sent = AO_load(&host_sent), .msg_bytes = krx_msg_host_bytes() };
+	for (unsigned i = 0; i < krx_sched_count(); i++) {
+		out->sent += krx_stat_read(&locals[i].msgs.sent);
+		out->restarts += krx_stat_read(&locals[i].restarts);
+		out->msg_bytes += krx_stat_read(&locals[i].msgs.bytes);
+	}
+}
+
 KR_API int kr_vm_stats_get(kr_vm_stats *out)
 {
 	if (!out)
@@ -205,7 +234,21 @@ KR_API int kr_vm_stats_get(kr_vm_stats *out)
 		return KR_ESTOPPED;
 	krx_stack_stats ss;
 	krx_stack_pool_stats(krx_sched_pool(), &ss);
+	krx_vm_figures fig;
+	krx_vm_figures_get(&fig);
+	uint64_t now = krx_now_ns(), busy = 0;
+	for (unsigned i = 0; i < krx_sched_count(); i++) {
+		krx_sched_figures sf;
+		krx_sched_figures_get(i, now, &sf);
+		uint64_t up = now - krx_sched_started_ns();
+		busy += up > sf.idle_ns ? up - sf.idle_ns : 0;
+	}
 	*out = (kr_vm_stats){
+		.messages_sent = fig.sent,
+		.restarts = fig.restarts,
+		.message_bytes = (size_t)fig.msg_bytes,
+		.busy_ns = busy,
+		.uptime_ns = now - krx_sched_started_ns(),
 		.schedulers = krx_sched_count(),
 		.procs_alive = krx_procs_alive(),
 		.procs_spawned = krx_procs_spawned(),

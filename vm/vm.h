@@ -14,6 +14,7 @@
 #include "msg.h"
 #include "outbox.h"
 #include "sched.h"
+#include "stat.h"
 
 /* What vm/ keeps per scheduler (krx_sched.vm.local): touched by that
  * scheduler's thread only. */
@@ -22,6 +23,9 @@ typedef struct krx_vm_local {
 	krx_msg_cache msgs;
 	krx_slot_cache slots; /* free process slots (proc.c) */
 	uint64_t refs;        /* references made here (krx_ref_new) */
+	/* A figure (krx_vm_figures_get), added to by this scheduler's thread
+	 * only (stat.h), read by any; messages sent are msgs.sent. */
+	uint64_t restarts;    /* children restarted by supervisors running here */
 } krx_vm_local;
 
 /* vm/'s corner of scheduler s. */
@@ -35,6 +39,22 @@ static inline krx_msg_cache *krx_vm_msg_cache(krx_sched *s)
 {
 	return s ? &krx_vm_local_of(s)->msgs : NULL;
 }
+
+/* The VM's figures that are kept per scheduler (stat.h), summed: for the
+ * observer and kr_vm_stats. */
+typedef struct krx_vm_figures {
+	uint64_t sent;      /* messages sent: user messages, requests and replies,
+	                     * from processes and host threads, to live processes or not */
+	uint64_t restarts;  /* children restarted by supervisors (kr_sup_child.restarts) */
+	uint64_t msg_bytes; /* message blocks held from the allocator: queued, received
+	                     * and not yet freed, and cached for reuse (msg.h) */
+} krx_vm_figures;
+/* Any thread, while the VM runs (a host thread inside krx_vm_enter). */
+void krx_vm_figures_get(krx_vm_figures *out);
+/* A supervisor restarted a child (sup.c, from its process). */
+void krx_vm_count_restart(void);
+/* A host thread sent a message (send.c). */
+void krx_vm_count_host_send(void);
 
 int krx_vm_enter_host(void);
 void krx_vm_leave_host(void);

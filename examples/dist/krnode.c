@@ -2,7 +2,7 @@
  * krnode - a krill node to talk to from other nodes, krill's or the BEAM's.
  *
  *   build/krnode --name NAME [--cookie COOKIE] [--port P] [--fixed-port P]
- *                [--ticktime SECONDS] [--hidden] [--commands]
+ *                [--ticktime SECONDS] [--hidden] [--commands] [--observer]
  *
  * Its registered process `echo`:
  *  - sends every message {Pid, Term} back to Pid as Term;
@@ -23,6 +23,8 @@
  *  - `send NODE NAME N` sends N krill messages (tag i, i as 4 bytes) to
  *    {NAME, NODE}, i from 0 up, from a new process, then prints "sent N";
  *  - `nodes` prints "nodes K:" and the names of the K connected nodes.
+ * With --observer it runs the observer (include/krill/observer.h) on a free
+ * port of loopback too, and prints "krnode observer PORT" before "ready".
  * It prints "krnode NAME ready" once the node is reachable, and runs until
  * killed. From a BEAM node:
  *
@@ -41,6 +43,7 @@
 #define KRNODE_SINK_END 0xe0f
 
 static int with_commands; /* --commands */
+static int with_observer; /* --observer */
 
 /* Send term (the bytes at t, a whole term without the version byte) to pid. */
 static void send_term(kr_pid to, const char *t, int len)
@@ -266,6 +269,14 @@ static void root(void *arg)
 	}
 	if (with_commands)
 		kr_spawn(commands, NULL);
+	if (with_observer) {
+		rc = kr_observer_start(NULL, 0);
+		if (rc != 0) {
+			fprintf(stderr, "krnode: observer: %s\n", kr_strerror(rc));
+			exit(1);
+		}
+		printf("krnode observer %d\n", kr_observer_port());
+	}
 	printf("krnode %s ready\n", kr_node_name());
 	fflush(stdout);
 	kr_sleep(KR_INFINITY);
@@ -274,7 +285,7 @@ static void root(void *arg)
 static void usage(void)
 {
 	fprintf(stderr, "usage: krnode --name NAME [--cookie COOKIE] [--port P] [--fixed-port P]\n"
-	                "              [--ticktime SECONDS] [--hidden] [--commands]\n");
+	                "              [--ticktime SECONDS] [--hidden] [--commands] [--observer]\n");
 	exit(2);
 }
 
@@ -288,6 +299,10 @@ int main(int argc, char **argv)
 		}
 		if (!strcmp(argv[i], "--commands")) {
 			with_commands = 1;
+			continue;
+		}
+		if (!strcmp(argv[i], "--observer")) {
+			with_observer = 1;
 			continue;
 		}
 		if (i + 1 >= argc)
