@@ -26,6 +26,7 @@ static struct {
 	atomic_int stop;
 	int port;
 	long requests, bytes, failures;
+	uint64_t wait_ns; /* waiting for the answers, in all */
 	int running;
 } po;
 
@@ -94,7 +95,9 @@ static void *poll_page(void *arg)
 		snprintf(stats, sizeof stats, "/api/stats?since=%ld", since);
 		const char *targets[] = { stats, "/api/processes", "/api/trees" };
 		for (int i = 0; i < 3 && fd >= 0; i++) {
+			uint64_t r0 = bench_now_ns();
 			long n = get(fd, targets[i], i == 0 ? &since : NULL);
+			po.wait_ns += bench_now_ns() - r0;
 			if (n < 0) {
 				po.failures++;
 				close(fd);
@@ -125,6 +128,7 @@ void bench_observer_start(void)
 	po.port = kr_observer_port();
 	atomic_store(&po.stop, 0);
 	po.requests = po.bytes = po.failures = 0;
+	po.wait_ns = 0;
 	if (pthread_create(&po.thread, NULL, poll_page, NULL) == 0)
 		po.running = 1;
 	fprintf(stderr, "observer: http://127.0.0.1:%d/, fetched once a second\n", po.port);
@@ -150,6 +154,6 @@ void bench_observer_stop(void)
 	 * as the supervisor stops it is reported (noproc). */
 	kr_sleep(50);
 	kr_observer_stop();
-	fprintf(stderr, "observer: %ld requests answered (%ld bytes), %ld failed\n", po.requests,
-	        po.bytes, po.failures);
+	fprintf(stderr, "observer: %ld requests answered (%ld bytes), %ld failed; %.1f ms waiting "
+	        "for answers in all\n", po.requests, po.bytes, po.failures, (double)po.wait_ns / 1e6);
 }

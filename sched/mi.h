@@ -28,4 +28,31 @@
 #define krx_free_raw(p) mi_free(p)
 #endif
 
+#include <stdint.h>
+#include <string.h>
+
+/* n zeroed elements of size bytes (a multiple of 64: a struct whose first
+ * member is _Alignas(64)) starting on a cache line, so that two neighbours
+ * (one per scheduler, each written by its own thread) never share one.
+ * The allocator's block is 128 bytes longer; its address is kept in the
+ * word before the array. Free with krx_free_lines. NULL if memory is short. */
+static inline void *krx_calloc_lines(size_t n, size_t size)
+{
+	char *raw = krx_calloc_raw(1, n * size + 128);
+	if (!raw)
+		return NULL;
+	char *p = (char *)(((uintptr_t)raw + 64 + 63) & ~(uintptr_t)63);
+	memcpy(p - sizeof raw, &raw, sizeof raw);
+	return p;
+}
+
+static inline void krx_free_lines(void *p)
+{
+	if (!p)
+		return;
+	char *raw;
+	memcpy(&raw, (char *)p - sizeof raw, sizeof raw);
+	krx_free_raw(raw);
+}
+
 #endif

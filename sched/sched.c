@@ -483,10 +483,10 @@ int krx_sched_start(const krx_sched_config *cfg)
 	int err = krx_stack_pool_init(&krx_scheds.pool, &so);
 	if (err)
 		return KR_ENOMEM;
-	krx_scheds.scheds = krx_calloc_raw(krx_scheds.n, sizeof *krx_scheds.scheds);
+	krx_scheds.scheds = krx_calloc_lines(krx_scheds.n, sizeof *krx_scheds.scheds);
 	krx_scheds.idle_list = krx_calloc_raw(krx_scheds.n, sizeof *krx_scheds.idle_list);
 	if (!krx_scheds.scheds || !krx_scheds.idle_list || krx_poll_start(krx_scheds.n)) {
-		krx_free_raw(krx_scheds.scheds);
+		krx_free_lines(krx_scheds.scheds);
 		krx_free_raw(krx_scheds.idle_list);
 		krx_stack_pool_destroy(&krx_scheds.pool);
 		return KR_ENOMEM;
@@ -494,7 +494,7 @@ int krx_sched_start(const krx_sched_config *cfg)
 	/* The fault handlers go in once nothing else can fail. */
 	if (krx_fault_start(krx_scheds.n, &cfg->hooks)) {
 		krx_poll_free();
-		krx_free_raw(krx_scheds.scheds);
+		krx_free_lines(krx_scheds.scheds);
 		krx_free_raw(krx_scheds.idle_list);
 		krx_stack_pool_destroy(&krx_scheds.pool);
 		return KR_ENOMEM;
@@ -552,7 +552,7 @@ void krx_sched_free(void)
 	}
 	pthread_mutex_destroy(&krx_scheds.pools_lock);
 	krx_poll_free();
-	krx_free_raw(krx_scheds.scheds);
+	krx_free_lines(krx_scheds.scheds);
 	krx_free_raw(krx_scheds.idle_list);
 	pthread_mutex_destroy(&krx_scheds.inject.lock);
 	pthread_mutex_destroy(&krx_scheds.idle_lock);

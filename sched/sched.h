@@ -74,7 +74,9 @@ typedef struct krx_sched_hooks {
 enum krx_switch_cause { KRX_SW_YIELD, KRX_SW_PARK, KRX_SW_EXIT, KRX_SW_HIBERNATE };
 
 typedef struct krx_sched {
-	unsigned id;
+	/* Each scheduler's struct on lines of its own (krx_calloc_lines):
+	 * neighbours' fields written by their own threads never share one. */
+	_Alignas(64) unsigned id;
 	pthread_t thread;
 	krx_ctx ctx;              /* the scheduler loop's own context */
 	krx_runq rq;
@@ -122,7 +124,7 @@ typedef struct krx_sched {
 	/* Figures (krx_sched_figures_get), written by this thread only. Idle
 	 * time is a pair under a sequence count (odd while it changes): the
 	 * idle time that has ended, and when the current one began (0: busy);
-	 * idle_from and idle_total are this thread's own copies. */
+	 * idle_from, idle_last and idle_total are this thread's own. */
 	struct {
 		AO_t seq;
 		AO_t idle_ns;
@@ -130,6 +132,7 @@ typedef struct krx_sched {
 		uint64_t steals;    /* krx_stat_add (stat.h) */
 	} fig;
 	uint64_t idle_from;
+	uint64_t idle_last;       /* the last clock read while idle (loop.c's idle_end) */
 	uint64_t idle_total;
 } krx_sched;
 

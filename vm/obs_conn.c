@@ -46,10 +46,16 @@ static bool send_response(int fd, int status, const char *type, const krx_obs_bu
 	krx_obs_buf out = { 0 };
 	size_t blen = body->len;
 	krx_obs_http_head(&out, status, type, blen, keep_alive, allow);
+	/* One write for a head and a body of up to 64 KiB: two small writes
+	 * would each be a segment, and the client's delayed ACK of the first
+	 * (with Nagle's algorithm, were it on) would hold the second. */
+	bool one = !head_only && blen && blen <= 64 << 10;
+	if (one)
+		krx_obs_put(&out, body->p, blen);
 	bool ok = !out.failed;
 	if (ok && out.len && kr_write(fd, out.p, out.len, timeout_ms) < 0)
 		ok = false;
-	if (ok && !head_only && blen && kr_write(fd, body->p, blen, timeout_ms) < 0)
+	if (ok && !one && !head_only && blen && kr_write(fd, body->p, blen, timeout_ms) < 0)
 		ok = false;
 	krx_obs_buf_free(&out);
 	return ok;

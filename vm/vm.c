@@ -110,11 +110,11 @@ KR_API int kr_vm_start(const kr_config *user)
 		krx_procs_free();
 		goto out;
 	}
-	locals = krx_calloc_raw(cfg.schedulers, sizeof *locals);
+	locals = krx_calloc_lines(cfg.schedulers, sizeof *locals);
 	void **local_ptrs = krx_calloc_raw(cfg.schedulers, sizeof *local_ptrs);
 	err = KR_ENOMEM;
 	if (!locals || !local_ptrs) {
-		krx_free_raw(locals);
+		krx_free_lines(locals);
 		krx_free_raw(local_ptrs);
 		krx_msgtimer_free();
 		krx_registry_free();
@@ -150,7 +150,7 @@ KR_API int kr_vm_start(const kr_config *user)
 		krx_msgtimer_free();
 		krx_registry_free();
 		krx_procs_free();
-		krx_free_raw(locals);
+		krx_free_lines(locals);
 	} else {
 		AO_store_release(&accepting, 1);
 	}
@@ -190,7 +190,7 @@ KR_API int kr_vm_stop(void)
 		krx_log_stop(); /* what the burst limit dropped, if not yet said */
 		for (unsigned i = 0; i < n; i++)
 			krx_msg_cache_flush(&locals[i].msgs);
-		krx_free_raw(locals);
+		krx_free_lines(locals);
 		locals = NULL;
 		err = 0;
 	}

@@ -19,7 +19,7 @@
 /* What vm/ keeps per scheduler (krx_sched.vm.local): touched by that
  * scheduler's thread only. */
 typedef struct krx_vm_local {
-	krx_outbox outbox;
+	_Alignas(64) krx_outbox outbox; /* on lines of its own: krx_calloc_lines */
 	krx_msg_cache msgs;
 	krx_slot_cache slots; /* free process slots (proc.c) */
 	uint64_t refs;        /* references made here (krx_ref_new) */
