@@ -38,12 +38,14 @@ static void squarer(void *arg)
 			memcpy(&x, m->data, sizeof x);
 		VM_CHECK(m->sender > 0, "a request from pid %lld", (long long)m->sender);
 		x *= x;
+		/* Counted before the answer goes: a caller that has its last
+		 * answer, and the test thread after it, must see the count. */
+		atomic_fetch_add(&served, 1);
 		if (m->ref)
 			VM_CHECK(kr_reply(m, T_ANSWER, &x, sizeof x) == 0, "kr_reply");
 		else
 			VM_CHECK(kr_send(m->sender, T_ANSWER, &x, sizeof x) == 0, "kr_send");
 		kr_msg_free(m);
-		atomic_fetch_add(&served, 1);
 	}
 }
 
