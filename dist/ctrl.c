@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "conn.h"
 #include "ext.h"
@@ -86,8 +85,7 @@ int krd_frame_send(krd_peer *p, krd_buf *b)
 static void wait_while_busy(krd_peer *p)
 {
 	while (AO_load(&p->queued) > krd_me.busy_limit && krd_peer_writer_alive(p))
-		if (kr_sleep(1) == KR_ENOTPROC)
-			nanosleep(&(struct timespec){0, 1000000}, NULL);
+		(void)kr_sleep(1); /* a process or a host thread alike */
 }
 
 /* kr_call to a peer's process, as gen_server:call does it: monitor the

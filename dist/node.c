@@ -24,7 +24,6 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <ei.h>
@@ -350,11 +349,6 @@ KR_API int kr_node_start(const kr_node_config *cfg)
 	return rc;
 }
 
-static void pause_ms(long ms)
-{
-	if (kr_sleep(ms) == KR_ENOTPROC)
-		nanosleep(&(struct timespec){0, ms * 1000000L}, NULL);
-}
 
 KR_API int kr_node_stop(void)
 {
@@ -372,7 +366,7 @@ KR_API int kr_node_stop(void)
 	/* The listening socket and the EPMD registration go with the
 	 * acceptor: wait for it, so that a new node may take the name. */
 	for (int i = 0; i < 500 && kr_is_alive(krd_me.acceptor); i++)
-		pause_ms(2);
+		kr_sleep(2); /* a process or a host thread alike */
 	AO_store_release(&state, OFF);
 	return 0;
 }

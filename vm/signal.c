@@ -124,7 +124,7 @@ static __attribute__((noinline, cold)) enum krx_take exit_priority(krx_proc *p, 
 {
 	krx_proc_ext *x = krx_proc_ext_peek(p);
 	if (m->hb.kind == KRX_SIG_EXIT_LINK)
-		return x->prio && krx_prio_link_gone(x, from) ? KRX_TAKE_PRIORITY : KRX_TAKE_KEEP;
+		return krx_prio_link_gone(x, from) ? KRX_TAKE_PRIORITY : KRX_TAKE_KEEP;
 	if (m->pub.ref == KRX_REF_PRIO_EXIT)
 		return KRX_TAKE_PRIORITY;
 	return x && krx_prio_alias_active(x, m->pub.ref) ? KRX_TAKE_PRIORITY : KRX_TAKE_DROP;
